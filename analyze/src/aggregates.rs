@@ -1,0 +1,64 @@
+//! Open data: the published group-week table as Parquet and CSV
+//! (docs/data-dictionary.md).
+
+use std::fs::File;
+use std::path::Path;
+
+use polars::prelude::*;
+
+use crate::rules::AggregateRow;
+use crate::shifts::{GAP_CLASSES, HIST_BOUNDS_S};
+use crate::AnalyzeError;
+
+/// Column name of a histogram bucket: `iv_le_0_5s` ... `iv_gt_1800s`.
+pub fn hist_column(i: usize) -> String {
+    match HIST_BOUNDS_S.get(i) {
+        Some(b) => format!("iv_le_{}s", b.to_string().replace('.', "_")),
+        None => format!("iv_gt_{}s", HIST_BOUNDS_S[HIST_BOUNDS_S.len() - 1]),
+    }
+}
+
+/// The aggregates as a DataFrame, one row per site, group and ISO week.
+pub fn frame(rows: &[AggregateRow]) -> PolarsResult<DataFrame> {
+    let mut cols = vec![
+        Column::new("site".into(), rows.iter().map(|r| r.site.as_str()).collect::<Vec<_>>()),
+        Column::new("group".into(), rows.iter().map(|r| r.group.as_str()).collect::<Vec<_>>()),
+        Column::new("week".into(), rows.iter().map(|r| r.week.as_str()).collect::<Vec<_>>()),
+        Column::new("workers".into(), rows.iter().map(|r| r.workers).collect::<Vec<_>>()),
+        Column::new("shifts".into(), rows.iter().map(|r| r.shifts).collect::<Vec<_>>()),
+        Column::new("effective_hours".into(), rows.iter().map(|r| r.effective_hours).collect::<Vec<_>>()),
+        Column::new("units".into(), rows.iter().map(|r| r.units).collect::<Vec<_>>()),
+        Column::new("uph_p10".into(), rows.iter().map(|r| r.uph_p10).collect::<Vec<_>>()),
+        Column::new("uph_p50".into(), rows.iter().map(|r| r.uph_p50).collect::<Vec<_>>()),
+        Column::new("uph_p90".into(), rows.iter().map(|r| r.uph_p90).collect::<Vec<_>>()),
+    ];
+    for i in 0..=HIST_BOUNDS_S.len() {
+        cols.push(Column::new(hist_column(i).into(), rows.iter().map(|r| r.hist[i]).collect::<Vec<_>>()));
+    }
+    for (i, g) in GAP_CLASSES.iter().enumerate() {
+        cols.push(Column::new(
+            format!("gaps_{g}").into(),
+            rows.iter().map(|r| r.gaps[i]).collect::<Vec<_>>(),
+        ));
+    }
+    cols.push(Column::new("idle_flags".into(), rows.iter().map(|r| r.idle_flags).collect::<Vec<_>>()));
+    cols.push(Column::new("speed_flags".into(), rows.iter().map(|r| r.speed_flags).collect::<Vec<_>>()));
+    cols.push(Column::new(
+        "justification_requests".into(),
+        rows.iter().map(|r| r.justification_requests).collect::<Vec<_>>(),
+    ));
+    DataFrame::new_infer_height(cols)
+}
+
+/// Writes `group_weeks.parquet` and `group_weeks.csv` into `dir`.
+pub fn write(rows: &[AggregateRow], dir: &Path) -> Result<(), AnalyzeError> {
+    std::fs::create_dir_all(dir).map_err(|e| AnalyzeError::io(dir, e))?;
+    let mut df = frame(rows)?;
+    let p = dir.join("group_weeks.parquet");
+    let f = File::create(&p).map_err(|e| AnalyzeError::io(&p, e))?;
+    ParquetWriter::new(f).finish(&mut df)?;
+    let c = dir.join("group_weeks.csv");
+    let f = File::create(&c).map_err(|e| AnalyzeError::io(&c, e))?;
+    CsvWriter::new(f).include_header(true).finish(&mut df)?;
+    Ok(())
+}

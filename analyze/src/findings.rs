@@ -1,0 +1,105 @@
+//! findings.json, version 1 (docs/findings.md).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub const FINDINGS_SCHEMA: &str = "vigie.findings.v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    Attention,
+    Breach,
+    InsufficientData,
+}
+
+impl Status {
+    /// The value of `vigie_finding_status`.
+    pub fn gauge(self) -> i64 {
+        match self {
+            Status::Ok => 0,
+            Status::Attention => 1,
+            Status::Breach => 2,
+            Status::InsufficientData => -1,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Attention => "attention",
+            Status::Breach => "breach",
+            Status::InsufficientData => "insufficient_data",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finding {
+    pub rule: String,
+    pub status: Status,
+    pub site: String,
+    /// `site`, `team:NAME` or `zone:NAME`.
+    pub group: String,
+    /// An ISO week (`2026-W10`) or `all`.
+    pub period: String,
+    pub observed: Option<f64>,
+    pub threshold: f64,
+    pub unit: String,
+    /// Distinct workers of the group in the period.
+    pub population: u64,
+    pub sources: Vec<String>,
+    pub explanation: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputSummary {
+    pub events: u64,
+    pub rejected: u64,
+    pub rejected_by_reason: BTreeMap<String, u64>,
+    pub duplicates: u64,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub sites: Vec<String>,
+    /// Records that carried fields outside the contract (dropped, never
+    /// stored), and those fields by name.
+    pub records_with_dropped_fields: u64,
+    pub dropped_fields: BTreeMap<String, u64>,
+    pub files: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PrivacySummary {
+    pub k: u32,
+    pub suppressed_groups: u64,
+    /// Pseudonymisation: "hmac-sha256" with a key from a file, or with a
+    /// random key for this run only.
+    pub pseudonymisation: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Findings {
+    pub schema: String,
+    pub generated_at: String,
+    pub policy: String,
+    pub input: InputSummary,
+    pub privacy: PrivacySummary,
+    pub findings: Vec<Finding>,
+}
+
+impl Findings {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_default()
+    }
+
+    /// Counts by status.
+    pub fn status_counts(&self) -> BTreeMap<Status, usize> {
+        let mut m = BTreeMap::new();
+        for f in &self.findings {
+            *m.entry(f.status).or_default() += 1;
+        }
+        m
+    }
+}

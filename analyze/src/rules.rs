@@ -1,0 +1,657 @@
+//! The version-1 rules, evaluated on shifts, per site, group and period,
+//! with k-anonymity and complementary suppression applied before anything
+//! is published.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike};
+
+use crate::employer::Employer;
+use crate::findings::{Finding, Status};
+use crate::policy::{Policy, RulePolicy};
+use crate::privacy;
+use crate::shifts::{Shift, GAP_CLASSES, HIST_BOUNDS_S};
+
+const US_PER_H: f64 = 3.6e9;
+
+/// California: one 10-minute rest period per `every_h` hours worked or
+/// major fraction (none under 3.5 h), plus the meal period once work
+/// exceeds `meal_h`.
+pub fn ca_rest_required(worked_h: f64, every_h: f64, meal_h: f64) -> f64 {
+    if worked_h < 3.5 {
+        return 0.0;
+    }
+    let rest = ((worked_h - every_h / 2.0) / every_h).ceil().max(1.0);
+    rest + if worked_h > meal_h { 1.0 } else { 0.0 }
+}
+
+/// The ISO week (`2026-W10`) and date of a local instant.
+pub fn iso_week(local_us: i64) -> String {
+    let dt = DateTime::from_timestamp_micros(local_us).unwrap_or_default().naive_utc();
+    let w = dt.iso_week();
+    format!("{:04}-W{:02}", w.year(), w.week())
+}
+
+/// The local calendar date of a local instant.
+pub fn local_date(local_us: i64) -> chrono::NaiveDate {
+    DateTime::from_timestamp_micros(local_us).unwrap_or_default().naive_utc().date()
+}
+
+/// Everything the analysis publishes.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    pub findings: Vec<Finding>,
+    /// Hidden (site, group, period) triples.
+    pub suppressed: u64,
+    pub suppressed_by_site: BTreeMap<String, u64>,
+    pub aggregates: Vec<AggregateRow>,
+}
+
+/// One row of the open data: a published group in one ISO week.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateRow {
+    pub site: String,
+    pub group: String,
+    pub week: String,
+    pub workers: u64,
+    pub shifts: u64,
+    pub effective_hours: f64,
+    pub units: u64,
+    pub uph_p10: Option<f64>,
+    pub uph_p50: Option<f64>,
+    pub uph_p90: Option<f64>,
+    pub hist: [u64; HIST_BOUNDS_S.len() + 1],
+    pub gaps: [u64; GAP_CLASSES.len()],
+    pub idle_flags: u64,
+    pub speed_flags: u64,
+    pub justification_requests: u64,
+}
+
+/// Quantile with linear interpolation between closest ranks (the
+/// "linear" method of NumPy and Polars). `sorted` must be sorted.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
+}
+
+struct Row<'a> {
+    s: &'a Shift,
+    week: String,
+    groups: Vec<String>,
+}
+
+type Key = (Arc<str>, String, String);
+
+fn groups_of(s: &Shift) -> Vec<String> {
+    let mut g = vec!["site".to_string()];
+    if let Some(t) = &s.team {
+        g.push(format!("team:{t}"));
+    }
+    if let Some(z) = &s.zone {
+        g.push(format!("zone:{z}"));
+    }
+    g
+}
+
+fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+struct Emit<'a> {
+    policy: &'a Policy,
+    out: Vec<Finding>,
+}
+
+impl Emit<'_> {
+    fn rule(&self, id: &str) -> Option<RulePolicy> {
+        self.policy.rule(id).cloned()
+    }
+
+    fn push(
+        &mut self,
+        id: &str,
+        site: &str,
+        group: &str,
+        period: &str,
+        observed: Option<f64>,
+        population: u64,
+        explanation: String,
+    ) {
+        let Some(r) = self.rule(id) else { return };
+        let status = match observed {
+            None => Status::InsufficientData,
+            Some(o) if r.compare.crossed(o, r.threshold) => match r.severity {
+                crate::policy::Severity::Attention => Status::Attention,
+                crate::policy::Severity::Breach => Status::Breach,
+            },
+            Some(_) => Status::Ok,
+        };
+        self.out.push(Finding {
+            rule: id.to_string(),
+            status,
+            site: site.to_string(),
+            group: group.to_string(),
+            period: period.to_string(),
+            observed,
+            threshold: r.threshold,
+            unit: r.unit.clone(),
+            population,
+            sources: r.sources.clone(),
+            explanation,
+        });
+    }
+
+    /// A rule whose value is "nothing to judge" but not a lack of data:
+    /// status ok with no observed value.
+    fn push_none(
+        &mut self,
+        id: &str,
+        site: &str,
+        group: &str,
+        period: &str,
+        population: u64,
+        explanation: String,
+    ) {
+        let Some(r) = self.rule(id) else { return };
+        self.out.push(Finding {
+            rule: id.to_string(),
+            status: Status::Ok,
+            site: site.to_string(),
+            group: group.to_string(),
+            period: period.to_string(),
+            observed: None,
+            threshold: r.threshold,
+            unit: r.unit.clone(),
+            population,
+            sources: r.sources.clone(),
+            explanation,
+        });
+    }
+}
+
+const WEEKLY_RULES: [&str; 4] = [
+    "worktime.break_after_6h",
+    "worktime.daily_rest_11h",
+    "worktime.daily_max_10h",
+    "worktime.weekly_max_48h",
+];
+
+/// Evaluates every enabled rule. `shifts` must be sorted by site, worker
+/// and start (as [`crate::shifts`] returns them).
+pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) -> Evaluation {
+    let k = policy.k as usize;
+    let rows: Vec<Row> =
+        shifts.iter().map(|s| Row { s, week: iso_week(s.local_start_us()), groups: groups_of(s) }).collect();
+
+    // Populations: distinct workers per (site, group, period).
+    let mut pop: BTreeMap<Key, BTreeSet<u64>> = BTreeMap::new();
+    for r in &rows {
+        for g in &r.groups {
+            for period in [r.week.as_str(), "all"] {
+                pop.entry((r.s.site.clone(), g.clone(), period.to_string())).or_default().insert(r.s.worker);
+            }
+        }
+    }
+    let sites: BTreeSet<Arc<str>> = rows.iter().map(|r| r.s.site.clone()).collect();
+
+    // Suppression, per site, period and kind of group.
+    let mut hidden: BTreeSet<Key> = BTreeSet::new();
+    let mut by_site_period: BTreeMap<(Arc<str>, String), Vec<(&String, &BTreeSet<u64>)>> = BTreeMap::new();
+    for ((site, group, period), w) in &pop {
+        by_site_period.entry((site.clone(), period.clone())).or_default().push((group, w));
+    }
+    for ((site, period), groups) in &by_site_period {
+        let site_workers =
+            groups.iter().find(|(g, _)| g.as_str() == "site").map(|(_, w)| (*w).clone()).unwrap_or_default();
+        if site_workers.len() < k {
+            // The whole site-period is withheld; its groups are hidden.
+            for (g, _) in groups {
+                if g.as_str() != "site" {
+                    hidden.insert((site.clone(), (*g).clone(), period.clone()));
+                }
+            }
+            continue;
+        }
+        for kind in ["team:", "zone:"] {
+            let of_kind: BTreeMap<String, BTreeSet<u64>> = groups
+                .iter()
+                .filter(|(g, _)| g.starts_with(kind))
+                .map(|(g, w)| ((*g).clone(), (*w).clone()))
+                .collect();
+            for g in privacy::suppress(&of_kind, &site_workers, k) {
+                hidden.insert((site.clone(), g, period.clone()));
+            }
+        }
+    }
+    let mut suppressed_by_site: BTreeMap<String, u64> = BTreeMap::new();
+    for (site, _, _) in &hidden {
+        *suppressed_by_site.entry(site.to_string()).or_default() += 1;
+    }
+    let visible =
+        |key: &Key| -> bool { !hidden.contains(key) && pop.get(key).map(|w| w.len() >= k).unwrap_or(false) };
+
+    let mut emit = Emit { policy, out: Vec::new() };
+
+    // Sites under k: nothing but insufficient_data.
+    let mut small_sites = BTreeSet::new();
+    for site in &sites {
+        let n = pop.get(&(site.clone(), "site".into(), "all".into())).map(|w| w.len()).unwrap_or(0);
+        if n < k {
+            small_sites.insert(site.clone());
+            for id in policy.rules.keys().filter(|id| policy.rule(id).is_some()) {
+                emit.push(id, site, "site", "all", None, n as u64,
+                    format!("The site has {n} distinct workers, fewer than k = {k}: nothing is published about it."));
+            }
+        }
+    }
+
+    // Weekly working-time counts.
+    let break_limit = policy.limit("worktime.break_after_6h", 6.0) * US_PER_H;
+    let rest_limit = policy.limit("worktime.daily_rest_11h", 11.0) * US_PER_H;
+    let daily_limit = policy.limit("worktime.daily_max_10h", 10.0) * US_PER_H;
+    let weekly_limit = policy.limit("worktime.weekly_max_48h", 48.0) * US_PER_H;
+    let meal_limit_h = policy.limit("worktime.ca_meal_period", 5.0);
+    let rest_every_h = policy.limit("worktime.ca_rest_period", 4.0);
+    let mut weekly: HashMap<Key, [u64; 6]> = HashMap::new();
+    let mut worker_week: BTreeMap<(Arc<str>, u64, String), (i64, BTreeSet<String>)> = BTreeMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        let mut add = |slot: usize, groups: &[String], week: &str| {
+            for g in groups {
+                weekly.entry((r.s.site.clone(), g.clone(), week.to_string())).or_default()[slot] += 1;
+            }
+        };
+        if r.s.longest_stretch_us as f64 > break_limit {
+            add(0, &r.groups, &r.week);
+        }
+        if i > 0 {
+            let p = &rows[i - 1];
+            if p.s.site == r.s.site
+                && p.s.worker == r.s.worker
+                && ((r.s.start_us - p.s.end_us) as f64) < rest_limit
+            {
+                add(1, &r.groups, &r.week);
+            }
+        }
+        if r.s.effective_us() as f64 > daily_limit {
+            add(2, &r.groups, &r.week);
+        }
+        let worked_h = r.s.effective_us() as f64 / US_PER_H;
+        if worked_h > meal_limit_h && r.s.meal_after_us.is_none_or(|m| m as f64 > meal_limit_h * US_PER_H) {
+            add(4, &r.groups, &r.week);
+        }
+        if (r.s.rest_breaks as f64) < ca_rest_required(worked_h, rest_every_h, meal_limit_h) {
+            add(5, &r.groups, &r.week);
+        }
+        let e = worker_week.entry((r.s.site.clone(), r.s.worker, r.week.clone())).or_default();
+        e.0 += r.s.effective_us();
+        e.1.extend(r.groups.iter().cloned());
+    }
+    for ((site, _, week), (eff, groups)) in &worker_week {
+        if *eff as f64 > weekly_limit {
+            for g in groups {
+                weekly.entry((site.clone(), g.clone(), week.clone())).or_default()[3] += 1;
+            }
+        }
+    }
+    let shifts_in: HashMap<Key, u64> = {
+        let mut m = HashMap::new();
+        for r in &rows {
+            for g in &r.groups {
+                *m.entry((r.s.site.clone(), g.clone(), r.week.clone())).or_default() += 1;
+                *m.entry((r.s.site.clone(), g.clone(), "all".to_string())).or_default() += 1;
+            }
+        }
+        m
+    };
+    let worker_weeks_in: HashMap<Key, u64> = {
+        let mut m = HashMap::new();
+        for ((site, _, week), (_, groups)) in &worker_week {
+            for g in groups {
+                *m.entry((site.clone(), g.clone(), week.clone())).or_default() += 1;
+            }
+        }
+        m
+    };
+    for (key, workers) in &pop {
+        let (site, group, period) = key;
+        if period == "all" || small_sites.contains(site) {
+            continue;
+        }
+        let n = workers.len() as u64;
+        if group == "site" && (n as usize) < k {
+            for id in WEEKLY_RULES.iter().chain(&crate::policy::RULES_US_CA) {
+                emit.push(
+                    id,
+                    site,
+                    group,
+                    period,
+                    None,
+                    n,
+                    format!("Only {n} distinct workers this week, fewer than k = {k}: withheld."),
+                );
+            }
+            continue;
+        }
+        if !visible(key) {
+            continue;
+        }
+        let c = weekly.get(key).copied().unwrap_or_default();
+        let shifts = shifts_in.get(key).copied().unwrap_or(0);
+        let ww = worker_weeks_in.get(key).copied().unwrap_or(0);
+        let h = |x: f64| x / US_PER_H;
+        emit.push(WEEKLY_RULES[0], site, group, period, Some(c[0] as f64), n, format!(
+            "{} of {shifts} shifts held a stretch of more than {} h of activity with no break of {} min or more.",
+            c[0], h(break_limit), policy.break_min_minutes));
+        emit.push(
+            WEEKLY_RULES[1],
+            site,
+            group,
+            period,
+            Some(c[1] as f64),
+            n,
+            format!(
+                "{} times a worker started a shift less than {} h after the end of the previous one.",
+                c[1],
+                h(rest_limit)
+            ),
+        );
+        emit.push(
+            WEEKLY_RULES[2],
+            site,
+            group,
+            period,
+            Some(c[2] as f64),
+            n,
+            format!(
+                "{} of {shifts} shifts had more than {} h of effective time (span minus declared breaks).",
+                c[2],
+                h(daily_limit)
+            ),
+        );
+        emit.push(
+            WEEKLY_RULES[3],
+            site,
+            group,
+            period,
+            Some(c[3] as f64),
+            n,
+            format!("{} of {ww} worker-weeks had more than {} h of effective time.", c[3], h(weekly_limit)),
+        );
+        emit.push("worktime.ca_meal_period", site, group, period, Some(c[4] as f64), n, format!(
+            "{} of {shifts} shifts of more than {meal_limit_h} h had no break of 30 min or more starting within the first {meal_limit_h} h.",
+            c[4]));
+        emit.push("worktime.ca_rest_period", site, group, period, Some(c[5] as f64), n, format!(
+            "{} of {shifts} shifts had fewer breaks of 10 min or more than one per {rest_every_h} h worked (or major fraction), plus the meal period.",
+            c[5]));
+    }
+
+    // Rules over the whole input, per group.
+    let weeks_of_site: BTreeMap<Arc<str>, Vec<String>> = {
+        let mut m: BTreeMap<Arc<str>, BTreeSet<String>> = BTreeMap::new();
+        for r in &rows {
+            m.entry(r.s.site.clone()).or_default().insert(r.week.clone());
+        }
+        m.into_iter().map(|(s, w)| (s, w.into_iter().collect())).collect()
+    };
+    let n_weeks = policy.intensification_weeks as usize;
+    for (key, workers) in &pop {
+        let (site, group, period) = key;
+        if period != "all" || small_sites.contains(site) || !visible(key) {
+            continue;
+        }
+        let n = workers.len() as u64;
+        let members: Vec<&Row> =
+            rows.iter().filter(|r| &r.s.site == site && r.groups.contains(group)).collect();
+        let shifts = members.len() as u64;
+
+        // pause.idle_flag_threshold
+        let idle_min = members
+            .iter()
+            .filter_map(|r| r.s.idle_min_s)
+            .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.min(x))));
+        let idle_n: u64 = members.iter().map(|r| r.s.idle_flags).sum();
+        match idle_min {
+            Some(t) => emit.push("pause.idle_flag_threshold", site, group, "all", Some(round(t, 2)), n, format!(
+                "The employer's system raised {idle_n} inactivity flags; the smallest threshold seen is {} s.", round(t, 2))),
+            None => emit.push_none("pause.idle_flag_threshold", site, group, "all", n,
+                "No inactivity flag (idle_flag) in the input: there is no threshold to assess.".into()),
+        }
+        // pause.flags_during_breaks
+        let in_breaks: u64 = members.iter().map(|r| r.s.flags_in_breaks).sum();
+        emit.push(
+            "pause.flags_during_breaks",
+            site,
+            group,
+            "all",
+            Some(in_breaks as f64),
+            n,
+            format!("{in_breaks} inactivity flags or justification requests fell inside declared breaks."),
+        );
+        // pause.justification_burden
+        let with_just = members.iter().filter(|r| r.s.justifications > 0).count() as u64;
+        let just_n: u64 = members.iter().map(|r| r.s.justifications).sum();
+        let share = if shifts > 0 { Some(round(with_just as f64 / shifts as f64, 4)) } else { None };
+        emit.push("pause.justification_burden", site, group, "all", share, n, format!(
+            "{with_just} of {shifts} shifts had at least one request to justify a gap ({just_n} requests in all)."));
+        // speed.speed_flags
+        let speed_n: u64 = members.iter().map(|r| r.s.speed_flags).sum();
+        let speed_min = members
+            .iter()
+            .filter_map(|r| r.s.speed_min_s)
+            .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.min(x))));
+        emit.push(
+            "speed.speed_flags",
+            site,
+            group,
+            "all",
+            Some(speed_n as f64),
+            n,
+            match speed_min {
+                Some(t) => format!(
+                    "The employer's system flagged {speed_n} gestures as too fast; its threshold is {} s.",
+                    round(t, 3)
+                ),
+                None => format!("The employer's system flagged {speed_n} gestures as too fast."),
+            },
+        );
+        // cadence.intensification
+        let weeks = weeks_of_site.get(site).cloned().unwrap_or_default();
+        if weeks.len() >= 2 * n_weeks {
+            let first: BTreeSet<&String> = weeks[..n_weeks].iter().collect();
+            let last: BTreeSet<&String> = weeks[weeks.len() - n_weeks..].iter().collect();
+            let uph = |set: &BTreeSet<&String>| {
+                let mut v: Vec<f64> = members
+                    .iter()
+                    .filter(|r| set.contains(&r.week))
+                    .filter_map(|r| r.s.units_per_hour())
+                    .collect();
+                v.sort_by(f64::total_cmp);
+                quantile(&v, 0.5)
+            };
+            match (uph(&first), uph(&last)) {
+                (Some(a), Some(b)) if a > 0.0 => emit.push(
+                    "cadence.intensification",
+                    site,
+                    group,
+                    "all",
+                    Some(round((b - a) / a, 4)),
+                    n,
+                    format!(
+                        "Median units per hour per shift went from {:.1} ({} to {}) to {:.1} ({} to {}).",
+                        a,
+                        weeks[0],
+                        weeks[n_weeks - 1],
+                        b,
+                        weeks[weeks.len() - n_weeks],
+                        weeks[weeks.len() - 1]
+                    ),
+                ),
+                _ => emit.push(
+                    "cadence.intensification",
+                    site,
+                    group,
+                    "all",
+                    None,
+                    n,
+                    "No shift with scans in the first or in the last weeks: the pace cannot be compared."
+                        .into(),
+                ),
+            }
+        } else {
+            emit.push("cadence.intensification", site, group, "all", None, n, format!(
+                "The input covers {} ISO weeks; comparing the first {n_weeks} with the last {n_weeks} needs at least {}.",
+                weeks.len(), 2 * n_weeks));
+        }
+        // cadence.rush_share
+        let intervals: u64 = members.iter().map(|r| r.s.intervals).sum();
+        let rush: u64 = members.iter().map(|r| r.s.rush).sum();
+        let rush_s = policy.limit("cadence.rush_share", 1.25);
+        if intervals > 0 {
+            emit.push(
+                "cadence.rush_share",
+                site,
+                group,
+                "all",
+                Some(round(rush as f64 / intervals as f64, 4)),
+                n,
+                format!(
+                    "{rush} of {intervals} intervals between consecutive scans were shorter than {rush_s} s."
+                ),
+            );
+        } else {
+            emit.push(
+                "cadence.rush_share",
+                site,
+                group,
+                "all",
+                None,
+                n,
+                "No consecutive scans in the input.".into(),
+            );
+        }
+        // retention.individual_data (site only)
+        if group == "site" {
+            let from = members.iter().map(|r| r.s.start_us).min().unwrap_or(0);
+            let to = members.iter().map(|r| r.s.end_us).max().unwrap_or(0);
+            let span_days = round((to - from) as f64 / 8.64e10, 2);
+            let declared = employer.and_then(Employer::individual_retention_days);
+            let (observed, text) = match declared {
+                Some(d) => (span_days.max(d), format!(
+                    "The employer declares keeping individual data {d} days; the input itself spans {span_days} days of individual events.")),
+                None => (span_days, format!(
+                    "The input spans {span_days} days of individual events: the employer keeps them at least that long.")),
+            };
+            emit.push("retention.individual_data", site, group, "all", Some(observed), n, text);
+        }
+        // load.daily_mass (only when weights are present)
+        if members.iter().any(|r| r.s.weight_kg.is_some()) {
+            let limit = policy.limit("load.daily_mass", 7500.0);
+            let heavy = members.iter().filter(|r| r.s.weight_kg.unwrap_or(0.0) > limit).count() as u64;
+            emit.push(
+                "load.daily_mass",
+                site,
+                group,
+                "all",
+                Some(heavy as f64),
+                n,
+                format!("{heavy} of {shifts} shifts handled more than {limit} kg in total."),
+            );
+        }
+        // Employer declaration (site group only).
+        if group == "site" {
+            if let Some(e) = employer {
+                let first_event = members.iter().map(|r| r.s.local_start_us()).min().map(local_date);
+                let (missing, text) = match (e.works_council_consulted, first_event) {
+                    (Some(d), Some(first)) if d <= first => (0.0, format!("The employer declares the works council was consulted on {d}, before the first event of the input ({first}).")),
+                    (Some(d), Some(first)) => (1.0, format!("The employer declares the works council was consulted on {d}, after monitoring data already existed ({first}).")),
+                    (Some(d), None) => (0.0, format!("The employer declares the works council was consulted on {d}.")),
+                    (None, _) => (1.0, "The employer's declaration gives no date of works-council consultation.".to_string()),
+                };
+                emit.push("consultation.works_council", site, group, "all", Some(missing), n, text);
+                let (missing, text) = match e.dpia {
+                    Some(true) => {
+                        (0.0, "The employer declares a data protection impact assessment exists.".to_string())
+                    }
+                    Some(false) => {
+                        (1.0, "The employer declares no data protection impact assessment.".to_string())
+                    }
+                    None => {
+                        (1.0, "The employer's declaration does not say whether a DPIA exists.".to_string())
+                    }
+                };
+                emit.push("consultation.dpia", site, group, "all", Some(missing), n, text);
+            }
+        }
+    }
+
+    // Open data, per visible group and week.
+    let mut aggregates = Vec::new();
+    for (key, workers) in &pop {
+        let (site, group, period) = key;
+        if period == "all" || small_sites.contains(site) || !visible(key) {
+            continue;
+        }
+        let members: Vec<&Row> = rows
+            .iter()
+            .filter(|r| &r.s.site == site && &r.week == period && r.groups.contains(group))
+            .collect();
+        let mut uph: Vec<f64> = members.iter().filter_map(|r| r.s.units_per_hour()).collect();
+        uph.sort_by(f64::total_cmp);
+        let mut hist = [0u64; HIST_BOUNDS_S.len() + 1];
+        let mut gaps = [0u64; GAP_CLASSES.len()];
+        for r in &members {
+            for (a, b) in hist.iter_mut().zip(r.s.hist) {
+                *a += b;
+            }
+            for (a, b) in gaps.iter_mut().zip(r.s.gaps) {
+                *a += b;
+            }
+        }
+        aggregates.push(AggregateRow {
+            site: site.to_string(),
+            group: group.clone(),
+            week: period.clone(),
+            workers: workers.len() as u64,
+            shifts: members.len() as u64,
+            effective_hours: round(
+                members.iter().map(|r| r.s.effective_us() as f64).sum::<f64>() / US_PER_H,
+                3,
+            ),
+            units: members.iter().map(|r| r.s.units).sum(),
+            uph_p10: quantile(&uph, 0.1).map(|x| round(x, 2)),
+            uph_p50: quantile(&uph, 0.5).map(|x| round(x, 2)),
+            uph_p90: quantile(&uph, 0.9).map(|x| round(x, 2)),
+            hist,
+            gaps,
+            idle_flags: members.iter().map(|r| r.s.idle_flags).sum(),
+            speed_flags: members.iter().map(|r| r.s.speed_flags).sum(),
+            justification_requests: members.iter().map(|r| r.s.justifications).sum(),
+        });
+    }
+
+    let mut findings = emit.out;
+    let order: HashMap<&str, usize> = crate::policy::RULES_V1
+        .iter()
+        .chain(&crate::policy::RULES_US_CA)
+        .chain(&crate::policy::RULES_EMPLOYER)
+        .enumerate()
+        .map(|(i, r)| (*r, i))
+        .collect();
+    let group_rank = |g: &str| if g == "site" { (0, g.to_string()) } else { (1, g.to_string()) };
+    findings.sort_by(|a, b| {
+        (&a.site, order.get(a.rule.as_str()), group_rank(&a.group), &a.period).cmp(&(
+            &b.site,
+            order.get(b.rule.as_str()),
+            group_rank(&b.group),
+            &b.period,
+        ))
+    });
+    Evaluation { findings, suppressed: hidden.len() as u64, suppressed_by_site, aggregates }
+}

@@ -1,0 +1,428 @@
+//! From events to shifts: one Polars lazy query per store bucket turns the
+//! pseudonymised events of a set of workers into one row per shift, with
+//! every count the rules need. All rules then work on shifts, a table
+//! about a thousand times smaller than the events.
+//!
+//! Definitions (docs/metrics.md):
+//! - Activity events are markers, scans and voice prompts; the employer's
+//!   flags, justification requests and rate targets are not activity.
+//! - A shift runs from `shift_start` to the next `shift_end`; without
+//!   markers, it is a run of activity with no gap of 3 h or more.
+//! - A declared break runs from `break_start` to the next `break_end`.
+//! - A stretch is a run of activity (events inside declared breaks set
+//!   aside) with no gap of 20 min or more.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use polars::prelude::*;
+
+use crate::AnalyzeError;
+use vigie_ingest::event::Kind;
+
+/// Upper bounds (inclusive) of the inter-scan interval histogram, seconds;
+/// a last bucket holds longer intervals.
+pub const HIST_BOUNDS_S: [f64; 13] =
+    [0.5, 1.0, 1.25, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0];
+
+/// Gap classes between consecutive activity events of a shift.
+pub const GAP_CLASSES: [&str; 4] = ["micro", "latency", "idle", "break"];
+
+/// Parameters of the shift model (policy settings).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ShiftModel {
+    /// Gap that splits inferred shifts (3 h).
+    pub shift_gap_s: f64,
+    /// Shortest gap or declared break that counts as a break (20 min).
+    pub break_min_s: f64,
+    /// Intervals between scans below this are "rush" (1.25 s).
+    pub rush_s: f64,
+    /// Gap class bounds: latency from, idle from (60 s, 600 s).
+    pub latency_from_s: f64,
+    pub idle_from_s: f64,
+}
+
+impl Default for ShiftModel {
+    fn default() -> Self {
+        ShiftModel {
+            shift_gap_s: 3.0 * 3600.0,
+            break_min_s: 1200.0,
+            rush_s: 1.25,
+            latency_from_s: 60.0,
+            idle_from_s: 600.0,
+        }
+    }
+}
+
+/// One shift of one worker, with everything the rules and the open data
+/// need. The worker is a pseudonym and never leaves vigie.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shift {
+    pub site: Arc<str>,
+    pub worker: u64,
+    pub team: Option<Arc<str>>,
+    pub zone: Option<Arc<str>>,
+    /// First and last activity event, UTC microseconds.
+    pub start_us: i64,
+    pub end_us: i64,
+    /// Offset carried by the first event: the shift's day and week are
+    /// taken in it.
+    pub offset_s: i32,
+    /// Declared breaks inside the shift, microseconds.
+    pub break_us: i64,
+    /// Longest stretch without a break of 20 min or more.
+    pub longest_stretch_us: i64,
+    pub scans: u64,
+    pub units: u64,
+    /// Sum of `weight_kg`, when any scan carried one.
+    pub weight_kg: Option<f64>,
+    /// Intervals between consecutive scans, and those under `rush_s`.
+    pub intervals: u64,
+    pub rush: u64,
+    pub hist: [u64; HIST_BOUNDS_S.len() + 1],
+    pub gaps: [u64; GAP_CLASSES.len()],
+    pub idle_flags: u64,
+    /// Smallest idle threshold seen: `threshold_s`, else the gap before
+    /// the flag.
+    pub idle_min_s: Option<f64>,
+    pub speed_flags: u64,
+    pub speed_min_s: Option<f64>,
+    pub justifications: u64,
+    /// Idle flags and justification requests inside declared breaks.
+    pub flags_in_breaks: u64,
+    /// Gaps of 10 min or more between activity events (California rest
+    /// periods), and when the first gap of 30 min or more began, from the
+    /// shift start (meal period).
+    pub rest_breaks: u64,
+    pub meal_after_us: Option<i64>,
+}
+
+impl Shift {
+    pub fn span_us(&self) -> i64 {
+        self.end_us - self.start_us
+    }
+
+    /// Span minus declared breaks.
+    pub fn effective_us(&self) -> i64 {
+        (self.span_us() - self.break_us).max(0)
+    }
+
+    /// Local start, microseconds since the epoch in the shift's offset.
+    pub fn local_start_us(&self) -> i64 {
+        self.start_us + i64::from(self.offset_s) * 1_000_000
+    }
+
+    /// Units per effective hour, when the shift has scans and time.
+    pub fn units_per_hour(&self) -> Option<f64> {
+        let h = self.effective_us() as f64 / 3.6e9;
+        (self.scans > 0 && h > 0.0).then(|| self.units as f64 / h)
+    }
+}
+
+fn kind(k: Kind) -> Expr {
+    lit(k.code())
+}
+
+/// The lazy query from a bucket's events to its shifts.
+pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
+    let us = |s: f64| lit((s * 1e6).round() as i64);
+    const SENTINEL: i64 = i64::MIN;
+    let k = || col("kind");
+    let ts = || col("ts_us");
+    // Sorted by worker and time, events are one table; a reset at each
+    // worker's first row lets plain forward fills and cumulative sums
+    // stand in for window functions.
+    let first_row = (col("worker").neq(col("worker").shift(lit(1))))
+        .or(col("site").neq(col("site").shift(lit(1))))
+        .fill_null(lit(true));
+    let ffill = |e: Expr| e.fill_null_with_strategy(FillNullStrategy::Forward(None));
+    // The value of `e` at the last row before this one where `cond` held,
+    // within the same worker (null if none).
+    let last_before = |cond: Expr, e: Expr| {
+        let filled =
+            ffill(when(cond).then(e).when(col("first_row")).then(lit(SENTINEL)).otherwise(lit(NULL)));
+        let prev = when(col("first_row")).then(lit(NULL)).otherwise(filled.shift(lit(1)));
+        when(prev.clone().eq(lit(SENTINEL))).then(lit(NULL)).otherwise(prev)
+    };
+    // 1 between an opening and a closing marker; shift markers also close
+    // a break left open.
+    let state_before = |open: Kind, close: Kind| {
+        let closes = k().eq(kind(close)).or(k().eq(kind(Kind::ShiftStart))).or(k().eq(kind(Kind::ShiftEnd)));
+        let s = ffill(
+            when(k().eq(kind(open)))
+                .then(lit(1i32))
+                .when(closes)
+                .then(lit(0i32))
+                .when(col("first_row"))
+                .then(lit(0i32))
+                .otherwise(lit(NULL).cast(DataType::Int32)),
+        );
+        when(col("first_row")).then(lit(0i32)).otherwise(s.shift(lit(1))).fill_null(lit(0i32))
+    };
+    let act = k().lt_eq(kind(Kind::VoicePrompt));
+
+    let base = events
+        .select([
+            col("site"),
+            col("worker"),
+            col("ts_us"),
+            col("offset_s"),
+            col("kind"),
+            col("team"),
+            col("zone"),
+            col("quantity"),
+            col("weight_kg"),
+            col("threshold_s"),
+        ])
+        .sort_by_exprs(
+            [col("site"), col("worker"), col("ts_us"), col("kind")],
+            SortMultipleOptions::default().with_maintain_order(false),
+        )
+        .with_column(first_row.alias("first_row"))
+        .with_columns([
+            act.clone().alias("act"),
+            state_before(Kind::BreakStart, Kind::BreakEnd).alias("in_break_before"),
+            state_before(Kind::ShiftStart, Kind::ShiftEnd).alias("open_before"),
+        ])
+        .with_columns([
+            last_before(col("act"), ts()).alias("prev_act_ts"),
+            last_before(col("act"), k().cast(DataType::Int32)).alias("prev_act_kind"),
+            // Activity outside declared breaks (the break_end itself is
+            // kept: it closes the break).
+            (col("act").and(col("in_break_before").eq(lit(0i32)).or(k().eq(kind(Kind::BreakEnd)))))
+                .alias("kept"),
+            ffill(
+                when(k().eq(kind(Kind::BreakStart)))
+                    .then(ts())
+                    .when(col("first_row"))
+                    .then(lit(SENTINEL))
+                    .otherwise(lit(NULL)),
+            )
+            .alias("last_break_start"),
+        ])
+        .with_columns([
+            (ts() - col("prev_act_ts")).alias("gap_us"),
+            last_before(col("kept"), ts()).alias("prev_kept_ts"),
+        ])
+        .with_column(
+            (col("act").and(
+                col("prev_act_ts")
+                    .is_null()
+                    .or(k().eq(kind(Kind::ShiftStart)))
+                    .or(col("prev_act_kind").eq(lit(Kind::ShiftEnd.code() as i32)))
+                    .or(col("gap_us").gt_eq(us(m.shift_gap_s)).and(col("open_before").neq(lit(1i32)))),
+            ))
+            .alias("new_shift"),
+        )
+        .with_column(
+            when(col("act").not().and(col("prev_act_ts").is_null()))
+                .then(lit(NULL).cast(DataType::UInt32))
+                .otherwise(col("new_shift").cast(DataType::UInt32).cum_sum(false))
+                .alias("shift_id"),
+        )
+        .with_columns([
+            // Stretches: cut at a new shift or a gap of 20 min or more
+            // between kept events.
+            (col("kept").and(
+                col("new_shift")
+                    .or((ts() - col("prev_kept_ts")).gt_eq(us(m.break_min_s)))
+                    .fill_null(lit(true)),
+            ))
+            .alias("cut"),
+            // Declared break length, at its break_end.
+            when(
+                k().eq(kind(Kind::BreakEnd))
+                    .and(col("in_break_before").eq(lit(1i32)))
+                    .and(col("last_break_start").neq(lit(SENTINEL))),
+            )
+            .then(ts() - col("last_break_start"))
+            .otherwise(lit(NULL))
+            .alias("break_us"),
+            // Previous scan of the same shift.
+            last_before(
+                k().eq(kind(Kind::Scan)).or(col("new_shift")),
+                when(k().eq(kind(Kind::Scan))).then(ts()).otherwise(lit(SENTINEL)),
+            )
+            .alias("prev_scan_raw"),
+        ])
+        .with_columns([
+            col("cut").cast(DataType::UInt32).cum_sum(false).alias("stretch_id"),
+            when(
+                k().eq(kind(Kind::Scan)).and(col("new_shift").not()).and(col("prev_scan_raw").is_not_null()),
+            )
+            .then(ts() - col("prev_scan_raw"))
+            .otherwise(lit(NULL))
+            .alias("interval_us"),
+            when(col("act").and(col("new_shift").not()))
+                .then(col("gap_us"))
+                .otherwise(lit(NULL))
+                .alias("act_gap_us"),
+        ])
+        .filter(col("shift_id").is_not_null());
+
+    // Longest stretch per shift.
+    let stretches = base
+        .clone()
+        .filter(col("kept"))
+        .group_by([col("shift_id"), col("stretch_id")])
+        .agg([(col("ts_us").max() - col("ts_us").min()).alias("len_us")])
+        .group_by([col("shift_id")])
+        .agg([col("len_us").max().alias("longest_stretch_us")]);
+
+    let iv = || col("interval_us");
+    let count = |e: Expr| e.cast(DataType::UInt64).sum();
+    let mut aggs = vec![
+        col("site").first().alias("site"),
+        col("worker").first().alias("worker"),
+        col("team").drop_nulls().first().alias("team"),
+        col("zone").drop_nulls().first().alias("zone"),
+        col("ts_us").filter(col("act")).min().alias("start_us"),
+        col("ts_us").filter(col("act")).max().alias("end_us"),
+        col("offset_s").filter(col("act")).first().alias("offset_s"),
+        col("break_us").sum().alias("break_us"),
+        count(k().eq(kind(Kind::Scan))).alias("scans"),
+        col("quantity").filter(k().eq(kind(Kind::Scan))).cast(DataType::UInt64).sum().alias("units"),
+        col("weight_kg").filter(k().eq(kind(Kind::Scan))).sum().alias("weight_kg"),
+        col("weight_kg").filter(k().eq(kind(Kind::Scan))).count().alias("weight_n"),
+        iv().count().cast(DataType::UInt64).alias("intervals"),
+        count(iv().lt(us(m.rush_s))).alias("rush"),
+        count(k().eq(kind(Kind::IdleFlag))).alias("idle_flags"),
+        when(k().eq(kind(Kind::IdleFlag)))
+            .then(col("threshold_s").fill_null(col("gap_us").cast(DataType::Float64) / lit(1e6)))
+            .otherwise(lit(NULL))
+            .min()
+            .alias("idle_min_s"),
+        count(k().eq(kind(Kind::SpeedFlag))).alias("speed_flags"),
+        col("threshold_s").filter(k().eq(kind(Kind::SpeedFlag))).min().alias("speed_min_s"),
+        count(k().eq(kind(Kind::JustificationRequest))).alias("justifications"),
+        count(
+            k().eq(kind(Kind::IdleFlag))
+                .or(k().eq(kind(Kind::JustificationRequest)))
+                .and(col("in_break_before").eq(lit(1i32))),
+        )
+        .alias("flags_in_breaks"),
+    ];
+    let mut lo = f64::NEG_INFINITY;
+    for (i, hi) in HIST_BOUNDS_S.iter().copied().chain([f64::INFINITY]).enumerate() {
+        let cond = if lo.is_finite() { iv().gt(us(lo)) } else { iv().gt_eq(lit(0i64)) };
+        let cond = if hi.is_finite() { cond.and(iv().lt_eq(us(hi))) } else { cond };
+        aggs.push(count(cond).alias(format!("hist_{i}")));
+        lo = hi;
+    }
+    let g = || col("act_gap_us");
+    let declared = k().eq(kind(Kind::BreakEnd)).and(col("in_break_before").eq(lit(1i32)));
+    let brk = g().gt_eq(us(m.break_min_s)).or(declared.clone().and(g().is_not_null()));
+    aggs.push(count(g().lt(us(m.latency_from_s)).and(brk.clone().not())).alias("gap_micro"));
+    aggs.push(
+        count(g().gt_eq(us(m.latency_from_s)).and(g().lt(us(m.idle_from_s))).and(brk.clone().not()))
+            .alias("gap_latency"),
+    );
+    aggs.push(count(g().gt_eq(us(m.idle_from_s)).and(brk.clone().not())).alias("gap_idle"));
+    aggs.push(count(brk).alias("gap_break"));
+    aggs.push(count(g().gt_eq(lit(600_000_000i64))).alias("rest_breaks"));
+    aggs.push(
+        (col("prev_act_ts").filter(g().gt_eq(lit(1_800_000_000i64))).min()
+            - col("ts_us").filter(col("act")).min())
+        .alias("meal_after_us"),
+    );
+
+    base.group_by([col("shift_id")])
+        .agg(aggs)
+        .join(stretches, [col("shift_id")], [col("shift_id")], JoinArgs::new(JoinType::Left))
+        .filter(col("start_us").is_not_null())
+}
+
+/// Reads the shifts of one bucket of the store.
+pub fn bucket_shifts(glob: &Path, m: &ShiftModel) -> Result<Vec<Shift>, AnalyzeError> {
+    let path = glob.to_string_lossy().to_string();
+    let lf = LazyFrame::scan_parquet(PlRefPath::new(path), ScanArgsParquet::default())?;
+    let df = shift_query(lf, m).collect()?;
+    frame_to_shifts(&df)
+}
+
+/// Shifts of events already in memory (tests).
+pub fn frame_shifts(events: DataFrame, m: &ShiftModel) -> Result<Vec<Shift>, AnalyzeError> {
+    let df = shift_query(events.lazy(), m).collect()?;
+    frame_to_shifts(&df)
+}
+
+fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
+    let s = |n: &str| df.column(n).map(|c| c.as_materialized_series().clone());
+    let site = s("site")?;
+    let site = site.str()?;
+    let team = s("team")?;
+    let team = team.str()?;
+    let zone = s("zone")?;
+    let zone = zone.str()?;
+    let u64c = |n: &str| -> Result<UInt64Chunked, AnalyzeError> {
+        Ok(s(n)?.cast(&DataType::UInt64)?.u64()?.clone())
+    };
+    let i64c =
+        |n: &str| -> Result<Int64Chunked, AnalyzeError> { Ok(s(n)?.cast(&DataType::Int64)?.i64()?.clone()) };
+    let f64c = |n: &str| -> Result<Float64Chunked, AnalyzeError> {
+        Ok(s(n)?.cast(&DataType::Float64)?.f64()?.clone())
+    };
+    let worker = u64c("worker")?;
+    let (start, end, offset, brk, longest) = (
+        i64c("start_us")?,
+        i64c("end_us")?,
+        i64c("offset_s")?,
+        i64c("break_us")?,
+        i64c("longest_stretch_us")?,
+    );
+    let (scans, units, weight_n, intervals, rush) =
+        (u64c("scans")?, u64c("units")?, u64c("weight_n")?, u64c("intervals")?, u64c("rush")?);
+    let weight = f64c("weight_kg")?;
+    let (idle, speed, just, inbrk) =
+        (u64c("idle_flags")?, u64c("speed_flags")?, u64c("justifications")?, u64c("flags_in_breaks")?);
+    let (idle_min, speed_min) = (f64c("idle_min_s")?, f64c("speed_min_s")?);
+    let (rest_breaks, meal_after) = (u64c("rest_breaks")?, i64c("meal_after_us")?);
+    let hist: Vec<UInt64Chunked> =
+        (0..=HIST_BOUNDS_S.len()).map(|i| u64c(&format!("hist_{i}"))).collect::<Result<_, _>>()?;
+    let gaps: Vec<UInt64Chunked> =
+        GAP_CLASSES.iter().map(|g| u64c(&format!("gap_{g}"))).collect::<Result<_, _>>()?;
+    let mut labels: std::collections::HashMap<String, Arc<str>> = Default::default();
+    let mut intern = |s: &str| labels.entry(s.to_string()).or_insert_with(|| Arc::from(s)).clone();
+    let mut out = Vec::with_capacity(df.height());
+    for i in 0..df.height() {
+        let z = |c: &UInt64Chunked| c.get(i).unwrap_or(0);
+        let mut h = [0u64; HIST_BOUNDS_S.len() + 1];
+        for (j, c) in hist.iter().enumerate() {
+            h[j] = z(c);
+        }
+        let mut g = [0u64; GAP_CLASSES.len()];
+        for (j, c) in gaps.iter().enumerate() {
+            g[j] = z(c);
+        }
+        let start_us = start.get(i).unwrap_or(0);
+        let end_us = end.get(i).unwrap_or(start_us);
+        out.push(Shift {
+            site: intern(site.get(i).unwrap_or("")),
+            worker: z(&worker),
+            team: team.get(i).map(&mut intern),
+            zone: zone.get(i).map(&mut intern),
+            start_us,
+            end_us,
+            offset_s: offset.get(i).unwrap_or(0) as i32,
+            break_us: brk.get(i).unwrap_or(0),
+            longest_stretch_us: longest.get(i).unwrap_or(0),
+            scans: z(&scans),
+            units: z(&units),
+            weight_kg: (z(&weight_n) > 0).then(|| weight.get(i).unwrap_or(0.0)),
+            intervals: z(&intervals),
+            rush: z(&rush),
+            hist: h,
+            gaps: g,
+            idle_flags: z(&idle),
+            idle_min_s: idle_min.get(i),
+            speed_flags: z(&speed),
+            speed_min_s: speed_min.get(i),
+            justifications: z(&just),
+            flags_in_breaks: z(&inbrk),
+            rest_breaks: z(&rest_breaks),
+            meal_after_us: meal_after.get(i),
+        });
+    }
+    out.sort_by(|a, b| (&a.site, a.worker, a.start_us).cmp(&(&b.site, b.worker, b.start_us)));
+    Ok(out)
+}

@@ -1,0 +1,161 @@
+//! Event contract, version 1 (see docs/events.md): the types a record
+//! becomes once it has passed validation and pseudonymisation.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Name of the event schema, as written in docs and outputs.
+pub const EVENT_SCHEMA: &str = "vigie.event.v1";
+
+/// A record larger than this is rejected with `too_large`.
+pub const MAX_RECORD_BYTES: usize = 64 * 1024;
+
+macro_rules! code_enum {
+    ($(#[$m:meta])* $name:ident { $($variant:ident = $code:literal => $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        #[repr(u8)]
+        pub enum $name { $($variant = $code),+ }
+
+        impl $name {
+            /// Every value, in code order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name used in the event format.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Parses the name used in the event format.
+            pub fn parse(s: &str) -> Option<Self> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+
+            /// The compact code stored in the Parquet store.
+            pub fn code(self) -> u8 { self as u8 }
+
+            /// Inverse of [`Self::code`].
+            pub fn from_code(c: u8) -> Option<Self> {
+                match c { $($code => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result { f.write_str(self.as_str()) }
+        }
+    };
+}
+
+code_enum!(
+    /// What happened (`kind`).
+    Kind {
+        ShiftStart = 0 => "shift_start",
+        ShiftEnd = 1 => "shift_end",
+        BreakStart = 2 => "break_start",
+        BreakEnd = 3 => "break_end",
+        Scan = 4 => "scan",
+        VoicePrompt = 5 => "voice_prompt",
+        IdleFlag = 6 => "idle_flag",
+        SpeedFlag = 7 => "speed_flag",
+        JustificationRequest = 8 => "justification_request",
+        RateTarget = 9 => "rate_target",
+    }
+);
+
+code_enum!(
+    /// The work process (`process`).
+    Process {
+        Pick = 0 => "pick",
+        Stow = 1 => "stow",
+        Pack = 2 => "pack",
+        Receive = 3 => "receive",
+        Replenish = 4 => "replenish",
+        Load = 5 => "load",
+        Other = 6 => "other",
+    }
+);
+
+code_enum!(
+    /// The device that produced the event (`device`).
+    Device {
+        Scanner = 0 => "scanner",
+        Voice = 1 => "voice",
+        Other = 2 => "other",
+    }
+);
+
+code_enum!(
+    /// Why a record was refused: a bounded set, so that it can be a
+    /// metric label.
+    RejectReason {
+        InvalidJson = 0 => "invalid_json",
+        InvalidUtf8 = 1 => "invalid_utf8",
+        TooLarge = 2 => "too_large",
+        MissingField = 3 => "missing_field",
+        InvalidType = 4 => "invalid_type",
+        InvalidValue = 5 => "invalid_value",
+        InvalidTimestamp = 6 => "invalid_timestamp",
+        FutureTimestamp = 7 => "future_timestamp",
+    }
+);
+
+/// A worker pseudonym: the first 8 bytes of HMAC-SHA256(key, worker).
+/// Never derived from anything but the keyed hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pseudonym(pub u64);
+
+impl fmt::Display for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A validated, pseudonymised event. The worker identifier received is
+/// not part of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub event_id: String,
+    /// Instant, microseconds since the Unix epoch (UTC).
+    pub ts_us: i64,
+    /// The offset carried by the timestamp, in seconds east of UTC: days
+    /// and ISO weeks are taken in it.
+    pub offset_s: i32,
+    pub site: Arc<str>,
+    pub worker: Pseudonym,
+    pub kind: Kind,
+    pub zone: Option<Arc<str>>,
+    pub team: Option<Arc<str>>,
+    pub process: Option<Process>,
+    pub device: Option<Device>,
+    /// Units confirmed; 1 for a scan that carried none.
+    pub quantity: Option<u32>,
+    pub weight_kg: Option<f64>,
+    pub threshold_s: Option<f64>,
+    pub gap_s: Option<f64>,
+    pub target_per_hour: Option<f64>,
+}
+
+/// Where a record came from: enough to find it again, nothing more.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A line of a text file (1-based), or a row of a Parquet file
+    /// (1-based, counting data rows only).
+    File {
+        file: Arc<str>,
+        line: u64,
+    },
+    Kafka {
+        topic: Arc<str>,
+        partition: i32,
+        offset: i64,
+    },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::File { file, line } => write!(f, "{file}:{line}"),
+            Origin::Kafka { topic, partition, offset } => write!(f, "{topic}/{partition}@{offset}"),
+        }
+    }
+}

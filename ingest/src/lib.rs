@@ -1,0 +1,297 @@
+//! vigie's door: event contract v1, validation, pseudonymisation, the
+//! rejects store and the pseudonymised event store.
+//!
+//! Every source (a file reader, the Kafka consumer) hands raw records to an
+//! [`Ingestor`], which validates them, re-keys the worker identifier,
+//! drops repeated event ids and passes the result on. Nothing else in vigie
+//! ever sees a received identifier.
+
+pub mod event;
+pub mod pseudo;
+pub mod reader;
+pub mod rejects;
+pub mod store;
+pub mod validate;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::path::Path;
+use std::sync::Arc;
+
+use event::{Event, Origin, RejectReason};
+use pseudo::Pseudonymiser;
+use rejects::RejectSink;
+use validate::{Clock, RawFields, Rejection};
+
+/// Errors that stop a source (not a record: records are rejected, never
+/// fatal).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Key(String),
+    #[error("{0}")]
+    Input(String),
+    #[error("polars: {0}")]
+    Polars(#[from] polars::error::PolarsError),
+}
+
+impl IngestError {
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
+        IngestError::Io { path: path.display().to_string(), source }
+    }
+}
+
+/// Where accepted events go.
+pub trait EventSink {
+    fn push(&mut self, event: Event) -> Result<(), IngestError>;
+}
+
+impl EventSink for Vec<Event> {
+    fn push(&mut self, event: Event) -> Result<(), IngestError> {
+        Vec::push(self, event);
+        Ok(())
+    }
+}
+
+impl EventSink for store::SpillWriter {
+    fn push(&mut self, event: Event) -> Result<(), IngestError> {
+        store::SpillWriter::push(self, event)
+    }
+}
+
+/// At most this many distinct dropped field names are listed; the rest
+/// are counted under `(other)`.
+const MAX_DROPPED_NAMES: usize = 64;
+
+/// Rejects of one reason logged one by one before the log goes quiet (the
+/// totals are always reported).
+const LOGGED_REJECTS_PER_REASON: u64 = 5;
+
+/// What came through the door.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct IngestStats {
+    /// Records read (blank lines are not records).
+    pub records: u64,
+    /// Accepted unique events.
+    pub accepted: u64,
+    /// Valid records whose event id was already accepted.
+    pub duplicates: u64,
+    /// Refused records, by [`RejectReason`] code.
+    pub rejected: [u64; RejectReason::ALL.len()],
+    /// Records that carried fields outside the contract.
+    pub records_with_dropped_fields: u64,
+    /// Those fields, by name (bounded).
+    pub dropped_fields: BTreeMap<String, u64>,
+    pub min_ts_us: Option<i64>,
+    pub max_ts_us: Option<i64>,
+    pub sites: BTreeSet<String>,
+}
+
+impl IngestStats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.iter().sum()
+    }
+
+    /// Rejections by reason name, reasons with none left out.
+    pub fn rejected_by_reason(&self) -> BTreeMap<&'static str, u64> {
+        RejectReason::ALL
+            .iter()
+            .filter(|r| self.rejected[r.code() as usize] > 0)
+            .map(|r| (r.as_str(), self.rejected[r.code() as usize]))
+            .collect()
+    }
+}
+
+/// The key of the duplicate filter is already a 128-bit hash: use its low
+/// bits as the table hash.
+#[derive(Default)]
+struct PreHashed(u64);
+
+impl Hasher for PreHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
+    }
+}
+
+/// Validation, pseudonymisation and de-duplication, in front of a sink.
+pub struct Ingestor<S, R> {
+    pseudo: Pseudonymiser,
+    clock: Option<Clock>,
+    /// xxh3-128 of every accepted event id: 16 bytes an event.
+    seen: HashSet<u128, BuildHasherDefault<PreHashed>>,
+    labels: HashMap<Box<str>, Arc<str>>,
+    pub stats: IngestStats,
+    pub sink: S,
+    pub rejects: R,
+}
+
+impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
+    pub fn new(pseudo: Pseudonymiser, clock: Option<Clock>, sink: S, rejects: R) -> Self {
+        Ingestor {
+            pseudo,
+            clock,
+            seen: HashSet::default(),
+            labels: HashMap::new(),
+            stats: IngestStats::default(),
+            sink,
+            rejects,
+        }
+    }
+
+    /// One NDJSON line or Kafka message payload.
+    pub fn offer_json(&mut self, bytes: &[u8], at: impl FnOnce() -> Origin) -> Result<(), IngestError> {
+        self.stats.records += 1;
+        let parsed = validate::check_bytes(bytes).and_then(validate::parse_json);
+        let raw = match parsed {
+            Ok(raw) => raw,
+            Err(rej) => {
+                let redacted = rejects::redact_json_worker(bytes, &mut self.pseudo);
+                return self.reject(&at(), &rej, &redacted, bytes.len());
+            }
+        };
+        match self.accept(&raw)? {
+            Ok(()) => Ok(()),
+            Err(rej) => {
+                let redacted = rejects::redact_json_worker(bytes, &mut self.pseudo);
+                self.reject(&at(), &rej, &redacted, bytes.len())
+            }
+        }
+    }
+
+    /// A record whose fields a reader has already split (CSV, Parquet).
+    /// `render` gives the record as it should appear in the rejects store;
+    /// it is only called on a reject and receives the pseudonymiser to
+    /// replace the worker value.
+    pub fn offer_fields(
+        &mut self,
+        raw: &RawFields<'_>,
+        at: impl FnOnce() -> Origin,
+        render: impl FnOnce(&mut Pseudonymiser) -> Vec<u8>,
+    ) -> Result<(), IngestError> {
+        self.stats.records += 1;
+        match self.accept(raw)? {
+            Ok(()) => Ok(()),
+            Err(rej) => {
+                let bytes = render(&mut self.pseudo);
+                self.reject(&at(), &rej, &bytes, bytes.len())
+            }
+        }
+    }
+
+    /// A record refused before its fields could be read (bad UTF-8 or size);
+    /// `raw` must already be redacted, `full_len` is the size received.
+    pub fn offer_refused(
+        &mut self,
+        rej: Rejection,
+        at: Origin,
+        raw: &[u8],
+        full_len: usize,
+    ) -> Result<(), IngestError> {
+        self.stats.records += 1;
+        self.reject(&at, &rej, raw, full_len)
+    }
+
+    /// The pseudonymiser, for readers that redact their own raw records.
+    pub fn pseudonymiser(&mut self) -> &mut Pseudonymiser {
+        &mut self.pseudo
+    }
+
+    /// The outer error is fatal (the sink failed); the inner one rejects
+    /// the record.
+    fn accept(&mut self, raw: &RawFields<'_>) -> Result<Result<(), Rejection>, IngestError> {
+        let v = match validate::validate(raw, self.clock) {
+            Ok(v) => v,
+            Err(rej) => return Ok(Err(rej)),
+        };
+        if !raw.unknown.is_empty() {
+            self.stats.records_with_dropped_fields += 1;
+            for name in &raw.unknown {
+                let key = if self.stats.dropped_fields.len() < MAX_DROPPED_NAMES
+                    || self.stats.dropped_fields.contains_key(name.as_ref())
+                {
+                    name.chars().take(64).collect::<String>()
+                } else {
+                    "(other)".to_string()
+                };
+                *self.stats.dropped_fields.entry(key).or_default() += 1;
+            }
+        }
+        let h = xxhash_rust::xxh3::xxh3_128(v.event_id.as_bytes());
+        if !self.seen.insert(h) {
+            self.stats.duplicates += 1;
+            return Ok(Ok(()));
+        }
+        let worker = self.pseudo.pseudonym(&v.worker);
+        let site = self.label(&v.site);
+        if !self.stats.sites.contains(site.as_ref()) {
+            self.stats.sites.insert(site.to_string());
+        }
+        let zone = v.zone.as_deref().map(|z| self.label(z));
+        let team = v.team.as_deref().map(|t| self.label(t));
+        self.stats.accepted += 1;
+        self.stats.min_ts_us = Some(self.stats.min_ts_us.map_or(v.ts_us, |m| m.min(v.ts_us)));
+        self.stats.max_ts_us = Some(self.stats.max_ts_us.map_or(v.ts_us, |m| m.max(v.ts_us)));
+        let event = Event {
+            event_id: v.event_id.into_owned(),
+            ts_us: v.ts_us,
+            offset_s: v.offset_s,
+            site,
+            worker,
+            kind: v.kind,
+            zone,
+            team,
+            process: v.process,
+            device: v.device,
+            quantity: v.quantity,
+            weight_kg: v.weight_kg,
+            threshold_s: v.threshold_s,
+            gap_s: v.gap_s,
+            target_per_hour: v.target_per_hour,
+        };
+        self.sink.push(event)?;
+        Ok(Ok(()))
+    }
+
+    fn label(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.labels.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.labels.insert(s.into(), a.clone());
+        a
+    }
+
+    fn reject(
+        &mut self,
+        at: &Origin,
+        rej: &Rejection,
+        raw: &[u8],
+        full_len: usize,
+    ) -> Result<(), IngestError> {
+        let n = &mut self.stats.rejected[rej.reason.code() as usize];
+        *n += 1;
+        if *n <= LOGGED_REJECTS_PER_REASON {
+            tracing::warn!(source = %at, reason = %rej.reason, message = %rej.message, "Record rejected");
+            if *n == LOGGED_REJECTS_PER_REASON {
+                tracing::warn!(reason = %rej.reason, "Further rejects of this reason are counted, not logged");
+            }
+        }
+        self.rejects.reject(at, rej, raw, full_len)
+    }
+
+    /// Flushes the rejects store and hands back the sinks and counts.
+    pub fn finish(mut self) -> Result<(S, R, IngestStats), IngestError> {
+        self.rejects.flush()?;
+        Ok((self.sink, self.rejects, self.stats))
+    }
+}

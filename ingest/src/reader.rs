@@ -1,0 +1,462 @@
+//! File readers: NDJSON/JSONL, CSV (each optionally gzipped) and Parquet.
+//! Each streams its input (a line, a CSV record or a Parquet slice at a
+//! time) into an [`Ingestor`], so memory does not grow with the file.
+
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::Arc;
+
+use flate2::read::MultiGzDecoder;
+use polars::prelude::*;
+
+use crate::event::{Origin, RejectReason, MAX_RECORD_BYTES};
+use crate::rejects::RejectSink;
+use crate::validate::{RawFields, Rejection, Scalar as Val, FIELDS};
+use crate::{EventSink, IngestError, Ingestor};
+
+/// Input formats, from the file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Ndjson { gz: bool },
+    Csv { gz: bool },
+    Parquet,
+}
+
+impl Format {
+    /// `.ndjson`/`.jsonl`, `.csv` (each optionally `.gz`) or `.parquet`.
+    pub fn from_path(path: &Path) -> Result<Format, IngestError> {
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("").to_ascii_lowercase();
+        let (stem, gz) = match name.strip_suffix(".gz") {
+            Some(s) => (s, true),
+            None => (name.as_str(), false),
+        };
+        let f = if stem.ends_with(".ndjson") || stem.ends_with(".jsonl") {
+            Format::Ndjson { gz }
+        } else if stem.ends_with(".csv") {
+            Format::Csv { gz }
+        } else if stem.ends_with(".parquet") && !gz {
+            Format::Parquet
+        } else {
+            return Err(IngestError::Input(format!(
+                "{}: unknown format; expected .ndjson, .jsonl or .csv (optionally .gz), or .parquet",
+                path.display()
+            )));
+        };
+        Ok(f)
+    }
+}
+
+/// Rows read from a Parquet file at a time.
+pub const PARQUET_SLICE_ROWS: usize = 128 * 1024;
+
+/// Counts the bytes read from the file itself (before decompression), for
+/// progress reports.
+struct Counting<R> {
+    inner: R,
+    done: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.done.set(self.done.get() + n as u64);
+        Ok(n)
+    }
+}
+
+fn open_text(path: &Path, gz: bool) -> Result<Box<dyn BufRead>, IngestError> {
+    let f = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let r: Box<dyn Read> = if gz { Box::new(MultiGzDecoder::new(BufReader::new(f))) } else { Box::new(f) };
+    Ok(Box::new(BufReader::with_capacity(1 << 20, r)))
+}
+
+/// Reads one file into the ingestor. `progress` receives the fraction of
+/// the file done, from 0 to 1, now and then.
+pub fn read_file<S: EventSink, R: RejectSink>(
+    path: &Path,
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(), IngestError> {
+    let name: Arc<str> = Arc::from(path.display().to_string());
+    match Format::from_path(path)? {
+        Format::Ndjson { gz } => read_ndjson(path, gz, name, ing, progress),
+        Format::Csv { gz } => read_csv(path, gz, name, ing, progress),
+        Format::Parquet => read_parquet(path, name, ing, progress),
+    }
+}
+
+/// Reads the next line into `buf` (without its end), keeping at most
+/// `MAX_RECORD_BYTES + 1` bytes of it. Returns the line's full length, or
+/// `None` at the end of the input.
+fn next_line(r: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+    buf.clear();
+    let mut total = 0usize;
+    let mut any = false;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(if any { Some(total) } else { None });
+        }
+        any = true;
+        let (take, done) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        let room = (MAX_RECORD_BYTES + 1).saturating_sub(buf.len());
+        buf.extend_from_slice(&chunk[..take.min(room)]);
+        total += take;
+        r.consume(if done { take + 1 } else { take });
+        if done {
+            if buf.last() == Some(&b'\r') && total == buf.len() {
+                buf.pop();
+                total -= 1;
+            }
+            return Ok(Some(total));
+        }
+    }
+}
+
+fn read_ndjson<S: EventSink, R: RejectSink>(
+    path: &Path,
+    gz: bool,
+    name: Arc<str>,
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(), IngestError> {
+    let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
+    let f = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let done = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let shared = Counting { inner: f, done: done.clone() };
+    let inner: Box<dyn Read> =
+        if gz { Box::new(MultiGzDecoder::new(BufReader::new(shared))) } else { Box::new(shared) };
+    let mut r: Box<dyn BufRead> = Box::new(BufReader::with_capacity(1 << 20, inner));
+    let mut buf = Vec::with_capacity(4096);
+    let mut line_no = 0u64;
+    loop {
+        let len = match next_line(&mut *r, &mut buf) {
+            Ok(Some(n)) => n,
+            Ok(None) => break,
+            Err(e) => {
+                return Err(IngestError::Input(format!("{name}: read failed after line {line_no}: {e}")))
+            }
+        };
+        line_no += 1;
+        if buf.iter().all(u8::is_ascii_whitespace) && len == buf.len() {
+            continue;
+        }
+        let at = || Origin::File { file: name.clone(), line: line_no };
+        if len > MAX_RECORD_BYTES {
+            let rej = Rejection::new(
+                RejectReason::TooLarge,
+                format!("record of {len} bytes, over the limit of {MAX_RECORD_BYTES}"),
+            );
+            let redacted = crate::rejects::redact_json_worker(&buf, ing.pseudonymiser());
+            ing.offer_refused(rej, at(), &redacted, len)?;
+        } else {
+            ing.offer_json(&buf, at)?;
+        }
+        if line_no % 65_536 == 0 {
+            progress(done.get() as f64 / size as f64);
+        }
+    }
+    progress(1.0);
+    Ok(())
+}
+
+/// Renders split fields as a JSON object for the rejects store, with the
+/// worker value replaced by its pseudonym.
+fn render_cells(
+    names: &[String],
+    cells: &[Cow<'_, str>],
+    pseudo: &mut crate::pseudo::Pseudonymiser,
+) -> Vec<u8> {
+    let mut obj = serde_json::Map::new();
+    for (i, cell) in cells.iter().enumerate() {
+        let key = names.get(i).cloned().unwrap_or_else(|| format!("column_{}", i + 1));
+        let value = if key == "worker" { format!("~{}", pseudo.pseudonym(cell)) } else { cell.to_string() };
+        obj.insert(key, serde_json::Value::String(value));
+    }
+    serde_json::to_vec(&obj).unwrap_or_default()
+}
+
+fn read_csv<S: EventSink, R: RejectSink>(
+    path: &Path,
+    gz: bool,
+    name: Arc<str>,
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(), IngestError> {
+    let input = open_text(path, gz)?;
+    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
+    let headers: Vec<String> = match rdr.byte_headers() {
+        Ok(h) => h.iter().map(|c| String::from_utf8_lossy(c).trim().to_string()).collect(),
+        Err(e) => return Err(IngestError::Input(format!("{name}: cannot read the CSV header: {e}"))),
+    };
+    for required in ["event_id", "ts", "site", "worker", "kind"] {
+        if !headers.iter().any(|h| h == required) {
+            tracing::warn!(file = %name, column = required, "CSV header lacks a required column: every row will be rejected");
+        }
+    }
+    let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
+    let worker_col = headers.iter().position(|h| h == "worker");
+    let mut rec = csv::ByteRecord::new();
+    let mut rows = 0u64;
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(false) => break,
+            Ok(true) => {}
+            Err(e) => {
+                // The csv reader only fails here on I/O: stop the file.
+                return Err(IngestError::Input(format!("{name}: CSV read failed: {e}")));
+            }
+        }
+        rows += 1;
+        let line = rec.position().map(|p| p.line()).unwrap_or(rows + 1);
+        let at = || Origin::File { file: name.clone(), line };
+        let bytes: usize = rec.as_slice().len() + rec.len();
+        let cells: Vec<Cow<'_, str>> = rec.iter().map(String::from_utf8_lossy).collect();
+        let redacted = |ps: &mut crate::pseudo::Pseudonymiser| render_cells(&headers, &cells, ps);
+        if bytes > MAX_RECORD_BYTES {
+            let rej = Rejection::new(
+                RejectReason::TooLarge,
+                format!("record of {bytes} bytes, over the limit of {MAX_RECORD_BYTES}"),
+            );
+            let raw = redacted(ing.pseudonymiser());
+            ing.offer_refused(rej, at(), &raw, bytes)?;
+            continue;
+        }
+        if let Some(bad) = rec.iter().position(|c| std::str::from_utf8(c).is_err()) {
+            let col = headers.get(bad).cloned().unwrap_or_default();
+            let rej = Rejection::new(RejectReason::InvalidUtf8, format!("column `{col}` is not UTF-8"));
+            // Keep the raw bytes, with the worker cell replaced.
+            let mut raw = Vec::new();
+            for (i, c) in rec.iter().enumerate() {
+                if i > 0 {
+                    raw.push(b',');
+                }
+                if Some(i) == worker_col {
+                    let w = String::from_utf8_lossy(c).into_owned();
+                    raw.extend_from_slice(format!("~{}", ing.pseudonymiser().pseudonym(&w)).as_bytes());
+                } else {
+                    raw.extend_from_slice(c);
+                }
+            }
+            ing.offer_refused(rej, at(), &raw, rec.as_slice().len())?;
+            continue;
+        }
+        if rec.len() != headers.len() {
+            let rej = Rejection::new(
+                RejectReason::InvalidValue,
+                format!("row has {} cells, the header has {}", rec.len(), headers.len()),
+            );
+            let raw = redacted(ing.pseudonymiser());
+            ing.offer_refused(rej, at(), &raw, raw.len())?;
+            continue;
+        }
+        let mut raw = RawFields::default();
+        for (i, cell) in rec.iter().enumerate() {
+            let h = &headers[i];
+            // Checked UTF-8 above.
+            let cell = std::str::from_utf8(cell).unwrap_or("");
+            match raw.slot(h) {
+                Some((_, slot)) => {
+                    if !cell.is_empty() {
+                        *slot = Some(Val::Cell(cell));
+                    }
+                }
+                None => {
+                    if !cell.is_empty() {
+                        raw.unknown.push(Cow::Borrowed(h.as_str()));
+                    }
+                }
+            }
+        }
+        ing.offer_fields(&raw, at, redacted)?;
+        if rows % 65_536 == 0 {
+            let pos = rdr.position().byte();
+            progress(if gz { 0.0 } else { pos as f64 / size as f64 });
+        }
+    }
+    progress(1.0);
+    Ok(())
+}
+
+/// A column of a Parquet slice, seen through the type the contract needs.
+enum ColView {
+    Str(StringChunked),
+    Int(Int64Chunked),
+    Float(Float64Chunked),
+    Bool(BooleanChunked),
+    /// UTC microseconds and offset seconds.
+    Instant(Int64Chunked, Int32Chunked),
+    /// A naive timestamp: it carries no offset.
+    Naive,
+    Other,
+}
+
+impl ColView {
+    fn get(&self, i: usize) -> Option<Val<'_>> {
+        match self {
+            ColView::Str(c) => c.get(i).map(|s| Val::Str(Cow::Borrowed(s))),
+            ColView::Int(c) => c.get(i).map(Val::Int),
+            ColView::Float(c) => c.get(i).map(Val::Float),
+            ColView::Bool(c) => c.get(i).map(Val::Bool),
+            ColView::Instant(t, o) => match (t.get(i), o.get(i)) {
+                (Some(ts_us), Some(offset_s)) => Some(Val::Instant { ts_us, offset_s }),
+                _ => None,
+            },
+            ColView::Naive => Some(Val::NaiveTimestamp),
+            ColView::Other => Some(Val::Nested),
+        }
+    }
+}
+
+fn view(df: &DataFrame, name: &str) -> Result<Option<ColView>, IngestError> {
+    let Ok(column) = df.column(name) else { return Ok(None) };
+    let s = column.as_materialized_series();
+    let v = match s.dtype() {
+        DataType::String => ColView::Str(s.str()?.clone()),
+        d if d.is_integer() => ColView::Int(s.cast(&DataType::Int64)?.i64()?.clone()),
+        d if d.is_float() => ColView::Float(s.cast(&DataType::Float64)?.f64()?.clone()),
+        DataType::Boolean => ColView::Bool(s.bool()?.clone()),
+        DataType::Datetime(_, Some(_)) => {
+            let frame = DataFrame::new_infer_height(vec![s.clone().with_name("t".into()).into()])?;
+            let out = frame
+                .lazy()
+                .select([
+                    col("t").dt().timestamp(TimeUnit::Microseconds).alias("utc"),
+                    ((col("t")
+                        .dt()
+                        .replace_time_zone(None, lit("raise"), NonExistent::Raise)
+                        .dt()
+                        .timestamp(TimeUnit::Microseconds)
+                        - col("t").dt().timestamp(TimeUnit::Microseconds))
+                        / lit(1_000_000i64))
+                    .cast(DataType::Int32)
+                    .alias("off"),
+                ])
+                .collect()?;
+            ColView::Instant(out.column("utc")?.i64()?.clone(), out.column("off")?.i32()?.clone())
+        }
+        DataType::Datetime(_, None) => ColView::Naive,
+        _ => ColView::Other,
+    };
+    Ok(Some(v))
+}
+
+fn read_parquet<S: EventSink, R: RejectSink>(
+    path: &Path,
+    name: Arc<str>,
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(), IngestError> {
+    let open = || File::open(path).map_err(|e| IngestError::io(path, e));
+    let bad = |e: PolarsError| IngestError::Input(format!("{name}: not a readable Parquet file: {e}"));
+    let mut reader = ParquetReader::new(open()?);
+    let total = reader.num_rows().map_err(bad)?;
+    let columns: Vec<String> = reader.schema().map_err(bad)?.iter_names().map(|n| n.to_string()).collect();
+    let unknown: Vec<&str> = columns.iter().map(String::as_str).filter(|c| !FIELDS.contains(c)).collect();
+    let wanted: Vec<String> = columns.iter().filter(|c| FIELDS.contains(&c.as_str())).cloned().collect();
+    let mut offset = 0usize;
+    while offset < total {
+        let len = PARQUET_SLICE_ROWS.min(total - offset);
+        // Unknown columns are never read, only named (their non-null
+        // cells are counted below).
+        let df = ParquetReader::new(open()?)
+            .with_slice(Some((offset, len)))
+            .with_columns(Some(wanted.clone()))
+            .finish()
+            .map_err(bad)?;
+        let nonnull_unknown: Vec<(&str, Series)> = if unknown.is_empty() {
+            Vec::new()
+        } else {
+            let u = ParquetReader::new(open()?)
+                .with_slice(Some((offset, len)))
+                .with_columns(Some(unknown.iter().map(|s| s.to_string()).collect()))
+                .finish()
+                .map_err(bad)?;
+            unknown
+                .iter()
+                .filter_map(|n| {
+                    u.column(n).ok().map(|c| (*n, c.as_materialized_series().is_not_null().into_series()))
+                })
+                .collect()
+        };
+        let views: Vec<(&str, Option<ColView>)> =
+            FIELDS.iter().map(|f| Ok((*f, view(&df, f)?))).collect::<Result<_, IngestError>>()?;
+        for i in 0..df.height() {
+            let mut raw = RawFields::default();
+            for (field, v) in &views {
+                if let Some(v) = v {
+                    let (_, slot) = raw.slot(field).expect("a contract field");
+                    *slot = v.get(i);
+                }
+            }
+            for (n, mask) in &nonnull_unknown {
+                if mask.bool().ok().and_then(|m| m.get(i)).unwrap_or(false) {
+                    raw.unknown.push(Cow::Borrowed(n));
+                }
+            }
+            let size: usize = [&raw.event_id, &raw.worker, &raw.site, &raw.zone, &raw.team, &raw.kind]
+                .iter()
+                .map(|v| match v {
+                    Some(Val::Str(s)) => s.len(),
+                    _ => 8,
+                })
+                .sum();
+            let row = (offset + i + 1) as u64;
+            let at = || Origin::File { file: name.clone(), line: row };
+            let render = |ps: &mut crate::pseudo::Pseudonymiser| render_fields(&raw, ps);
+            if size > MAX_RECORD_BYTES {
+                let rej = Rejection::new(
+                    RejectReason::TooLarge,
+                    format!("record of {size} bytes, over the limit of {MAX_RECORD_BYTES}"),
+                );
+                let rendered = render(ing.pseudonymiser());
+                ing.offer_refused(rej, at(), &rendered, size)?;
+                continue;
+            }
+            ing.offer_fields(&raw, at, render)?;
+        }
+        offset += len;
+        progress(offset as f64 / total.max(1) as f64);
+    }
+    progress(1.0);
+    Ok(())
+}
+
+/// Renders typed fields as a JSON object for the rejects store.
+fn render_fields(raw: &RawFields<'_>, pseudo: &mut crate::pseudo::Pseudonymiser) -> Vec<u8> {
+    let mut copy = raw.clone();
+    let mut obj = serde_json::Map::new();
+    for f in FIELDS {
+        let (_, slot) = copy.slot(f).expect("a contract field");
+        let Some(v) = slot.take() else { continue };
+        let value = match v {
+            _ if f == "worker" => {
+                let w = match &v {
+                    Val::Str(s) => s.to_string(),
+                    Val::Cell(s) => s.to_string(),
+                    Val::Int(i) => i.to_string(),
+                    Val::Float(x) => x.to_string(),
+                    _ => String::new(),
+                };
+                serde_json::Value::String(format!("~{}", pseudo.pseudonym(&w)))
+            }
+            Val::Str(s) => s.into_owned().into(),
+            Val::Cell(s) => s.into(),
+            Val::Int(i) => i.into(),
+            Val::Float(x) => {
+                serde_json::Number::from_f64(x).map(Into::into).unwrap_or(serde_json::Value::Null)
+            }
+            Val::Bool(b) => b.into(),
+            Val::Instant { ts_us, offset_s } => format!("{ts_us}us{offset_s:+}s").into(),
+            Val::Nested => "(nested)".into(),
+            Val::NaiveTimestamp => "(timestamp without time zone)".into(),
+        };
+        obj.insert(f.to_string(), value);
+    }
+    serde_json::to_vec(&obj).unwrap_or_default()
+}

@@ -1,0 +1,198 @@
+//! The pseudonymised event store: Parquet files written under a temporary
+//! name, fsynced, then renamed, so that a reader never sees half a file.
+//!
+//! `vigie audit` uses it as a spill area under the output directory (purged
+//! at the end of the run); the service keeps it as its raw tier.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use polars::prelude::*;
+
+use crate::event::Event;
+use crate::IngestError;
+
+/// Rows per Parquet file written by the spill, per bucket.
+pub const DEFAULT_ROWS_PER_FILE: usize = 256 * 1024;
+
+/// Buckets of the spill: the analysis holds one at a time.
+pub const DEFAULT_BUCKETS: usize = 16;
+
+/// The columns of the store, in order. Times are UTC microseconds plus the
+/// offset the record carried; enumerations are their `code()`.
+pub fn store_schema() -> Schema {
+    Schema::from_iter([
+        Field::new("event_id".into(), DataType::String),
+        Field::new("ts_us".into(), DataType::Int64),
+        Field::new("offset_s".into(), DataType::Int32),
+        Field::new("site".into(), DataType::String),
+        Field::new("worker".into(), DataType::UInt64),
+        Field::new("kind".into(), DataType::UInt8),
+        Field::new("zone".into(), DataType::String),
+        Field::new("team".into(), DataType::String),
+        Field::new("process".into(), DataType::UInt8),
+        Field::new("device".into(), DataType::UInt8),
+        Field::new("quantity".into(), DataType::UInt32),
+        Field::new("weight_kg".into(), DataType::Float64),
+        Field::new("threshold_s".into(), DataType::Float64),
+        Field::new("gap_s".into(), DataType::Float64),
+        Field::new("target_per_hour".into(), DataType::Float64),
+    ])
+}
+
+/// Column buffers for a batch of events.
+#[derive(Default)]
+pub struct EventBatch {
+    event_id: Vec<String>,
+    ts_us: Vec<i64>,
+    offset_s: Vec<i32>,
+    site: Vec<Arc<str>>,
+    worker: Vec<u64>,
+    kind: Vec<u8>,
+    zone: Vec<Option<Arc<str>>>,
+    team: Vec<Option<Arc<str>>>,
+    process: Vec<Option<u8>>,
+    device: Vec<Option<u8>>,
+    quantity: Vec<Option<u32>>,
+    weight_kg: Vec<Option<f64>>,
+    threshold_s: Vec<Option<f64>>,
+    gap_s: Vec<Option<f64>>,
+    target_per_hour: Vec<Option<f64>>,
+}
+
+impl EventBatch {
+    pub fn len(&self) -> usize {
+        self.ts_us.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ts_us.is_empty()
+    }
+
+    pub fn push(&mut self, e: Event) {
+        self.event_id.push(e.event_id);
+        self.ts_us.push(e.ts_us);
+        self.offset_s.push(e.offset_s);
+        self.site.push(e.site);
+        self.worker.push(e.worker.0);
+        self.kind.push(e.kind.code());
+        self.zone.push(e.zone);
+        self.team.push(e.team);
+        self.process.push(e.process.map(|p| p.code()));
+        self.device.push(e.device.map(|d| d.code()));
+        self.quantity.push(e.quantity);
+        self.weight_kg.push(e.weight_kg);
+        self.threshold_s.push(e.threshold_s);
+        self.gap_s.push(e.gap_s);
+        self.target_per_hour.push(e.target_per_hour);
+    }
+
+    /// Moves the buffers into a DataFrame with [`store_schema`].
+    pub fn take_frame(&mut self) -> PolarsResult<DataFrame> {
+        let b = std::mem::take(self);
+        fn strs(v: &[Option<Arc<str>>]) -> Vec<Option<&str>> {
+            v.iter().map(|s| s.as_deref()).collect()
+        }
+        let site: Vec<&str> = b.site.iter().map(|s| s.as_ref()).collect();
+        DataFrame::new_infer_height(vec![
+            Column::new("event_id".into(), b.event_id),
+            Column::new("ts_us".into(), b.ts_us),
+            Column::new("offset_s".into(), b.offset_s),
+            Column::new("site".into(), site),
+            Column::new("worker".into(), b.worker),
+            Column::new("kind".into(), b.kind),
+            Column::new("zone".into(), strs(&b.zone)),
+            Column::new("team".into(), strs(&b.team)),
+            Column::new("process".into(), b.process),
+            Column::new("device".into(), b.device),
+            Column::new("quantity".into(), b.quantity),
+            Column::new("weight_kg".into(), b.weight_kg),
+            Column::new("threshold_s".into(), b.threshold_s),
+            Column::new("gap_s".into(), b.gap_s),
+            Column::new("target_per_hour".into(), b.target_per_hour),
+        ])
+    }
+}
+
+/// Writes `df` to `path` atomically: a temporary name in the same folder,
+/// fsync, rename, fsync of the folder.
+pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<(), IngestError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("part.parquet");
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = File::create(&tmp).map_err(|e| IngestError::io(&tmp, e))?;
+    ParquetWriter::new(&mut f)
+        .with_compression(ParquetCompression::Zstd(None))
+        .finish(df)
+        .map_err(IngestError::Polars)?;
+    f.flush().map_err(|e| IngestError::io(&tmp, e))?;
+    f.sync_all().map_err(|e| IngestError::io(&tmp, e))?;
+    drop(f);
+    fs::rename(&tmp, path).map_err(|e| IngestError::io(path, e))?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Accumulates events and writes them as numbered Parquet parts, in
+/// `buckets` folders by worker pseudonym: every event of a worker lands in
+/// the same bucket, so the analysis can take one bucket at a time and its
+/// memory is bounded by the largest bucket, not by the input.
+pub struct SpillWriter {
+    dir: PathBuf,
+    batches: Vec<EventBatch>,
+    rows_per_file: usize,
+    files: Vec<Vec<PathBuf>>,
+}
+
+impl SpillWriter {
+    pub fn new(dir: impl Into<PathBuf>, buckets: usize, rows_per_file: usize) -> Result<Self, IngestError> {
+        let dir = dir.into();
+        let buckets = buckets.max(1);
+        fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
+        Ok(SpillWriter {
+            dir,
+            batches: (0..buckets).map(|_| EventBatch::default()).collect(),
+            rows_per_file,
+            files: vec![Vec::new(); buckets],
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn push(&mut self, e: Event) -> Result<(), IngestError> {
+        let b = (e.worker.0 % self.batches.len() as u64) as usize;
+        self.batches[b].push(e);
+        if self.batches[b].len() >= self.rows_per_file {
+            self.flush_bucket(b)?;
+        }
+        Ok(())
+    }
+
+    fn flush_bucket(&mut self, b: usize) -> Result<(), IngestError> {
+        if self.batches[b].is_empty() {
+            return Ok(());
+        }
+        let mut df = self.batches[b].take_frame().map_err(IngestError::Polars)?;
+        let path =
+            self.dir.join(format!("bucket-{b:03}")).join(format!("part-{:06}.parquet", self.files[b].len()));
+        write_parquet_atomic(&mut df, &path)?;
+        self.files[b].push(path);
+        Ok(())
+    }
+
+    /// Flushes and returns the files written, by bucket (empty buckets
+    /// left out).
+    pub fn finish(mut self) -> Result<Vec<Vec<PathBuf>>, IngestError> {
+        for b in 0..self.batches.len() {
+            self.flush_bucket(b)?;
+        }
+        Ok(self.files.into_iter().filter(|f| !f.is_empty()).collect())
+    }
+}

@@ -1,0 +1,607 @@
+//! Validation of one record against event contract v1.
+//!
+//! Every reader (NDJSON, CSV, Parquet, Kafka) turns a record into
+//! [`RawFields`] and hands it to [`validate`]; there is one set of rules.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use chrono::{DateTime, FixedOffset};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+
+use crate::event::{Device, Kind, Process, RejectReason, MAX_RECORD_BYTES};
+
+/// One field's value as the reader saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar<'a> {
+    /// A JSON string or a Parquet string column.
+    Str(Cow<'a, str>),
+    /// A CSV cell: untyped text, parsed as the field requires.
+    Cell(&'a str),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    /// A Parquet timestamp with a time zone, already resolved.
+    Instant {
+        ts_us: i64,
+        offset_s: i32,
+    },
+    /// A Parquet timestamp without a time zone: its offset is unknown.
+    NaiveTimestamp,
+    /// An array or object where a scalar was expected.
+    Nested,
+}
+
+impl<'de> Deserialize<'de> for Scalar<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Scalar<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Scalar::Bool(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Scalar::Int(v))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(i64::try_from(v).map(Scalar::Int).unwrap_or(Scalar::Float(v as f64)))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Scalar::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Scalar::Str(Cow::Owned(v)))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Nested)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Nested)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Known fields of a record, before validation. `None` is "absent"; a JSON
+/// `null` and an empty CSV cell are absent too.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct RawFields<'a> {
+    pub event_id: Option<Scalar<'a>>,
+    pub ts: Option<Scalar<'a>>,
+    pub site: Option<Scalar<'a>>,
+    pub worker: Option<Scalar<'a>>,
+    pub kind: Option<Scalar<'a>>,
+    pub zone: Option<Scalar<'a>>,
+    pub team: Option<Scalar<'a>>,
+    pub process: Option<Scalar<'a>>,
+    pub device: Option<Scalar<'a>>,
+    pub quantity: Option<Scalar<'a>>,
+    pub weight_kg: Option<Scalar<'a>>,
+    pub threshold_s: Option<Scalar<'a>>,
+    pub gap_s: Option<Scalar<'a>>,
+    pub target_per_hour: Option<Scalar<'a>>,
+    /// Names of fields outside the contract: dropped, only counted.
+    pub unknown: Vec<Cow<'a, str>>,
+    /// A field given twice in one record.
+    pub repeated: Option<&'static str>,
+}
+
+/// The names of the contract's fields, in documentation order.
+pub const FIELDS: [&str; 14] = [
+    "event_id",
+    "ts",
+    "site",
+    "worker",
+    "kind",
+    "zone",
+    "team",
+    "process",
+    "device",
+    "quantity",
+    "weight_kg",
+    "threshold_s",
+    "gap_s",
+    "target_per_hour",
+];
+
+impl<'a> RawFields<'a> {
+    /// The slot of a contract field, by name.
+    pub fn slot(&mut self, name: &str) -> Option<(&'static str, &mut Option<Scalar<'a>>)> {
+        Some(match name {
+            "event_id" => ("event_id", &mut self.event_id),
+            "ts" => ("ts", &mut self.ts),
+            "site" => ("site", &mut self.site),
+            "worker" => ("worker", &mut self.worker),
+            "kind" => ("kind", &mut self.kind),
+            "zone" => ("zone", &mut self.zone),
+            "team" => ("team", &mut self.team),
+            "process" => ("process", &mut self.process),
+            "device" => ("device", &mut self.device),
+            "quantity" => ("quantity", &mut self.quantity),
+            "weight_kg" => ("weight_kg", &mut self.weight_kg),
+            "threshold_s" => ("threshold_s", &mut self.threshold_s),
+            "gap_s" => ("gap_s", &mut self.gap_s),
+            "target_per_hour" => ("target_per_hour", &mut self.target_per_hour),
+            _ => return None,
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for RawFields<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawFields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+                let mut raw = RawFields::default();
+                while let Some(key) = a.next_key::<Cow<'de, str>>()? {
+                    if FIELDS.contains(&key.as_ref()) {
+                        let v: Option<Scalar<'de>> = a.next_value()?;
+                        let (name, slot) = raw.slot(&key).expect("a contract field");
+                        // A repeat keeps the first value; the record is
+                        // rejected anyway.
+                        let repeated = slot.is_some();
+                        if !repeated {
+                            *slot = v;
+                        }
+                        if repeated && raw.repeated.is_none() {
+                            raw.repeated = Some(name);
+                        }
+                    } else {
+                        a.next_value::<IgnoredAny>()?;
+                        raw.unknown.push(key);
+                    }
+                }
+                Ok(raw)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A record that passed validation, before pseudonymisation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Valid<'a> {
+    pub event_id: Cow<'a, str>,
+    pub ts_us: i64,
+    pub offset_s: i32,
+    pub site: Cow<'a, str>,
+    /// The identifier received: it lives only until it is re-keyed.
+    pub worker: Cow<'a, str>,
+    pub kind: Kind,
+    pub zone: Option<Cow<'a, str>>,
+    pub team: Option<Cow<'a, str>>,
+    pub process: Option<Process>,
+    pub device: Option<Device>,
+    pub quantity: Option<u32>,
+    pub weight_kg: Option<f64>,
+    pub threshold_s: Option<f64>,
+    pub gap_s: Option<f64>,
+    pub target_per_hour: Option<f64>,
+}
+
+/// Why a record was refused: a reason code and a message for people.
+/// The message never quotes the `worker` value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn new(reason: RejectReason, message: impl Into<String>) -> Self {
+        Rejection { reason, message: message.into() }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.message)
+    }
+}
+
+/// The live-ingest clock check: a timestamp more than `skew_us` ahead of
+/// `now_us` is `future_timestamp`. Offline audits pass `None`.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now_us: i64,
+    pub skew_us: i64,
+}
+
+/// Parses one NDJSON line (already known to be UTF-8 and within size).
+pub fn parse_json(line: &str) -> Result<RawFields<'_>, Rejection> {
+    let trimmed = line.trim_start();
+    if !trimmed.starts_with('{') {
+        return Err(Rejection::new(RejectReason::InvalidJson, "a record must be one JSON object"));
+    }
+    serde_json::from_str::<RawFields<'_>>(line)
+        .map_err(|e| Rejection::new(RejectReason::InvalidJson, format!("not valid JSON: {e}")))
+}
+
+/// Checks the size and encoding of a raw record.
+pub fn check_bytes(bytes: &[u8]) -> Result<&str, Rejection> {
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(Rejection::new(
+            RejectReason::TooLarge,
+            format!("record of {} bytes, over the limit of {MAX_RECORD_BYTES}", bytes.len()),
+        ));
+    }
+    std::str::from_utf8(bytes).map_err(|e| {
+        Rejection::new(
+            RejectReason::InvalidUtf8,
+            format!("bytes are not UTF-8 (first bad byte at {})", e.valid_up_to()),
+        )
+    })
+}
+
+fn site_charset_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+}
+
+fn required<'a, 'b>(v: &'b Option<Scalar<'a>>, name: &str) -> Result<&'b Scalar<'a>, Rejection> {
+    v.as_ref().ok_or_else(|| Rejection::new(RejectReason::MissingField, format!("`{name}` is required")))
+}
+
+fn text<'a>(v: &Scalar<'a>, name: &str) -> Result<Cow<'a, str>, Rejection> {
+    match v {
+        Scalar::Str(s) => Ok(s.clone()),
+        Scalar::Cell(s) => Ok(Cow::Borrowed(*s)),
+        other => Err(Rejection::new(
+            RejectReason::InvalidType,
+            format!("`{name}` must be a string, got {}", type_name(other)),
+        )),
+    }
+}
+
+fn type_name(v: &Scalar<'_>) -> &'static str {
+    match v {
+        Scalar::Str(_) | Scalar::Cell(_) => "a string",
+        Scalar::Int(_) => "an integer",
+        Scalar::Float(_) => "a number",
+        Scalar::Bool(_) => "a boolean",
+        Scalar::Instant { .. } => "a timestamp",
+        Scalar::NaiveTimestamp => "a timestamp without a time zone",
+        Scalar::Nested => "an array or object",
+    }
+}
+
+fn number(v: &Scalar<'_>, name: &str) -> Result<f64, Rejection> {
+    let bad_type = || {
+        Rejection::new(RejectReason::InvalidType, format!("`{name}` must be a number, got {}", type_name(v)))
+    };
+    let x = match v {
+        Scalar::Int(i) => *i as f64,
+        Scalar::Float(f) => *f,
+        Scalar::Cell(s) => s.trim().parse::<f64>().map_err(|_| bad_type())?,
+        _ => return Err(bad_type()),
+    };
+    if !x.is_finite() {
+        return Err(Rejection::new(RejectReason::InvalidValue, format!("`{name}` must be finite")));
+    }
+    Ok(x)
+}
+
+fn integer(v: &Scalar<'_>, name: &str) -> Result<i64, Rejection> {
+    let bad_type = || {
+        Rejection::new(
+            RejectReason::InvalidType,
+            format!("`{name}` must be an integer, got {}", type_name(v)),
+        )
+    };
+    match v {
+        Scalar::Int(i) => Ok(*i),
+        // Parquet float columns and JSON `3.0` carry whole numbers too.
+        Scalar::Float(f) if f.is_finite() && f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(*f as i64),
+        Scalar::Cell(s) => s.trim().parse::<i64>().map_err(|_| bad_type()),
+        _ => Err(bad_type()),
+    }
+}
+
+fn bounded_text<'a>(v: &Option<Scalar<'a>>, name: &str, max: usize) -> Result<Cow<'a, str>, Rejection> {
+    let s = text(required(v, name)?, name)?;
+    let n = s.chars().count();
+    if n == 0 || n > max {
+        return Err(Rejection::new(
+            RejectReason::InvalidValue,
+            format!("`{name}` must have 1 to {max} characters, has {n}"),
+        ));
+    }
+    Ok(s)
+}
+
+fn label<'a>(v: &Option<Scalar<'a>>, name: &str) -> Result<Option<Cow<'a, str>>, Rejection> {
+    let Some(v) = v else { return Ok(None) };
+    let s = text(v, name)?;
+    if !site_charset_ok(&s) {
+        return Err(Rejection::new(
+            RejectReason::InvalidValue,
+            format!("`{name}` must match [A-Za-z0-9._-]{{1,64}}"),
+        ));
+    }
+    Ok(Some(s))
+}
+
+fn enumerated<T>(
+    v: &Option<Scalar<'_>>,
+    name: &str,
+    parse: fn(&str) -> Option<T>,
+    allowed: &str,
+) -> Result<Option<T>, Rejection> {
+    let Some(v) = v else { return Ok(None) };
+    let s = text(v, name)?;
+    parse(&s).map(Some).ok_or_else(|| {
+        Rejection::new(
+            RejectReason::InvalidValue,
+            format!("`{name}` must be one of {allowed}, got {:?}", truncate(&s, 40)),
+        )
+    })
+}
+
+fn ranged(
+    v: &Option<Scalar<'_>>,
+    name: &str,
+    ok: fn(f64) -> bool,
+    rule: &str,
+) -> Result<Option<f64>, Rejection> {
+    let Some(v) = v else { return Ok(None) };
+    let x = number(v, name)?;
+    if !ok(x) {
+        return Err(Rejection::new(RejectReason::InvalidValue, format!("`{name}` must be {rule}, got {x}")));
+    }
+    Ok(Some(x))
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// Parses an RFC 3339 timestamp with an explicit offset into microseconds
+/// since the epoch and the offset in seconds.
+pub fn parse_ts(s: &str) -> Option<(i64, i32)> {
+    let dt: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(s).ok()?;
+    // chrono accepts `-00:00` too; it still is an explicit offset.
+    Some((dt.timestamp_micros(), dt.offset().local_minus_utc()))
+}
+
+/// Applies every rule of event contract v1 to one record.
+pub fn validate<'a>(raw: &RawFields<'a>, clock: Option<Clock>) -> Result<Valid<'a>, Rejection> {
+    if let Some(name) = raw.repeated {
+        return Err(Rejection::new(RejectReason::InvalidValue, format!("`{name}` is given more than once")));
+    }
+    // Presence first, so that a record missing several fields names the
+    // first missing one in documentation order.
+    for (name, v) in [
+        ("event_id", &raw.event_id),
+        ("ts", &raw.ts),
+        ("site", &raw.site),
+        ("worker", &raw.worker),
+        ("kind", &raw.kind),
+    ] {
+        required(v, name)?;
+    }
+    let event_id = bounded_text(&raw.event_id, "event_id", 128)?;
+    let (ts_us, offset_s) = match required(&raw.ts, "ts")? {
+        Scalar::Instant { ts_us, offset_s } => (*ts_us, *offset_s),
+        Scalar::NaiveTimestamp => {
+            return Err(Rejection::new(
+                RejectReason::InvalidTimestamp,
+                "`ts` is a timestamp without a time zone: its offset is unknown",
+            ))
+        }
+        v => {
+            let s = text(v, "ts")?;
+            parse_ts(&s).ok_or_else(|| {
+                Rejection::new(
+                    RejectReason::InvalidTimestamp,
+                    format!("`ts` must be RFC 3339 with an explicit offset, got {:?}", truncate(&s, 40)),
+                )
+            })?
+        }
+    };
+    if let Some(c) = clock {
+        if ts_us > c.now_us.saturating_add(c.skew_us) {
+            return Err(Rejection::new(
+                RejectReason::FutureTimestamp,
+                format!(
+                    "`ts` is {:.0} s ahead of the clock (allowed skew {:.0} s)",
+                    (ts_us - c.now_us) as f64 / 1e6,
+                    c.skew_us as f64 / 1e6
+                ),
+            ));
+        }
+    }
+    let site = label(&raw.site, "site")?.expect("required above");
+    // The worker value is never quoted in a message.
+    let worker = text(required(&raw.worker, "worker")?, "worker")?;
+    let n = worker.chars().count();
+    if n == 0 || n > 128 {
+        return Err(Rejection::new(
+            RejectReason::InvalidValue,
+            format!("`worker` must have 1 to 128 characters, has {n}"),
+        ));
+    }
+    let kind =
+        enumerated(&raw.kind, "kind", Kind::parse, "the kinds of docs/events.md")?.expect("required above");
+    let zone = label(&raw.zone, "zone")?;
+    let team = label(&raw.team, "team")?;
+    let process = enumerated(
+        &raw.process,
+        "process",
+        Process::parse,
+        "pick, stow, pack, receive, replenish, load, other",
+    )?;
+    let device = enumerated(&raw.device, "device", Device::parse, "scanner, voice, other")?;
+    let quantity = match &raw.quantity {
+        None => None,
+        Some(v) => {
+            let q = integer(v, "quantity")?;
+            if !(1..=10_000).contains(&q) {
+                return Err(Rejection::new(
+                    RejectReason::InvalidValue,
+                    format!("`quantity` must be 1 to 10000, got {q}"),
+                ));
+            }
+            Some(q as u32)
+        }
+    };
+    let quantity = match (kind, quantity) {
+        (Kind::Scan, None) => Some(1),
+        (_, q) => q,
+    };
+    let weight_kg = ranged(&raw.weight_kg, "weight_kg", |x| (0.0..=1000.0).contains(&x), "0 to 1000")?;
+    let threshold_s = ranged(&raw.threshold_s, "threshold_s", |x| x > 0.0, "> 0")?;
+    let gap_s = ranged(&raw.gap_s, "gap_s", |x| x >= 0.0, ">= 0")?;
+    let target_per_hour = ranged(&raw.target_per_hour, "target_per_hour", |x| x > 0.0, "> 0")?;
+    Ok(Valid {
+        event_id,
+        ts_us,
+        offset_s,
+        site,
+        worker,
+        kind,
+        zone,
+        team,
+        process,
+        device,
+        quantity,
+        weight_kg,
+        threshold_s,
+        gap_s,
+        target_per_hour,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(line: &str) -> Result<Valid<'_>, Rejection> {
+        let s = check_bytes(line.as_bytes())?;
+        let raw = parse_json(s)?;
+        validate(&raw, None)
+    }
+
+    const OK: &str = r#"{"event_id":"e1","ts":"2026-03-02T08:00:00.250+01:00","site":"lyon-1","worker":"w1","kind":"scan"}"#;
+
+    #[test]
+    fn accepts_the_minimal_record_and_defaults_quantity() {
+        let v = check(OK).unwrap();
+        assert_eq!(v.offset_s, 3600);
+        // 2026-03-02T07:00:00.25Z
+        assert_eq!(v.ts_us, 1_772_434_800_250_000);
+        assert_eq!(v.quantity, Some(1));
+        assert_eq!(v.kind, Kind::Scan);
+    }
+
+    #[test]
+    fn reason_codes() {
+        let cases: &[(&str, RejectReason)] = &[
+            ("{\"event_id\":", RejectReason::InvalidJson),
+            ("[1,2]", RejectReason::InvalidJson),
+            (
+                r#"{"ts":"2026-03-02T08:00:00Z","site":"a","worker":"w","kind":"scan"}"#,
+                RejectReason::MissingField,
+            ),
+            (
+                r#"{"event_id":null,"ts":"2026-03-02T08:00:00Z","site":"a","worker":"w","kind":"scan"}"#,
+                RejectReason::MissingField,
+            ),
+            (
+                r#"{"event_id":7,"ts":"2026-03-02T08:00:00Z","site":"a","worker":"w","kind":"scan"}"#,
+                RejectReason::InvalidType,
+            ),
+            (
+                r#"{"event_id":"e","ts":"2026-03-02T08:00:00Z","site":"a","worker":"w","kind":"scan","quantity":"3"}"#,
+                RejectReason::InvalidType,
+            ),
+            (
+                r#"{"event_id":"e","ts":"2026-03-02T08:00:00Z","site":"a","worker":"w","kind":"scan","quantity":2.5}"#,
+                RejectReason::InvalidType,
+            ),
+            (
+                r#"{"event_id":"e","ts":"2026-03-02T08:00:00Z","site":"a b","worker":"w","kind":"scan"}"#,
+                RejectReason::InvalidValue,
+            ),
+            (
+                r#"{"event_id":"e","ts":"2026-03-02T08:00:00Z","site":"a","worker":"w","kind":"nap"}"#,
+                RejectReason::InvalidValue,
+            ),
+            (
+                r#"{"event_id":"e","ts":"2026-03-02T08:00:00Z","site":"a","worker":"w","kind":"scan","quantity":0}"#,
+                RejectReason::InvalidValue,
+            ),
+            (
+                r#"{"event_id":"e","ts":"2026-03-02T08:00:00Z","site":"a","worker":"w","kind":"scan","event_id":"f"}"#,
+                RejectReason::InvalidValue,
+            ),
+            (
+                r#"{"event_id":"","ts":"2026-03-02T08:00:00Z","site":"a","worker":"w","kind":"scan"}"#,
+                RejectReason::InvalidValue,
+            ),
+            (
+                r#"{"event_id":"e","ts":"2026-03-02T08:00:00","site":"a","worker":"w","kind":"scan"}"#,
+                RejectReason::InvalidTimestamp,
+            ),
+            (
+                r#"{"event_id":"e","ts":"yesterday","site":"a","worker":"w","kind":"scan"}"#,
+                RejectReason::InvalidTimestamp,
+            ),
+        ];
+        for (line, want) in cases {
+            let got = check(line).expect_err(line);
+            assert_eq!(got.reason, *want, "{line}: {}", got.message);
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_listed_not_kept() {
+        let line = r#"{"event_id":"e","ts":"2026-03-02T08:00:00Z","site":"a","worker":"w","kind":"scan","badge":"B7","name":"x"}"#;
+        let raw = parse_json(line).unwrap();
+        assert_eq!(raw.unknown, vec!["badge", "name"]);
+        assert!(validate(&raw, None).is_ok());
+    }
+
+    #[test]
+    fn future_timestamps_only_with_a_clock() {
+        let raw = parse_json(OK).unwrap();
+        let (ts, _) = parse_ts("2026-03-02T07:00:00.25Z").unwrap();
+        let ahead = Clock { now_us: ts - 301_000_000, skew_us: 300_000_000 };
+        assert_eq!(validate(&raw, Some(ahead)).unwrap_err().reason, RejectReason::FutureTimestamp);
+        let within = Clock { now_us: ts - 300_000_000, skew_us: 300_000_000 };
+        assert!(validate(&raw, Some(within)).is_ok());
+    }
+
+    #[test]
+    fn csv_cells_are_parsed_as_the_field_needs() {
+        let raw = RawFields {
+            event_id: Some(Scalar::Cell("e")),
+            ts: Some(Scalar::Cell("2026-03-02T08:00:00-05:00")),
+            site: Some(Scalar::Cell("ny")),
+            worker: Some(Scalar::Cell("w")),
+            kind: Some(Scalar::Cell("scan")),
+            quantity: Some(Scalar::Cell("4")),
+            weight_kg: Some(Scalar::Cell("2.5")),
+            ..Default::default()
+        };
+        let v = validate(&raw, None).unwrap();
+        assert_eq!((v.quantity, v.weight_kg, v.offset_s), (Some(4), Some(2.5), -5 * 3600));
+    }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs vigie's whole test suite on a Debian machine: installs what the tests
+# need, builds once (release profile, shared by tests and benchmarks), then
+# runs every test. Usage: scripts/test.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "cargo is missing: install Rust with rustup (https://rustup.rs), then run this again." >&2
+  exit 1
+fi
+
+# System packages: a C toolchain for crates that build C code.
+need=()
+command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+if [ ${#need[@]} -gt 0 ]; then
+  log "Installing ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+log "Formatting"
+cargo fmt --all -- --check
+
+log "Building (release profile)"
+cargo build --release --all-targets --locked
+
+log "Lints"
+cargo clippy --release --all-targets --locked -- -D warnings
+
+log "Tests"
+cargo test --release --locked --workspace --no-fail-fast

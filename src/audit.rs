@@ -1,0 +1,216 @@
+//! The audit path shared by `vigie audit` and `vigie demo`: records in,
+//! through the door (validation, pseudonymisation, de-duplication) into a
+//! bucketed spill, shifts and findings out, then the spill is purged.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use vigie_analyze::employer::Employer;
+use vigie_analyze::findings::{Findings, InputSummary, PrivacySummary, FINDINGS_SCHEMA};
+use vigie_analyze::policy::Policy;
+use vigie_analyze::rules::{self, Evaluation};
+use vigie_ingest::pseudo::Pseudonymiser;
+use vigie_ingest::rejects::FileRejects;
+use vigie_ingest::store::{SpillWriter, DEFAULT_BUCKETS, DEFAULT_ROWS_PER_FILE};
+use vigie_ingest::{IngestError, IngestStats, Ingestor};
+
+/// The door as the audit uses it.
+pub type AuditIngestor = Ingestor<SpillWriter, FileRejects>;
+
+/// What an audit needs besides its records.
+pub struct AuditSetup {
+    pub policy: Policy,
+    pub employer: Option<Employer>,
+    pub pseudo: Pseudonymiser,
+    pub out: PathBuf,
+    /// Report language (`fr` or `en`).
+    pub lang: String,
+}
+
+/// What an audit produced.
+pub struct AuditOutcome {
+    pub findings: Findings,
+    pub evaluation: Evaluation,
+    pub stats: IngestStats,
+}
+
+/// Removes the spill when the audit ends, whatever the outcome: raw
+/// events never outlive the run.
+struct Purge(PathBuf);
+
+impl Drop for Purge {
+    fn drop(&mut self) {
+        if self.0.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.0) {
+                tracing::error!(path = %self.0.display(), error = %e, "Could not purge the spill");
+            }
+        }
+    }
+}
+
+/// A progress bar on a terminal, nothing otherwise.
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>12} [{bar:40}] {percent:>3}% {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_string());
+    pb
+}
+
+fn rfc3339(us: Option<i64>) -> Option<String> {
+    us.and_then(chrono::DateTime::from_timestamp_micros)
+        .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+}
+
+/// Runs an audit. `feed` hands every record to the ingestor and returns
+/// the names of its sources.
+pub fn run(
+    setup: AuditSetup,
+    feed: impl FnOnce(&mut AuditIngestor) -> Result<Vec<String>, IngestError>,
+) -> anyhow::Result<AuditOutcome> {
+    let out = &setup.out;
+    std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+    let work = out.join(".vigie-work");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    let _purge = Purge(work.clone());
+    let spill = SpillWriter::new(work.join("events"), DEFAULT_BUCKETS, DEFAULT_ROWS_PER_FILE)?;
+    let rejects_path = out.join("rejects.ndjson");
+    if rejects_path.exists() {
+        std::fs::remove_file(&rejects_path)?;
+    }
+    let ephemeral = setup.pseudo.ephemeral;
+    let mut ing = Ingestor::new(setup.pseudo, None, spill, FileRejects::new(&rejects_path));
+    let files = feed(&mut ing)?;
+    let (spill, _rejects, stats) = ing.finish()?;
+    let buckets: Vec<PathBuf> = spill
+        .finish()?
+        .into_iter()
+        .filter_map(|files| files.first().and_then(|f| f.parent()).map(Path::to_path_buf))
+        .collect();
+    tracing::info!(
+        events = stats.accepted,
+        rejected = stats.rejected_total(),
+        duplicates = stats.duplicates,
+        "Input read"
+    );
+
+    let pb = progress_bar(buckets.len() as u64, "analysing");
+    let model = setup.policy.shift_model();
+    let shifts = vigie_analyze::store_shifts(&buckets, &model, |i| pb.set_position(i as u64))?;
+    pb.finish_and_clear();
+    let evaluation = rules::evaluate(&shifts, &setup.policy, setup.employer.as_ref());
+    drop(shifts);
+
+    let findings = Findings {
+        schema: FINDINGS_SCHEMA.into(),
+        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        policy: setup.policy.name.clone(),
+        input: InputSummary {
+            events: stats.accepted,
+            rejected: stats.rejected_total(),
+            rejected_by_reason: stats
+                .rejected_by_reason()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
+            duplicates: stats.duplicates,
+            from: rfc3339(stats.min_ts_us),
+            to: rfc3339(stats.max_ts_us),
+            sites: stats.sites.iter().cloned().collect(),
+            records_with_dropped_fields: stats.records_with_dropped_fields,
+            dropped_fields: stats.dropped_fields.clone(),
+            files,
+        },
+        privacy: PrivacySummary {
+            k: setup.policy.k,
+            suppressed_groups: evaluation.suppressed,
+            pseudonymisation: if ephemeral {
+                "hmac-sha256, random key for this run".into()
+            } else {
+                "hmac-sha256, key from file".into()
+            },
+        },
+        findings: evaluation.findings.clone(),
+    };
+    write_atomic(&out.join("findings.json"), findings.to_json().as_bytes())?;
+    vigie_analyze::aggregates::write(&evaluation.aggregates, &out.join("aggregates"))?;
+    let html = crate::report::render(&findings, &evaluation, &setup.policy, &setup.lang);
+    write_atomic(&out.join("report.html"), html.as_bytes())?;
+    Ok(AuditOutcome { findings, evaluation, stats })
+}
+
+/// Writes a file under a temporary name, then renames it.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(())
+}
+
+/// Reads every input file into the ingestor.
+pub fn feed_files(inputs: &[PathBuf], ing: &mut AuditIngestor) -> Result<Vec<String>, IngestError> {
+    let total: u64 = inputs.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
+    let pb = progress_bar(total.max(1), "reading");
+    let mut done = 0u64;
+    let mut names = Vec::new();
+    for path in inputs {
+        let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        vigie_ingest::reader::read_file(path, ing, &mut |f| {
+            pb.set_position(done + (f * size as f64) as u64)
+        })?;
+        done += size;
+        names.push(path.display().to_string());
+    }
+    pb.finish_and_clear();
+    Ok(names)
+}
+
+/// The summary table printed after an audit: every finding that is not
+/// `ok`, then a count of those that are.
+pub fn summary_table(f: &Findings) -> String {
+    let mut out = String::new();
+    let i = &f.input;
+    out.push_str(&format!(
+        "{} events accepted, {} rejected, {} duplicates dropped; sites: {}\n",
+        i.events,
+        i.rejected,
+        i.duplicates,
+        i.sites.join(", ")
+    ));
+    out.push_str(&format!(
+        "k = {}; {} group-periods withheld for privacy\n\n",
+        f.privacy.k, f.privacy.suppressed_groups
+    ));
+    out.push_str(&format!(
+        "{:<29} {:<18} {:<9} {:<17} {:>10} {:>9}\n",
+        "rule", "group", "period", "status", "observed", "threshold"
+    ));
+    let mut ok = 0;
+    for x in &f.findings {
+        if x.status == vigie_analyze::findings::Status::Ok {
+            ok += 1;
+            continue;
+        }
+        let obs = x.observed.map(|o| format!("{o}")).unwrap_or_else(|| "-".into());
+        out.push_str(&format!(
+            "{:<29} {:<18} {:<9} {:<17} {:>10} {:>9}\n",
+            x.rule,
+            x.group,
+            x.period,
+            x.status.as_str(),
+            obs,
+            x.threshold
+        ));
+    }
+    out.push_str(&format!("\n{ok} more findings are ok (see findings.json).\n"));
+    out
+}

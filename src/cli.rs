@@ -1,0 +1,225 @@
+//! The command line (docs/cli.md). Exit codes: 0 done, 1 could not run,
+//! 2 bad argument or configuration.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use vigie_analyze::employer::Employer;
+use vigie_analyze::policy::Policy;
+use vigie_ingest::pseudo::Pseudonymiser;
+
+use crate::audit::{self, AuditSetup};
+use crate::generate::{Scenario, SiteSpec};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vigie",
+    version,
+    about = "Audit how software paces warehouse work, without becoming the surveillance it audits."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the whole pipeline on a built-in synthetic site.
+    Demo(DemoArgs),
+    /// Audit export files (NDJSON/JSONL, CSV, each optionally .gz, or Parquet).
+    Audit(AuditArgs),
+    /// Write synthetic events (NDJSON, .ndjson.gz, or Parquet by extension).
+    Generate(GenerateArgs),
+    /// Run the long-running Kafka ingestion service.
+    Ingest(IngestArgs),
+    /// Check a policy file and report every problem at once.
+    CheckPolicy(CheckPolicyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    /// Built-in policy profile: fr (default), eu or us-ca.
+    #[arg(long, value_name = "NAME", conflicts_with = "policy")]
+    pub profile: Option<String>,
+    /// Policy file (TOML; see docs/policy.md).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// Report language: fr or en (default: the policy's).
+    #[arg(long, value_parser = ["fr", "en"])]
+    pub lang: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Output directory.
+    #[arg(long, default_value = "vigie-demo")]
+    pub out: PathBuf,
+    /// Keep serving /metrics on this address until interrupted.
+    #[arg(long, value_name = "ADDR")]
+    pub serve: Option<String>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    /// Input files; the format comes from the extension.
+    #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
+    pub input: Vec<PathBuf>,
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// The employer's declaration (TOML; see docs/employer.md).
+    #[arg(long, value_name = "FILE")]
+    pub employer: Option<PathBuf>,
+    /// Pseudonymisation key (at least 32 bytes); else $VIGIE_KEY_FILE; else a random key for this run.
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+    /// Output directory.
+    #[arg(long, default_value = "vigie-audit")]
+    pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Output file: .ndjson, .jsonl, .ndjson.gz or .parquet.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 100)]
+    pub workers: u32,
+    #[arg(long, default_value_t = 28)]
+    pub days: u32,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = Scenario::Baseline)]
+    pub scenario: Scenario,
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Service configuration (TOML; see docs/service.md).
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckPolicyArgs {
+    /// The policy file to check.
+    pub file: PathBuf,
+}
+
+/// An error with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: i32,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure { code: 2, message: message.into() }
+    }
+    pub fn run(message: impl Into<String>) -> Self {
+        Failure { code: 1, message: message.into() }
+    }
+}
+
+impl From<anyhow::Error> for Failure {
+    fn from(e: anyhow::Error) -> Self {
+        Failure::run(format!("{e:#}"))
+    }
+}
+
+fn load_policy(p: &PolicyArgs) -> Result<(Policy, String), Failure> {
+    let policy = match (&p.policy, &p.profile) {
+        (Some(file), _) => Policy::from_file(file).map_err(|e| Failure::usage(e.to_string()))?,
+        (None, Some(name)) => Policy::profile(name).map_err(|e| Failure::usage(e.to_string()))?,
+        (None, None) => Policy::profile("fr").map_err(|e| Failure::usage(e.to_string()))?,
+    };
+    let lang = p.lang.clone().unwrap_or_else(|| policy.lang.clone());
+    Ok((policy, lang))
+}
+
+fn load_key(flag: &Option<PathBuf>) -> Result<Pseudonymiser, Failure> {
+    let path = flag.clone().or_else(|| std::env::var_os("VIGIE_KEY_FILE").map(PathBuf::from));
+    match path {
+        Some(p) => Pseudonymiser::from_key_file(&p).map_err(|e| Failure::usage(e.to_string())),
+        None => {
+            tracing::warn!("No key file (--key-file or VIGIE_KEY_FILE): using a random key; pseudonyms will not match across runs");
+            Ok(Pseudonymiser::ephemeral())
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Audit(a) => {
+            for p in &a.input {
+                if !p.is_file() {
+                    return Err(Failure::usage(format!("{}: no such file", p.display())));
+                }
+                vigie_ingest::reader::Format::from_path(p).map_err(|e| Failure::usage(e.to_string()))?;
+            }
+            let (policy, lang) = load_policy(&a.policy)?;
+            let employer = match &a.employer {
+                Some(f) => Some(Employer::from_file(f).map_err(|e| Failure::usage(e.to_string()))?),
+                None => None,
+            };
+            let pseudo = load_key(&a.key_file)?;
+            let setup = AuditSetup { policy, employer, pseudo, out: a.out.clone(), lang };
+            let inputs = a.input.clone();
+            let outcome = audit::run(setup, |ing| audit::feed_files(&inputs, ing))?;
+            print_summary(&outcome, &a.out);
+            Ok(())
+        }
+        Command::Demo(d) => {
+            let (policy, lang) = load_policy(&d.policy)?;
+            if d.serve.is_some() {
+                return Err(Failure::usage("--serve: the metrics endpoint is not part of this build yet"));
+            }
+            let outcome = crate::demo::run(policy, lang, &d.out)?;
+            print_summary(&outcome, &d.out);
+            Ok(())
+        }
+        Command::Generate(g) => {
+            let spec = SiteSpec::new(g.workers, g.days, g.seed, g.scenario);
+            let written = crate::generate::write_file(spec, &g.out).map_err(|e| match e {
+                crate::generate::WriteError::Format(m) => Failure::usage(m),
+                other => Failure::run(other.to_string()),
+            })?;
+            println!(
+                "{} events written to {} ({} workers, {} days, scenario {})",
+                written.events,
+                g.out.display(),
+                g.workers,
+                written.days,
+                g.scenario.name()
+            );
+            Ok(())
+        }
+        Command::Ingest(i) => {
+            if !i.config.is_file() {
+                return Err(Failure::usage(format!("{}: no such file", i.config.display())));
+            }
+            Err(Failure::run("the Kafka ingestion service is not part of this build yet"))
+        }
+        Command::CheckPolicy(c) => {
+            let p = Policy::from_file(&c.file).map_err(|e| Failure::usage(e.to_string()))?;
+            println!(
+                "{}: policy `{}` is valid ({} rules, k = {})",
+                c.file.display(),
+                p.name,
+                p.rules.len(),
+                p.k
+            );
+            Ok(())
+        }
+    }
+}
+
+fn print_summary(outcome: &audit::AuditOutcome, out: &std::path::Path) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(audit::summary_table(&outcome.findings).as_bytes());
+    let _ = writeln!(stdout, "Output: {}", out.display());
+}

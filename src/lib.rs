@@ -1,0 +1,8 @@
+//! vigie: the command line, the audit path, the synthetic site and the
+//! report. The door is in `vigie-ingest`, the rules in `vigie-analyze`.
+
+pub mod audit;
+pub mod cli;
+pub mod demo;
+pub mod generate;
+pub mod report;

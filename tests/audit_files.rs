@@ -1,0 +1,374 @@
+//! `vigie audit` on real files: rejects, counts, formats, privacy, exit
+//! codes. Expected figures are worked out by hand in each test.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use common::*;
+
+/// A good record for worker `w` at minute `m` after 08:00 on 2 March.
+fn good(id: &str, w: &str, m: u32, kind: &str) -> String {
+    format!(
+        "{{\"event_id\":\"{id}\",\"ts\":\"2026-03-02T{:02}:{:02}:00+01:00\",\"site\":\"lyon-1\",\"worker\":\"{w}\",\"kind\":\"{kind}\"}}",
+        8 + m / 60,
+        m % 60
+    )
+}
+
+#[test]
+fn every_reject_reason_from_a_real_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("export.ndjson");
+    let mut f = std::fs::File::create(&input).unwrap();
+    // line 1: good
+    writeln!(f, "{}", good("g1", "SECRET-0001", 0, "scan")).unwrap();
+    // line 2: invalid_json
+    writeln!(f, "{{\"event_id\":\"b2\",\"worker\":\"SECRET-0002\",").unwrap();
+    // line 3: invalid_utf8
+    f.write_all(b"{\"event_id\":\"b3\",\"worker\":\"SECRET-0003\",\"site\":\"lyon-\xff\"}\n").unwrap();
+    // line 4: too_large (over 64 KiB)
+    let pad = "a".repeat(70_000);
+    writeln!(f, "{{\"event_id\":\"b4\",\"worker\":\"SECRET-0004\",\"pad\":\"{pad}\"}}").unwrap();
+    // line 5: missing_field (no kind)
+    writeln!(
+        f,
+        "{{\"event_id\":\"b5\",\"ts\":\"2026-03-02T08:00:00Z\",\"site\":\"s\",\"worker\":\"SECRET-0005\"}}"
+    )
+    .unwrap();
+    // line 6: invalid_type
+    writeln!(f, "{{\"event_id\":\"b6\",\"ts\":\"2026-03-02T08:00:00Z\",\"site\":\"s\",\"worker\":\"SECRET-0006\",\"kind\":\"scan\",\"weight_kg\":\"heavy\"}}").unwrap();
+    // line 7: invalid_value
+    writeln!(f, "{{\"event_id\":\"b7\",\"ts\":\"2026-03-02T08:00:00Z\",\"site\":\"s\",\"worker\":\"SECRET-0007\",\"kind\":\"scan\",\"quantity\":0}}").unwrap();
+    // line 8: invalid_timestamp
+    writeln!(f, "{{\"event_id\":\"b8\",\"ts\":\"2026-03-02 08:00\",\"site\":\"s\",\"worker\":\"SECRET-0008\",\"kind\":\"scan\"}}").unwrap();
+    // line 9: blank (not a record); line 10: good
+    writeln!(f).unwrap();
+    writeln!(f, "{}", good("g2", "SECRET-0001", 1, "scan")).unwrap();
+    drop(f);
+
+    let out = dir.path().join("out");
+    let key = key_file(dir.path());
+    let o = run(&[
+        "audit",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let f = read_json(&out.join("findings.json"));
+    assert_eq!(f["schema"], "vigie.findings.v1");
+    assert_eq!(f["input"]["events"], 2);
+    assert_eq!(f["input"]["rejected"], 7);
+    assert_eq!(f["input"]["duplicates"], 0);
+    for reason in [
+        "invalid_json",
+        "invalid_utf8",
+        "too_large",
+        "missing_field",
+        "invalid_type",
+        "invalid_value",
+        "invalid_timestamp",
+    ] {
+        assert_eq!(f["input"]["rejected_by_reason"][reason], 1, "{reason}");
+    }
+    let rejects = std::fs::read_to_string(out.join("rejects.ndjson")).unwrap();
+    let lines: Vec<serde_json::Value> = rejects.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let got: Vec<(u64, String)> = lines
+        .iter()
+        .map(|v| (v["source"]["line"].as_u64().unwrap(), v["reason"].as_str().unwrap().to_string()))
+        .collect();
+    let want: Vec<(u64, String)> = [
+        (2, "invalid_json"),
+        (3, "invalid_utf8"),
+        (4, "too_large"),
+        (5, "missing_field"),
+        (6, "invalid_type"),
+        (7, "invalid_value"),
+        (8, "invalid_timestamp"),
+    ]
+    .iter()
+    .map(|(l, r)| (*l, r.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    assert!(lines.iter().all(|v| v["message"].as_str().is_some_and(|m| !m.is_empty())));
+    assert!(lines[1]["raw_base64"].is_string(), "non-UTF-8 raw is kept as base64");
+    assert_eq!(lines[2]["truncated"], true);
+    assert!(lines[2]["raw_bytes"].as_u64().unwrap() > 70_000);
+    assert!(lines[0]["source"]["file"].as_str().unwrap().ends_with("export.ndjson"));
+
+    // The identifiers received appear nowhere: not in the output, not in
+    // the logs (base64 of the redacted record included).
+    assert_no_secret(&out, &o, &["SECRET-"]);
+}
+
+fn assert_no_secret(out: &Path, o: &std::process::Output, needles: &[&str]) {
+    for file in files_under(out) {
+        let bytes = std::fs::read(&file).unwrap();
+        for n in needles {
+            assert!(memchr_find(&bytes, n.as_bytes()).is_none(), "{n} found in {}", file.display());
+        }
+    }
+    let logs = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    for n in needles {
+        assert!(!logs.contains(n), "{n} found in the logs:\n{logs}");
+    }
+}
+
+fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+#[test]
+fn a_thousand_good_records_among_bad_lines_and_repeats() {
+    // 10 workers x (shift_start at 08:00, 98 scans at 08:01..09:38, shift_end
+    // at 09:40) = 1,000 good records; 37 bad lines and 25 repeats mixed in.
+    let mut good_lines = Vec::new();
+    for w in 0..10 {
+        let worker = format!("EMP-SECRET-{w:02}");
+        good_lines.push(good(&format!("w{w}-start"), &worker, 0, "shift_start"));
+        for m in 1..=98 {
+            good_lines.push(good(&format!("w{w}-scan{m}"), &worker, m, "scan"));
+        }
+        good_lines.push(good(&format!("w{w}-end"), &worker, 100, "shift_end"));
+    }
+    assert_eq!(good_lines.len(), 1000);
+    let mut lines = Vec::new();
+    for (i, l) in good_lines.iter().enumerate() {
+        lines.push(l.clone());
+        if i % 27 == 5 {
+            lines.push(format!("{{\"event_id\":\"bad{i}\",\"worker\":\"EMP-SECRET-99\"}}"));
+            // missing_field
+        }
+        if i % 40 == 7 {
+            lines.push(l.clone()); // repeat
+        }
+    }
+    let bad = good_lines.iter().enumerate().filter(|(i, _)| i % 27 == 5).count();
+    let repeats = good_lines.iter().enumerate().filter(|(i, _)| i % 40 == 7).count();
+    assert_eq!((bad, repeats), (37, 25));
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("mixed.jsonl");
+    std::fs::write(&input, lines.join("\n")).unwrap();
+    let out = dir.path().join("out");
+    let o = run(&["audit", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = read_json(&out.join("findings.json"));
+    assert_eq!(f["input"]["events"], 1000);
+    assert_eq!(f["input"]["rejected"], 37);
+    assert_eq!(f["input"]["rejected_by_reason"]["missing_field"], 37);
+    assert_eq!(f["input"]["duplicates"], 25);
+    assert_eq!(f["input"]["from"], "2026-03-02T07:00:00Z");
+    assert_eq!(f["input"]["to"], "2026-03-02T08:40:00Z");
+
+    // Every good record reached the analysis: 10 shifts, 980 units, each
+    // shift 98 units in 100 min = 58.8 units per hour.
+    let csv = std::fs::read_to_string(out.join("aggregates/group_weeks.csv")).unwrap();
+    let mut rows = csv.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    let site: Vec<&str> = rows.find(|r| r.contains(",site,")).unwrap().split(',').collect();
+    let col = |n: &str| site[header.iter().position(|h| *h == n).unwrap()];
+    assert_eq!(col("week"), "2026-W10");
+    assert_eq!(col("workers"), "10");
+    assert_eq!(col("shifts"), "10");
+    assert_eq!(col("units"), "980");
+    assert_eq!(col("uph_p50"), "58.8");
+    // 97 intervals of 60 s per shift, all in the (30, 60] bucket.
+    assert_eq!(col("iv_le_60s"), "970");
+    assert_no_secret(&out, &o, &["EMP-SECRET"]);
+}
+
+fn to_csv(ndjson: &str) -> String {
+    let cols = [
+        "event_id",
+        "ts",
+        "site",
+        "worker",
+        "kind",
+        "team",
+        "zone",
+        "process",
+        "device",
+        "quantity",
+        "weight_kg",
+        "threshold_s",
+        "gap_s",
+        "target_per_hour",
+    ];
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(cols).unwrap();
+    for l in ndjson.lines() {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let row: Vec<String> = cols
+            .iter()
+            .map(|c| match &v[*c] {
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+            .collect();
+        w.write_record(&row).unwrap();
+    }
+    String::from_utf8(w.into_inner().unwrap()).unwrap()
+}
+
+#[test]
+fn the_same_events_in_every_format_give_the_same_findings() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    for name in ["site.ndjson", "site.parquet"] {
+        let o = run(&[
+            "generate",
+            "--out",
+            p(name).to_str().unwrap(),
+            "--workers",
+            "24",
+            "--days",
+            "14",
+            "--seed",
+            "5",
+            "--scenario",
+            "worktime",
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let text = std::fs::read_to_string(p("site.ndjson")).unwrap();
+    std::fs::write(p("site.csv"), to_csv(&text)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(text.as_bytes()).unwrap();
+    std::fs::write(p("site.ndjson.gz"), gz.finish().unwrap()).unwrap();
+    let key = key_file(dir.path());
+
+    let mut results = Vec::new();
+    for name in ["site.ndjson", "site.csv", "site.parquet", "site.ndjson.gz"] {
+        let out = p(&format!("out-{name}"));
+        let o = run(&[
+            "audit",
+            "--input",
+            p(name).to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--key-file",
+            key.to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+        let mut f = read_json(&out.join("findings.json"));
+        f["generated_at"] = serde_json::Value::Null;
+        f["input"]["files"] = serde_json::Value::Null;
+        let agg = std::fs::read_to_string(out.join("aggregates/group_weeks.csv")).unwrap();
+        results.push((name, f, agg));
+    }
+    let (_, first, first_agg) = &results[0];
+    assert!(first["input"]["events"].as_u64().unwrap() > 10_000);
+    assert_eq!(first["input"]["rejected"], 0);
+    for (name, f, agg) in &results[1..] {
+        assert_eq!(f, first, "{name} differs from NDJSON");
+        assert_eq!(agg, first_agg, "{name} aggregates differ");
+    }
+    // The identifiers of the export never reach an output.
+    let labels: std::collections::BTreeSet<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["worker"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(labels.len(), 24);
+    for (name, ..) in &results {
+        let out = p(&format!("out-{name}"));
+        for file in files_under(&out) {
+            let bytes = std::fs::read(&file).unwrap();
+            for l in &labels {
+                assert!(memchr_find(&bytes, l.as_bytes()).is_none(), "{l} in {}", file.display());
+            }
+        }
+        assert!(!out.join(".vigie-work").exists(), "the spill is purged");
+    }
+}
+
+#[test]
+fn exit_codes_and_messages() {
+    let dir = tempfile::tempdir().unwrap();
+    let good_file = dir.path().join("a.ndjson");
+    std::fs::write(&good_file, good("g", "w", 0, "scan")).unwrap();
+    let g = good_file.to_str().unwrap();
+    let out = dir.path().join("o");
+    let o = out.to_str().unwrap();
+
+    let code = |args: &[&str]| {
+        let r = run(args);
+        (r.status.code(), String::from_utf8_lossy(&r.stderr).to_string())
+    };
+    let (c, e) = code(&["audit", "--input", g, "--bogus"]);
+    assert_eq!(c, Some(2), "{e}");
+    let (c, e) = code(&["audit", "--input", "/nonexistent/x.ndjson", "--out", o]);
+    assert_eq!(c, Some(2));
+    assert!(e.contains("/nonexistent/x.ndjson: no such file"), "{e}");
+    let (c, e) = code(&["audit", "--input", g.replace(".ndjson", ".xml").as_str(), "--out", o]);
+    assert_eq!(c, Some(2), "{e}");
+    let short = dir.path().join("short.key");
+    std::fs::write(&short, "tooshort").unwrap();
+    let (c, e) = code(&["audit", "--input", g, "--out", o, "--key-file", short.to_str().unwrap()]);
+    assert_eq!(c, Some(2));
+    assert!(e.contains("at least 32"), "{e}");
+    let (c, e) = code(&["audit", "--input", g, "--out", o, "--key-file", "/nonexistent/key"]);
+    assert_eq!(c, Some(2));
+    assert!(e.contains("cannot read the key file"), "{e}");
+    let (c, e) = code(&["audit", "--input", g, "--out", o, "--profile", "mars"]);
+    assert_eq!(c, Some(2));
+    assert!(e.contains("unknown profile"), "{e}");
+    // One line per problem, exit 2.
+    let bad_policy = dir.path().join("p.toml");
+    let mut p = vigie_analyze::policy::Policy::profile("eu").unwrap();
+    p.k = 2;
+    p.rules.remove("cadence.rush_share");
+    std::fs::write(&bad_policy, p.to_toml()).unwrap();
+    let (c, e) = code(&["check-policy", bad_policy.to_str().unwrap()]);
+    assert_eq!(c, Some(2));
+    assert!(e.contains("k = 2 is below the minimum of 5") && e.contains("cadence.rush_share"), "{e}");
+    for sub in ["demo", "audit", "generate", "ingest", "check-policy"] {
+        assert_eq!(run(&[sub, "--help"]).status.code(), Some(0), "{sub} --help");
+    }
+    // A run that works exits 0 even with a single event.
+    let (c, e) = code(&["audit", "--input", g, "--out", o]);
+    assert_eq!(c, Some(0), "{e}");
+    assert!(out.join("report.html").is_file());
+}
+
+#[test]
+fn documented_examples_match_the_schema_and_the_validator() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/events.md")).unwrap();
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schema/event.v1.schema.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let mut blocks = 0;
+    let mut lines = doc.lines();
+    while let Some(l) = lines.next() {
+        let Some(info) = l.strip_prefix("```json") else { continue };
+        let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
+        let body = body.join("\n");
+        let value: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let raw = vigie_ingest::validate::parse_json(&body).unwrap();
+        let ours = vigie_ingest::validate::validate(&raw, None);
+        match info.trim().strip_prefix("reject:") {
+            None => {
+                assert!(validator.is_valid(&value), "schema rejects {body}");
+                assert!(ours.is_ok(), "vigie rejects {body}: {:?}", ours.err());
+            }
+            Some(reason) => {
+                assert!(!validator.is_valid(&value), "schema accepts {body}");
+                assert_eq!(ours.unwrap_err().reason.as_str(), reason, "{body}");
+            }
+        }
+        blocks += 1;
+    }
+    assert!(blocks >= 9, "found {blocks} examples");
+}

@@ -1,0 +1,155 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use vigie_analyze::policy::Policy;
+use vigie_analyze::rules::{self, Evaluation};
+use vigie_analyze::shifts::{self, Shift};
+use vigie_ingest::event::{Event, Origin};
+use vigie_ingest::pseudo::Pseudonymiser;
+use vigie_ingest::rejects::MemoryRejects;
+use vigie_ingest::store::EventBatch;
+use vigie_ingest::Ingestor;
+
+pub fn vigie() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vigie"))
+}
+
+/// Runs vigie and returns its output, with stderr kept for log checks.
+pub fn run(args: &[&str]) -> Output {
+    vigie().args(args).env("VIGIE_LOG", "info").output().expect("vigie runs")
+}
+
+pub fn key_file(dir: &Path) -> PathBuf {
+    let p = dir.join("key");
+    std::fs::write(&p, [b'k'; 32]).unwrap();
+    p
+}
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// One event of a tiny test input: worker, local time `HH:MM:SS` on a day
+/// of March 2026 (`day` 2 is Monday 2 March), offset, kind and extra
+/// fields as a JSON fragment.
+pub struct E<'a> {
+    pub worker: &'a str,
+    pub day: u32,
+    pub time: &'a str,
+    pub kind: &'a str,
+    pub extra: &'a str,
+    pub team: Option<&'a str>,
+}
+
+/// Shorthand for an event on 2 March 2026 at +01:00.
+pub fn ev<'a>(worker: &'a str, time: &'a str, kind: &'a str) -> E<'a> {
+    E { worker, day: 2, time, kind, extra: "", team: None }
+}
+
+impl<'a> E<'a> {
+    pub fn day(mut self, d: u32) -> Self {
+        self.day = d;
+        self
+    }
+    pub fn extra(mut self, x: &'a str) -> Self {
+        self.extra = x;
+        self
+    }
+    pub fn team(mut self, t: &'a str) -> Self {
+        self.team = Some(t);
+        self
+    }
+}
+
+/// Renders events as NDJSON lines (times at +01:00 unless the time
+/// carries its own offset, e.g. `23:30:00Z`).
+pub fn ndjson(events: &[E]) -> String {
+    let mut out = String::new();
+    for (i, e) in events.iter().enumerate() {
+        let ts = if e.time.contains('T') {
+            e.time.to_string()
+        } else if e.time.ends_with('Z') || e.time.contains('+') || e.time[1..].contains('-') {
+            format!("2026-03-{:02}T{}", e.day, e.time)
+        } else {
+            format!("2026-03-{:02}T{}+01:00", e.day, e.time)
+        };
+        let team = e.team.map(|t| format!(",\"team\":\"{t}\"")).unwrap_or_default();
+        let extra = if e.extra.is_empty() { String::new() } else { format!(",{}", e.extra) };
+        out.push_str(&format!(
+            "{{\"event_id\":\"t{i}\",\"ts\":\"{ts}\",\"site\":\"s1\",\"worker\":\"{}\",\"kind\":\"{}\"{team}{extra}}}\n",
+            e.worker, e.kind
+        ));
+    }
+    out
+}
+
+/// Events through the door, in memory.
+pub fn ingest(lines: &str) -> Vec<Event> {
+    let pseudo = Pseudonymiser::new(&[b'k'; 32]).unwrap();
+    let mut ing = Ingestor::new(pseudo, None, Vec::new(), MemoryRejects::default());
+    for (i, l) in lines.lines().enumerate() {
+        ing.offer_json(l.as_bytes(), || Origin::File { file: "t".into(), line: i as u64 + 1 }).unwrap();
+    }
+    let (events, rejects, _) = ing.finish().unwrap();
+    assert!(rejects.lines.is_empty(), "test input rejected: {:?}", rejects.lines);
+    events
+}
+
+/// Shifts of a tiny input, with the policy's shift model.
+pub fn shifts_of(events: &[E], policy: &Policy) -> Vec<Shift> {
+    let mut batch = EventBatch::default();
+    for e in ingest(&ndjson(events)) {
+        batch.push(e);
+    }
+    let df = batch.take_frame().unwrap();
+    shifts::frame_shifts(df, &policy.shift_model()).unwrap()
+}
+
+/// A policy with k = 5 (the smallest allowed), for tiny inputs.
+pub fn policy_k5() -> Policy {
+    let mut p = Policy::profile("fr").unwrap();
+    p.k = 5;
+    p
+}
+
+/// Findings of a tiny input.
+pub fn evaluate(events: &[E], policy: &Policy) -> Evaluation {
+    let shifts = shifts_of(events, policy);
+    rules::evaluate(&shifts, policy, None)
+}
+
+/// The same day repeated for `n` workers named w0..w{n-1}: `pattern` is
+/// (time, kind, extra) triples.
+pub fn crew<'a>(n: usize, names: &'a [String], pattern: &'a [(&'a str, &'a str, &'a str)]) -> Vec<E<'a>> {
+    let mut out = Vec::new();
+    for name in names.iter().take(n) {
+        for (t, k, x) in pattern {
+            out.push(ev(name, t, k).extra(x));
+        }
+    }
+    out
+}
+
+pub fn names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("w{i}")).collect()
+}
+
+/// Every file under a directory, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

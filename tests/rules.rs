@@ -1,0 +1,544 @@
+//! The version-1 rules on tiny inputs. Every expected figure is worked out
+//! by hand in the comment above it. Five workers follow the same pattern
+//! so that k = 5 (the smallest a policy allows) publishes the site.
+
+mod common;
+
+use common::*;
+use vigie_analyze::findings::{Finding, Status};
+use vigie_analyze::rules::{iso_week, local_date, Evaluation};
+
+const H: i64 = 3_600_000_000;
+
+fn find<'a>(e: &'a Evaluation, rule: &str, group: &str, period: &str) -> &'a Finding {
+    e.findings.iter().find(|f| f.rule == rule && f.group == group && f.period == period).unwrap_or_else(
+        || {
+            panic!(
+                "no finding {rule} {group} {period} in {:#?}",
+                e.findings.iter().map(|f| (&f.rule, &f.group, &f.period)).collect::<Vec<_>>()
+            )
+        },
+    )
+}
+
+/// `HH:MM:SS` from seconds after midnight.
+fn hms(s: u32) -> String {
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// A shift pattern: start, scans every `step` seconds strictly between
+/// `from` and `to`, end; plus extra (time, kind) events.
+fn pattern(start: u32, end: u32, step: u32, extra: &[(u32, &'static str)]) -> Vec<(String, &'static str)> {
+    let mut p = vec![(hms(start), "shift_start")];
+    let mut t = start + step;
+    while t < end {
+        p.push((hms(t), "scan"));
+        t += step;
+    }
+    p.push((hms(end), "shift_end"));
+    for (t, k) in extra {
+        p.push((hms(*t), *k));
+    }
+    p
+}
+
+/// The pattern for five workers, on day `day` of March.
+fn five<'a>(names: &'a [String], p: &'a [(String, &'static str)], day: u32) -> Vec<E<'a>> {
+    let mut out = Vec::new();
+    for n in names.iter().take(5) {
+        for (t, k) in p {
+            out.push(ev(n, t, k).day(day));
+        }
+    }
+    out
+}
+
+const T8: u32 = 8 * 3600;
+
+#[test]
+fn break_after_6h_edges() {
+    let names = names(5);
+    let policy = policy_k5();
+    // 08:00:00 to 14:00:00 with a scan every 10 min: one stretch of exactly
+    // 6 h: not more than 6 h, no breach.
+    let p = pattern(T8, T8 + 6 * 3600, 600, &[]);
+    let e = evaluate(&five(&names, &p, 2), &policy);
+    let f = find(&e, "worktime.break_after_6h", "site", "2026-W10");
+    assert_eq!((f.observed, f.status, f.population), (Some(0.0), Status::Ok, 5));
+    // Ending at 14:00:01: 6 h 00 min 01 s, each of the 5 shifts breaches.
+    let p = pattern(T8, T8 + 6 * 3600 + 1, 600, &[]);
+    let e = evaluate(&five(&names, &p, 2), &policy);
+    let f = find(&e, "worktime.break_after_6h", "site", "2026-W10");
+    assert_eq!((f.observed, f.status), (Some(5.0), Status::Breach));
+    assert_eq!(f.sources, vec!["Code du travail L3121-16"]);
+}
+
+#[test]
+fn a_gap_of_20_min_is_a_break_and_19_min_59_is_not() {
+    let names = names(5);
+    let policy = policy_k5();
+    // 08:00-15:00; scans every 10 min to 11:00, then from `resume` every
+    // 10 min. resume = 11:20:00: gap of 20 min, stretches 3 h and 3 h 40:
+    // no breach. resume = 11:19:59: no break, one 7 h stretch: breach.
+    for (resume, want) in [(11 * 3600 + 1200, 0.0), (11 * 3600 + 1199, 5.0)] {
+        let mut p = vec![(hms(T8), "shift_start")];
+        let mut t = T8 + 600;
+        while t <= 11 * 3600 {
+            p.push((hms(t), "scan"));
+            t += 600;
+        }
+        let mut t = resume;
+        while t < 15 * 3600 {
+            p.push((hms(t), "scan"));
+            t += 600;
+        }
+        p.push((hms(15 * 3600), "shift_end"));
+        let e = evaluate(&five(&names, &p, 2), &policy);
+        assert_eq!(
+            find(&e, "worktime.break_after_6h", "site", "2026-W10").observed,
+            Some(want),
+            "resume {resume}"
+        );
+    }
+}
+
+#[test]
+fn a_declared_break_counts_only_from_20_min() {
+    let policy = policy_k5();
+    // 08:00-15:00, scans every 10 min except during a declared break; a
+    // scan at 11:05 inside the break is set aside.
+    for (len, want_longest_h) in [(20 * 60, 3.5), (15 * 60, 7.0)] {
+        let b0 = 11 * 3600;
+        let mut p = vec![(hms(T8), "shift_start".to_string())];
+        let mut t = T8 + 600;
+        while t < 15 * 3600 {
+            if !(b0..=b0 + len).contains(&t) {
+                p.push((hms(t), "scan".into()));
+            }
+            t += 600;
+        }
+        p.push((hms(b0), "break_start".into()));
+        p.push((hms(b0 + 300), "scan".into()));
+        p.push((hms(b0 + len), "break_end".into()));
+        p.push((hms(15 * 3600), "shift_end".into()));
+        let events: Vec<E> = p.iter().map(|(t, k)| ev("w", t, k)).collect();
+        let s = shifts_of(&events, &policy);
+        assert_eq!(s.len(), 1);
+        // 20 min: stretches 08:00-11:00 (3 h) and 11:20-15:00 (3 h 40): the
+        // longest is 3 h 40 min... with a break of 20 min; with 15 min the
+        // break does not cut: 7 h.
+        let longest = s[0].longest_stretch_us as f64 / H as f64;
+        let want = if len == 1200 { 3.0 + 40.0 / 60.0 } else { want_longest_h };
+        assert!((longest - want).abs() < 1e-9, "{len}: {longest}");
+        // Effective time: 7 h minus the declared break.
+        assert_eq!(s[0].effective_us(), 7 * H - i64::from(len) * 1_000_000);
+    }
+}
+
+#[test]
+fn a_shift_over_midnight_and_a_week_boundary_belongs_to_its_start() {
+    let policy = policy_k5();
+    // Sunday 8 March 22:00 (+01:00) to Monday 9 March 05:00, a declared break
+    // 01:00-01:30: one shift, day 8 March, ISO week 2026-W10, effective
+    // 7 h - 30 min = 6.5 h.
+    let mut events = vec![ev("w", "22:00:00", "shift_start").day(8)];
+    let times: Vec<(u32, String)> =
+        (1..=41).map(|i| 22 * 3600 + i * 600).map(|s| (s, hms(s % 86_400))).collect();
+    for (s, t) in &times {
+        let day = if *s >= 86_400 { 9 } else { 8 };
+        let in_break = (86_400 + 3600..=86_400 + 5400).contains(s);
+        if !in_break {
+            events.push(ev("w", t, "scan").day(day));
+        }
+    }
+    events.push(ev("w", "01:00:00", "break_start").day(9));
+    events.push(ev("w", "01:30:00", "break_end").day(9));
+    events.push(ev("w", "05:00:00", "shift_end").day(9));
+    let s = shifts_of(&events, &policy);
+    assert_eq!(s.len(), 1);
+    assert_eq!(iso_week(s[0].local_start_us()), "2026-W10");
+    assert_eq!(local_date(s[0].local_start_us()).to_string(), "2026-03-08");
+    assert_eq!(s[0].effective_us(), 6 * H + H / 2);
+    assert_eq!(s[0].break_us, H / 2);
+}
+
+#[test]
+fn inferred_shifts_split_on_a_gap_of_3_h() {
+    let policy = policy_k5();
+    // Scans only, every 10 min 08:00-12:00, then again from `resume` to
+    // 18:00. A 3 h gap (resume 15:00) splits: 2 shifts; 2 h 59 min 59 s
+    // (resume 14:59:59) does not: 1 shift of 10 h.
+    for (resume, shifts) in [(15 * 3600, 2), (15 * 3600 - 1, 1)] {
+        let mut events = Vec::new();
+        let mut times = Vec::new();
+        let mut t = T8;
+        while t <= 12 * 3600 {
+            times.push(hms(t));
+            t += 600;
+        }
+        let mut t = resume;
+        while t <= 18 * 3600 {
+            times.push(hms(t));
+            t += 600;
+        }
+        for t in &times {
+            events.push(ev("w", t, "scan"));
+        }
+        let s = shifts_of(&events, &policy);
+        assert_eq!(s.len(), shifts, "resume {resume}");
+        if shifts == 2 {
+            assert_eq!((s[0].span_us(), s[0].scans), (4 * H, 25));
+            // A gap of 3 h is a break too: the stretch is the second run.
+            assert_eq!(s[1].span_us(), 3 * H);
+        } else {
+            assert_eq!(s[0].span_us(), 10 * H - 1_000_000);
+        }
+    }
+}
+
+#[test]
+fn days_and_weeks_are_taken_in_each_timestamp_offset() {
+    let policy = policy_k5();
+    // The same instant, 2026-03-08T23:30:00Z, is Sunday (W10) in UTC and
+    // Monday 00:30 (W11) at +01:00.
+    for (day, time, week, date) in
+        [(8, "23:30:00Z", "2026-W10", "2026-03-08"), (9, "00:30:00+01:00", "2026-W11", "2026-03-09")]
+    {
+        let events = vec![ev("w", time, "shift_start").day(day), ev("w", time, "scan").day(day)];
+        let s = shifts_of(&events, &policy);
+        assert_eq!(iso_week(s[0].local_start_us()), week);
+        assert_eq!(local_date(s[0].local_start_us()).to_string(), date);
+    }
+}
+
+#[test]
+fn daily_rest_of_exactly_11_h_is_kept() {
+    let names = names(5);
+    let policy = policy_k5();
+    // Shift A: Monday 08:00-16:00 (break 12:00-12:30). Shift B: Tuesday from
+    // `b` for 4 h. b = 03:00: rest 16:00 -> 03:00 = 11 h exactly: no breach.
+    // b = 02:59:59: 11 h minus 1 s: one pair per worker, in B's week (W10).
+    for (b, want) in [(3 * 3600, 0.0), (3 * 3600 - 1, 5.0)] {
+        let a = pattern(T8, 16 * 3600, 600, &[(12 * 3600, "break_start"), (12 * 3600 + 1800, "break_end")]);
+        let bp = pattern(b, b + 4 * 3600, 600, &[]);
+        let mut events = five(&names, &a, 2);
+        events.extend(five(&names, &bp, 3));
+        let e = evaluate(&events, &policy);
+        let f = find(&e, "worktime.daily_rest_11h", "site", "2026-W10");
+        assert_eq!(f.observed, Some(want), "b = {b}");
+        assert_eq!(f.status, if want > 0.0 { Status::Breach } else { Status::Ok });
+    }
+}
+
+#[test]
+fn daily_and_weekly_maxima() {
+    let names = names(5);
+    let policy = policy_k5();
+    let with_break = |end: u32| {
+        let mut p =
+            pattern(6 * 3600, end, 600, &[(11 * 3600, "break_start"), (11 * 3600 + 1800, "break_end")]);
+        // No scan inside the declared break.
+        p.retain(|(t, k)| *k != "scan" || !(t.as_str() > "11:00:00" && t.as_str() < "11:30:00"));
+        p
+    };
+    // 06:00-17:00 minus a 30 min declared break = 10.5 h > 10 h: 5 shifts.
+    let p = with_break(17 * 3600);
+    let e = evaluate(&five(&names, &p, 2), &policy);
+    assert_eq!(find(&e, "worktime.daily_max_10h", "site", "2026-W10").observed, Some(5.0));
+    // 06:00-16:30 minus 30 min = 10 h exactly: none.
+    let p = with_break(16 * 3600 + 1800);
+    let e = evaluate(&five(&names, &p, 2), &policy);
+    assert_eq!(find(&e, "worktime.daily_max_10h", "site", "2026-W10").observed, Some(0.0));
+    // That 10 h day on Monday to Friday (2-6 March): 50 h > 48 h, one
+    // worker-week per worker = 5; on Monday to Thursday, 40 h: none.
+    for (days, want) in [(2..=6, 5.0), (2..=5, 0.0)] {
+        let mut events = Vec::new();
+        for d in days {
+            events.extend(five(&names, &p, d));
+        }
+        let e = evaluate(&events, &policy);
+        let f = find(&e, "worktime.weekly_max_48h", "site", "2026-W10");
+        assert_eq!(f.observed, Some(want));
+        assert_eq!(f.unit, "worker-weeks");
+    }
+}
+
+#[test]
+fn pause_and_speed_rules() {
+    let names = names(5);
+    let policy = policy_k5();
+    // Five workers, 08:00-12:00, scans every 10 min, declared break
+    // 10:00-10:20 with no scan inside.
+    let base = {
+        let mut p =
+            pattern(T8, 12 * 3600, 600, &[(10 * 3600, "break_start"), (10 * 3600 + 1200, "break_end")]);
+        p.retain(|(t, k)| *k != "scan" || !(t.as_str() > "10:00:00" && t.as_str() < "10:20:00"));
+        p
+    };
+    let mut events = five(&names, &base, 2);
+    // w0: an idle flag inside the break (threshold 120 s) and a
+    // justification request outside it.
+    events.push(ev("w0", "10:05:00", "idle_flag").extra("\"threshold_s\":120"));
+    events.push(ev("w0", "11:05:00", "justification_request").extra("\"gap_s\":300"));
+    // w1: an idle flag with no threshold, 180 s after its last scan (11:00).
+    events.push(ev("w1", "11:03:00", "idle_flag"));
+    // w2: a justification request; w3: two speed flags at 1.25 s.
+    events.push(ev("w2", "11:35:00", "justification_request"));
+    events.push(ev("w3", "09:00:00", "speed_flag").extra("\"threshold_s\":1.25"));
+    events.push(ev("w3", "09:10:00", "speed_flag").extra("\"threshold_s\":1.25"));
+    let e = evaluate(&events, &policy);
+    // Smallest idle threshold: min(120, 180) = 120 s < 600 s: attention.
+    let f = find(&e, "pause.idle_flag_threshold", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(120.0), Status::Attention));
+    // One flag inside a declared break: breach.
+    let f = find(&e, "pause.flags_during_breaks", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(1.0), Status::Breach));
+    // Shifts with a justification request: w0 and w2, 2 of 5 = 0.4.
+    let f = find(&e, "pause.justification_burden", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(0.4), Status::Attention));
+    // Two speed flags; the threshold reported is 1.25 s.
+    let f = find(&e, "speed.speed_flags", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(2.0), Status::Attention));
+    assert!(f.explanation.contains("1.25 s"), "{}", f.explanation);
+}
+
+#[test]
+fn no_idle_flag_means_nothing_to_assess() {
+    let names = names(5);
+    let p = pattern(T8, 12 * 3600, 600, &[]);
+    let e = evaluate(&five(&names, &p, 2), &policy_k5());
+    let f = find(&e, "pause.idle_flag_threshold", "site", "all");
+    assert_eq!((f.observed, f.status), (None, Status::Ok));
+}
+
+#[test]
+fn intensification_compares_first_and_last_two_weeks() {
+    let names = names(5);
+    let policy = policy_k5();
+    // One shift a week per worker: 08:00-09:00 with one scan of `q` units
+    // at 08:30, so units per hour = q. Weeks 10-11: 100; weeks 12-13: 115.
+    // Median 100 -> 115: +0.15 >= 0.10: attention.
+    let shift = |q: &'static str| {
+        vec![
+            ("08:00:00".to_string(), "shift_start", ""),
+            ("08:30:00".to_string(), "scan", q),
+            ("09:00:00".to_string(), "shift_end", ""),
+        ]
+    };
+    let (a, b) = (shift("\"quantity\":100"), shift("\"quantity\":115"));
+    let mut events = Vec::new();
+    for (day, p) in [(2, &a), (9, &a), (16, &b), (23, &b)] {
+        for n in &names {
+            for (t, k, x) in p.iter() {
+                events.push(ev(n, t, k).day(day).extra(x));
+            }
+        }
+    }
+    let e = evaluate(&events, &policy);
+    let f = find(&e, "cadence.intensification", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(0.15), Status::Attention));
+    // Three weeks cannot be split into two first and two last weeks.
+    let three: Vec<E> = events.into_iter().filter(|e| e.day != 23).collect();
+    let e = evaluate(&three, &policy);
+    let f = find(&e, "cadence.intensification", "site", "all");
+    assert_eq!((f.observed, f.status), (None, Status::InsufficientData));
+}
+
+#[test]
+fn rush_share_histogram_and_gap_classes() {
+    let names = names(5);
+    let policy = policy_k5();
+    // Scans at 08:00:00, :01, :02.5, :03: intervals 1.0, 1.5, 0.5 s; 2 of 3
+    // under 1.25 s = 0.6667.
+    let mut events = Vec::new();
+    for n in &names {
+        events.push(ev(n, "07:59:00", "shift_start"));
+        for t in ["08:00:00", "08:00:01", "08:00:02.5", "08:00:03"] {
+            events.push(ev(n, t, "scan"));
+        }
+        events.push(ev(n, "08:00:10", "shift_end"));
+    }
+    let e = evaluate(&events, &policy);
+    let f = find(&e, "cadence.rush_share", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(0.6667), Status::Attention));
+    let site = e.aggregates.iter().find(|a| a.group == "site").unwrap();
+    // Buckets: 0.5 -> [0, 0.5], 1.0 -> (0.5, 1], 1.5 -> (1.25, 2]; x5.
+    assert_eq!(&site.hist[..4], &[5, 5, 0, 5]);
+    assert_eq!(site.hist.iter().sum::<u64>(), 15);
+
+    // Gaps between activity events: 30 s (micro), 120 s (latency), 660 s
+    // (idle), 1590 s (break), 10 s (micro).
+    let mut events = Vec::new();
+    for n in &names {
+        for (t, k) in [
+            ("08:00:00", "shift_start"),
+            ("08:00:30", "scan"),
+            ("08:02:30", "scan"),
+            ("08:13:30", "scan"),
+            ("08:40:00", "scan"),
+            ("08:40:10", "shift_end"),
+        ] {
+            events.push(ev(n, t, k));
+        }
+    }
+    let e = evaluate(&events, &policy);
+    let site = e.aggregates.iter().find(|a| a.group == "site").unwrap();
+    assert_eq!(site.gaps, [10, 5, 5, 5]);
+    assert_eq!((site.workers, site.shifts, site.units), (5, 5, 20));
+}
+
+#[test]
+fn retention_and_load() {
+    let names = names(5);
+    let policy = policy_k5();
+    // First event 2026-03-02T07:00Z, last 2026-04-03T07:00Z: 32 days > 30.
+    let mut events = Vec::new();
+    for n in &names {
+        events.push(ev(n, "2026-03-02T08:00:00+01:00", "scan"));
+        events.push(ev(n, "2026-04-03T09:00:00+02:00", "scan"));
+    }
+    let e = evaluate(&events, &policy);
+    let f = find(&e, "retention.individual_data", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(32.0), Status::Attention));
+    // No weight in the input: no load finding at all.
+    assert!(!e.findings.iter().any(|f| f.rule == "load.daily_mass"));
+
+    // Ten scans of 750 kg and one of `last`: 7500 + 100 = 7600 kg > 7500 in
+    // each of 5 shifts; with 7500 + 0, none.
+    let times: Vec<String> = (0..11).map(|i| hms(T8 + i * 600)).collect();
+    for (last, want) in [("100", 5.0), ("0", 0.0)] {
+        let mut events = Vec::new();
+        let w = format!("\"weight_kg\":{last}");
+        for n in &names {
+            for t in &times[..10] {
+                events.push(ev(n, t, "scan").extra("\"weight_kg\":750"));
+            }
+            events.push(ev(n, &times[10], "scan").extra(&w));
+        }
+        let e = evaluate(&events, &policy);
+        assert_eq!(find(&e, "load.daily_mass", "site", "all").observed, Some(want));
+    }
+}
+
+#[test]
+fn small_groups_are_suppressed_with_their_complement() {
+    let policy = policy_k5();
+    let names = names(11);
+    // Team a: 7 workers, team b: 4 (< k = 5). Hiding b alone would let it be
+    // computed as site - a, so a is hidden too; in week W10 and in "all":
+    // 4 hidden group-periods.
+    let p = pattern(T8, 12 * 3600, 600, &[]);
+    let mut events = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let team = if i < 7 { "a" } else { "b" };
+        for (t, k) in &p {
+            events.push(ev(n, t, k).team(team));
+        }
+    }
+    let e = evaluate(&events, &policy);
+    assert!(e.findings.iter().all(|f| f.group == "site"), "no team is published");
+    assert!(e.aggregates.iter().all(|a| a.group == "site"));
+    assert_eq!(e.suppressed, 4);
+    assert_eq!(find(&e, "cadence.rush_share", "site", "all").population, 11);
+
+    // With 12 workers, 6 in each team, both teams are published.
+    let names12 = common::names(12);
+    let mut events12 = Vec::new();
+    for (i, n) in names12.iter().enumerate() {
+        let team = if i < 6 { "a" } else { "b" };
+        for (t, k) in &p {
+            events12.push(ev(n, t, k).team(team));
+        }
+    }
+    let e = evaluate(&events12, &policy);
+    assert_eq!(find(&e, "cadence.rush_share", "team:b", "all").population, 6);
+    assert_eq!(e.suppressed, 0);
+}
+
+#[test]
+fn a_site_under_k_gets_only_insufficient_data() {
+    let names = names(4);
+    let p = pattern(T8, 12 * 3600, 600, &[]);
+    let mut events = Vec::new();
+    for n in &names {
+        for (t, k) in &p {
+            events.push(ev(n, t, k));
+        }
+    }
+    let e = evaluate(&events, &policy_k5());
+    assert!(!e.findings.is_empty());
+    assert!(e
+        .findings
+        .iter()
+        .all(|f| f.status == Status::InsufficientData && f.observed.is_none() && f.group == "site"));
+    assert!(e.aggregates.is_empty());
+}
+
+#[test]
+fn employer_declaration() {
+    let names = names(5);
+    let policy = policy_k5();
+    let p = pattern(T8, 12 * 3600, 600, &[]);
+    let shifts = shifts_of(&five(&names, &p, 2), &policy);
+    let employer: vigie_analyze::employer::Employer = toml::from_str(
+        "works_council_consulted = 2026-02-01\ndpia = false\n[retention_days]\nindividual_events = 45\naggregates = 400\n",
+    )
+    .unwrap();
+    let e = vigie_analyze::rules::evaluate(&shifts, &policy, Some(&employer));
+    // Consulted on 1 February, before the first event (2 March): 0, ok.
+    let f = find(&e, "consultation.works_council", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(0.0), Status::Ok));
+    // No DPIA: 1 missing, breach.
+    let f = find(&e, "consultation.dpia", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(1.0), Status::Breach));
+    // Declared 45 days of individual events, longer than the 4 h of input.
+    let f = find(&e, "retention.individual_data", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(45.0), Status::Attention));
+    // Consulted after monitoring data existed: 1, breach.
+    let late: vigie_analyze::employer::Employer =
+        toml::from_str("works_council_consulted = 2026-03-10\ndpia = true\n").unwrap();
+    let e = vigie_analyze::rules::evaluate(&shifts, &policy, Some(&late));
+    assert_eq!(find(&e, "consultation.works_council", "site", "all").observed, Some(1.0));
+    assert_eq!(find(&e, "consultation.dpia", "site", "all").status, Status::Ok);
+    // Without a declaration, neither rule is evaluated.
+    let e = vigie_analyze::rules::evaluate(&shifts, &policy, None);
+    assert!(!e.findings.iter().any(|f| f.rule.starts_with("consultation.")));
+}
+
+#[test]
+fn california_meal_and_rest_periods() {
+    let names = names(5);
+    let mut policy = vigie_analyze::policy::Policy::profile("us-ca").unwrap();
+    policy.k = 5;
+    // 08:00-14:00, a scan every 5 min, no pause: 6 h worked, no meal
+    // period (breach) and 0 of the 2 breaks due (1 rest + 1 meal): breach.
+    let p = pattern(T8, 14 * 3600, 300, &[]);
+    let e = evaluate(&five(&names, &p, 2), &policy);
+    assert_eq!(find(&e, "worktime.ca_meal_period", "site", "2026-W10").observed, Some(5.0));
+    assert_eq!(find(&e, "worktime.ca_rest_period", "site", "2026-W10").observed, Some(5.0));
+    // 08:00-14:30 with a declared 10 min rest at 10:00 and a 30 min meal at
+    // 12:00 (4 h after the start): 5 h 50 worked; the meal begins within 5
+    // h and 2 breaks of 10 min or more cover the 2 due: no breach.
+    let mut p = pattern(
+        T8,
+        14 * 3600 + 1800,
+        300,
+        &[
+            (10 * 3600, "break_start"),
+            (10 * 3600 + 600, "break_end"),
+            (12 * 3600, "break_start"),
+            (12 * 3600 + 1800, "break_end"),
+        ],
+    );
+    p.retain(|(t, k)| {
+        *k != "scan"
+            || !((t.as_str() > "10:00:00" && t.as_str() < "10:10:00")
+                || (t.as_str() > "12:00:00" && t.as_str() < "12:30:00"))
+    });
+    let e = evaluate(&five(&names, &p, 2), &policy);
+    assert_eq!(find(&e, "worktime.ca_meal_period", "site", "2026-W10").observed, Some(0.0));
+    assert_eq!(find(&e, "worktime.ca_rest_period", "site", "2026-W10").observed, Some(0.0));
+    // The fr profile has no California rules.
+    let e = evaluate(&five(&names, &p, 2), &policy_k5());
+    assert!(!e.findings.iter().any(|f| f.rule.starts_with("worktime.ca_")));
+}

@@ -1,0 +1,112 @@
+//! The generator's scenarios produce the numbers they injected, and the
+//! demo runs end to end.
+
+mod common;
+
+use vigie::generate::{Generator, Injected, NdjsonWriter, Scenario, SiteSpec};
+use vigie_analyze::findings::Status;
+use vigie_analyze::policy::Policy;
+use vigie_analyze::rules::{self, Evaluation};
+use vigie_analyze::shifts;
+use vigie_ingest::store::EventBatch;
+
+fn site(workers: u32, days: u32, scenario: Scenario) -> (Evaluation, Injected, u64) {
+    let mut g = Generator::new(SiteSpec::new(workers, days, 11, scenario));
+    let w = NdjsonWriter::new(&g);
+    let mut text = Vec::new();
+    for d in 0..g.spec.days {
+        for e in g.day(d) {
+            let id = g.next_event_id();
+            w.write(id, &e, &mut text);
+        }
+    }
+    let events = common::ingest(std::str::from_utf8(&text).unwrap());
+    let n = events.len() as u64;
+    let mut batch = EventBatch::default();
+    for e in events {
+        batch.push(e);
+    }
+    let policy = Policy::profile("fr").unwrap();
+    let s = shifts::frame_shifts(batch.take_frame().unwrap(), &policy.shift_model()).unwrap();
+    (rules::evaluate(&s, &policy, None), g.injected.clone(), n)
+}
+
+fn site_total(e: &Evaluation, rule: &str) -> f64 {
+    e.findings.iter().filter(|f| f.rule == rule && f.group == "site").filter_map(|f| f.observed).sum()
+}
+
+#[test]
+fn worktime_scenario_finds_what_it_injected() {
+    let (e, inj, _) = site(40, 28, Scenario::Worktime);
+    assert_eq!((inj.break_after_6h, inj.daily_rest_11h, inj.daily_max_10h, inj.weekly_max_48h), (5, 4, 3, 2));
+    assert_eq!(site_total(&e, "worktime.break_after_6h"), 5.0);
+    assert_eq!(site_total(&e, "worktime.daily_rest_11h"), 4.0);
+    assert_eq!(site_total(&e, "worktime.daily_max_10h"), 3.0);
+    assert_eq!(site_total(&e, "worktime.weekly_max_48h"), 2.0);
+    // Baseline employer: idle flags at 10 min, breaks excluded.
+    let f = e.findings.iter().find(|f| f.rule == "pause.idle_flag_threshold" && f.group == "site").unwrap();
+    assert_eq!(f.status, Status::Ok);
+    assert_eq!(site_total(&e, "pause.flags_during_breaks"), 0.0);
+}
+
+#[test]
+fn cnil_like_scenario_finds_what_it_injected() {
+    let (e, inj, _) = site(40, 28, Scenario::CnilLike);
+    let get = |rule: &str| {
+        e.findings.iter().find(|f| f.rule == rule && f.group == "site" && f.period == "all").unwrap()
+    };
+    assert_eq!(get("pause.idle_flag_threshold").observed, Some(60.0));
+    assert_eq!(get("pause.idle_flag_threshold").status, Status::Attention);
+    assert!(inj.flags_during_breaks > 0);
+    assert_eq!(get("pause.flags_during_breaks").observed, Some(inj.flags_during_breaks as f64));
+    assert_eq!(get("speed.speed_flags").observed, Some(inj.speed_flags as f64));
+    let just: u64 = e.aggregates.iter().filter(|a| a.group == "site").map(|a| a.justification_requests).sum();
+    assert_eq!(just, inj.justification_requests);
+    let idle: u64 = e.aggregates.iter().filter(|a| a.group == "site").map(|a| a.idle_flags).sum();
+    assert_eq!(idle, inj.idle_flags);
+    // 36 days of data (the scenario's minimum): more than 35 days.
+    let r = get("retention.individual_data");
+    assert!(r.observed.unwrap() > 35.0, "{:?}", r.observed);
+    assert_eq!(r.status, Status::Attention);
+    assert_eq!(get("cadence.rush_share").status, Status::Attention);
+}
+
+#[test]
+fn intensification_scenario_shows_about_12_percent() {
+    let (e, _, _) = site(40, 28, Scenario::Intensification);
+    let f = e.findings.iter().find(|f| f.rule == "cadence.intensification" && f.group == "site").unwrap();
+    let x = f.observed.unwrap();
+    assert!((0.10..0.15).contains(&x), "{x}");
+    assert_eq!(f.status, Status::Attention);
+    let (b, _, _) = site(40, 28, Scenario::Baseline);
+    let f = b.findings.iter().find(|f| f.rule == "cadence.intensification" && f.group == "site").unwrap();
+    assert!(f.observed.unwrap().abs() < 0.05, "{:?}", f.observed);
+    assert_eq!(f.status, Status::Ok);
+}
+
+#[test]
+fn small_team_scenario_hides_the_small_team_and_one_more() {
+    let (e, _, _) = site(46, 14, Scenario::SmallTeam);
+    assert!(!e.findings.iter().any(|f| f.group == "team:night-crew"));
+    assert!(e.suppressed >= 2);
+}
+
+#[test]
+fn the_demo_runs_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = common::run(&["demo", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    for needle in ["worktime.break_after_6h", "pause.idle_flag_threshold", "breach", "attention"] {
+        assert!(stdout.contains(needle), "{needle} missing from the summary:\n{stdout}");
+    }
+    let f = common::read_json(&out.join("findings.json"));
+    assert_eq!(f["input"]["rejected"], 5);
+    assert_eq!(f["input"]["duplicates"], 1);
+    assert_eq!(f["input"]["records_with_dropped_fields"], 1);
+    assert!(f["privacy"]["suppressed_groups"].as_u64().unwrap() >= 2);
+    assert!(out.join("report.html").is_file());
+    assert!(out.join("aggregates/group_weeks.parquet").is_file());
+    assert!(out.join("aggregates/group_weeks.csv").is_file());
+}
