@@ -6,7 +6,7 @@
 
 use std::io::Write;
 
-use chrono::{Datelike, NaiveDate, TimeZone, Utc};
+use chrono::NaiveDate;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, LogNormal};
@@ -148,21 +148,32 @@ impl SiteSpec {
 
 /// Offset of Central European time on that instant: +02:00 from the last
 /// Sunday of March 01:00 UTC to the last Sunday of October 01:00 UTC.
+/// Plain arithmetic: it runs once per generated event.
 pub fn paris_offset_s(ts_us: i64) -> i32 {
-    let dt = Utc.timestamp_micros(ts_us).single().unwrap_or_default();
-    let y = dt.year();
-    let last_sunday = |m: u32| {
-        let mut d = NaiveDate::from_ymd_opt(y, m, 31).expect("March and October have 31 days");
-        while d.weekday() != chrono::Weekday::Sun {
-            d = d.pred_opt().expect("a date");
-        }
-        d.and_hms_opt(1, 0, 0).expect("a time").and_utc().timestamp_micros()
+    const DAY_US: i64 = 86_400_000_000;
+    let (y, _, _) = civil_from_days(ts_us.div_euclid(DAY_US));
+    let last_sunday_1h = |m: u32| {
+        let d31 = days_from_civil(y, m, 31);
+        // 1970-01-01 was a Thursday: (days + 4) mod 7 is 0 on Sundays.
+        let sunday = d31 - (d31 + 4).rem_euclid(7);
+        sunday * DAY_US + 3_600_000_000
     };
-    if ts_us >= last_sunday(3) && ts_us < last_sunday(10) {
+    if ts_us >= last_sunday_1h(3) && ts_us < last_sunday_1h(10) {
         7200
     } else {
         3600
     }
+}
+
+/// Days since 1970-01-01 of a civil date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let m = i64::from(m);
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// One generated event, before it is written out.
@@ -729,7 +740,7 @@ impl ParquetOut {
         let scanlike = |e: &GenEvent| e.kind == "scan" || e.kind == "voice_prompt";
         let ts = Series::new("ts".into(), day.iter().map(|e| e.ts_us).collect::<Vec<_>>())
             .cast(Self::schema().get("ts").expect("ts in schema"))?;
-        let mut df = DataFrame::new_infer_height(vec![
+        let df = DataFrame::new_infer_height(vec![
             Column::new("event_id".into(), ids),
             ts.into(),
             Column::new("site".into(), vec![g.spec.site.as_str(); n]),
@@ -763,7 +774,7 @@ impl ParquetOut {
             ),
         ])?;
         if df.height() > 0 {
-            self.writer.write_batch(&mut df)?;
+            self.writer.write_batch(&df)?;
         }
         Ok(())
     }
@@ -824,12 +835,27 @@ mod tests {
     }
 
     #[test]
+    fn civil_dates_round_trip() {
+        for days in [-800_000, -1, 0, 1, 19_000, 20_513, 2_000_000] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        // 2026-03-02 is day 20514.
+        assert_eq!(days_from_civil(2026, 3, 2), 20_514);
+    }
+
+    #[test]
     fn paris_summer_time_starts_on_the_last_sunday_of_march() {
         let at = |s: &str| vigie_ingest::validate::parse_ts(s).unwrap().0;
         assert_eq!(paris_offset_s(at("2026-03-29T00:59:59Z")), 3600);
         assert_eq!(paris_offset_s(at("2026-03-29T01:00:00Z")), 7200);
         assert_eq!(paris_offset_s(at("2026-10-25T00:59:59Z")), 7200);
         assert_eq!(paris_offset_s(at("2026-10-25T01:00:00Z")), 3600);
+        // 2027: 28 March and 31 October.
+        assert_eq!(paris_offset_s(at("2027-03-28T00:59:59Z")), 3600);
+        assert_eq!(paris_offset_s(at("2027-03-28T01:00:00Z")), 7200);
+        assert_eq!(paris_offset_s(at("2027-10-31T00:59:59Z")), 7200);
+        assert_eq!(paris_offset_s(at("2027-10-31T01:00:00Z")), 3600);
     }
 
     #[test]

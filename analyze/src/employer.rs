@@ -80,7 +80,7 @@ impl Employer {
         }
         for i in &e.indicators {
             if let Some(t) = i.threshold_s {
-                if !(t > 0.0) {
+                if t.is_nan() || t <= 0.0 {
                     problems.push(format!(
                         "{}: indicator `{}`: threshold_s must be > 0",
                         path.display(),

@@ -314,10 +314,10 @@ impl Policy {
         if self.k < MIN_K {
             out.push(format!("k = {} is below the minimum of {MIN_K}", self.k));
         }
-        if !(self.shift_gap_h > 0.0) {
+        if self.shift_gap_h.is_nan() || self.shift_gap_h <= 0.0 {
             out.push("shift_gap_h must be > 0".into());
         }
-        if !(self.break_min_minutes > 0.0) {
+        if self.break_min_minutes.is_nan() || self.break_min_minutes <= 0.0 {
             out.push("break_min_minutes must be > 0".into());
         }
         if self.intensification_weeks == 0 {
@@ -338,7 +338,7 @@ impl Policy {
                 out.push(format!("rule `{id}`: at least one source is required"));
             }
             if let Some(l) = r.limit {
-                if !(l > 0.0) {
+                if l.is_nan() || l <= 0.0 {
                     out.push(format!("rule `{id}`: limit must be > 0"));
                 }
             }

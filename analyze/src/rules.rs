@@ -104,6 +104,46 @@ fn round(x: f64, digits: i32) -> f64 {
     (x * p).round() / p
 }
 
+/// Where a finding applies.
+struct At<'a> {
+    site: &'a str,
+    group: &'a str,
+    period: &'a str,
+    population: u64,
+}
+
+impl At<'_> {
+    fn finding(
+        &self,
+        id: &str,
+        r: &RulePolicy,
+        status: Status,
+        observed: Option<f64>,
+        explanation: String,
+    ) -> Finding {
+        Finding {
+            rule: id.to_string(),
+            status,
+            site: self.site.to_string(),
+            group: self.group.to_string(),
+            period: self.period.to_string(),
+            observed,
+            threshold: r.threshold,
+            unit: r.unit.clone(),
+            population: self.population,
+            sources: r.sources.clone(),
+            explanation,
+        }
+    }
+}
+
+/// A group's name and its distinct workers.
+type GroupWorkers<'a> = (&'a String, &'a BTreeSet<u64>);
+/// Distinct workers by (site, group, period).
+type Populations = BTreeMap<Key, BTreeSet<u64>>;
+/// Effective time and groups of a (site, worker, week).
+type WorkerWeeks = BTreeMap<(Arc<str>, u64, String), (i64, BTreeSet<String>)>;
+
 struct Emit<'a> {
     policy: &'a Policy,
     out: Vec<Finding>,
@@ -114,16 +154,7 @@ impl Emit<'_> {
         self.policy.rule(id).cloned()
     }
 
-    fn push(
-        &mut self,
-        id: &str,
-        site: &str,
-        group: &str,
-        period: &str,
-        observed: Option<f64>,
-        population: u64,
-        explanation: String,
-    ) {
+    fn push(&mut self, id: &str, at: &At, observed: Option<f64>, explanation: String) {
         let Some(r) = self.rule(id) else { return };
         let status = match observed {
             None => Status::InsufficientData,
@@ -133,46 +164,14 @@ impl Emit<'_> {
             },
             Some(_) => Status::Ok,
         };
-        self.out.push(Finding {
-            rule: id.to_string(),
-            status,
-            site: site.to_string(),
-            group: group.to_string(),
-            period: period.to_string(),
-            observed,
-            threshold: r.threshold,
-            unit: r.unit.clone(),
-            population,
-            sources: r.sources.clone(),
-            explanation,
-        });
+        self.out.push(at.finding(id, &r, status, observed, explanation));
     }
 
     /// A rule whose value is "nothing to judge" but not a lack of data:
     /// status ok with no observed value.
-    fn push_none(
-        &mut self,
-        id: &str,
-        site: &str,
-        group: &str,
-        period: &str,
-        population: u64,
-        explanation: String,
-    ) {
+    fn push_none(&mut self, id: &str, at: &At, explanation: String) {
         let Some(r) = self.rule(id) else { return };
-        self.out.push(Finding {
-            rule: id.to_string(),
-            status: Status::Ok,
-            site: site.to_string(),
-            group: group.to_string(),
-            period: period.to_string(),
-            observed: None,
-            threshold: r.threshold,
-            unit: r.unit.clone(),
-            population,
-            sources: r.sources.clone(),
-            explanation,
-        });
+        self.out.push(at.finding(id, &r, Status::Ok, None, explanation));
     }
 }
 
@@ -191,7 +190,7 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
         shifts.iter().map(|s| Row { s, week: iso_week(s.local_start_us()), groups: groups_of(s) }).collect();
 
     // Populations: distinct workers per (site, group, period).
-    let mut pop: BTreeMap<Key, BTreeSet<u64>> = BTreeMap::new();
+    let mut pop: Populations = BTreeMap::new();
     for r in &rows {
         for g in &r.groups {
             for period in [r.week.as_str(), "all"] {
@@ -203,7 +202,7 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
 
     // Suppression, per site, period and kind of group.
     let mut hidden: BTreeSet<Key> = BTreeSet::new();
-    let mut by_site_period: BTreeMap<(Arc<str>, String), Vec<(&String, &BTreeSet<u64>)>> = BTreeMap::new();
+    let mut by_site_period: BTreeMap<(Arc<str>, String), Vec<GroupWorkers>> = BTreeMap::new();
     for ((site, group, period), w) in &pop {
         by_site_period.entry((site.clone(), period.clone())).or_default().push((group, w));
     }
@@ -245,9 +244,9 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
         let n = pop.get(&(site.clone(), "site".into(), "all".into())).map(|w| w.len()).unwrap_or(0);
         if n < k {
             small_sites.insert(site.clone());
+            let at = At { site, group: "site", period: "all", population: n as u64 };
             for id in policy.rules.keys().filter(|id| policy.rule(id).is_some()) {
-                emit.push(id, site, "site", "all", None, n as u64,
-                    format!("The site has {n} distinct workers, fewer than k = {k}: nothing is published about it."));
+                emit.push(id, &at, None, format!("The site has {n} distinct workers, fewer than k = {k}: nothing is published about it."));
             }
         }
     }
@@ -260,7 +259,7 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
     let meal_limit_h = policy.limit("worktime.ca_meal_period", 5.0);
     let rest_every_h = policy.limit("worktime.ca_rest_period", 4.0);
     let mut weekly: HashMap<Key, [u64; 6]> = HashMap::new();
-    let mut worker_week: BTreeMap<(Arc<str>, u64, String), (i64, BTreeSet<String>)> = BTreeMap::new();
+    let mut worker_week: WorkerWeeks = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         let mut add = |slot: usize, groups: &[String], week: &str| {
             for g in groups {
@@ -325,15 +324,13 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
             continue;
         }
         let n = workers.len() as u64;
+        let at = At { site, group, period, population: n };
         if group == "site" && (n as usize) < k {
             for id in WEEKLY_RULES.iter().chain(&crate::policy::RULES_US_CA) {
                 emit.push(
                     id,
-                    site,
-                    group,
-                    period,
+                    &at,
                     None,
-                    n,
                     format!("Only {n} distinct workers this week, fewer than k = {k}: withheld."),
                 );
             }
@@ -346,16 +343,13 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
         let shifts = shifts_in.get(key).copied().unwrap_or(0);
         let ww = worker_weeks_in.get(key).copied().unwrap_or(0);
         let h = |x: f64| x / US_PER_H;
-        emit.push(WEEKLY_RULES[0], site, group, period, Some(c[0] as f64), n, format!(
+        emit.push(WEEKLY_RULES[0], &at, Some(c[0] as f64), format!(
             "{} of {shifts} shifts held a stretch of more than {} h of activity with no break of {} min or more.",
             c[0], h(break_limit), policy.break_min_minutes));
         emit.push(
             WEEKLY_RULES[1],
-            site,
-            group,
-            period,
+            &at,
             Some(c[1] as f64),
-            n,
             format!(
                 "{} times a worker started a shift less than {} h after the end of the previous one.",
                 c[1],
@@ -364,11 +358,8 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
         );
         emit.push(
             WEEKLY_RULES[2],
-            site,
-            group,
-            period,
+            &at,
             Some(c[2] as f64),
-            n,
             format!(
                 "{} of {shifts} shifts had more than {} h of effective time (span minus declared breaks).",
                 c[2],
@@ -377,17 +368,14 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
         );
         emit.push(
             WEEKLY_RULES[3],
-            site,
-            group,
-            period,
+            &at,
             Some(c[3] as f64),
-            n,
             format!("{} of {ww} worker-weeks had more than {} h of effective time.", c[3], h(weekly_limit)),
         );
-        emit.push("worktime.ca_meal_period", site, group, period, Some(c[4] as f64), n, format!(
+        emit.push("worktime.ca_meal_period", &at, Some(c[4] as f64), format!(
             "{} of {shifts} shifts of more than {meal_limit_h} h had no break of 30 min or more starting within the first {meal_limit_h} h.",
             c[4]));
-        emit.push("worktime.ca_rest_period", site, group, period, Some(c[5] as f64), n, format!(
+        emit.push("worktime.ca_rest_period", &at, Some(c[5] as f64), format!(
             "{} of {shifts} shifts had fewer breaks of 10 min or more than one per {rest_every_h} h worked (or major fraction), plus the meal period.",
             c[5]));
     }
@@ -407,6 +395,7 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
             continue;
         }
         let n = workers.len() as u64;
+        let at = At { site, group, period: "all", population: n };
         let members: Vec<&Row> =
             rows.iter().filter(|r| &r.s.site == site && r.groups.contains(group)).collect();
         let shifts = members.len() as u64;
@@ -418,27 +407,23 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
             .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.min(x))));
         let idle_n: u64 = members.iter().map(|r| r.s.idle_flags).sum();
         match idle_min {
-            Some(t) => emit.push("pause.idle_flag_threshold", site, group, "all", Some(round(t, 2)), n, format!(
+            Some(t) => emit.push("pause.idle_flag_threshold", &at, Some(round(t, 2)), format!(
                 "The employer's system raised {idle_n} inactivity flags; the smallest threshold seen is {} s.", round(t, 2))),
-            None => emit.push_none("pause.idle_flag_threshold", site, group, "all", n,
-                "No inactivity flag (idle_flag) in the input: there is no threshold to assess.".into()),
+            None => emit.push_none("pause.idle_flag_threshold", &at, "No inactivity flag (idle_flag) in the input: there is no threshold to assess.".into()),
         }
         // pause.flags_during_breaks
         let in_breaks: u64 = members.iter().map(|r| r.s.flags_in_breaks).sum();
         emit.push(
             "pause.flags_during_breaks",
-            site,
-            group,
-            "all",
+            &at,
             Some(in_breaks as f64),
-            n,
             format!("{in_breaks} inactivity flags or justification requests fell inside declared breaks."),
         );
         // pause.justification_burden
         let with_just = members.iter().filter(|r| r.s.justifications > 0).count() as u64;
         let just_n: u64 = members.iter().map(|r| r.s.justifications).sum();
         let share = if shifts > 0 { Some(round(with_just as f64 / shifts as f64, 4)) } else { None };
-        emit.push("pause.justification_burden", site, group, "all", share, n, format!(
+        emit.push("pause.justification_burden", &at, share, format!(
             "{with_just} of {shifts} shifts had at least one request to justify a gap ({just_n} requests in all)."));
         // speed.speed_flags
         let speed_n: u64 = members.iter().map(|r| r.s.speed_flags).sum();
@@ -448,11 +433,8 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
             .fold(None, |a: Option<f64>, x| Some(a.map_or(x, |a| a.min(x))));
         emit.push(
             "speed.speed_flags",
-            site,
-            group,
-            "all",
+            &at,
             Some(speed_n as f64),
-            n,
             match speed_min {
                 Some(t) => format!(
                     "The employer's system flagged {speed_n} gestures as too fast; its threshold is {} s.",
@@ -478,11 +460,8 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
             match (uph(&first), uph(&last)) {
                 (Some(a), Some(b)) if a > 0.0 => emit.push(
                     "cadence.intensification",
-                    site,
-                    group,
-                    "all",
+                    &at,
                     Some(round((b - a) / a, 4)),
-                    n,
                     format!(
                         "Median units per hour per shift went from {:.1} ({} to {}) to {:.1} ({} to {}).",
                         a,
@@ -495,17 +474,14 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
                 ),
                 _ => emit.push(
                     "cadence.intensification",
-                    site,
-                    group,
-                    "all",
+                    &at,
                     None,
-                    n,
                     "No shift with scans in the first or in the last weeks: the pace cannot be compared."
                         .into(),
                 ),
             }
         } else {
-            emit.push("cadence.intensification", site, group, "all", None, n, format!(
+            emit.push("cadence.intensification", &at, None, format!(
                 "The input covers {} ISO weeks; comparing the first {n_weeks} with the last {n_weeks} needs at least {}.",
                 weeks.len(), 2 * n_weeks));
         }
@@ -516,25 +492,14 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
         if intervals > 0 {
             emit.push(
                 "cadence.rush_share",
-                site,
-                group,
-                "all",
+                &at,
                 Some(round(rush as f64 / intervals as f64, 4)),
-                n,
                 format!(
                     "{rush} of {intervals} intervals between consecutive scans were shorter than {rush_s} s."
                 ),
             );
         } else {
-            emit.push(
-                "cadence.rush_share",
-                site,
-                group,
-                "all",
-                None,
-                n,
-                "No consecutive scans in the input.".into(),
-            );
+            emit.push("cadence.rush_share", &at, None, "No consecutive scans in the input.".into());
         }
         // retention.individual_data (site only)
         if group == "site" {
@@ -548,7 +513,7 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
                 None => (span_days, format!(
                     "The input spans {span_days} days of individual events: the employer keeps them at least that long.")),
             };
-            emit.push("retention.individual_data", site, group, "all", Some(observed), n, text);
+            emit.push("retention.individual_data", &at, Some(observed), text);
         }
         // load.daily_mass (only when weights are present)
         if members.iter().any(|r| r.s.weight_kg.is_some()) {
@@ -556,11 +521,8 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
             let heavy = members.iter().filter(|r| r.s.weight_kg.unwrap_or(0.0) > limit).count() as u64;
             emit.push(
                 "load.daily_mass",
-                site,
-                group,
-                "all",
+                &at,
                 Some(heavy as f64),
-                n,
                 format!("{heavy} of {shifts} shifts handled more than {limit} kg in total."),
             );
         }
@@ -574,7 +536,7 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
                     (Some(d), None) => (0.0, format!("The employer declares the works council was consulted on {d}.")),
                     (None, _) => (1.0, "The employer's declaration gives no date of works-council consultation.".to_string()),
                 };
-                emit.push("consultation.works_council", site, group, "all", Some(missing), n, text);
+                emit.push("consultation.works_council", &at, Some(missing), text);
                 let (missing, text) = match e.dpia {
                     Some(true) => {
                         (0.0, "The employer declares a data protection impact assessment exists.".to_string())
@@ -586,7 +548,7 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
                         (1.0, "The employer's declaration does not say whether a DPIA exists.".to_string())
                     }
                 };
-                emit.push("consultation.dpia", site, group, "all", Some(missing), n, text);
+                emit.push("consultation.dpia", &at, Some(missing), text);
             }
         }
     }

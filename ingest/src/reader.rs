@@ -157,7 +157,7 @@ fn read_ndjson<S: EventSink, R: RejectSink>(
         } else {
             ing.offer_json(&buf, at)?;
         }
-        if line_no % 65_536 == 0 {
+        if line_no.is_multiple_of(65_536) {
             progress(done.get() as f64 / size as f64);
         }
     }
@@ -274,7 +274,7 @@ fn read_csv<S: EventSink, R: RejectSink>(
             }
         }
         ing.offer_fields(&raw, at, redacted)?;
-        if rows % 65_536 == 0 {
+        if rows.is_multiple_of(65_536) {
             let pos = rdr.position().byte();
             progress(if gz { 0.0 } else { pos as f64 / size as f64 });
         }
