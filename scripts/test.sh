@@ -32,5 +32,12 @@ cargo build --release --all-targets --locked
 log "Lints"
 cargo clippy --release --all-targets --locked -- -D warnings
 
+log "Cross-check against an independent implementation (DuckDB SQL)"
+python3 -c "import duckdb" 2>/dev/null || python3 -m pip install --quiet "duckdb==2.0.1"
+scratch=$(mktemp -d)
+trap 'rm -rf "$scratch"' EXIT
+target/release/vigie generate --out "$scratch/site.parquet" --workers 40 --days 14 --seed 3 --scenario demo
+python3 bench/compare.py "$scratch/site.parquet" 1 "$scratch"
+
 log "Tests"
 cargo test --release --locked --workspace --no-fail-fast

@@ -12,7 +12,7 @@ use vigie_analyze::policy::Policy;
 use vigie_analyze::rules::{self, Evaluation};
 use vigie_ingest::pseudo::Pseudonymiser;
 use vigie_ingest::rejects::FileRejects;
-use vigie_ingest::store::{SpillWriter, DEFAULT_BUCKETS, DEFAULT_ROWS_PER_FILE};
+use vigie_ingest::store::{buckets_for, Durability, SpillWriter, DEFAULT_ROWS_PER_FILE};
 use vigie_ingest::{IngestError, IngestStats, Ingestor};
 
 /// The door as the audit uses it.
@@ -70,9 +70,11 @@ fn rfc3339(us: Option<i64>) -> Option<String> {
 }
 
 /// Runs an audit. `feed` hands every record to the ingestor and returns
-/// the names of its sources.
+/// the names of its sources; `expected_events` (an estimate) sizes the
+/// spill.
 pub fn run(
     setup: AuditSetup,
+    expected_events: u64,
     feed: impl FnOnce(&mut AuditIngestor) -> Result<Vec<String>, IngestError>,
 ) -> anyhow::Result<AuditOutcome> {
     let out = &setup.out;
@@ -82,20 +84,23 @@ pub fn run(
         std::fs::remove_dir_all(&work)?;
     }
     let _purge = Purge(work.clone());
-    let spill = SpillWriter::new(work.join("events"), DEFAULT_BUCKETS, DEFAULT_ROWS_PER_FILE)?;
+    // The spill is scratch: it is deleted at the end of the run.
+    let spill = SpillWriter::new(
+        work.join("events"),
+        buckets_for(expected_events),
+        DEFAULT_ROWS_PER_FILE,
+        Durability::Scratch,
+    )?;
     let rejects_path = out.join("rejects.ndjson");
     if rejects_path.exists() {
         std::fs::remove_file(&rejects_path)?;
     }
     let ephemeral = setup.pseudo.ephemeral;
     let mut ing = Ingestor::new(setup.pseudo, None, spill, FileRejects::new(&rejects_path));
+    ing.reserve(expected_events.min(1 << 30) as usize);
     let files = feed(&mut ing)?;
     let (spill, _rejects, stats) = ing.finish()?;
-    let buckets: Vec<PathBuf> = spill
-        .finish()?
-        .into_iter()
-        .filter_map(|files| files.first().and_then(|f| f.parent()).map(Path::to_path_buf))
-        .collect();
+    let buckets: Vec<PathBuf> = spill.finish()?;
     tracing::info!(
         events = stats.accepted,
         rejected = stats.rejected_total(),

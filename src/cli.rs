@@ -169,7 +169,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let pseudo = load_key(&a.key_file)?;
             let setup = AuditSetup { policy, employer, pseudo, out: a.out.clone(), lang };
             let inputs = a.input.clone();
-            let outcome = audit::run(setup, |ing| audit::feed_files(&inputs, ing))?;
+            let expected = inputs.iter().map(|p| vigie_ingest::reader::estimate_events(p)).sum();
+            let outcome = audit::run(setup, expected, |ing| audit::feed_files(&inputs, ing))?;
             print_summary(&outcome, &a.out);
             Ok(())
         }

@@ -33,7 +33,8 @@ pub fn run(policy: Policy, lang: String, out: &Path) -> anyhow::Result<AuditOutc
         out: out.to_path_buf(),
         lang,
     };
-    audit::run(setup, |ing| {
+    // About 3 M events.
+    audit::run(setup, 3_000_000, |ing| {
         let name: Arc<str> = Arc::from("demo:generated");
         let mut g = Generator::new(SiteSpec::new(DEMO_WORKERS, DEMO_DAYS, 2026, Scenario::Demo));
         let writer = NdjsonWriter::new(&g);

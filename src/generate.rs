@@ -592,7 +592,9 @@ impl NdjsonWriter {
     pub fn write(&self, id: u64, e: &GenEvent, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"event_id\":\"");
         out.extend_from_slice(self.site.as_bytes());
-        let _ = write!(out, "-{id:010}\",\"ts\":\"");
+        out.push(b'-');
+        push_digits(out, id, 10);
+        out.extend_from_slice(b"\",\"ts\":\"");
         format_ts(e.ts_us, paris_offset_s(e.ts_us), out);
         out.push(b'"');
         out.extend_from_slice(&self.fixed[e.worker as usize]);
@@ -785,6 +787,16 @@ impl ParquetOut {
     }
 }
 
+/// Appends `v` as exactly `width` decimal digits (zero-padded).
+fn push_digits(out: &mut Vec<u8>, mut v: u64, width: usize) {
+    let start = out.len();
+    out.resize(start + width, b'0');
+    for i in (0..width).rev() {
+        out[start + i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
 /// Formats an instant as RFC 3339 with milliseconds and the given offset,
 /// e.g. `2026-03-02T08:00:00.250+01:00`.
 pub fn format_ts(ts_us: i64, offset_s: i32, out: &mut Vec<u8>) {
@@ -794,15 +806,24 @@ pub fn format_ts(ts_us: i64, offset_s: i32, out: &mut Vec<u8>) {
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    let (hh, mm, ss) = (sod / 3600, sod / 60 % 60, sod % 60);
-    let sign = if offset_s < 0 { '-' } else { '+' };
-    let off = offset_s.unsigned_abs();
-    let _ = write!(
-        out,
-        "{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{ms:03}{sign}{:02}:{:02}",
-        off / 3600,
-        off / 60 % 60
-    );
+    push_digits(out, y.clamp(0, 9999) as u64, 4);
+    out.push(b'-');
+    push_digits(out, u64::from(m), 2);
+    out.push(b'-');
+    push_digits(out, u64::from(d), 2);
+    out.push(b'T');
+    push_digits(out, (sod / 3600) as u64, 2);
+    out.push(b':');
+    push_digits(out, (sod / 60 % 60) as u64, 2);
+    out.push(b':');
+    push_digits(out, (sod % 60) as u64, 2);
+    out.push(b'.');
+    push_digits(out, ms as u64, 3);
+    out.push(if offset_s < 0 { b'-' } else { b'+' });
+    let off = u64::from(offset_s.unsigned_abs());
+    push_digits(out, off / 3600, 2);
+    out.push(b':');
+    push_digits(out, off / 60 % 60, 2);
 }
 
 /// Days since 1970-01-01 to a civil date (H. Hinnant's algorithm).

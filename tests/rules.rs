@@ -542,3 +542,35 @@ fn california_meal_and_rest_periods() {
     let e = evaluate(&five(&names, &p, 2), &policy_k5());
     assert!(!e.findings.iter().any(|f| f.rule.starts_with("worktime.ca_")));
 }
+
+#[test]
+fn open_data_row_by_hand() {
+    let names = names(5);
+    let policy = policy_k5();
+    // Worker i: 08:00-09:00 with one scan of 100 + 10 i units: units per
+    // hour 100, 110, 120, 130, 140. Linear quantiles: p10 at rank 0.4 ->
+    // 104, p50 -> 120, p90 at rank 3.6 -> 136. Effective hours 5 x 1 = 5.
+    let qty: Vec<String> = (0..5).map(|i| format!("\"quantity\":{}", 100 + 10 * i)).collect();
+    let mut events = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        events.push(ev(n, "08:00:00", "shift_start"));
+        events.push(ev(n, "08:30:00", "scan").extra(&qty[i]));
+        events.push(ev(n, "09:00:00", "shift_end"));
+    }
+    // One idle flag (w0), two speed flags (w1), one justification (w2).
+    events.push(ev("w0", "08:40:00", "idle_flag").extra("\"threshold_s\":600"));
+    events.push(ev("w1", "08:30:00", "speed_flag"));
+    events.push(ev("w1", "08:30:01", "speed_flag"));
+    events.push(ev("w2", "08:45:00", "justification_request"));
+    let e = evaluate(&events, &policy);
+    let a = e.aggregates.iter().find(|a| a.group == "site").unwrap();
+    assert_eq!((a.site.as_str(), a.week.as_str()), ("s1", "2026-W10"));
+    assert_eq!((a.workers, a.shifts, a.units), (5, 5, 600));
+    assert_eq!(a.effective_hours, 5.0);
+    assert_eq!((a.uph_p10, a.uph_p50, a.uph_p90), (Some(104.0), Some(120.0), Some(136.0)));
+    assert_eq!((a.idle_flags, a.speed_flags, a.justification_requests), (1, 2, 1));
+    // One scan per shift: no interval between scans.
+    assert_eq!(a.hist.iter().sum::<u64>(), 0);
+    // Gaps: start -> scan 30 min (break), scan -> end 30 min (break).
+    assert_eq!(a.gaps, [0, 0, 0, 10]);
+}

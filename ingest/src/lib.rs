@@ -129,7 +129,7 @@ pub struct Ingestor<S, R> {
     clock: Option<Clock>,
     /// xxh3-128 of every accepted event id: 16 bytes an event.
     seen: HashSet<u128, BuildHasherDefault<PreHashed>>,
-    labels: HashMap<Box<str>, Arc<str>>,
+    labels: HashMap<Box<str>, Arc<str>, foldhash::fast::RandomState>,
     pub stats: IngestStats,
     pub sink: S,
     pub rejects: R,
@@ -141,11 +141,17 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             pseudo,
             clock,
             seen: HashSet::default(),
-            labels: HashMap::new(),
+            labels: HashMap::default(),
             stats: IngestStats::default(),
             sink,
             rejects,
         }
+    }
+
+    /// Makes room for about `events` accepted events in the duplicate
+    /// filter, so that it is not rebuilt as it grows.
+    pub fn reserve(&mut self, events: usize) {
+        self.seen.reserve(events);
     }
 
     /// One NDJSON line or Kafka message payload.

@@ -23,7 +23,7 @@ const MEMO_LIMIT: usize = 1 << 20;
 /// (kept in memory only, never written).
 pub struct Pseudonymiser {
     mac: Hmac<Sha256>,
-    memo: HashMap<Box<str>, Pseudonym>,
+    memo: HashMap<Box<str>, Pseudonym, foldhash::fast::RandomState>,
     /// True when the key was drawn at random for this run.
     pub ephemeral: bool,
 }
@@ -46,7 +46,7 @@ impl Pseudonymiser {
         }
         let mac = Hmac::<Sha256>::new_from_slice(key)
             .map_err(|e| IngestError::Key(format!("unusable key: {e}")))?;
-        Ok(Pseudonymiser { mac, memo: HashMap::new(), ephemeral: false })
+        Ok(Pseudonymiser { mac, memo: HashMap::default(), ephemeral: false })
     }
 
     /// Reads a key file: its bytes, with one trailing newline removed (so

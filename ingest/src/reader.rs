@@ -48,6 +48,22 @@ impl Format {
     }
 }
 
+/// About how many events a file holds, from its size (text formats: about
+/// 180 bytes a record, gzip about 8 times smaller) or its metadata
+/// (Parquet). Used to size the spill, not to count.
+pub fn estimate_events(path: &Path) -> u64 {
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    match Format::from_path(path) {
+        Ok(Format::Parquet) => File::open(path)
+            .ok()
+            .and_then(|f| ParquetReader::new(f).num_rows().ok())
+            .map(|n| n as u64)
+            .unwrap_or(bytes / 16),
+        Ok(Format::Ndjson { gz: true } | Format::Csv { gz: true }) => bytes * 8 / 180,
+        _ => bytes / 180,
+    }
+}
+
 /// Rows read from a Parquet file at a time.
 pub const PARQUET_SLICE_ROWS: usize = 128 * 1024;
 

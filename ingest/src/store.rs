@@ -14,11 +14,24 @@ use polars::prelude::*;
 use crate::event::Event;
 use crate::IngestError;
 
-/// Rows per Parquet file written by the spill, per bucket.
-pub const DEFAULT_ROWS_PER_FILE: usize = 256 * 1024;
+/// Rows buffered per bucket before a Parquet part is written: with 16
+/// buckets, about 100 MB of column buffers at most.
+pub const DEFAULT_ROWS_PER_FILE: usize = 32 * 1024;
 
-/// Buckets of the spill: the analysis holds one at a time.
-pub const DEFAULT_BUCKETS: usize = 16;
+/// Fewest buckets of the spill: the analysis holds one at a time.
+pub const MIN_BUCKETS: usize = 16;
+
+/// Most buckets (each is a folder of Parquet parts).
+pub const MAX_BUCKETS: usize = 1024;
+
+/// Events the analysis should find in one bucket, so that its memory stays
+/// about the same whatever the size of the input.
+pub const EVENTS_PER_BUCKET: u64 = 1_000_000;
+
+/// Buckets for an input of about `events` events.
+pub fn buckets_for(events: u64) -> usize {
+    (events.div_ceil(EVENTS_PER_BUCKET) as usize).clamp(MIN_BUCKETS, MAX_BUCKETS)
+}
 
 /// The columns of the store, in order. Times are UTC microseconds plus the
 /// offset the record carried; enumerations are their `code()`.
@@ -116,9 +129,24 @@ impl EventBatch {
     }
 }
 
+/// Whether a write must survive a crash of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the file and its folder before and after the rename (the
+    /// service's store: offsets are committed after this returns).
+    Synced,
+    /// Rename only (a spill deleted at the end of the run).
+    Scratch,
+}
+
 /// Writes `df` to `path` atomically: a temporary name in the same folder,
-/// fsync, rename, fsync of the folder.
-pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<(), IngestError> {
+/// then a rename; with [`Durability::Synced`], fsync of the file before and
+/// of the folder after.
+pub fn write_parquet_atomic(
+    df: &mut DataFrame,
+    path: &Path,
+    durability: Durability,
+) -> Result<(), IngestError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("part.parquet");
@@ -129,11 +157,13 @@ pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<(), Inges
         .finish(df)
         .map_err(IngestError::Polars)?;
     f.flush().map_err(|e| IngestError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| IngestError::io(&tmp, e))?;
+    if durability == Durability::Synced {
+        f.sync_all().map_err(|e| IngestError::io(&tmp, e))?;
+    }
     drop(f);
     fs::rename(&tmp, path).map_err(|e| IngestError::io(path, e))?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
+    if durability == Durability::Synced {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(|e| IngestError::io(dir, e))?;
     }
     Ok(())
 }
@@ -142,23 +172,45 @@ pub fn write_parquet_atomic(df: &mut DataFrame, path: &Path) -> Result<(), Inges
 /// `buckets` folders by worker pseudonym: every event of a worker lands in
 /// the same bucket, so the analysis can take one bucket at a time and its
 /// memory is bounded by the largest bucket, not by the input.
+///
+/// Encoding and compression run on a writer thread, so that they overlap
+/// with reading and validation; at most two batches wait for it.
 pub struct SpillWriter {
     dir: PathBuf,
     batches: Vec<EventBatch>,
     rows_per_file: usize,
-    files: Vec<Vec<PathBuf>>,
+    parts: Vec<usize>,
+    tx: Option<std::sync::mpsc::SyncSender<(DataFrame, PathBuf)>>,
+    writer: Option<std::thread::JoinHandle<Result<(), IngestError>>>,
 }
 
 impl SpillWriter {
-    pub fn new(dir: impl Into<PathBuf>, buckets: usize, rows_per_file: usize) -> Result<Self, IngestError> {
+    pub fn new(
+        dir: impl Into<PathBuf>,
+        buckets: usize,
+        rows_per_file: usize,
+        durability: Durability,
+    ) -> Result<Self, IngestError> {
         let dir = dir.into();
         let buckets = buckets.max(1);
         fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(DataFrame, PathBuf)>(2);
+        let writer = std::thread::Builder::new()
+            .name("vigie-spill".into())
+            .spawn(move || {
+                for (mut df, path) in rx {
+                    write_parquet_atomic(&mut df, &path, durability)?;
+                }
+                Ok(())
+            })
+            .map_err(|e| IngestError::io(&dir, e))?;
         Ok(SpillWriter {
             dir,
             batches: (0..buckets).map(|_| EventBatch::default()).collect(),
             rows_per_file,
-            files: vec![Vec::new(); buckets],
+            parts: vec![0; buckets],
+            tx: Some(tx),
+            writer: Some(writer),
         })
     }
 
@@ -166,8 +218,13 @@ impl SpillWriter {
         &self.dir
     }
 
+    fn bucket_dir(&self, b: usize) -> PathBuf {
+        self.dir.join(format!("bucket-{b:04}"))
+    }
+
     pub fn push(&mut self, e: Event) -> Result<(), IngestError> {
-        let b = (e.worker.0 % self.batches.len() as u64) as usize;
+        // The pseudonym's top bits pick the bucket.
+        let b = ((u128::from(e.worker.0) * self.batches.len() as u128) >> 64) as usize;
         self.batches[b].push(e);
         if self.batches[b].len() >= self.rows_per_file {
             self.flush_bucket(b)?;
@@ -179,20 +236,42 @@ impl SpillWriter {
         if self.batches[b].is_empty() {
             return Ok(());
         }
-        let mut df = self.batches[b].take_frame().map_err(IngestError::Polars)?;
-        let path =
-            self.dir.join(format!("bucket-{b:03}")).join(format!("part-{:06}.parquet", self.files[b].len()));
-        write_parquet_atomic(&mut df, &path)?;
-        self.files[b].push(path);
+        let df = self.batches[b].take_frame().map_err(IngestError::Polars)?;
+        let path = self.bucket_dir(b).join(format!("part-{:06}.parquet", self.parts[b]));
+        fs::create_dir_all(self.bucket_dir(b)).map_err(|e| IngestError::io(&self.bucket_dir(b), e))?;
+        self.parts[b] += 1;
+        let sent = self.tx.as_ref().map(|tx| tx.send((df, path)).is_ok()).unwrap_or(false);
+        if !sent {
+            // The writer stopped: its error says why.
+            return Err(self
+                .join_writer()
+                .err()
+                .unwrap_or_else(|| IngestError::Input("the spill writer stopped".into())));
+        }
         Ok(())
     }
 
-    /// Flushes and returns the files written, by bucket (empty buckets
-    /// left out).
-    pub fn finish(mut self) -> Result<Vec<Vec<PathBuf>>, IngestError> {
+    fn join_writer(&mut self) -> Result<(), IngestError> {
+        self.tx = None;
+        match self.writer.take() {
+            Some(h) => h.join().map_err(|_| IngestError::Input("the spill writer panicked".into()))?,
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes, waits for the writer and returns the folders of the
+    /// buckets that hold data.
+    pub fn finish(mut self) -> Result<Vec<PathBuf>, IngestError> {
         for b in 0..self.batches.len() {
             self.flush_bucket(b)?;
         }
-        Ok(self.files.into_iter().filter(|f| !f.is_empty()).collect())
+        self.join_writer()?;
+        Ok((0..self.batches.len()).filter(|b| self.parts[*b] > 0).map(|b| self.bucket_dir(b)).collect())
+    }
+}
+
+impl Drop for SpillWriter {
+    fn drop(&mut self) {
+        let _ = self.join_writer();
     }
 }

@@ -317,8 +317,9 @@ fn integer(v: &Scalar<'_>, name: &str) -> Result<i64, Rejection> {
 
 fn bounded_text<'a>(v: &Option<Scalar<'a>>, name: &str, max: usize) -> Result<Cow<'a, str>, Rejection> {
     let s = text(required(v, name)?, name)?;
-    let n = s.chars().count();
-    if n == 0 || n > max {
+    // Bytes bound characters from above: count them only past `max` bytes.
+    if s.is_empty() || (s.len() > max && s.chars().count() > max) {
+        let n = s.chars().count();
         return Err(Rejection::new(
             RejectReason::InvalidValue,
             format!("`{name}` must have 1 to {max} characters, has {n}"),
@@ -431,8 +432,8 @@ pub fn validate<'a>(raw: &RawFields<'a>, clock: Option<Clock>) -> Result<Valid<'
     let site = label(&raw.site, "site")?.expect("required above");
     // The worker value is never quoted in a message.
     let worker = text(required(&raw.worker, "worker")?, "worker")?;
-    let n = worker.chars().count();
-    if n == 0 || n > 128 {
+    if worker.is_empty() || (worker.len() > 128 && worker.chars().count() > 128) {
+        let n = worker.chars().count();
         return Err(Rejection::new(
             RejectReason::InvalidValue,
             format!("`worker` must have 1 to 128 characters, has {n}"),
