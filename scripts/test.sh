@@ -12,10 +12,13 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# System packages: a C toolchain for crates that build C code.
+# System packages: a C toolchain for crates that build C code; Chromium
+# to render the report (screenshot and PDF tests).
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   log "Installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

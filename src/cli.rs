@@ -48,6 +48,9 @@ pub struct PolicyArgs {
     /// Report language: fr or en (default: the policy's).
     #[arg(long, value_parser = ["fr", "en"])]
     pub lang: Option<String>,
+    /// Also print the report to report.pdf with headless Chromium.
+    #[arg(long)]
+    pub pdf: bool,
 }
 
 #[derive(Args, Debug)]
@@ -172,7 +175,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let expected = inputs.iter().map(|p| vigie_ingest::reader::estimate_events(p)).sum();
             let outcome = audit::run(setup, expected, |ing| audit::feed_files(&inputs, ing))?;
             print_summary(&outcome, &a.out);
-            Ok(())
+            pdf_if_asked(a.policy.pdf, &a.out)
         }
         Command::Demo(d) => {
             let (policy, lang) = load_policy(&d.policy)?;
@@ -181,7 +184,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             let outcome = crate::demo::run(policy, lang, &d.out)?;
             print_summary(&outcome, &d.out);
-            Ok(())
+            pdf_if_asked(d.policy.pdf, &d.out)
         }
         Command::Generate(g) => {
             let spec = SiteSpec::new(g.workers, g.days, g.seed, g.scenario);
@@ -217,6 +220,15 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn pdf_if_asked(pdf: bool, out: &std::path::Path) -> Result<(), Failure> {
+    if !pdf {
+        return Ok(());
+    }
+    crate::report::print_pdf(&out.join("report.html"), &out.join("report.pdf")).map_err(Failure::run)?;
+    println!("Report printed to {}", out.join("report.pdf").display());
+    Ok(())
 }
 
 fn print_summary(outcome: &audit::AuditOutcome, out: &std::path::Path) {

@@ -1,11 +1,19 @@
-//! report.html: one self-contained file (inline CSS, no script, nothing
-//! fetched) that lists every finding with its evidence and sources.
+//! report.html: one self-contained file (inline CSS and SVG, no script,
+//! nothing fetched) that a works council can print and an inspector can
+//! cite, in French or English (docs/report.md).
+//!
+//! The markup is well-formed XML (every element closed, text escaped), so
+//! that the tests can parse it strictly.
 
-use vigie_analyze::findings::{Findings, Status};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use vigie_analyze::findings::{Finding, Findings, Status};
 use vigie_analyze::policy::Policy;
 use vigie_analyze::rules::Evaluation;
+use vigie_analyze::shifts::HIST_BOUNDS_S;
 
-/// Escapes text for HTML.
+/// Escapes text for HTML and XML.
 pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
@@ -21,118 +29,812 @@ pub fn esc(s: &str) -> String {
     o
 }
 
-struct Words {
-    title: &'static str,
-    input: &'static str,
-    findings: &'static str,
-    rule: &'static str,
-    group: &'static str,
-    period: &'static str,
-    status: &'static str,
-    observed: &'static str,
-    threshold: &'static str,
-    workers: &'static str,
-    sources: &'static str,
-    methods: &'static str,
-    methods_text: &'static str,
+/// Picks the French or English text.
+fn t<'a>(fr: bool, en: &'a str, fr_text: &'a str) -> &'a str {
+    if fr {
+        fr_text
+    } else {
+        en
+    }
 }
-
-const EN: Words = Words {
-    title: "vigie audit report",
-    input: "Input",
-    findings: "Findings",
-    rule: "Rule",
-    group: "Group",
-    period: "Period",
-    status: "Status",
-    observed: "Observed",
-    threshold: "Threshold",
-    workers: "Workers",
-    sources: "Sources",
-    methods: "Methods",
-    methods_text: "Worker identifiers were replaced by a keyed hash (HMAC-SHA256) when read; none appears here. No figure is given for a group of fewer than k workers, and further groups are withheld so that none can be recovered by subtraction. Scan activity is not working time: walking, waiting and time before the first scan are work too, so pause figures drawn from scans are upper bounds and work figures lower bounds. Thresholds are indicators for dialogue; where the law is contested, both positions are cited.",
-};
-
-const FR: Words = Words {
-    title: "Rapport d'audit vigie",
-    input: "Données",
-    findings: "Constats",
-    rule: "Règle",
-    group: "Groupe",
-    period: "Période",
-    status: "Statut",
-    observed: "Observé",
-    threshold: "Seuil",
-    workers: "Salariés",
-    sources: "Sources",
-    methods: "Méthode",
-    methods_text: "Les identifiants des salariés ont été remplacés à la lecture par une empreinte à clé (HMAC-SHA256) ; aucun n'apparaît ici. Aucun chiffre n'est donné pour un groupe de moins de k salariés, et d'autres groupes sont masqués pour qu'aucun ne puisse être retrouvé par soustraction. L'activité de scan n'est pas le temps de travail : déplacements, attentes et temps avant le premier scan sont du travail, donc les pauses mesurées sont des majorants et le travail un minorant. Les seuils sont des indicateurs pour le dialogue ; quand le droit est discuté, les deux positions sont citées.",
-};
 
 fn status_label(s: Status, fr: bool) -> &'static str {
-    match (s, fr) {
-        (Status::Ok, false) => "ok",
-        (Status::Attention, false) => "attention",
-        (Status::Breach, false) => "breach",
-        (Status::InsufficientData, false) => "insufficient data",
-        (Status::Ok, true) => "conforme",
-        (Status::Attention, true) => "à examiner",
-        (Status::Breach, true) => "manquement",
-        (Status::InsufficientData, true) => "données insuffisantes",
+    match s {
+        Status::Ok => t(fr, "ok", "conforme"),
+        Status::Attention => t(fr, "attention", "à examiner"),
+        Status::Breach => t(fr, "breach", "manquement"),
+        Status::InsufficientData => t(fr, "insufficient data", "données insuffisantes"),
     }
 }
 
+/// Plain-language text of a rule: title, what is measured, questions.
+struct RuleText {
+    title: [&'static str; 2],
+    what: [&'static str; 2],
+    questions: [&'static [&'static str]; 2],
+}
+
+fn rule_text(id: &str) -> RuleText {
+    let r = |title: [&'static str; 2],
+             what: [&'static str; 2],
+             q_en: &'static [&'static str],
+             q_fr: &'static [&'static str]| RuleText { title, what, questions: [q_en, q_fr] };
+    match id {
+        "worktime.break_after_6h" => r(
+            ["Break after 6 hours", "Pause après 6 heures"],
+            ["Shifts in which a worker was active for more than 6 hours without a break of at least 20 minutes.",
+             "Postes où un salarié a été actif plus de 6 heures sans pause d'au moins 20 minutes."],
+            &["How are breaks scheduled, and who decides when they are taken?", "Does the pace or the voice system ever delay a break?"],
+            &["Comment les pauses sont-elles planifiées, et qui décide du moment ?", "La cadence ou le guidage vocal retarde-t-il parfois une pause ?"],
+        ),
+        "worktime.daily_rest_11h" => r(
+            ["Daily rest of 11 hours", "Repos quotidien de 11 heures"],
+            ["Times a worker started a shift less than 11 hours after the end of the previous one.",
+             "Cas où un salarié a repris un poste moins de 11 heures après la fin du précédent."],
+            &["Which rotations or overtime produce rest periods under 11 hours?"],
+            &["Quelles rotations ou heures supplémentaires produisent des repos de moins de 11 heures ?"],
+        ),
+        "worktime.daily_max_10h" => r(
+            ["Maximum of 10 hours a day", "Durée maximale de 10 heures par jour"],
+            ["Shifts with more than 10 hours of effective time (span minus declared breaks).",
+             "Postes de plus de 10 heures de temps effectif (amplitude moins pauses déclarées)."],
+            &["Were these long days authorised, and under which derogation?"],
+            &["Ces journées longues étaient-elles autorisées, et au titre de quelle dérogation ?"],
+        ),
+        "worktime.weekly_max_48h" => r(
+            ["Maximum of 48 hours a week", "Durée maximale de 48 heures par semaine"],
+            ["Weeks in which a worker had more than 48 hours of effective time.",
+             "Semaines où un salarié a eu plus de 48 heures de temps effectif."],
+            &["How is weekly working time recorded and checked?"],
+            &["Comment le temps de travail hebdomadaire est-il décompté et contrôlé ?"],
+        ),
+        "pause.idle_flag_threshold" => r(
+            ["Inactivity flag threshold", "Seuil de l'indicateur d'inactivité"],
+            ["The shortest inactivity after which the employer's system flags a worker.",
+             "La plus courte inactivité après laquelle le système de l'employeur signale un salarié."],
+            &["What is the inactivity indicator used for, who sees it, and how long is it kept?", "Are breaks excluded from it?"],
+            &["À quoi sert l'indicateur d'inactivité, qui le consulte, combien de temps est-il conservé ?", "Les pauses en sont-elles exclues ?"],
+        ),
+        "pause.flags_during_breaks" => r(
+            ["Flags during declared breaks", "Signalements pendant les pauses déclarées"],
+            ["Inactivity flags or requests to justify a gap that fell inside a declared break.",
+             "Signalements d'inactivité ou demandes de justification tombés pendant une pause déclarée."],
+            &["Why does the system flag workers during their breaks?"],
+            &["Pourquoi le système signale-t-il des salariés pendant leurs pauses ?"],
+        ),
+        "pause.justification_burden" => r(
+            ["Requests to justify pauses", "Demandes de justification des pauses"],
+            ["The share of shifts in which a worker was asked to justify a gap.",
+             "La part des postes où un salarié a dû justifier une interruption."],
+            &["From how many minutes is a justification requested, and what follows from it?"],
+            &["À partir de combien de minutes une justification est-elle demandée, et quelles suites lui sont données ?"],
+        ),
+        "speed.speed_flags" => r(
+            ["Speed flags", "Signalements de vitesse"],
+            ["Gestures the employer's system flagged as too fast.", "Gestes signalés comme trop rapides par le système de l'employeur."],
+            &["Is the speed indicator used only to detect errors, as the Conseil d'Etat required?"],
+            &["L'indicateur de vitesse sert-il uniquement à détecter des erreurs, comme l'exige le Conseil d'État ?"],
+        ),
+        "cadence.intensification" => r(
+            ["Change of pace", "Évolution de la cadence"],
+            ["The change of the median units per hour between the first and the last weeks of the data.",
+             "L'évolution de la médiane des unités par heure entre les premières et les dernières semaines des données."],
+            &["What changed between these weeks: targets, tools, staffing, product mix?", "Were the works council and occupational health informed?"],
+            &["Qu'est-ce qui a changé entre ces semaines : objectifs, outils, effectifs, produits ?", "Le CSE et la médecine du travail ont-ils été informés ?"],
+        ),
+        "cadence.rush_share" => r(
+            ["Very short intervals between scans", "Intervalles très courts entre deux scans"],
+            ["The share of intervals between consecutive scans shorter than 1.25 seconds.",
+             "La part des intervalles entre deux scans consécutifs de moins de 1,25 seconde."],
+            &["Do targets push workers to scan in bursts?"],
+            &["Les objectifs poussent-ils les salariés à scanner en rafale ?"],
+        ),
+        "retention.individual_data" => r(
+            ["Retention of individual data", "Conservation des données individuelles"],
+            ["How long individual scan data are kept, from the data themselves or the employer's declaration.",
+             "Durée de conservation des données individuelles de scan, d'après les données ou la déclaration de l'employeur."],
+            &["Why are individual data kept longer than a month, and who can access them?"],
+            &["Pourquoi les données individuelles sont-elles conservées plus d'un mois, et qui y a accès ?"],
+        ),
+        "load.daily_mass" => r(
+            ["Daily load handled", "Charge manutentionnée par jour"],
+            ["Shifts in which the summed mass handled exceeded 7.5 tonnes.", "Postes où la masse cumulée manutentionnée a dépassé 7,5 tonnes."],
+            &["How is the cumulated tonnage assessed in the risk assessment (DUERP)?"],
+            &["Comment le tonnage cumulé est-il évalué dans le document unique (DUERP) ?"],
+        ),
+        "consultation.works_council" => r(
+            ["Works council consultation", "Consultation du CSE"],
+            ["Whether the works council was consulted before monitoring began.", "Si le CSE a été consulté avant la mise en place du contrôle."],
+            &["When and how was the works council informed and consulted on this system?"],
+            &["Quand et comment le CSE a-t-il été informé et consulté sur ce dispositif ?"],
+        ),
+        "consultation.dpia" => r(
+            ["Impact assessment (DPIA)", "Analyse d'impact (AIPD)"],
+            ["Whether a data protection impact assessment exists.", "Si une analyse d'impact relative à la protection des données existe."],
+            &["Can the works council read the DPIA?"],
+            &["Le CSE peut-il consulter l'AIPD ?"],
+        ),
+        "worktime.ca_meal_period" => r(
+            ["California meal period", "Pause repas (Californie)"],
+            ["Shifts over 5 hours with no 30-minute break starting within the first 5 hours.",
+             "Postes de plus de 5 heures sans pause de 30 minutes commencée dans les 5 premières heures."],
+            &["Do quotas leave room for the meal period (Labor Code 2100-2112)?"],
+            &["Les quotas laissent-ils place à la pause repas (Labor Code 2100-2112) ?"],
+        ),
+        "worktime.ca_rest_period" => r(
+            ["California rest periods", "Pauses de repos (Californie)"],
+            ["Shifts with fewer 10-minute breaks than one per 4 hours worked.", "Postes comptant moins d'une pause de 10 minutes par 4 heures travaillées."],
+            &["Are rest periods counted against the quota?"],
+            &["Les pauses de repos sont-elles décomptées du quota ?"],
+        ),
+        _ => r(["", ""], ["", ""], &[], &[]),
+    }
+}
+
+const CONTESTED: [&str; 2] = ["pause.idle_flag_threshold", "speed.speed_flags"];
+
+fn num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        format!("{x}")
+    }
+}
+
+// ---------------------------------------------------------------- charts
+
+const W: f64 = 640.0;
+const H: f64 = 220.0;
+const PAD_L: f64 = 48.0;
+const PAD_B: f64 = 36.0;
+const PAD_T: f64 = 22.0;
+const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
+
+fn svg_open(out: &mut String, id: &str, title: &str) {
+    let _ = write!(
+        out,
+        "<figure class=\"chart\" id=\"{id}\"><svg viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\"><title>{}</title>",
+        esc(title)
+    );
+}
+
+fn axis(out: &mut String, max: f64, label: &str) {
+    let y0 = H - PAD_B;
+    let _ = write!(out, "<line x1=\"{PAD_L}\" y1=\"{PAD_T}\" x2=\"{PAD_L}\" y2=\"{y0}\" stroke=\"#444\"/>");
+    let _ = write!(out, "<line x1=\"{PAD_L}\" y1=\"{y0}\" x2=\"{}\" y2=\"{y0}\" stroke=\"#444\"/>", W - 8.0);
+    for i in 0..=4 {
+        let v = max * f64::from(i) / 4.0;
+        let y = y0 - (y0 - PAD_T) * f64::from(i) / 4.0;
+        let _ = write!(
+            out,
+            "<text x=\"{}\" y=\"{:.1}\" font-size=\"10\" text-anchor=\"end\">{}</text><line x1=\"{PAD_L}\" y1=\"{y:.1}\" x2=\"{}\" y2=\"{y:.1}\" stroke=\"#ddd\"/>",
+            PAD_L - 4.0,
+            y + 3.0,
+            short(v),
+            W - 8.0
+        );
+    }
+    let _ = write!(out, "<text x=\"4\" y=\"10\" font-size=\"10\">{}</text>", esc(label));
+}
+
+fn short(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.0}k", v / 1000.0)
+    } else if v >= 10.0 || v == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Bars, one per (label, value); `marks` draws vertical lines between
+/// bars at the given fractional positions with a caption.
+fn bar_chart(
+    id: &str,
+    title: &str,
+    unit: &str,
+    bars: &[(String, f64)],
+    color: &str,
+    mark: Option<(f64, &str)>,
+) -> String {
+    let mut o = String::new();
+    svg_open(&mut o, id, title);
+    let max = bars.iter().map(|b| b.1).fold(0.0, f64::max).max(1e-9);
+    axis(&mut o, max, unit);
+    let n = bars.len().max(1) as f64;
+    let span = W - 8.0 - PAD_L;
+    let bw = span / n;
+    let y0 = H - PAD_B;
+    for (i, (label, v)) in bars.iter().enumerate() {
+        let h = (y0 - PAD_T) * v / max;
+        let x = PAD_L + bw * i as f64;
+        let _ = write!(
+            o,
+            "<rect class=\"bar\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{color}\"><title>{}: {}</title></rect>",
+            x + bw * 0.1,
+            y0 - h,
+            bw * 0.8,
+            esc(label),
+            num((v * 1000.0).round() / 1000.0)
+        );
+        if bars.len() <= 16 || i % (bars.len() / 12 + 1) == 0 {
+            let _ = write!(
+                o,
+                "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"middle\">{}</text>",
+                x + bw / 2.0,
+                y0 + 12.0,
+                esc(label)
+            );
+        }
+    }
+    if let Some((pos, caption)) = mark {
+        let x = PAD_L + bw * pos;
+        let _ = write!(
+            o,
+            "<line class=\"mark\" x1=\"{x:.1}\" y1=\"{PAD_T}\" x2=\"{x:.1}\" y2=\"{y0}\" stroke=\"#d62728\" stroke-width=\"2\" stroke-dasharray=\"4 3\"/><text x=\"{:.1}\" y=\"{}\" font-size=\"10\" fill=\"#d62728\">{}</text>",
+            x + 3.0,
+            PAD_T + 10.0,
+            esc(caption)
+        );
+    }
+    o.push_str("</svg></figure>\n");
+    o
+}
+
+/// Lines over weeks, one per series, and a dashed baseline.
+fn line_chart(
+    id: &str,
+    title: &str,
+    unit: &str,
+    weeks: &[String],
+    series: &[(String, Vec<Option<f64>>)],
+    baseline: Option<(f64, &str)>,
+) -> String {
+    let mut o = String::new();
+    svg_open(&mut o, id, title);
+    let max = series
+        .iter()
+        .flat_map(|s| s.1.iter().flatten())
+        .copied()
+        .chain(baseline.map(|b| b.0))
+        .fold(0.0, f64::max)
+        .max(1e-9)
+        * 1.1;
+    axis(&mut o, max, unit);
+    let y0 = H - PAD_B;
+    let n = weeks.len().max(2) as f64 - 1.0;
+    let x = |i: usize| PAD_L + 10.0 + (W - 30.0 - PAD_L) * i as f64 / n;
+    let y = |v: f64| y0 - (y0 - PAD_T) * v / max;
+    for (i, w) in weeks.iter().enumerate() {
+        let _ = write!(
+            o,
+            "<text x=\"{:.1}\" y=\"{:.1}\" font-size=\"9\" text-anchor=\"middle\">{}</text>",
+            x(i),
+            y0 + 12.0,
+            esc(w)
+        );
+    }
+    if let Some((b, caption)) = baseline {
+        let _ = write!(
+            o,
+            "<line class=\"baseline\" x1=\"{PAD_L}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" stroke=\"#888\" stroke-dasharray=\"5 4\"/><text x=\"{}\" y=\"{:.1}\" font-size=\"10\" fill=\"#555\">{}</text>",
+            y(b),
+            W - 8.0,
+            y(b),
+            PAD_L + 4.0,
+            y(b) - 4.0,
+            esc(caption)
+        );
+    }
+    for (si, (name, values)) in series.iter().enumerate() {
+        let color = COLORS[si % COLORS.len()];
+        let pts: Vec<String> = values
+            .iter()
+            .enumerate()
+            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
+            .collect();
+        let width = if si == 0 { 3 } else { 1 };
+        let _ = write!(
+            o,
+            "<polyline class=\"series\" points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"{width}\"/>",
+            pts.join(" ")
+        );
+        let _ = write!(
+            o,
+            "<text x=\"{}\" y=\"{}\" font-size=\"10\" fill=\"{color}\">{}</text>",
+            W - 150.0,
+            PAD_T + 12.0 * (si as f64 + 1.0),
+            esc(name)
+        );
+    }
+    o.push_str("</svg></figure>\n");
+    o
+}
+
+// ---------------------------------------------------------------- report
+
 /// Renders the report in `lang` (`fr` or `en`).
-pub fn render(f: &Findings, _eval: &Evaluation, policy: &Policy, lang: &str) -> String {
+pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> String {
     let fr = lang == "fr";
-    let w = if fr { &FR } else { &EN };
+    let li = usize::from(fr);
     let mut h = String::new();
-    h.push_str(&format!(
-        "<!DOCTYPE html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\"><title>{}</title>\n<style>\
-body{{font-family:sans-serif;margin:2em;color:#222}}table{{border-collapse:collapse;width:100%}}\
-th,td{{border:1px solid #bbb;padding:.25em .5em;text-align:left;vertical-align:top}}\
-.breach{{background:#f8d0d0}}.attention{{background:#fbe9c4}}.ok{{background:#e1f2e1}}.insufficient_data{{background:#eee}}\
-@media print{{body{{margin:0}}tr{{page-break-inside:avoid}}}}</style></head><body>\n",
+    let title = t(fr, "vigie audit report", "Rapport d'audit vigie");
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"{}\"><head><meta charset=\"utf-8\"/><title>{title}</title>\n<style>{}</style></head><body>\n",
         if fr { "fr" } else { "en" },
-        w.title
-    ));
-    h.push_str(&format!("<h1>{}</h1>\n", w.title));
+        CSS
+    );
     let i = &f.input;
-    h.push_str(&format!(
-        "<h2>{}</h2><p>{} events, {} rejected, {} duplicates; {} &rarr; {}; sites: {}. Policy: {}; k = {}; {} group-periods withheld.</p>\n",
-        w.input,
-        i.events,
-        i.rejected,
-        i.duplicates,
+    let _ = write!(h, "<h1>{title}</h1>\n<p class=\"meta\">");
+    let _ = write!(
+        h,
+        "{}: {} &#8594; {} &#183; {}: {} &#183; {}: {} &#183; k = {} &#183; {}: {}</p>",
+        t(fr, "Period", "Période"),
         esc(i.from.as_deref().unwrap_or("-")),
         esc(i.to.as_deref().unwrap_or("-")),
+        t(fr, "Sites", "Sites"),
         esc(&i.sites.join(", ")),
+        t(fr, "Policy", "Politique"),
         esc(&policy.name),
         f.privacy.k,
-        f.privacy.suppressed_groups
-    ));
-    h.push_str(&format!(
-        "<h2>{}</h2><table><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>\n",
-        w.findings, w.rule, w.group, w.period, w.status, w.observed, w.threshold, w.workers, w.sources
-    ));
-    for x in &f.findings {
-        h.push_str(&format!(
-            "<tr class=\"{}\"><td><b>{}</b><br><small>{}</small></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td></tr>\n",
-            x.status.as_str(),
-            esc(&x.rule),
-            esc(&x.explanation),
-            esc(&x.group),
-            esc(&x.period),
-            status_label(x.status, fr),
-            x.observed.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
-            x.threshold,
-            esc(&x.unit),
-            x.population,
-            esc(&x.sources.join("; "))
-        ));
+        t(fr, "Generated", "Produit le"),
+        esc(&f.generated_at)
+    );
+
+    // At a glance.
+    let counts = f.status_counts();
+    let _ = write!(
+        h,
+        "<section id=\"summary\"><h2>{}</h2><ul class=\"counts\">",
+        t(fr, "At a glance", "En bref")
+    );
+    for s in [Status::Breach, Status::Attention, Status::Ok, Status::InsufficientData] {
+        let _ = write!(
+            h,
+            "<li class=\"{}\"><b>{}</b> {}</li>",
+            s.as_str(),
+            counts.get(&s).copied().unwrap_or(0),
+            status_label(s, fr)
+        );
     }
-    h.push_str("</table>\n");
-    h.push_str(&format!("<h2>{}</h2><p>{}</p>\n", w.methods, w.methods_text));
+    h.push_str("</ul>");
+    let _ = write!(
+        h,
+        "<p>{} {}; {} {}; {} {}. {} {}.</p>",
+        i.events,
+        t(fr, "events accepted", "événements retenus"),
+        i.rejected,
+        t(fr, "records rejected (see rejects.ndjson)", "enregistrements rejetés (voir rejects.ndjson)"),
+        i.duplicates,
+        t(fr, "duplicates dropped", "doublons écartés"),
+        f.privacy.suppressed_groups,
+        t(
+            fr,
+            "group-periods withheld to protect small groups",
+            "groupes-périodes masqués pour protéger les petits groupes"
+        )
+    );
+    let notable: Vec<&Finding> =
+        f.findings.iter().filter(|x| matches!(x.status, Status::Breach | Status::Attention)).collect();
+    if !notable.is_empty() {
+        let mut by_rule: BTreeMap<&str, (usize, Status)> = BTreeMap::new();
+        for x in &notable {
+            let e = by_rule.entry(&x.rule).or_insert((0, x.status));
+            e.0 += 1;
+            e.1 = e.1.max(x.status);
+        }
+        let _ = write!(
+            h,
+            "<table class=\"glance\"><tr><th>{}</th><th>{}</th><th>{}</th></tr>",
+            t(fr, "Rule", "Règle"),
+            t(fr, "Worst status", "Statut le plus grave"),
+            t(fr, "Findings", "Constats")
+        );
+        for (rule, (n, s)) in by_rule {
+            let _ = write!(
+                h,
+                "<tr class=\"{}\"><td><a href=\"#rule-{}\">{}</a></td><td>{}</td><td>{n}</td></tr>",
+                s.as_str(),
+                esc(rule),
+                esc(rule_text(rule).title[li]),
+                status_label(s, fr)
+            );
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</section>\n");
+
+    // Charts.
+    let _ = write!(h, "<section id=\"charts\"><h2>{}</h2>", t(fr, "Charts", "Graphiques"));
+    h.push_str(&charts(f, eval, policy, fr));
+    h.push_str("</section>\n");
+
+    // Findings by rule.
+    let _ = write!(
+        h,
+        "<section id=\"findings\"><h2>{}</h2>",
+        t(fr, "Findings, rule by rule", "Constats, règle par règle")
+    );
+    let mut rules: Vec<&str> = Vec::new();
+    for x in &f.findings {
+        if !rules.contains(&x.rule.as_str()) {
+            rules.push(&x.rule);
+        }
+    }
+    for rule in rules {
+        let text = rule_text(rule);
+        let p = policy.rules.get(rule);
+        let _ = write!(
+            h,
+            "<article class=\"rule\" id=\"rule-{}\"><h3>{} <code>{}</code></h3>",
+            esc(rule),
+            esc(text.title[li]),
+            esc(rule)
+        );
+        let _ = write!(h, "<p>{}</p>", esc(text.what[li]));
+        if let Some(p) = p {
+            let _ = write!(
+                h,
+                "<p><b>{}</b> {} {} {} &#8594; {}. <b>{}</b> {}</p>",
+                t(fr, "Threshold:", "Seuil :"),
+                esc(p.compare.symbol()),
+                num(p.threshold),
+                esc(&p.unit),
+                status_label(
+                    if p.severity == vigie_analyze::policy::Severity::Breach {
+                        Status::Breach
+                    } else {
+                        Status::Attention
+                    },
+                    fr
+                ),
+                t(fr, "Sources:", "Sources :"),
+                esc(&p.sources.join("; "))
+            );
+            // The policy's notes are written in English.
+            if !p.note.is_empty() && !fr {
+                let _ = write!(h, "<p class=\"note\">{}</p>", esc(&p.note));
+            }
+        }
+        if CONTESTED.contains(&rule) {
+            let _ = write!(
+                h,
+                "<div class=\"contested\"><div><h4>CNIL, SAN-2023-021 (2023)</h4><p>{}</p></div><div><h4>Conseil d'Etat, n. 492830 (2025)</h4><p>{}</p></div></div>",
+                t(fr,
+                  "Found excessive: flagging scanner inactivity of 10 minutes or more, interruptions of 1 to 10 minutes, and scans less than 1.25 s apart; keeping every indicator for 31 days.",
+                  "A jugé excessifs : le signalement d'une inactivité du scanner de 10 minutes ou plus, des interruptions de 1 à 10 minutes et des scans espacés de moins de 1,25 s ; la conservation de tous les indicateurs pendant 31 jours."),
+                t(fr,
+                  "Held lawful the 1.25 s flag used only to detect errors, and the flag for 10 minutes or more of inactivity that excludes breaks; reduced the fine. Thresholds are indicators for dialogue, not verdicts.",
+                  "A jugé licites l'indicateur à 1,25 s utilisé pour détecter des erreurs et l'indicateur d'inactivité de 10 minutes ou plus excluant les pauses ; a réduit l'amende. Ces seuils sont des indicateurs pour le dialogue, non des verdicts.")
+            );
+        }
+        let questions = text.questions[li];
+        if !questions.is_empty() {
+            let _ = write!(
+                h,
+                "<p><b>{}</b></p><ul class=\"questions\">",
+                t(fr, "Questions for the employer:", "Questions à poser à l'employeur :")
+            );
+            for q in questions {
+                let _ = write!(h, "<li>{}</li>", esc(q));
+            }
+            h.push_str("</ul>");
+        }
+        let _ = write!(
+            h,
+            "<table class=\"findings\"><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr>",
+            t(fr, "Group", "Groupe"),
+            t(fr, "Period", "Période"),
+            t(fr, "Status", "Statut"),
+            t(fr, "Observed", "Observé"),
+            t(fr, "Threshold", "Seuil"),
+            t(fr, "Workers", "Salariés"),
+            t(fr, "Evidence", "Éléments")
+        );
+        for x in f.findings.iter().filter(|x| x.rule == rule) {
+            let obs = x.observed.map(num).unwrap_or_else(|| "-".into());
+            let _ = write!(
+                h,
+                "<tr class=\"finding {}\" data-rule=\"{}\" data-site=\"{}\" data-group=\"{}\" data-period=\"{}\" data-status=\"{}\" data-observed=\"{}\" data-threshold=\"{}\" data-population=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                x.status.as_str(),
+                esc(&x.rule),
+                esc(&x.site),
+                esc(&x.group),
+                esc(&x.period),
+                x.status.as_str(),
+                x.observed.map(num).unwrap_or_default(),
+                num(x.threshold),
+                x.population,
+                esc(&x.group),
+                esc(&x.period),
+                status_label(x.status, fr),
+                obs,
+                esc(&x.unit),
+                num(x.threshold),
+                x.population,
+                esc(&x.explanation)
+            );
+        }
+        h.push_str("</table></article>\n");
+    }
+    h.push_str("</section>\n");
+
+    // Methods and annex.
+    h.push_str(&methods(f, policy, fr));
+    h.push_str(&annex(fr));
     h.push_str("</body></html>\n");
     h
+}
+
+fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, fr: bool) -> String {
+    let mut o = String::new();
+    let site = f.input.sites.first().cloned().unwrap_or_default();
+    let agg: Vec<_> = eval.aggregates.iter().filter(|a| a.site == site).collect();
+    let mut weeks: Vec<String> = agg.iter().map(|a| a.week.clone()).collect();
+    weeks.sort();
+    weeks.dedup();
+    if agg.is_empty() {
+        let _ = write!(
+            o,
+            "<p>{}</p>",
+            t(fr, "No published group: no chart.", "Aucun groupe publié : pas de graphique.")
+        );
+        return o;
+    }
+    // 1. Units per hour per week and group, against the baseline.
+    let mut groups: Vec<String> = agg.iter().map(|a| a.group.clone()).collect();
+    groups.sort_by_key(|g| (g != "site", g.clone()));
+    groups.dedup();
+    groups.truncate(COLORS.len());
+    let series: Vec<(String, Vec<Option<f64>>)> = groups
+        .iter()
+        .map(|g| {
+            let vals = weeks
+                .iter()
+                .map(|w| agg.iter().find(|a| &a.group == g && &a.week == w).and_then(|a| a.uph_p50))
+                .collect();
+            (g.clone(), vals)
+        })
+        .collect();
+    let n = policy.intensification_weeks as usize;
+    let base: Vec<f64> =
+        series.first().map(|s| s.1.iter().take(n).flatten().copied().collect()).unwrap_or_default();
+    let baseline = (!base.is_empty()).then(|| base.iter().sum::<f64>() / base.len() as f64);
+    let caption = t(fr, "baseline (first weeks)", "référence (premières semaines)");
+    o.push_str(&line_chart(
+        "chart-uph",
+        t(fr, "Median units per hour per week", "Médiane des unités par heure, par semaine"),
+        t(fr, "units/h", "unités/h"),
+        &weeks,
+        &series,
+        baseline.map(|b| (b, caption)),
+    ));
+    // 2. Inter-scan interval histogram, site, all weeks.
+    let mut hist = [0u64; HIST_BOUNDS_S.len() + 1];
+    for a in agg.iter().filter(|a| a.group == "site") {
+        for (x, y) in hist.iter_mut().zip(a.hist) {
+            *x += y;
+        }
+    }
+    let bars: Vec<(String, f64)> = hist
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let label = match HIST_BOUNDS_S.get(i) {
+                Some(b) => format!("≤{b}"),
+                None => format!(">{}", HIST_BOUNDS_S[HIST_BOUNDS_S.len() - 1]),
+            };
+            (label, *v as f64)
+        })
+        .collect();
+    // The 1.25 s line sits after the third bucket (upper bound 1.25 s).
+    o.push_str(&bar_chart(
+        "chart-intervals",
+        t(
+            fr,
+            "Intervals between consecutive scans (seconds)",
+            "Intervalles entre deux scans consécutifs (secondes)",
+        ),
+        t(fr, "intervals", "intervalles"),
+        &bars,
+        COLORS[0],
+        Some((3.0, "1.25 s")),
+    ));
+    // 3. Gap classes.
+    let mut gaps = [0u64; 4];
+    for a in agg.iter().filter(|a| a.group == "site") {
+        for (x, y) in gaps.iter_mut().zip(a.gaps) {
+            *x += y;
+        }
+    }
+    let names = if fr {
+        ["< 60 s", "60-599 s", "≥ 600 s", "pause ≥ 20 min"]
+    } else {
+        ["< 60 s", "60-599 s", "≥ 600 s", "break ≥ 20 min"]
+    };
+    let bars: Vec<(String, f64)> = names.iter().zip(gaps).map(|(n, v)| (n.to_string(), v as f64)).collect();
+    o.push_str(&bar_chart(
+        "chart-gaps",
+        t(fr, "Gaps between activity events", "Interruptions entre deux activités"),
+        t(fr, "gaps", "interruptions"),
+        &bars,
+        COLORS[2],
+        None,
+    ));
+    // 4. Working-time breaches per week (site).
+    let bars: Vec<(String, f64)> = weeks
+        .iter()
+        .map(|w| {
+            let n: f64 = f
+                .findings
+                .iter()
+                .filter(|x| {
+                    x.site == site && x.group == "site" && &x.period == w && x.rule.starts_with("worktime.")
+                })
+                .filter_map(|x| x.observed)
+                .sum();
+            (w.clone(), n)
+        })
+        .collect();
+    o.push_str(&bar_chart(
+        "chart-worktime",
+        t(
+            fr,
+            "Working-time breaches per week (all rules)",
+            "Manquements au temps de travail par semaine (toutes règles)",
+        ),
+        t(fr, "breaches", "manquements"),
+        &bars,
+        COLORS[1],
+        None,
+    ));
+    // 5. Coverage per day.
+    let bars: Vec<(String, f64)> = eval
+        .coverage
+        .iter()
+        .filter(|c| c.site == site)
+        .map(|c| (c.date.format("%m-%d").to_string(), c.shifts.unwrap_or(0) as f64))
+        .collect();
+    o.push_str(&bar_chart(
+        "chart-coverage",
+        t(
+            fr,
+            "Shifts in the data per day (days under k withheld)",
+            "Postes présents dans les données par jour (jours sous k masqués)",
+        ),
+        t(fr, "shifts", "postes"),
+        &bars,
+        COLORS[3],
+        None,
+    ));
+    o
+}
+
+fn methods(f: &Findings, policy: &Policy, fr: bool) -> String {
+    let mut o = String::new();
+    let _ = write!(o, "<section id=\"methods\"><h2>{}</h2><ul>", t(fr, "Methods", "Méthode"));
+    let items: [(&str, &str); 5] = [
+        ("Worker identifiers were replaced when read by a keyed hash (HMAC-SHA256); no identifier appears in this report or in any file vigie writes.",
+         "Les identifiants des salariés ont été remplacés dès la lecture par une empreinte à clé (HMAC-SHA256) ; aucun n'apparaît dans ce rapport ni dans les fichiers produits."),
+        ("No figure is given for a group of fewer than k workers; further groups are withheld so that none can be worked out by subtraction from the site's figures.",
+         "Aucun chiffre n'est donné pour un groupe de moins de k salariés ; d'autres groupes sont masqués pour qu'aucun ne puisse être retrouvé par soustraction."),
+        ("A shift runs from clock-in to clock-out, or is a run of activity without a gap of 3 hours. A break is a declared break or a gap of 20 minutes or more. Effective time is the shift's span minus declared breaks. Days and weeks are those of each timestamp's own offset.",
+         "Un poste va du badgeage d'entrée à celui de sortie, ou est une suite d'activité sans interruption de 3 heures. Une pause est une pause déclarée ou une interruption de 20 minutes ou plus. Le temps effectif est l'amplitude moins les pauses déclarées. Jours et semaines sont ceux du fuseau de chaque horodatage."),
+        ("Scans are not working time: walking, waiting and the time before the first scan are work too. Pauses measured from scans are therefore upper bounds, and work measured from scans lower bounds.",
+         "Les scans ne sont pas le temps de travail : déplacements, attentes et temps avant le premier scan sont aussi du travail. Les pauses mesurées à partir des scans sont donc des majorants, et le travail un minorant."),
+        ("Thresholds are indicators for dialogue. Where the law is contested, both positions are given.",
+         "Les seuils sont des indicateurs pour le dialogue. Quand le droit est discuté, les deux positions sont données."),
+    ];
+    for (en, frt) in items {
+        let _ = write!(o, "<li>{}</li>", esc(t(fr, en, frt)));
+    }
+    let _ = write!(
+        o,
+        "<li>k = {}; {} {}; {}: {}.</li></ul></section>",
+        policy.k,
+        f.privacy.suppressed_groups,
+        t(fr, "group-periods withheld", "groupes-périodes masqués"),
+        t(fr, "pseudonymisation", "pseudonymisation"),
+        esc(&f.privacy.pseudonymisation)
+    );
+    o
+}
+
+fn annex(fr: bool) -> String {
+    let mut o = String::new();
+    let _ = write!(
+        o,
+        "<section id=\"annex\"><h2>{}</h2>",
+        t(fr, "Annex: data request templates", "Annexe : modèles de demandes de données")
+    );
+    let letters: [(&str, &str, &str); 5] = [
+        ("GDPR art. 15 and 20 (EU)",
+         "I ask, under Articles 15 and 20 of the GDPR, for a copy of the personal data about me processed by the scanning and voice-picking systems (events, indicators, flags and justification requests), the purposes, the recipients, the retention period and the source of the data, and for the data I provided in a structured, commonly used and machine-readable format. Please answer within one month.",
+         "Je vous demande, en application des articles 15 et 20 du RGPD, la copie des données me concernant traitées par les systèmes de scan et de guidage vocal (événements, indicateurs, signalements et demandes de justification), les finalités, les destinataires, la durée de conservation et l'origine des données, ainsi que les données que j'ai fournies dans un format structuré, couramment utilisé et lisible par machine. Merci de répondre sous un mois."),
+        ("California Labor Code 2104",
+         "Under Labor Code section 2104, I request a written description of each quota to which I am subject and a copy of my own personal work speed data for the last 90 days. Please provide them within 14 calendar days.",
+         "En application de l'article 2104 du Labor Code de Californie, je demande la description écrite de chaque quota qui m'est applicable et une copie de mes données de vitesse de travail des 90 derniers jours, sous 14 jours."),
+        ("New York Labor Law 780-788",
+         "Under the Warehouse Worker Protection Act, I request a written description of each quota that applies to me and my personal work speed data for the last 90 days.",
+         "En application du Warehouse Worker Protection Act de New York, je demande la description de chaque quota qui m'est applicable et mes données de vitesse de travail des 90 derniers jours."),
+        ("Washington RCW 49.84",
+         "Under RCW 49.84, I request a written description of each quota that applies to me and my work speed data for the last six months.",
+         "En application du RCW 49.84 (État de Washington), je demande la description de chaque quota qui m'est applicable et mes données de vitesse des six derniers mois."),
+        ("Oregon HB 4127 (2024)",
+         "Under Oregon's warehouse quota law, I request a written description of each quota that applies to me and my work speed data for the last 90 days.",
+         "En application de la loi de l'Oregon sur les quotas en entrepôt, je demande la description de chaque quota qui m'est applicable et mes données de vitesse des 90 derniers jours."),
+    ];
+    for (title, en, frt) in letters {
+        let _ = write!(
+            o,
+            "<article class=\"letter\"><h3>{}</h3><p>{}</p></article>",
+            esc(title),
+            esc(t(fr, en, frt))
+        );
+    }
+    o.push_str("</section>\n");
+    o
+}
+
+const CSS: &str = "body{font-family:'DejaVu Sans',Arial,sans-serif;margin:2em;color:#222;max-width:60em}\
+h1{font-size:1.6em}h2{border-bottom:2px solid #333;margin-top:1.6em}h3{margin-bottom:.2em}\
+table{border-collapse:collapse;width:100%;margin:.5em 0}th,td{border:1px solid #bbb;padding:.2em .4em;text-align:left;vertical-align:top;font-size:.9em}\
+.breach{background:#f8d0d0}.attention{background:#fbe9c4}.ok{background:#e6f4e6}.insufficient_data{background:#eee}\
+ul.counts{list-style:none;padding:0;display:flex;gap:1em}ul.counts li{padding:.3em .8em;border-radius:.3em}\
+.meta{color:#555}.note{color:#444;font-style:italic}.contested{display:flex;gap:1em}.contested div{flex:1;border:1px solid #999;padding:.4em;background:#f7f7fb}\
+figure.chart{margin:1em 0}svg{max-width:100%;height:auto}.letter{border-left:3px solid #999;padding-left:.8em}\
+@media print{body{margin:0;max-width:none}h2{page-break-before:auto}article.rule,figure.chart,.letter{page-break-inside:avoid}tr{page-break-inside:avoid}a{color:inherit;text-decoration:none}}";
+
+/// Finds a headless Chromium: `$VIGIE_CHROMIUM`, else `chromium`,
+/// `chromium-browser` or `google-chrome` on the PATH.
+pub fn find_chromium() -> Option<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("VIGIE_CHROMIUM") {
+        let p = std::path::PathBuf::from(p);
+        return p.is_file().then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|d| ["chromium", "chromium-browser", "google-chrome"].map(|n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// The flags vigie gives Chromium: headless, no network of its own, a
+/// fresh profile.
+pub fn chromium_args(profile: &std::path::Path) -> Vec<String> {
+    vec![
+        "--headless".into(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--no-first-run".into(),
+        format!("--user-data-dir={}", profile.display()),
+    ]
+}
+
+/// Prints `html` to `pdf` with headless Chromium.
+pub fn print_pdf(html: &std::path::Path, pdf: &std::path::Path) -> Result<(), String> {
+    let chromium = find_chromium().ok_or_else(|| {
+        "--pdf needs Chromium, which is not installed (apt-get install chromium, or set VIGIE_CHROMIUM); report.html is written".to_string()
+    })?;
+    let profile = std::env::temp_dir().join(format!("vigie-chromium-{}", std::process::id()));
+    let html = std::fs::canonicalize(html).map_err(|e| format!("{}: {e}", html.display()))?;
+    let mut args = chromium_args(&profile);
+    args.push(format!("--print-to-pdf={}", pdf.display()));
+    args.push("--no-pdf-header-footer".into());
+    args.push(format!("file://{}", html.display()));
+    let out = std::process::Command::new(&chromium).args(&args).output();
+    let _ = std::fs::remove_dir_all(&profile);
+    let out = out.map_err(|e| format!("cannot run {}: {e}", chromium.display()))?;
+    if !pdf.is_file() {
+        return Err(format!(
+            "Chromium did not write {} (exit {:?}): {}",
+            pdf.display(),
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+        ));
+    }
+    Ok(())
 }

@@ -46,6 +46,17 @@ pub struct Evaluation {
     pub suppressed: u64,
     pub suppressed_by_site: BTreeMap<String, u64>,
     pub aggregates: Vec<AggregateRow>,
+    /// Data coverage per site and local day (site level only).
+    pub coverage: Vec<DayCoverage>,
+}
+
+/// How much data a site has on one local day. Days with fewer than k
+/// distinct workers are withheld: `shifts` is then `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayCoverage {
+    pub site: String,
+    pub date: chrono::NaiveDate,
+    pub shifts: Option<u64>,
 }
 
 /// One row of the open data: a published group in one ISO week.
@@ -615,5 +626,21 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
             &b.period,
         ))
     });
-    Evaluation { findings, suppressed: hidden.len() as u64, suppressed_by_site, aggregates }
+    // Coverage per local day, site level, withheld under k.
+    let mut days: BTreeMap<(Arc<str>, chrono::NaiveDate), (BTreeSet<u64>, u64)> = BTreeMap::new();
+    for r in &rows {
+        let e = days.entry((r.s.site.clone(), local_date(r.s.local_start_us()))).or_default();
+        e.0.insert(r.s.worker);
+        e.1 += 1;
+    }
+    let coverage = days
+        .into_iter()
+        .filter(|((site, _), _)| !small_sites.contains(site))
+        .map(|((site, date), (workers, shifts))| DayCoverage {
+            site: site.to_string(),
+            date,
+            shifts: (workers.len() >= k).then_some(shifts),
+        })
+        .collect();
+    Evaluation { findings, suppressed: hidden.len() as u64, suppressed_by_site, aggregates, coverage }
 }

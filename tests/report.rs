@@ -1,0 +1,192 @@
+//! report.html: parses, fetches nothing, holds every finding with the same
+//! numbers in both languages, renders in a real headless Chromium with its
+//! charts, and prints to PDF.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use quick_xml::events::Event;
+use quick_xml::Reader;
+
+/// One audit of a generated site, shared by the tests of this file.
+fn audited(lang: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("site.ndjson");
+    let o = common::run(&[
+        "generate",
+        "--out",
+        input.to_str().unwrap(),
+        "--workers",
+        "60",
+        "--days",
+        "28",
+        "--seed",
+        "9",
+        "--scenario",
+        "demo",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let out = dir.path().join(format!("out-{lang}"));
+    let o = common::run(&[
+        "audit",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--lang",
+        lang,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    (dir, out)
+}
+
+/// Parses the report strictly (as XML) and returns the attributes of every
+/// finding row, and the ids of the charts.
+fn parse(html: &str) -> (Vec<BTreeMap<String, String>>, Vec<String>) {
+    let mut r = Reader::from_str(html);
+    r.config_mut().check_end_names = true;
+    let mut rows = Vec::new();
+    let mut charts = Vec::new();
+    loop {
+        match r.read_event() {
+            Ok(Event::Eof) => break,
+            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
+                let attrs: BTreeMap<String, String> = e
+                    .attributes()
+                    .map(|a| {
+                        let a = a.unwrap();
+                        (
+                            String::from_utf8(a.key.as_ref().to_vec()).unwrap(),
+                            a.unescape_value().unwrap().to_string(),
+                        )
+                    })
+                    .collect();
+                if e.name().as_ref() == b"tr" && attrs.contains_key("data-rule") {
+                    rows.push(attrs.clone());
+                }
+                if e.name().as_ref() == b"figure" {
+                    charts.push(attrs["id"].clone());
+                }
+            }
+            Ok(_) => {}
+            Err(err) => panic!("report.html is not well-formed at {}: {err}", r.buffer_position()),
+        }
+    }
+    (rows, charts)
+}
+
+#[test]
+fn the_report_holds_every_finding_in_both_languages_and_fetches_nothing() {
+    for lang in ["fr", "en"] {
+        let (_dir, out) = audited(lang);
+        let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+        assert!(html.contains(&format!("<html lang=\"{lang}\">")));
+        for needle in ["http:", "https:", "src=", "@import", "url(", "<script", "<link"] {
+            assert!(!html.contains(needle), "{lang}: the report references {needle}");
+        }
+        let (rows, charts) = parse(&html);
+        assert_eq!(
+            charts,
+            ["chart-uph", "chart-intervals", "chart-gaps", "chart-worktime", "chart-coverage"]
+        );
+        let f = common::read_json(&out.join("findings.json"));
+        let findings = f["findings"].as_array().unwrap();
+        assert!(findings.len() > 50);
+        assert_eq!(rows.len(), findings.len(), "{lang}: one row per finding");
+        for (row, x) in rows.iter().zip(findings) {
+            for key in ["rule", "site", "group", "period", "status"] {
+                assert_eq!(row[&format!("data-{key}")], x[key].as_str().unwrap(), "{lang} {key}");
+            }
+            let observed = row["data-observed"].parse::<f64>().ok();
+            assert_eq!(observed, x["observed"].as_f64(), "{lang}: {:?}", x);
+            assert_eq!(row["data-threshold"].parse::<f64>().unwrap(), x["threshold"].as_f64().unwrap());
+            assert_eq!(row["data-population"].parse::<u64>().unwrap(), x["population"].as_u64().unwrap());
+        }
+        // Both positions on the contested thresholds, and the annex.
+        assert!(
+            html.contains("CNIL, SAN-2023-021 (2023)") && html.contains("Conseil d'Etat, n. 492830 (2025)")
+        );
+        assert!(html.contains("Labor Code 2104") && html.contains("GDPR art. 15 and 20"));
+        let questions =
+            if lang == "fr" { "Questions à poser à l'employeur" } else { "Questions for the employer" };
+        assert!(html.contains(questions), "{lang}");
+    }
+}
+
+fn chromium() -> PathBuf {
+    vigie::report::find_chromium()
+        .expect("Chromium is needed by this test: scripts/test.sh installs Debian's chromium")
+}
+
+/// Pixels of roughly this colour in the image.
+fn count_colour(pixels: &[[u8; 3]], rgb: [u8; 3]) -> usize {
+    pixels
+        .iter()
+        .filter(|p| p.iter().zip(rgb).all(|(a, b)| (i16::from(*a) - i16::from(b)).abs() <= 6))
+        .count()
+}
+
+#[test]
+fn the_report_renders_with_its_charts_in_headless_chromium() {
+    let (dir, out) = audited("en");
+    let png = dir.path().join("report.png");
+    let profile = dir.path().join("profile");
+    let mut args = vigie::report::chromium_args(&profile);
+    args.extend([
+        "--hide-scrollbars".to_string(),
+        "--window-size=1000,2400".to_string(),
+        format!("--screenshot={}", png.display()),
+        format!("file://{}", out.join("report.html").display()),
+    ]);
+    let o = std::process::Command::new(chromium()).args(&args).output().unwrap();
+    assert!(png.is_file(), "no screenshot: {}", String::from_utf8_lossy(&o.stderr));
+    let pixels = decode(&png);
+    let white = pixels.iter().filter(|p| p.iter().all(|c| *c >= 250)).count();
+    assert!(white < pixels.len() * 97 / 100, "the page is blank");
+    // The bars of the interval histogram, gap classes, breaches and
+    // coverage charts, each in its own colour.
+    for (name, rgb) in [
+        ("intervals", [0x1f, 0x77, 0xb4]),
+        ("gaps", [0x2c, 0xa0, 0x2c]),
+        ("breaches", [0xd6, 0x27, 0x28]),
+        ("coverage", [0x94, 0x67, 0xbd]),
+    ] {
+        let n = count_colour(&pixels, rgb);
+        assert!(n > 500, "{name} chart: only {n} pixels of its colour");
+    }
+}
+
+fn decode(path: &Path) -> Vec<[u8; 3]> {
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let step = info.color_type.samples();
+    buf[..info.buffer_size()].chunks(step).map(|c| [c[0], c[1], c[2]]).collect()
+}
+
+#[test]
+fn pdf_with_chromium_and_a_clear_message_without() {
+    let (dir, out) = audited("fr");
+    let input = dir.path().join("site.ndjson");
+    let o = common::vigie()
+        .args(["audit", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--pdf"])
+        .env("VIGIE_CHROMIUM", chromium())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let pdf = std::fs::read(out.join("report.pdf")).unwrap();
+    assert!(pdf.starts_with(b"%PDF-") && pdf.len() > 10_000);
+
+    let o = common::vigie()
+        .args(["audit", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--pdf"])
+        .env("VIGIE_CHROMIUM", "/nonexistent/chromium")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--pdf needs Chromium, which is not installed"), "{err}");
+    assert!(out.join("report.html").is_file());
+}
