@@ -13,10 +13,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # System packages: a C toolchain for crates that build C code; Chromium
-# to render the report (screenshot and PDF tests).
+# to render the report (screenshot and PDF tests); /usr/bin/time for the
+# DuckDB cross-check.
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
-command -v pkg-config >/dev/null 2>&1 || need+=(pkg-config)
+[ -x /usr/bin/time ] || need+=(time)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
