@@ -44,4 +44,12 @@ target/release/vigie generate --out "$scratch/site.parquet" --workers 40 --days 
 python3 bench/compare.py "$scratch/site.parquet" 1 "$scratch"
 
 log "Tests"
-cargo test --release --locked --workspace --no-fail-fast
+# Unit and integration tests (the project has no doc-tests); the totals
+# close the run.
+set +e
+cargo test --release --locked --workspace --no-fail-fast --lib --bins --tests 2>&1 | tee "$scratch/tests.log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$scratch/tests.log"
+exit "$status"
