@@ -157,21 +157,16 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
     /// One NDJSON line or Kafka message payload.
     pub fn offer_json(&mut self, bytes: &[u8], at: impl FnOnce() -> Origin) -> Result<(), IngestError> {
         self.stats.records += 1;
-        let parsed = validate::check_bytes(bytes).and_then(validate::parse_json);
-        let raw = match parsed {
-            Ok(raw) => raw,
-            Err(rej) => {
-                let redacted = rejects::redact_json_worker(bytes, &mut self.pseudo);
-                return self.reject(&at(), &rej, &redacted, bytes.len());
-            }
+        // Whatever step refuses the record, it is redacted and stored once.
+        let rej = match validate::check_bytes(bytes).and_then(validate::parse_json) {
+            Ok(raw) => match self.accept(&raw)? {
+                Ok(()) => return Ok(()),
+                Err(rej) => rej,
+            },
+            Err(rej) => rej,
         };
-        match self.accept(&raw)? {
-            Ok(()) => Ok(()),
-            Err(rej) => {
-                let redacted = rejects::redact_json_worker(bytes, &mut self.pseudo);
-                self.reject(&at(), &rej, &redacted, bytes.len())
-            }
-        }
+        let redacted = rejects::redact_json_worker(bytes, &mut self.pseudo);
+        self.reject(&at(), &rej, &redacted, bytes.len())
     }
 
     /// A record whose fields a reader has already split (CSV, Parquet).
