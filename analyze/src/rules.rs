@@ -196,6 +196,24 @@ const WEEKLY_RULES: [&str; 4] = [
 /// Evaluates every enabled rule. `shifts` must be sorted by site, worker
 /// and start (as [`crate::shifts`] returns them).
 pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) -> Evaluation {
+    evaluate_with(shifts, policy, employer, &Evidence::default())
+}
+
+/// What the service observed of the source itself, beside the events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence {
+    /// How long the source keeps individual events, days, and how that was
+    /// seen (the earliest record still in the topic, its `retention.ms`).
+    pub source_retention: Option<(f64, String)>,
+}
+
+/// [`evaluate`] with evidence about the source.
+pub fn evaluate_with(
+    shifts: &[Shift],
+    policy: &Policy,
+    employer: Option<&Employer>,
+    evidence: &Evidence,
+) -> Evaluation {
     let k = policy.k as usize;
     let rows: Vec<Row> =
         shifts.iter().map(|s| Row { s, week: iso_week(s.local_start_us()), groups: groups_of(s) }).collect();
@@ -523,6 +541,11 @@ pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) 
                     "The employer declares keeping individual data {d} days; the input itself spans {span_days} days of individual events.")),
                 None => (span_days, format!(
                     "The input spans {span_days} days of individual events: the employer keeps them at least that long.")),
+            };
+            let (observed, text) = match &evidence.source_retention {
+                Some((days, how)) if *days > observed => (round(*days, 2), format!("{text} {how}")),
+                Some((_, how)) => (observed, format!("{text} {how}")),
+                None => (observed, text),
             };
             emit.push("retention.individual_data", &at, Some(observed), text);
         }

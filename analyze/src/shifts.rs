@@ -426,3 +426,48 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
     out.sort_by(|a, b| (&a.site, a.worker, a.start_us).cmp(&(&b.site, b.worker, b.start_us)));
     Ok(out)
 }
+
+/// Scan arguments for files of the service's store: hive partitioning off
+/// (`site` is a column of the files already) and, where given, an explicit
+/// schema.
+fn store_scan_args(schema: Option<Schema>) -> ScanArgsParquet {
+    let mut args = ScanArgsParquet::default();
+    args.hive_options.enabled = Some(false);
+    args.schema = schema.map(Arc::new);
+    args
+}
+
+/// The shift table of a set of raw event files, as a frame (the service's
+/// `summaries` tier stores it as is). Repeated event ids are dropped first:
+/// a producer may have sent an event twice, past the door's filter.
+pub fn files_shift_frame(files: &[std::path::PathBuf], m: &ShiftModel) -> Result<DataFrame, AnalyzeError> {
+    if files.is_empty() {
+        return Ok(DataFrame::empty());
+    }
+    let paths = files.iter().map(|p| PlRefPath::new(p.to_string_lossy().to_string()));
+    let lf = LazyFrame::scan_parquet_files(
+        paths.collect(),
+        store_scan_args(Some(vigie_ingest::store::store_schema())),
+    )?;
+    let lf = lf.unique_stable(Some(cols(["event_id"])), UniqueKeepStrategy::First);
+    Ok(shift_query(lf, m).collect()?)
+}
+
+/// Shifts of a frame made by [`files_shift_frame`] or read back from the
+/// `summaries` tier.
+pub fn shifts_of_frame(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
+    if df.height() == 0 {
+        return Ok(Vec::new());
+    }
+    frame_to_shifts(df)
+}
+
+/// Reads shift frames written by the service (one file per site and day).
+pub fn read_shift_files(files: &[std::path::PathBuf]) -> Result<Vec<Shift>, AnalyzeError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let paths = files.iter().map(|p| PlRefPath::new(p.to_string_lossy().to_string()));
+    let df = LazyFrame::scan_parquet_files(paths.collect(), store_scan_args(None))?.collect()?;
+    shifts_of_frame(&df)
+}

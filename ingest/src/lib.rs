@@ -148,6 +148,12 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         }
     }
 
+    /// Moves the clock that `future_timestamp` is checked against (the
+    /// service calls it as time passes).
+    pub fn set_clock(&mut self, clock: Option<Clock>) {
+        self.clock = clock;
+    }
+
     /// Makes room for about `events` accepted events in the duplicate
     /// filter, so that it is not rebuilt as it grows.
     pub fn reserve(&mut self, events: usize) {

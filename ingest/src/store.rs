@@ -150,7 +150,11 @@ pub fn write_parquet_atomic(
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("part.parquet");
-    let tmp = dir.join(format!(".{name}.tmp"));
+    // Unique per process and call: instances sharing a store may write the
+    // same file (a summary, findings) at the same time.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let mut f = File::create(&tmp).map_err(|e| IngestError::io(&tmp, e))?;
     ParquetWriter::new(&mut f)
         .with_compression(ParquetCompression::Zstd(None))

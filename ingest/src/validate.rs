@@ -224,6 +224,13 @@ pub struct Clock {
     pub skew_us: i64,
 }
 
+impl Clock {
+    /// The current time, with a skew in seconds.
+    pub fn now(skew_s: f64) -> Clock {
+        Clock { now_us: chrono::Utc::now().timestamp_micros(), skew_us: (skew_s * 1e6).round() as i64 }
+    }
+}
+
 /// Parses one NDJSON line (already known to be UTF-8 and within size).
 pub fn parse_json(line: &str) -> Result<RawFields<'_>, Rejection> {
     let trimmed = line.trim_start();
