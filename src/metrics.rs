@@ -1,0 +1,552 @@
+//! The Prometheus exporter (docs/metrics-exporter.md): one private
+//! [`Registry`] per process, filled by the audit path (`vigie demo
+//! --serve`) or the service, and served as text by [`crate::http`].
+//!
+//! Invariant: every label value comes from an enum of vigie, the policy,
+//! the configuration, or a site/group name that passed k-suppression. No
+//! label ever holds a worker, badge or device identifier.
+
+use std::collections::BTreeMap;
+
+use std::sync::Mutex;
+
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use vigie_analyze::findings::{Finding, Status};
+use vigie_analyze::rules::{AggregateRow, Evaluation};
+use vigie_analyze::shifts::{GAP_CLASSES, HIST_BOUNDS_S};
+use vigie_ingest::event::RejectReason;
+use vigie_ingest::IngestStats;
+
+/// Default series budget: 50 sites of 20 groups each fit in it (see
+/// docs/metrics-exporter.md for the arithmetic).
+pub const DEFAULT_MAX_SERIES: usize = 10_000;
+
+/// Store tiers, as the `tier` label.
+pub const TIERS: [&str; 3] = ["raw", "summaries", "aggregates"];
+
+/// Percentiles of units per hour, as the `percentile` label (not
+/// `quantile`: Prometheus reserves it for summaries).
+pub const UPH_QUANTILES: [&str; 3] = ["10", "50", "90"];
+
+/// What a publication left out to stay within the series budget.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Published {
+    pub series: usize,
+    /// Team and zone findings that are `ok`, left out when even the
+    /// group details had to go.
+    pub dropped_group_ok_findings: usize,
+    pub dropped_group_ok_series: usize,
+    /// Team and zone weeks whose details (percentiles, intervals, gaps) were
+    /// left out first.
+    pub dropped_group_details: usize,
+}
+
+/// Every metric vigie exports.
+pub struct Metrics {
+    registry: Registry,
+    max_series: usize,
+    // Findings (latest period of each site, group and rule).
+    finding_status: IntGaugeVec,
+    finding_observed: GaugeVec,
+    units_per_hour: GaugeVec,
+    scan_intervals: IntGaugeVec,
+    gaps: IntGaugeVec,
+    justification_requests: IntGaugeVec,
+    worktime_breaches: GaugeVec,
+    suppressed_groups: IntGaugeVec,
+    workers: IntGaugeVec,
+    series_dropped: IntGaugeVec,
+    // Pipeline.
+    pub events_ingested: IntCounter,
+    pub events_rejected: IntCounterVec,
+    pub events_duplicate: IntCounter,
+    pub consumer_lag: IntGaugeVec,
+    pub batch_write_seconds: Histogram,
+    pub store_bytes: IntGaugeVec,
+    pub store_oldest_age: GaugeVec,
+    pub store_retention: GaugeVec,
+    pub analysis_interval: Gauge,
+    pub analysis_last_success: Gauge,
+    pub analysis_duration: Gauge,
+    pub analysis_failures: IntCounter,
+    pub resident_memory: IntGauge,
+    /// Published counts already added to the counters (the audit path
+    /// publishes totals; counters only go up).
+    seen: Mutex<IngestStats>,
+    /// Held while findings are replaced and while the registry is
+    /// rendered, so that a scrape never sees half a publication.
+    publishing: Mutex<()>,
+}
+
+fn opts(name: &str, help: &str) -> Opts {
+    Opts::new(name, help)
+}
+
+impl Metrics {
+    pub fn new(max_series: usize) -> Metrics {
+        let registry = Registry::new();
+        macro_rules! reg {
+            ($m:expr) => {{
+                let m = $m.expect("metric definitions are static and valid");
+                registry.register(Box::new(m.clone())).expect("metric names are unique");
+                m
+            }};
+        }
+        let finding_status = reg!(IntGaugeVec::new(
+            opts(
+                "vigie_finding_status",
+                "Status of a rule for a site and group in its latest period: 0 ok, 1 attention, 2 breach, -1 insufficient data."
+            ),
+            &["site", "group", "rule"]
+        ));
+        let finding_observed = reg!(GaugeVec::new(
+            opts(
+                "vigie_finding_observed",
+                "Observed value of a rule for a site and group in its latest period, in the rule's unit (docs/findings.md)."
+            ),
+            &["site", "group", "rule"]
+        ));
+        let units_per_hour = reg!(GaugeVec::new(
+            opts(
+                "vigie_units_per_hour",
+                "Percentiles (10, 50, 90) over shifts of units handled per effective hour, latest ISO week, per published group."
+            ),
+            &["site", "group", "percentile"]
+        ));
+        let scan_intervals = reg!(IntGaugeVec::new(
+            opts(
+                "vigie_scan_intervals",
+                "Intervals between consecutive scans of a shift in the latest ISO week, cumulative: at most `bound` seconds (+Inf: all)."
+            ),
+            &["site", "group", "bound"]
+        ));
+        let gaps = reg!(IntGaugeVec::new(
+            opts(
+                "vigie_gaps",
+                "Gaps between consecutive activity events in the latest ISO week, by class (micro, latency, idle, break)."
+            ),
+            &["site", "group", "class"]
+        ));
+        let justification_requests = reg!(IntGaugeVec::new(
+            opts(
+                "vigie_justification_requests",
+                "Requests to justify a pause (justification_request events) in the latest ISO week."
+            ),
+            &["site", "group"]
+        ));
+        let worktime_breaches = reg!(GaugeVec::new(
+            opts(
+                "vigie_worktime_breaches",
+                "Working-time breaches of the latest ISO week, per rule: shifts or worker-weeks over the limit."
+            ),
+            &["site", "group", "rule"]
+        ));
+        let suppressed_groups = reg!(IntGaugeVec::new(
+            opts(
+                "vigie_privacy_suppressed_groups",
+                "Group-periods withheld because they had fewer than k workers (or would reveal one by subtraction)."
+            ),
+            &["site"]
+        ));
+        let workers = reg!(IntGaugeVec::new(
+            opts("vigie_group_workers", "Distinct workers of a published group in its latest ISO week."),
+            &["site", "group"]
+        ));
+        let series_dropped = reg!(IntGaugeVec::new(
+            opts(
+                "vigie_metrics_series_dropped",
+                "Series left out of the last publication to stay within the series budget, by kind (findings.json keeps everything)."
+            ),
+            &["kind"]
+        ));
+        let events_ingested = reg!(IntCounter::new(
+            "vigie_events_ingested_total",
+            "Unique events accepted at the door and stored."
+        ));
+        let events_rejected = reg!(IntCounterVec::new(
+            opts("vigie_events_rejected_total", "Records refused at the door, by reason code."),
+            &["reason"]
+        ));
+        let events_duplicate = reg!(IntCounter::new(
+            "vigie_events_duplicate_total",
+            "Valid records dropped because their event id was already accepted."
+        ));
+        let consumer_lag = reg!(IntGaugeVec::new(
+            opts(
+                "vigie_consumer_lag_messages",
+                "Messages between the partition's high watermark and the next offset vigie will read."
+            ),
+            &["topic", "partition"]
+        ));
+        let batch_write_seconds = reg!(Histogram::with_opts(
+            HistogramOpts::new(
+                "vigie_batch_write_duration_seconds",
+                "Time to make one partition's batch durable: Parquet files fsynced and renamed, dead letters flushed."
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+        ));
+        let store_bytes =
+            reg!(IntGaugeVec::new(opts("vigie_store_bytes", "Bytes held by each store tier."), &["tier"]));
+        let store_oldest_age = reg!(GaugeVec::new(
+            opts(
+                "vigie_store_oldest_event_age_seconds",
+                "Age of the oldest record each store tier holds (0 when the tier is empty)."
+            ),
+            &["tier"]
+        ));
+        let store_retention = reg!(GaugeVec::new(
+            opts("vigie_store_retention_seconds", "Configured retention of each store tier (service mode)."),
+            &["tier"]
+        ));
+        let analysis_interval = reg!(Gauge::new(
+            "vigie_analysis_interval_seconds",
+            "Configured time between two analyses (service mode)."
+        ));
+        let analysis_last_success = reg!(Gauge::new(
+            "vigie_analysis_last_success_timestamp_seconds",
+            "Unix time at which the last analysis finished successfully."
+        ));
+        let analysis_duration =
+            reg!(Gauge::new("vigie_analysis_duration_seconds", "Wall time of the last successful analysis."));
+        let analysis_failures = reg!(IntCounter::new(
+            "vigie_analysis_failures_total",
+            "Analyses that failed (the previous findings stay published)."
+        ));
+        let resident_memory = reg!(IntGauge::new(
+            "vigie_process_resident_memory_bytes",
+            "Resident memory of the vigie process."
+        ));
+        for r in RejectReason::ALL {
+            events_rejected.with_label_values(&[r.as_str()]);
+        }
+        for kind in ["group_ok_findings", "group_details"] {
+            series_dropped.with_label_values(&[kind]);
+        }
+        Metrics {
+            registry,
+            max_series,
+            finding_status,
+            finding_observed,
+            units_per_hour,
+            scan_intervals,
+            gaps,
+            justification_requests,
+            worktime_breaches,
+            suppressed_groups,
+            workers,
+            series_dropped,
+            events_ingested,
+            events_rejected,
+            events_duplicate,
+            consumer_lag,
+            batch_write_seconds,
+            store_bytes,
+            store_oldest_age,
+            store_retention,
+            analysis_interval,
+            analysis_last_success,
+            analysis_duration,
+            analysis_failures,
+            resident_memory,
+            seen: Mutex::new(IngestStats::default()),
+            publishing: Mutex::new(()),
+        }
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Brings the door's counters up to `stats` (totals of this process).
+    pub fn count_ingest(&self, stats: &IngestStats) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        self.events_ingested.inc_by(stats.accepted.saturating_sub(seen.accepted));
+        self.events_duplicate.inc_by(stats.duplicates.saturating_sub(seen.duplicates));
+        for r in RejectReason::ALL {
+            let i = r.code() as usize;
+            let d = stats.rejected[i].saturating_sub(seen.rejected[i]);
+            if d > 0 {
+                self.events_rejected.with_label_values(&[r.as_str()]).inc_by(d);
+            }
+        }
+        seen.accepted = stats.accepted;
+        seen.duplicates = stats.duplicates;
+        seen.rejected = stats.rejected;
+    }
+
+    /// Replaces the published findings with those of `eval`, within the
+    /// series budget.
+    pub fn publish(&self, eval: &Evaluation) -> Published {
+        let _guard = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let latest = latest_findings(&eval.findings);
+        let weeks = latest_weeks(&eval.aggregates);
+        for v in [&self.finding_status as &dyn Reset, &self.units_per_hour, &self.finding_observed] {
+            v.reset_all();
+        }
+        for v in [
+            &self.scan_intervals as &dyn Reset,
+            &self.gaps,
+            &self.justification_requests,
+            &self.worktime_breaches,
+            &self.suppressed_groups,
+            &self.workers,
+        ] {
+            v.reset_all();
+        }
+
+        // Series that are always published: the fixed ones, site-level
+        // findings and details, group findings that are not ok.
+        let fixed = self.fixed_series();
+        let is_site = |g: &str| g == "site";
+        let per_detail = DETAIL_SERIES;
+        let site_details = weeks.iter().filter(|r| is_site(&r.group)).count() * per_detail;
+        let group_details = weeks.iter().filter(|r| !is_site(&r.group)).count() * per_detail;
+        // A finding is 2 series (status, observed), 3 for a working-time
+        // rule (breaches).
+        let weight = |f: &&&Finding| if f.rule.starts_with("worktime.") { 3 } else { 2 };
+        let site_findings: usize = latest.iter().filter(|f| is_site(&f.group)).map(|f| weight(&f)).sum();
+        let group_problems: usize =
+            latest.iter().filter(|f| !is_site(&f.group) && f.status != Status::Ok).map(|f| weight(&f)).sum();
+        let group_ok: usize =
+            latest.iter().filter(|f| !is_site(&f.group) && f.status == Status::Ok).map(|f| weight(&f)).sum();
+        let sites = eval.suppressed_by_site.len();
+        let base = fixed + site_findings + group_problems + site_details + sites;
+        let with_ok = base + group_ok <= self.max_series;
+        let with_details = with_ok && base + group_ok + group_details <= self.max_series;
+
+        let mut published = Published::default();
+        for f in &latest {
+            if f.status == Status::Ok && !is_site(&f.group) && !with_ok {
+                published.dropped_group_ok_findings += 1;
+                published.dropped_group_ok_series += weight(&f);
+                continue;
+            }
+            let l = [f.site.as_str(), f.group.as_str(), f.rule.as_str()];
+            self.finding_status.with_label_values(&l).set(f.status.gauge());
+            if let Some(o) = f.observed {
+                self.finding_observed.with_label_values(&l).set(o);
+                if f.rule.starts_with("worktime.") {
+                    self.worktime_breaches.with_label_values(&l).set(o);
+                }
+            }
+        }
+        for r in &weeks {
+            if !is_site(&r.group) && !with_details {
+                published.dropped_group_details += 1;
+                continue;
+            }
+            let sg = [r.site.as_str(), r.group.as_str()];
+            for (q, v) in UPH_QUANTILES.iter().zip([r.uph_p10, r.uph_p50, r.uph_p90]) {
+                if let Some(v) = v {
+                    self.units_per_hour.with_label_values(&[sg[0], sg[1], q]).set(v);
+                }
+            }
+            let mut cum = 0u64;
+            for (i, n) in r.hist.iter().enumerate() {
+                cum += n;
+                let bound = HIST_BOUNDS_S.get(i).map(|b| format!("{b}")).unwrap_or_else(|| "+Inf".into());
+                self.scan_intervals.with_label_values(&[sg[0], sg[1], &bound]).set(cum as i64);
+            }
+            for (class, n) in GAP_CLASSES.iter().zip(r.gaps) {
+                self.gaps.with_label_values(&[sg[0], sg[1], class]).set(n as i64);
+            }
+            self.justification_requests.with_label_values(&sg).set(r.justification_requests as i64);
+            self.workers.with_label_values(&sg).set(r.workers as i64);
+        }
+        // Every site of the evaluation has the gauge, 0 when nothing was
+        // withheld.
+        let mut sites: BTreeMap<&str, u64> = latest.iter().map(|f| (f.site.as_str(), 0)).collect();
+        for (site, n) in &eval.suppressed_by_site {
+            sites.insert(site.as_str(), *n);
+        }
+        for (site, n) in sites {
+            self.suppressed_groups.with_label_values(&[site]).set(n as i64);
+        }
+        self.series_dropped
+            .with_label_values(&["group_ok_findings"])
+            .set(published.dropped_group_ok_series as i64);
+        self.series_dropped
+            .with_label_values(&["group_details"])
+            .set((published.dropped_group_details * per_detail) as i64);
+        published.series = self.registry.gather().iter().map(series_of).sum();
+        published
+    }
+
+    /// Series of the metrics that do not depend on the findings.
+    fn fixed_series(&self) -> usize {
+        let families = self.registry.gather();
+        families
+            .iter()
+            .filter(|f| {
+                !matches!(
+                    f.name(),
+                    "vigie_finding_status"
+                        | "vigie_finding_observed"
+                        | "vigie_units_per_hour"
+                        | "vigie_scan_intervals"
+                        | "vigie_gaps"
+                        | "vigie_justification_requests"
+                        | "vigie_worktime_breaches"
+                        | "vigie_privacy_suppressed_groups"
+                        | "vigie_group_workers"
+                )
+            })
+            .map(series_of)
+            .sum()
+    }
+
+    /// Series the registry holds now (a histogram counts its buckets, sum
+    /// and count).
+    pub fn series_count(&self) -> usize {
+        self.registry.gather().iter().map(series_of).sum()
+    }
+
+    /// The body of `/metrics`.
+    pub fn render(&self) -> String {
+        self.resident_memory.set(resident_bytes().unwrap_or(0) as i64);
+        let families = {
+            let _guard = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+            self.registry.gather()
+        };
+        TextEncoder::new().encode_to_string(&families).unwrap_or_default()
+    }
+}
+
+/// Detail series of one published group: 3 percentiles, 14 interval
+/// buckets, 4 gap classes, justification requests and workers.
+pub const DETAIL_SERIES: usize = UPH_QUANTILES.len() + HIST_BOUNDS_S.len() + 1 + GAP_CLASSES.len() + 2;
+
+fn series_of(f: &prometheus::proto::MetricFamily) -> usize {
+    let per = match f.get_field_type() {
+        prometheus::proto::MetricType::HISTOGRAM => {
+            f.get_metric().first().map(|m| m.get_histogram().get_bucket().len() + 3).unwrap_or(0)
+        }
+        _ => 1,
+    };
+    f.get_metric().len() * per
+}
+
+trait Reset {
+    fn reset_all(&self);
+}
+impl Reset for IntGaugeVec {
+    fn reset_all(&self) {
+        self.reset()
+    }
+}
+impl Reset for GaugeVec {
+    fn reset_all(&self) {
+        self.reset()
+    }
+}
+
+/// The latest period of each (site, group, rule): weeks sort as text
+/// (`2026-W09` < `2026-W10`), and `all` is the only period of its rules.
+pub fn latest_findings(findings: &[Finding]) -> Vec<&Finding> {
+    let mut m: BTreeMap<(&str, &str, &str), &Finding> = BTreeMap::new();
+    for f in findings {
+        let k = (f.site.as_str(), f.group.as_str(), f.rule.as_str());
+        match m.get(&k) {
+            Some(prev) if prev.period >= f.period => {}
+            _ => {
+                m.insert(k, f);
+            }
+        }
+    }
+    m.into_values().collect()
+}
+
+/// The latest published week of each (site, group).
+pub fn latest_weeks(rows: &[AggregateRow]) -> Vec<&AggregateRow> {
+    let mut m: BTreeMap<(&str, &str), &AggregateRow> = BTreeMap::new();
+    for r in rows {
+        let k = (r.site.as_str(), r.group.as_str());
+        match m.get(&k) {
+            Some(prev) if prev.week >= r.week => {}
+            _ => {
+                m.insert(k, r);
+            }
+        }
+    }
+    m.into_values().collect()
+}
+
+/// Resident set size from /proc (Linux); None elsewhere.
+pub fn resident_bytes() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = s.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// An evaluation the size of a deployment, for the series-budget test and
+/// the scrape benchmark: `sites` sites of `groups` groups each (the site
+/// itself and team groups), 11 rules each, two weeks of aggregates;
+/// `breach_every` makes one team finding in that many a breach.
+pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evaluation {
+    let rules = [
+        "cadence.intensification",
+        "cadence.rush_share",
+        "load.daily_mass",
+        "pause.flags_during_breaks",
+        "pause.idle_flag_threshold",
+        "pause.justification_burden",
+        "speed.speed_flags",
+        "worktime.break_after_6h",
+        "worktime.daily_max_10h",
+        "worktime.daily_rest_11h",
+        "worktime.weekly_max_48h",
+    ];
+    let mut findings = Vec::new();
+    let mut aggregates = Vec::new();
+    let mut suppressed_by_site = BTreeMap::new();
+    let mut n = 0;
+    for s in 0..sites {
+        let site = format!("site-{s:02}");
+        suppressed_by_site.insert(site.clone(), 1);
+        for g in 0..groups {
+            let group = if g == 0 { "site".to_string() } else { format!("team:t{g:02}") };
+            for rule in rules {
+                n += 1;
+                let status = if g > 0 && n % breach_every == 0 { Status::Breach } else { Status::Ok };
+                for period in ["2026-W44", "2026-W45"] {
+                    findings.push(Finding {
+                        rule: rule.into(),
+                        status,
+                        site: site.clone(),
+                        group: group.clone(),
+                        period: period.into(),
+                        observed: Some(1.0),
+                        threshold: 0.0,
+                        unit: "x".into(),
+                        population: 10,
+                        sources: vec![],
+                        explanation: String::new(),
+                    });
+                }
+            }
+            for week in ["2026-W44", "2026-W45"] {
+                aggregates.push(AggregateRow {
+                    site: site.clone(),
+                    group: group.clone(),
+                    week: week.into(),
+                    workers: 10,
+                    shifts: 50,
+                    effective_hours: 350.0,
+                    units: 1000,
+                    uph_p10: Some(1.0),
+                    uph_p50: Some(2.0),
+                    uph_p90: Some(3.0),
+                    hist: Default::default(),
+                    gaps: Default::default(),
+                    idle_flags: 0,
+                    speed_flags: 0,
+                    justification_requests: 0,
+                });
+            }
+        }
+    }
+    Evaluation { findings, suppressed: sites as u64, suppressed_by_site, aggregates, coverage: vec![] }
+}
