@@ -153,3 +153,114 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Generated NDJSON records of a site whose first day is the Monday of two
+/// weeks ago, so that every event is recent and none is in the future.
+pub fn recent_records(workers: u32, days: u32, seed: u64) -> Vec<Vec<u8>> {
+    use chrono::Datelike;
+    use vigie::generate::{Generator, NdjsonWriter, Scenario, SiteSpec};
+    let today = chrono::Utc::now().date_naive();
+    let two_weeks = today - chrono::Days::new(14);
+    let monday = two_weeks - chrono::Days::new(u64::from(two_weeks.weekday().num_days_from_monday()));
+    let mut spec = SiteSpec::new(workers, days.min(12), seed, Scenario::Baseline);
+    spec.start = monday;
+    let mut g = Generator::new(spec);
+    let w = NdjsonWriter::new(&g);
+    let mut out = Vec::new();
+    for d in 0..days.min(12) {
+        for e in g.day(d) {
+            let id = g.next_event_id();
+            let mut line = Vec::new();
+            w.write(id, &e, &mut line);
+            while line.last() == Some(&b'\n') {
+                line.pop();
+            }
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// Malformed records, one per reason a live stream can produce; each
+/// carries a worker value that must never be stored.
+pub const BAD_RECORDS: [(&str, &str); 4] = [
+    ("{\"event_id\":\"bad-1\",\"ts\":\"2026-03-03T09:00:00+01:00\",\"site\":\"lyon-1\",\"worker\":\"SECRET-1\"", "invalid_json"),
+    ("{\"event_id\":\"bad-2\",\"ts\":\"2026-03-03T09:00:00+01:00\",\"site\":\"lyon-1\",\"worker\":\"SECRET-2\",\"kind\":\"coffee\"}", "invalid_value"),
+    ("{\"event_id\":\"bad-3\",\"ts\":\"2026-03-03T09:00:00+01:00\",\"site\":\"lyon-1\",\"kind\":\"scan\"}", "missing_field"),
+    ("{\"event_id\":\"bad-4\",\"ts\":\"2099-03-03T09:00:00+01:00\",\"site\":\"lyon-1\",\"worker\":\"SECRET-4\",\"kind\":\"scan\"}", "future_timestamp"),
+];
+
+/// The event ids of the records that pass the door.
+pub fn event_id(line: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+    v["event_id"].as_str().unwrap().to_string()
+}
+
+/// Every row of the raw tier of a service store: (event ids, rows).
+pub fn raw_event_ids(store: &Path) -> (Vec<String>, usize) {
+    use polars::prelude::*;
+    let files = vigie::service::store::files_under(&store.join("raw"), "parquet");
+    let mut ids = Vec::new();
+    for f in files {
+        let file = std::fs::File::open(&f).unwrap();
+        let df = ParquetReader::new(file).finish().unwrap();
+        let c = df.column("event_id").unwrap().str().unwrap().clone();
+        ids.extend((0..c.len()).map(|i| c.get(i).unwrap().to_string()));
+    }
+    let n = ids.len();
+    ids.sort();
+    (ids, n)
+}
+
+/// Waits for `cond` with a deadline; panics with `what` when it passes.
+pub fn wait_for(what: &str, deadline: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + deadline;
+    while std::time::Instant::now() < end {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}");
+}
+
+/// A service configuration for tests: small batches, quick flushes.
+pub fn service_toml(brokers: &str, topic: &str, group: &str, store: &Path, extra: &str) -> String {
+    format!(
+        "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\
+         max_batch_events = 2000\nflush_interval_ms = 300\nshutdown_deadline_ms = 20000\n{extra}\n\
+         [kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\"statistics.interval.ms\" = \"1000\"\n\
+         [store]\npath = \"{}\"\nraw_retention_days = 30\n\
+         [analysis]\ninterval_s = 2\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
+        store.display()
+    )
+}
+
+/// The offset ranges of the raw files of one topic, by partition, merged
+/// over sites and dates: they must tile 0..end without gap or overlap
+/// (a range with no valid event leaves only a checkpoint). Returns the
+/// problems found.
+pub fn range_problems(store: &Path, topic: &str) -> Vec<String> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut by_part: BTreeMap<i32, BTreeSet<(i64, i64)>> = BTreeMap::new();
+    for f in vigie::service::store::files_under(&store.join("raw"), "parquet") {
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        let (t, p, first, last) = vigie::service::store::parse_raw_name(&name).unwrap();
+        if t == topic {
+            by_part.entry(p).or_default().insert((first, last));
+        }
+    }
+    let mut problems = Vec::new();
+    for (p, ranges) in by_part {
+        let mut next = 0;
+        for (first, last) in ranges {
+            if first < next {
+                problems.push(format!("partition {p}: {first}-{last} overlaps up to {}", next - 1));
+            } else if first > next {
+                problems.push(format!("partition {p}: offsets {next}-{} are in no file", first - 1));
+            }
+            next = next.max(last + 1);
+        }
+    }
+    problems
+}

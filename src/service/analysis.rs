@@ -1,0 +1,292 @@
+//! The service's analysis and purge cycles (docs/design.md, "The analysis
+//! cycle" and "Tiers"), and the evidence of the source's own retention.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use polars::prelude::*;
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use vigie_analyze::employer::Employer;
+use vigie_analyze::findings::{Findings, InputSummary, PrivacySummary, FINDINGS_SCHEMA};
+use vigie_analyze::policy::Policy;
+use vigie_analyze::rules::{self, Evaluation, Evidence};
+use vigie_analyze::shifts;
+use vigie_ingest::store::{write_parquet_atomic, Durability};
+
+use super::config::Config;
+use super::store::{self, Retention};
+use crate::metrics::Metrics;
+
+/// What one analysis produced.
+pub struct Cycle {
+    pub evaluation: Evaluation,
+    pub findings: Findings,
+    pub shifts: usize,
+    pub summaries_written: usize,
+}
+
+/// One analysis over the store: raw events to shift summaries, summaries
+/// to findings and aggregates. `events_seen` is the door's count so far.
+pub fn analysis_cycle(
+    root: &Path,
+    policy: &Policy,
+    employer: Option<&Employer>,
+    evidence: &Evidence,
+    events_seen: u64,
+) -> anyhow::Result<Cycle> {
+    let model = policy.shift_model();
+    let raw_dir = root.join(store::RAW);
+    let raw_files = store::files_under(&raw_dir, "parquet");
+    let frame = shifts::files_shift_frame(&raw_files, &model)?;
+    let oldest_raw = store::dated_folders(&raw_dir).first().map(|(d, _)| *d);
+    let mut summaries_written = 0;
+    if frame.height() > 0 {
+        let day = ((col("start_us") + col("offset_s").cast(DataType::Int64) * lit(1_000_000i64))
+            .floor_div(lit(86_400_000_000i64)))
+        .alias("vigie_day");
+        let with_day = frame.lazy().with_column(day).collect()?;
+        for part in with_day.partition_by(["site", "vigie_day"], true)? {
+            let site = part.column("site")?.str()?.get(0).unwrap_or("").to_string();
+            let day = part.column("vigie_day")?.i64()?.get(0).unwrap_or(0);
+            let date = vigie_analyze::rules::local_date(day * 86_400_000_000);
+            let path = store::summary_file(root, &site, date);
+            // The oldest raw day may miss the start of a night shift that
+            // began the day before (already purged): keep its summary.
+            if Some(date) == oldest_raw && path.exists() {
+                continue;
+            }
+            let mut part = part.drop("vigie_day")?;
+            write_parquet_atomic(&mut part, &path, Durability::Synced)?;
+            summaries_written += 1;
+        }
+    }
+    let summary_files = store::files_under(&root.join(store::SUMMARIES), "parquet");
+    let all = shifts::read_shift_files(&summary_files)?;
+    let evaluation = rules::evaluate_with(&all, policy, employer, evidence);
+
+    let rfc = |us: Option<i64>| {
+        us.and_then(chrono::DateTime::from_timestamp_micros)
+            .map(|d| d.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+    };
+    let mut sites: Vec<String> = all.iter().map(|s| s.site.to_string()).collect();
+    sites.dedup();
+    sites.sort();
+    sites.dedup();
+    let findings = Findings {
+        schema: FINDINGS_SCHEMA.into(),
+        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        policy: policy.name.clone(),
+        input: InputSummary {
+            events: events_seen,
+            from: rfc(all.iter().map(|s| s.start_us).min()),
+            to: rfc(all.iter().map(|s| s.end_us).max()),
+            sites,
+            files: vec![format!("store: {}", root.display())],
+            ..Default::default()
+        },
+        privacy: PrivacySummary {
+            k: policy.k,
+            suppressed_groups: evaluation.suppressed,
+            pseudonymisation: "hmac-sha256, key from file".into(),
+        },
+        findings: evaluation.findings.clone(),
+    };
+    crate::audit::write_atomic(&root.join("findings.json"), findings.to_json().as_bytes())?;
+    let mut by_week: BTreeMap<&str, Vec<_>> = BTreeMap::new();
+    for r in &evaluation.aggregates {
+        by_week.entry(r.week.as_str()).or_default().push(r.clone());
+    }
+    for (week, rows) in by_week {
+        let mut df = vigie_analyze::aggregates::frame(&rows)?;
+        write_parquet_atomic(&mut df, &store::aggregate_file(root, week), Durability::Synced)?;
+    }
+    Ok(Cycle { shifts: all.len(), summaries_written, evaluation, findings })
+}
+
+/// Purges the store and refreshes the tier metrics.
+pub fn purge_cycle(
+    root: &Path,
+    retention: &Retention,
+    metrics: &Metrics,
+) -> anyhow::Result<store::PurgeReport> {
+    let now = chrono::Utc::now();
+    let report = store::purge(root, retention, now.date_naive())?;
+    for (tier, n) in &report.folders {
+        tracing::info!(tier, folders = n, files = report.files.get(tier).copied().unwrap_or(0), "Purged");
+    }
+    tier_metrics(root, metrics);
+    Ok(report)
+}
+
+pub fn tier_metrics(root: &Path, metrics: &Metrics) {
+    for t in store::tier_stats(root, chrono::Utc::now()) {
+        metrics.store_bytes.with_label_values(&[t.tier]).set(t.bytes as i64);
+        metrics.store_oldest_age.with_label_values(&[t.tier]).set(t.oldest_age_s);
+    }
+}
+
+type Inputs = (Policy, Option<Employer>, Evidence);
+
+/// Analysis and purge on their schedules, each in `spawn_blocking`; the
+/// first of each runs at once.
+pub fn spawn_background(
+    root: PathBuf,
+    retention: Retention,
+    analysis_every: Duration,
+    purge_every: Duration,
+    inputs: Arc<Inputs>,
+    metrics: Arc<Metrics>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut analysis = tokio::time::interval(analysis_every);
+        let mut purge = tokio::time::interval(purge_every);
+        analysis.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = purge.tick() => {
+                    let (root, metrics) = (root.clone(), metrics.clone());
+                    let r = tokio::task::spawn_blocking(move || purge_cycle(&root, &retention, &metrics)).await;
+                    if let Ok(Err(e)) = r {
+                        tracing::error!(error = %e, "Purge failed");
+                    }
+                }
+                _ = analysis.tick() => {
+                    let (root, m, inputs) = (root.clone(), metrics.clone(), inputs.clone());
+                    let seen = metrics.events_ingested.get();
+                    let r = tokio::task::spawn_blocking(move || {
+                        let metrics = m;
+                        let started = Instant::now();
+                        let c = analysis_cycle(&root, &inputs.0, inputs.1.as_ref(), &inputs.2, seen)?;
+                        let published = metrics.publish(&c.evaluation);
+                        metrics.analysis_duration.set(started.elapsed().as_secs_f64());
+                        metrics.analysis_last_success.set(chrono::Utc::now().timestamp_millis() as f64 / 1e3);
+                        tier_metrics(&root, &metrics);
+                        tracing::info!(shifts = c.shifts, findings = c.findings.findings.len(), series = published.series, "Analysis done");
+                        Ok::<(), anyhow::Error>(())
+                    })
+                    .await;
+                    match r {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            metrics.analysis_failures.inc();
+                            tracing::error!(error = %e, "Analysis failed; the previous findings stay published");
+                        }
+                        Err(e) => {
+                            metrics.analysis_failures.inc();
+                            tracing::error!(error = %e, "Analysis task failed");
+                        }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// At start: how long the source topics keep individual events. The
+/// earliest record still held (its timestamp) and `retention.ms` where the
+/// broker reports it. Failures are logged; the evidence is then partial.
+pub async fn source_retention(cfg: &Config) -> Evidence {
+    let mut notes = Vec::new();
+    let mut days: Option<f64> = None;
+    let mut client = rdkafka::config::ClientConfig::new();
+    for (k, v) in &cfg.kafka.librdkafka {
+        if k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.") {
+            client.set(k, v);
+        }
+    }
+    client.set("bootstrap.servers", &cfg.kafka.brokers);
+    // retention.ms, from the broker's topic configuration.
+    if let Ok(admin) = client.create::<AdminClient<DefaultClientContext>>() {
+        let specs: Vec<ResourceSpecifier> =
+            cfg.kafka.topics.iter().map(|t| ResourceSpecifier::Topic(t)).collect();
+        let opts = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+        match tokio::time::timeout(Duration::from_secs(8), admin.describe_configs(&specs, &opts)).await {
+            Ok(Ok(results)) => {
+                for (topic, r) in cfg.kafka.topics.iter().zip(results) {
+                    let Ok(res) = r else { continue };
+                    let Some(ms) = res.get("retention.ms").and_then(|e| e.value.clone()) else { continue };
+                    let Ok(ms) = ms.parse::<i64>() else { continue };
+                    if ms < 0 {
+                        notes.push(format!("Topic {topic} reports retention.ms = -1 (no time limit)."));
+                    } else {
+                        let d = ms as f64 / 8.64e7;
+                        days = Some(days.map_or(d, |x: f64| x.max(d)));
+                        notes.push(format!("Topic {topic} reports retention.ms = {ms} ({d:.1} days)."));
+                    }
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "The broker did not describe the topics' retention"),
+            Err(_) => tracing::warn!("The broker did not describe the topics' retention in time"),
+        }
+    }
+    // The earliest record still held.
+    let topics = cfg.kafka.topics.clone();
+    let cfg_client = client.clone();
+    let earliest = tokio::task::spawn_blocking(move || earliest_record_ms(&cfg_client, &topics)).await;
+    if let Ok(Some((topic, ts_ms))) = earliest {
+        let age_d = (chrono::Utc::now().timestamp_millis() - ts_ms) as f64 / 8.64e7;
+        if let Some(t) = chrono::DateTime::from_timestamp_millis(ts_ms) {
+            notes.push(format!(
+                "At start, topic {topic} still held a record from {} ({age_d:.1} days before).",
+                t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ));
+            days = Some(days.map_or(age_d, |x| x.max(age_d)));
+        }
+    }
+    if notes.is_empty() {
+        return Evidence::default();
+    }
+    tracing::info!(evidence = %notes.join(" "), "Source retention");
+    Evidence { source_retention: Some((days.unwrap_or(0.0).max(0.0), notes.join(" "))) }
+}
+
+/// The timestamp of the earliest record the source topics hold (reads one
+/// record at the low watermark of each partition, outside the group).
+fn earliest_record_ms(client: &rdkafka::config::ClientConfig, topics: &[String]) -> Option<(String, i64)> {
+    let mut c = client.clone();
+    c.set("group.id", "vigie-retention-probe").set("enable.auto.commit", "false");
+    let consumer: BaseConsumer = c.create().ok()?;
+    let mut best: Option<(String, i64)> = None;
+    for topic in topics {
+        let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).ok()?;
+        let Some(t) = md.topics().first() else { continue };
+        for p in t.partitions() {
+            let Ok((low, high)) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(5)) else {
+                continue;
+            };
+            if high <= low {
+                continue;
+            }
+            let mut tpl = TopicPartitionList::new();
+            if tpl.add_partition_offset(topic, p.id(), Offset::Offset(low)).is_err()
+                || consumer.assign(&tpl).is_err()
+            {
+                continue;
+            }
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                match consumer.poll(Duration::from_millis(200)) {
+                    Some(Ok(m)) => {
+                        if let Some(ts) = m.timestamp().to_millis() {
+                            if best.as_ref().is_none_or(|(_, b)| ts < *b) {
+                                best = Some((topic.clone(), ts));
+                            }
+                        }
+                        break;
+                    }
+                    Some(Err(_)) => break,
+                    None => {}
+                }
+            }
+        }
+    }
+    let _ = consumer.unassign();
+    best
+}

@@ -1,0 +1,533 @@
+//! The service's configuration (docs/service.md): one typed [`Config`],
+//! loaded from defaults, then the TOML file, then `VIGIE__SECTION__KEY`
+//! environment variables. Every problem is collected and reported at once.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// The longest the per-worker daily summaries may be kept: 13 weeks, enough
+/// for a 12-week average and the week in progress.
+pub const MAX_SUMMARY_RETENTION_DAYS: u32 = 91;
+/// The longest the k-suppressed group aggregates may be kept: 13 months.
+pub const MAX_AGGREGATE_RETENTION_DAYS: u32 = 396;
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub analysis: AnalysisConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// Bootstrap servers, comma-separated.
+    pub brokers: String,
+    #[serde(deserialize_with = "string_list")]
+    pub topics: Vec<String>,
+    pub group_id: String,
+    /// Refused records go to this topic; else to `dead-letter/` in the store.
+    #[serde(default)]
+    pub dead_letter_topic: Option<String>,
+    /// librdkafka options passed through as they are (TLS, SASL...).
+    #[serde(default)]
+    pub librdkafka: BTreeMap<String, String>,
+    /// A partition's buffer is flushed at this many messages...
+    #[serde(default = "d_max_batch")]
+    pub max_batch_events: usize,
+    /// ...or this long after its first message.
+    #[serde(default = "d_flush_ms")]
+    pub flush_interval_ms: u64,
+    /// Timestamps further than this in the future are `future_timestamp`.
+    #[serde(default = "d_skew")]
+    pub clock_skew_s: u64,
+    /// SIGTERM/SIGINT: flush, commit and exit within this.
+    #[serde(default = "d_shutdown_ms")]
+    pub shutdown_deadline_ms: u64,
+    /// Attempts to make a batch durable before the service stops.
+    #[serde(default = "d_retries")]
+    pub max_write_retries: u32,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    #[serde(default = "d_store_path")]
+    pub path: PathBuf,
+    #[serde(default = "d_raw_days")]
+    pub raw_retention_days: u32,
+    #[serde(default = "d_summary_days")]
+    pub summary_retention_days: u32,
+    #[serde(default = "d_aggregate_days")]
+    pub aggregate_retention_days: u32,
+    #[serde(default = "d_purge_s")]
+    pub purge_interval_s: u64,
+    /// Pseudonymisation key (32 bytes or more); else `$VIGIE_KEY_FILE`;
+    /// else a key created once as `vigie.key` in the store (mode 0600).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnalysisConfig {
+    #[serde(default = "d_interval_s")]
+    pub interval_s: u64,
+    #[serde(default = "d_profile")]
+    pub profile: String,
+    /// A policy file, instead of a built-in profile.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+    /// The employer's declaration.
+    #[serde(default)]
+    pub employer: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    #[serde(default = "d_listen")]
+    pub listen: String,
+    /// When set, `/metrics` wants `Authorization: Bearer TOKEN`.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default = "d_max_series")]
+    pub max_series: usize,
+}
+
+fn d_max_batch() -> usize {
+    100_000
+}
+fn d_flush_ms() -> u64 {
+    5_000
+}
+fn d_skew() -> u64 {
+    300
+}
+fn d_shutdown_ms() -> u64 {
+    10_000
+}
+fn d_retries() -> u32 {
+    5
+}
+fn d_store_path() -> PathBuf {
+    PathBuf::from("vigie-store")
+}
+fn d_raw_days() -> u32 {
+    7
+}
+fn d_summary_days() -> u32 {
+    MAX_SUMMARY_RETENTION_DAYS
+}
+fn d_aggregate_days() -> u32 {
+    MAX_AGGREGATE_RETENTION_DAYS
+}
+fn d_purge_s() -> u64 {
+    3600
+}
+fn d_interval_s() -> u64 {
+    300
+}
+fn d_profile() -> String {
+    "fr".into()
+}
+fn d_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+fn d_max_series() -> usize {
+    crate::metrics::DEFAULT_MAX_SERIES
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: d_store_path(),
+            raw_retention_days: d_raw_days(),
+            summary_retention_days: d_summary_days(),
+            aggregate_retention_days: d_aggregate_days(),
+            purge_interval_s: d_purge_s(),
+            key_file: None,
+        }
+    }
+}
+
+impl Default for AnalysisConfig {
+    fn default() -> Self {
+        AnalysisConfig { interval_s: d_interval_s(), profile: d_profile(), policy: None, employer: None }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig { listen: d_listen(), bearer_token_file: None, max_series: d_max_series() }
+    }
+}
+
+/// A list given as a TOML array, or as one comma-separated string (the
+/// form an environment variable takes).
+fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match Either::deserialize(d)? {
+        Either::List(v) => v,
+        Either::Text(s) => s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+    })
+}
+
+impl KafkaConfig {
+    pub fn flush_interval(&self) -> Duration {
+        Duration::from_millis(self.flush_interval_ms)
+    }
+    pub fn shutdown_deadline(&self) -> Duration {
+        Duration::from_millis(self.shutdown_deadline_ms)
+    }
+}
+
+/// Sections and their keys, to name every unknown key at once.
+const KNOWN: [(&str, &[&str]); 4] = [
+    (
+        "kafka",
+        &[
+            "brokers",
+            "topics",
+            "group_id",
+            "dead_letter_topic",
+            "librdkafka",
+            "max_batch_events",
+            "flush_interval_ms",
+            "clock_skew_s",
+            "shutdown_deadline_ms",
+            "max_write_retries",
+        ],
+    ),
+    (
+        "store",
+        &[
+            "path",
+            "raw_retention_days",
+            "summary_retention_days",
+            "aggregate_retention_days",
+            "purge_interval_s",
+            "key_file",
+        ],
+    ),
+    ("analysis", &["interval_s", "profile", "policy", "employer"]),
+    ("metrics", &["listen", "bearer_token_file", "max_series"]),
+];
+
+/// Loads `path`, applies `env` overrides (pairs of name and value; pass
+/// `std::env::vars()`), and checks everything. The error lists every
+/// problem, one per line.
+pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, Vec<String>> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| vec![format!("{file}: {e}")])?;
+    let mut table: toml::Table =
+        toml::from_str(&text).map_err(|e| vec![format!("{file}: {}", e.to_string().trim())])?;
+    let mut problems = Vec::new();
+    apply_env(&mut table, env, &mut problems);
+    // Unknown sections and keys, all of them.
+    for (section, value) in &table {
+        match KNOWN.iter().find(|(s, _)| s == section) {
+            None => problems.push(format!("{file}: unknown section [{section}]")),
+            Some((_, keys)) => match value.as_table() {
+                None => problems.push(format!("{file}: `{section}` must be a section")),
+                Some(t) => {
+                    for k in t.keys() {
+                        if !keys.contains(&k.as_str()) {
+                            problems.push(format!(
+                                "{file}: unknown key `{section}.{k}` (known: {})",
+                                keys.join(", ")
+                            ));
+                        }
+                    }
+                }
+            },
+        }
+    }
+    if !table.contains_key("kafka") {
+        problems.push(format!("{file}: missing section [kafka]"));
+    }
+    // Types, section by section, so that one bad section does not hide
+    // another.
+    for (section, keys) in KNOWN {
+        let Some(t) = table.get(section).and_then(|v| v.as_table()) else { continue };
+        let mut known = t.clone();
+        known.retain(|k, _| {
+            let k: &str = k;
+            keys.contains(&k)
+        });
+        let r = match section {
+            "kafka" => known.try_into::<KafkaConfig>().map(|_| ()),
+            "store" => known.try_into::<StoreConfig>().map(|_| ()),
+            "analysis" => known.try_into::<AnalysisConfig>().map(|_| ()),
+            _ => known.try_into::<MetricsConfig>().map(|_| ()),
+        };
+        if let Err(e) = r {
+            problems.push(format!("{file}: [{section}] {}", e.to_string().trim()));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let config: Config =
+        table.try_into().map_err(|e: toml::de::Error| vec![format!("{file}: {}", e.to_string().trim())])?;
+    let problems = config.problems(&file);
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+/// `VIGIE__KAFKA__BROKERS=...` sets `kafka.brokers`; the value is read as
+/// a TOML value when it is one (`7`, `true`, `["a","b"]`), else as text.
+/// `VIGIE__KAFKA__LIBRDKAFKA__SASL_USERNAME` sets the librdkafka option
+/// `sasl.username` (underscores become dots).
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+    problems: &mut Vec<String>,
+) {
+    for (name, value) in env {
+        let Some(rest) = name.strip_prefix("VIGIE__") else { continue };
+        let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(value.clone()));
+        match parts.as_slice() {
+            [section, key] => {
+                let s =
+                    table.entry(section.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+                match s.as_table_mut() {
+                    Some(t) => {
+                        t.insert(key.clone(), parsed);
+                    }
+                    None => problems.push(format!("{name}: `{section}` is not a section")),
+                }
+            }
+            [section, sub, key] if section == "kafka" && sub == "librdkafka" => {
+                let k = table
+                    .entry("kafka")
+                    .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+                    .as_table_mut()
+                    .map(|t| t.entry("librdkafka").or_insert_with(|| toml::Value::Table(toml::Table::new())));
+                match k.and_then(|v| v.as_table_mut()) {
+                    Some(t) => {
+                        t.insert(key.replace('_', "."), toml::Value::String(value.clone()));
+                    }
+                    None => problems.push(format!("{name}: kafka.librdkafka is not a table")),
+                }
+            }
+            _ => problems.push(format!("{name}: expected VIGIE__SECTION__KEY")),
+        }
+    }
+}
+
+impl Config {
+    /// Value checks, all at once.
+    pub fn problems(&self, file: &str) -> Vec<String> {
+        let mut p = Vec::new();
+        let mut bad = |m: String| p.push(format!("{file}: {m}"));
+        let k = &self.kafka;
+        if k.brokers.trim().is_empty() {
+            bad("kafka.brokers is empty".into());
+        }
+        if k.topics.is_empty() {
+            bad("kafka.topics is empty".into());
+        }
+        for t in k.topics.iter().chain(k.dead_letter_topic.iter()) {
+            if !valid_topic(t) {
+                bad(format!("topic {t:?}: a topic name is 1-249 of a-z A-Z 0-9 . _ -"));
+            }
+        }
+        if let Some(d) = &k.dead_letter_topic {
+            if k.topics.contains(d) {
+                bad(format!("kafka.dead_letter_topic {d:?} is also a source topic"));
+            }
+        }
+        if k.group_id.trim().is_empty() {
+            bad("kafka.group_id is empty".into());
+        }
+        for key in k.librdkafka.keys() {
+            if MANAGED.contains(&key.as_str()) {
+                bad(format!(
+                    "kafka.librdkafka.{key:?} is set by vigie (its delivery guarantee depends on it)"
+                ));
+            }
+        }
+        if k.max_batch_events == 0 {
+            bad("kafka.max_batch_events must be at least 1".into());
+        }
+        if k.flush_interval_ms == 0 {
+            bad("kafka.flush_interval_ms must be at least 1".into());
+        }
+        if k.max_write_retries == 0 {
+            bad("kafka.max_write_retries must be at least 1".into());
+        }
+        let s = &self.store;
+        if s.raw_retention_days == 0 {
+            bad("store.raw_retention_days must be at least 1".into());
+        }
+        if s.summary_retention_days > MAX_SUMMARY_RETENTION_DAYS {
+            bad(format!(
+                "store.summary_retention_days = {}: at most {MAX_SUMMARY_RETENTION_DAYS} (13 weeks)",
+                s.summary_retention_days
+            ));
+        }
+        if s.summary_retention_days < s.raw_retention_days {
+            bad("store.summary_retention_days must not be shorter than raw_retention_days".into());
+        }
+        if s.aggregate_retention_days > MAX_AGGREGATE_RETENTION_DAYS {
+            bad(format!(
+                "store.aggregate_retention_days = {}: at most {MAX_AGGREGATE_RETENTION_DAYS} (13 months)",
+                s.aggregate_retention_days
+            ));
+        }
+        if s.purge_interval_s == 0 {
+            bad("store.purge_interval_s must be at least 1".into());
+        }
+        if let Some(f) = &s.key_file {
+            if !f.is_file() {
+                bad(format!("store.key_file {}: no such file", f.display()));
+            }
+        }
+        let a = &self.analysis;
+        if a.interval_s == 0 {
+            bad("analysis.interval_s must be at least 1".into());
+        }
+        if a.policy.is_none() && !["fr", "eu", "us-ca"].contains(&a.profile.as_str()) {
+            bad(format!("analysis.profile {:?}: one of fr, eu, us-ca", a.profile));
+        }
+        for f in a.policy.iter().chain(a.employer.iter()) {
+            if !f.is_file() {
+                bad(format!("{}: no such file", f.display()));
+            }
+        }
+        let m = &self.metrics;
+        if let Err(e) = crate::http::listen_addr(&m.listen) {
+            bad(format!("metrics.listen: {e}"));
+        }
+        if let Some(f) = &m.bearer_token_file {
+            if let Err(e) = crate::http::read_token(f) {
+                bad(format!("metrics.bearer_token_file: {e}"));
+            }
+        }
+        p
+    }
+}
+
+/// librdkafka options vigie sets itself.
+pub const MANAGED: [&str; 6] = [
+    "enable.auto.commit",
+    "enable.auto.offset.store",
+    "group.id",
+    "bootstrap.servers",
+    "isolation.level",
+    // The rebalance handling assumes the eager protocol.
+    "partition.assignment.strategy",
+];
+
+fn valid_topic(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 249
+        && t != "."
+        && t != ".."
+        && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(text: &str, env: &[(&str, &str)]) -> Result<Config, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("vigie.toml");
+        std::fs::write(&p, text).unwrap();
+        load(&p, env.iter().map(|(a, b)| (a.to_string(), b.to_string())))
+    }
+
+    const MINIMAL: &str = "[kafka]\nbrokers = \"127.0.0.1:9092\"\ntopics = [\"ev\"]\ngroup_id = \"vigie\"\n";
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let c = load_str(MINIMAL, &[]).unwrap();
+        assert_eq!(c.store.raw_retention_days, 7);
+        assert_eq!(c.store.summary_retention_days, 91);
+        assert_eq!(c.store.aggregate_retention_days, 396);
+        assert_eq!(c.analysis.interval_s, 300);
+        assert_eq!(c.analysis.profile, "fr");
+        assert_eq!(c.metrics.listen, "127.0.0.1:9464");
+        assert_eq!(c.kafka.clock_skew_s, 300);
+        assert_eq!(c.kafka.dead_letter_topic, None);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let c = load_str(
+            MINIMAL,
+            &[
+                ("VIGIE__KAFKA__BROKERS", "10.0.0.1:9093"),
+                ("VIGIE__KAFKA__TOPICS", "a, b"),
+                ("VIGIE__STORE__RAW_RETENTION_DAYS", "3"),
+                ("VIGIE__KAFKA__LIBRDKAFKA__SASL_USERNAME", "auditor"),
+                ("OTHER", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.kafka.brokers, "10.0.0.1:9093");
+        assert_eq!(c.kafka.topics, ["a", "b"]);
+        assert_eq!(c.store.raw_retention_days, 3);
+        assert_eq!(c.kafka.librdkafka.get("sasl.username").map(String::as_str), Some("auditor"));
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = "[kafka]\nbrokers = \"\"\ntopics = [\"ok\", \"bad topic\"]\ngroup_id = \"g\"\nbatch = 3\n\
+                    [kafka.librdkafka]\n\"enable.auto.commit\" = \"true\"\n\
+                    [store]\nraw_retention_days = \"seven\"\n\
+                    [analysis]\nprofile = \"xx\"\n[metrics]\nlisten = \"nowhere\"\n[extra]\n";
+        let errs = load_str(text, &[]).unwrap_err();
+        let all = errs.join("\n");
+        assert!(all.contains("unknown key `kafka.batch`"), "{all}");
+        assert!(all.contains("unknown section [extra]"), "{all}");
+        assert!(all.contains("[store]"), "{all}");
+        assert_eq!(errs.len(), 3, "{all}");
+        // Once the types are right, the values are checked, all of them.
+        let text = "[kafka]\nbrokers = \"\"\ntopics = [\"ok\", \"bad topic\"]\ngroup_id = \"g\"\n\
+                    [kafka.librdkafka]\n\"enable.auto.commit\" = \"true\"\n\
+                    [store]\nsummary_retention_days = 200\n\
+                    [analysis]\nprofile = \"xx\"\n[metrics]\nlisten = \"nowhere\"\n";
+        let errs = load_str(text, &[]).unwrap_err();
+        let all = errs.join("\n");
+        for needle in [
+            "kafka.brokers is empty",
+            "\"bad topic\"",
+            "enable.auto.commit",
+            "summary_retention_days = 200",
+            "analysis.profile",
+            "metrics.listen",
+        ] {
+            assert!(all.contains(needle), "{needle} missing from:\n{all}");
+        }
+        assert_eq!(errs.len(), 6, "{all}");
+    }
+
+    #[test]
+    fn a_missing_kafka_section_is_named() {
+        let errs = load_str("[store]\npath = \"s\"\n", &[]).unwrap_err();
+        assert!(errs.iter().any(|e| e.contains("missing section [kafka]")), "{errs:?}");
+    }
+}

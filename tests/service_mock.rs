@@ -1,0 +1,237 @@
+//! The service against librdkafka's in-process mock cluster: commit
+//! semantics, the store as the durable point when commits fail, broker
+//! errors and a rebalance between two members of one group. These run
+//! everywhere (no broker to install).
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+use rdkafka::ClientConfig;
+use rdkafka::TopicPartitionList;
+use vigie::metrics::Metrics;
+use vigie::service::{self, config};
+
+fn produce(brokers: &str, topic: &str, records: &[Vec<u8>], partitions: i32) {
+    let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    for (i, r) in records.iter().enumerate() {
+        let part = (i as i32) % partitions;
+        let mut rec = BaseRecord::<(), [u8]>::to(topic).payload(r.as_slice()).partition(part);
+        loop {
+            match p.send(rec) {
+                Ok(()) => break,
+                Err((_, back)) => {
+                    rec = back;
+                    p.poll(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    p.flush(Duration::from_secs(30)).unwrap();
+    // The mock broker keeps at most 5 MiB per partition and trims the
+    // oldest messages past that: the inputs must stay below it.
+    let c: BaseConsumer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
+    for part in 0..partitions {
+        let (low, _) = c.fetch_watermarks(topic, part, Duration::from_secs(5)).unwrap();
+        assert_eq!(low, 0, "the mock broker trimmed partition {part}: produce less");
+    }
+}
+
+/// The group's committed offsets, summed over partitions (-1001 "invalid"
+/// counts as 0).
+fn committed_total(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    let c: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().unwrap();
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    match c.committed_offsets(tpl, Duration::from_secs(5)) {
+        Ok(t) => t.elements().iter().map(|e| e.offset().to_raw().unwrap_or(0).max(0)).sum(),
+        Err(_) => -1,
+    }
+}
+
+fn load_cfg(dir: &Path, text: &str) -> config::Config {
+    let p = dir.join("vigie.toml");
+    std::fs::write(&p, text).unwrap();
+    config::load(&p, std::iter::empty()).unwrap()
+}
+
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<service::RunSummary, service::ServiceError>>,
+    metrics: Arc<Metrics>,
+}
+
+fn start(cfg: config::Config) -> Running {
+    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let metrics = Arc::new(Metrics::new(10_000));
+    let m = metrics.clone();
+    let task = tokio::spawn(async move {
+        service::run(cfg, m, async move {
+            let _ = rx.await;
+        })
+        .await
+    });
+    Running { stop, task, metrics }
+}
+
+impl Running {
+    async fn stop(self) -> service::RunSummary {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().unwrap()
+    }
+}
+
+async fn wait_async(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < end {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+fn expected_ids(records: &[Vec<u8>]) -> Vec<String> {
+    let mut ids: Vec<String> = records.iter().map(|r| event_id(r)).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn good_events_are_stored_once_bad_ones_dead_lettered_and_offsets_committed() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("events", 2, 1).unwrap();
+    let mut records = recent_records(6, 2, 7);
+    let good = expected_ids(&records);
+    // One record twice (the door drops it), and the bad ones.
+    records.push(records[5].clone());
+    for (bad, _) in BAD_RECORDS {
+        records.push(bad.as_bytes().to_vec());
+    }
+    produce(&brokers, "events", &records, 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let cfg = load_cfg(dir.path(), &service_toml(&brokers, "events", "g1", &store, ""));
+    let run = start(cfg);
+    let total = records.len() as i64;
+    wait_async("every offset committed", 60, || committed_total(&brokers, "g1", "events", 2) == total).await;
+    let ingested = run.metrics.events_ingested.get();
+    let summary = run.stop().await;
+    eprintln!("summary: {summary:?}, ingested metric {ingested}");
+
+    let (ids, rows) = raw_event_ids(&store);
+    assert_eq!(rows, good.len(), "each good event stored once");
+    assert_eq!(ids, good);
+    assert_eq!(summary.accepted as usize, good.len());
+    assert_eq!(summary.duplicates, 1);
+    assert_eq!(summary.rejected as usize, BAD_RECORDS.len());
+    assert_eq!(ingested as usize, good.len());
+
+    // The local dead-letter store holds exactly the bad records, with
+    // their coordinates and reason, and never the worker value received.
+    let dl =
+        std::fs::read_dir(store.join("dead-letter")).unwrap().flatten().map(|e| e.path()).collect::<Vec<_>>();
+    assert_eq!(dl.len(), 1);
+    let text = std::fs::read_to_string(&dl[0]).unwrap();
+    let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), BAD_RECORDS.len());
+    let mut reasons: Vec<&str> = lines.iter().map(|l| l["reason"].as_str().unwrap()).collect();
+    reasons.sort();
+    let mut want: Vec<&str> = BAD_RECORDS.iter().map(|(_, r)| *r).collect();
+    want.sort();
+    assert_eq!(reasons, want);
+    for l in &lines {
+        assert_eq!(l["source"]["topic"], "events");
+        assert!(l["source"]["offset"].as_i64().unwrap() >= 0);
+    }
+    assert!(!text.contains("SECRET-"), "a received worker value reached the dead-letter store");
+
+    // Raw file names carry the partition and offset range they hold.
+    for f in vigie::service::store::files_under(&store.join("raw"), "parquet") {
+        let name = f.file_name().unwrap().to_str().unwrap();
+        let (topic, p, first, last) = vigie::service::store::parse_raw_name(name).unwrap();
+        assert_eq!(topic, "events");
+        assert!((0..2).contains(&p) && first <= last, "{name}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_commits_fail_the_store_still_knows_what_is_durable() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("events", 1, 1).unwrap();
+    let records = recent_records(8, 2, 11);
+    let good = expected_ids(&records);
+    produce(&brokers, "events", &records, 1);
+    // Every commit of the first run fails (a non-retriable error), as if the
+    // process died after its files were renamed and before Kafka heard of it.
+    cluster.request_errors(
+        RDKafkaApiKey::OffsetCommit,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE; 200],
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let cfg = load_cfg(dir.path(), &service_toml(&brokers, "events", "g2", &store, ""));
+    let run = start(cfg.clone());
+    wait_async("every event stored", 60, || raw_event_ids(&store).1 == good.len()).await;
+    run.stop().await;
+    assert!(committed_total(&brokers, "g2", "events", 1) < records.len() as i64, "commits were refused");
+
+    // Second run, commits work again: it starts at the store's durable
+    // point, so nothing is stored twice, and it commits that point.
+    cluster.clear_request_errors(RDKafkaApiKey::OffsetCommit);
+    let run = start(cfg);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let summary = run.stop().await;
+    assert_eq!(summary.accepted, 0, "the second run re-read records the store already held");
+    let (ids, rows) = raw_event_ids(&store);
+    assert_eq!(rows, good.len());
+    assert_eq!(ids, good);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_share_the_partitions_and_store_each_event_once() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("events", 4, 1).unwrap();
+    let records = recent_records(12, 4, 3);
+    let good = expected_ids(&records);
+    let (first, second) = records.split_at(records.len() / 2);
+    produce(&brokers, "events", first, 4);
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let a = start(load_cfg(dir.path(), &service_toml(&brokers, "events", "g3", &store, "")));
+    wait_async("member A stored something", 60, || raw_event_ids(&store).1 > 0).await;
+    // B joins: A's partitions are revoked (flushed, committed), then split.
+    let dir_b = tempfile::tempdir().unwrap();
+    let b = start(load_cfg(dir_b.path(), &service_toml(&brokers, "events", "g3", &store, "")));
+    // Once B owns partitions (its lag gauge has series), the rest arrives.
+    let owns =
+        |m: &Metrics| m.render().lines().filter(|l| l.starts_with("vigie_consumer_lag_messages{")).count();
+    wait_async("member B assigned partitions", 60, || owns(&b.metrics) > 0).await;
+    produce(&brokers, "events", second, 4);
+    let total = records.len() as i64;
+    wait_async("every offset committed", 90, || committed_total(&brokers, "g3", "events", 4) == total).await;
+    let sa = a.stop().await;
+    let sb = b.stop().await;
+    assert!(sa.accepted > 0 && sb.accepted > 0, "both members consumed: {} and {}", sa.accepted, sb.accepted);
+    let (ids, rows) = raw_event_ids(&store);
+    assert_eq!(rows, good.len(), "an event was stored twice or lost");
+    assert_eq!(ids, good);
+}

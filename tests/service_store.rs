@@ -1,0 +1,151 @@
+//! The service's store without a broker: the purge removes what is past
+//! each tier's retention and nothing else; tier ages; the analysis cycle
+//! turns raw events into summaries, findings and aggregates that agree with
+//! the audit path on the same events.
+
+mod common;
+
+use std::path::Path;
+
+use chrono::{Days, NaiveDate};
+use common::*;
+use vigie::service::store::{self, Retention};
+
+fn touch_parquet(path: &Path) {
+    use polars::prelude::*;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let mut df = df!("x" => [1i64]).unwrap();
+    vigie_ingest::store::write_parquet_atomic(&mut df, path, vigie_ingest::store::Durability::Scratch)
+        .unwrap();
+}
+
+#[test]
+fn the_purge_removes_what_is_past_retention_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
+    let ago = |d: u64| today - Days::new(d);
+    let raw = |d: NaiveDate, site: &str| store::raw_file(root, site, d, "events", 0, 0, 9);
+    // raw: 7 days. Day today-7 is kept (7 days old), today-8 goes.
+    let raw_gone = [raw(ago(8), "lyon-1"), raw(ago(30), "nantes")];
+    let raw_kept = [raw(ago(7), "lyon-1"), raw(ago(0), "lyon-1"), raw(ago(1), "nantes")];
+    // summaries: 91 days.
+    let sum_gone = [store::summary_file(root, "lyon-1", ago(92))];
+    let sum_kept =
+        [store::summary_file(root, "lyon-1", ago(91)), store::summary_file(root, "lyon-1", ago(8))];
+    // aggregates: 396 days, by the week's Sunday. 2025-W44 ends Sunday
+    // 2025-11-02 (391 days before), 2025-W43 ends 2025-10-26 (398 days).
+    let agg_gone = [store::aggregate_file(root, "2025-W43")];
+    let agg_kept = [store::aggregate_file(root, "2025-W44"), store::aggregate_file(root, "2026-W48")];
+    for p in
+        raw_gone.iter().chain(&raw_kept).chain(&sum_gone).chain(&sum_kept).chain(&agg_gone).chain(&agg_kept)
+    {
+        touch_parquet(p);
+    }
+    // The local dead-letter store follows the raw retention.
+    let dl = root.join("dead-letter");
+    std::fs::create_dir_all(&dl).unwrap();
+    for d in [ago(8), ago(7)] {
+        std::fs::write(dl.join(format!("{d}.ndjson")), "{}\n").unwrap();
+    }
+    // Offsets checkpoints are not data: never purged.
+    store::write_checkpoint(root, "events", 0, 41).unwrap();
+
+    let r = Retention { raw_days: 7, summary_days: 91, aggregate_days: 396 };
+    let report = store::purge(root, &r, today).unwrap();
+    for p in raw_gone.iter().chain(&sum_gone).chain(&agg_gone) {
+        assert!(!p.exists() && !p.parent().unwrap().exists(), "{} should be gone", p.display());
+    }
+    for p in raw_kept.iter().chain(&sum_kept).chain(&agg_kept) {
+        assert!(p.exists(), "{} should be kept", p.display());
+    }
+    assert!(!dl.join(format!("{}.ndjson", ago(8))).exists());
+    assert!(dl.join(format!("{}.ndjson", ago(7))).exists());
+    assert_eq!(store::durable_offset(root, "events", 0), Some(41));
+    assert_eq!(report.folders.get("raw"), Some(&2));
+    assert_eq!(report.folders.get("summaries"), Some(&1));
+    assert_eq!(report.folders.get("aggregates"), Some(&1));
+    assert_eq!(report.files.get("dead-letter"), Some(&1));
+    // A second purge finds nothing more.
+    assert_eq!(store::purge(root, &r, today).unwrap(), store::PurgeReport::default());
+
+    // Ages: the oldest raw folder is today-7, 00:00 UTC; at today 12:00 UTC
+    // that is 7.5 days. Aggregates start on the Monday of 2025-W44
+    // (2025-10-27): 397.5 days.
+    let now = today.and_hms_opt(12, 0, 0).unwrap().and_utc();
+    let stats = store::tier_stats(root, now);
+    let age = |t: &str| stats.iter().find(|s| s.tier == t).unwrap().oldest_age_s;
+    assert_eq!(age("raw"), 7.5 * 86_400.0);
+    assert_eq!(age("summaries"), 91.5 * 86_400.0);
+    assert_eq!(age("aggregates"), 397.5 * 86_400.0);
+    assert!(stats.iter().all(|s| s.bytes > 0));
+}
+
+#[test]
+fn the_durable_offset_is_the_later_of_checkpoint_and_file_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let d = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    assert_eq!(store::durable_offset(root, "events", 1), None);
+    touch_parquet(&store::raw_file(root, "lyon-1", d, "events", 1, 0, 99));
+    touch_parquet(&store::raw_file(root, "nantes", d, "events", 1, 100, 250));
+    touch_parquet(&store::raw_file(root, "lyon-1", d, "events", 2, 0, 900));
+    touch_parquet(&store::raw_file(root, "lyon-1", d, "other", 1, 0, 5000));
+    assert_eq!(store::durable_offset(root, "events", 1), Some(250));
+    store::write_checkpoint(root, "events", 1, 300).unwrap();
+    assert_eq!(store::durable_offset(root, "events", 1), Some(300));
+    store::write_checkpoint(root, "events", 1, 10).unwrap();
+    assert_eq!(store::durable_offset(root, "events", 1), Some(250));
+}
+
+#[test]
+fn the_analysis_cycle_agrees_with_the_audit_on_the_same_events() {
+    // Five workers of team A over two days; one event sent twice.
+    let names = names(5);
+    let pattern = [
+        ("08:00:00", "shift_start", ""),
+        ("08:00:00", "scan", ""),
+        ("08:00:02", "scan", ""),
+        ("12:00:00", "break_start", ""),
+        ("12:30:00", "break_end", ""),
+        ("15:00:00", "scan", "\"quantity\":3"),
+        ("15:30:00", "shift_end", ""),
+    ];
+    let mut events: Vec<E> = crew(5, &names, &pattern).into_iter().map(|e| e.team("A")).collect();
+    events.extend(crew(5, &names, &pattern).into_iter().map(|e| e.team("A").day(3)));
+    let policy = policy_k5();
+    let expected = evaluate(&events, &policy);
+
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let stored = ingest(&ndjson(&events));
+    let mut dup = stored.clone();
+    dup.push(stored[3].clone());
+    let frames = store::batch_frames(dup).unwrap();
+    assert_eq!(frames.len(), 2, "one file per site and day");
+    store::write_frames(root, &frames, "events", 0, 0, 70).unwrap();
+
+    let c = vigie::service::analysis::analysis_cycle(root, &policy, None, &Default::default(), 70).unwrap();
+    assert_eq!(c.shifts, 10, "5 workers x 2 days, the repeated event dropped");
+    assert_eq!(c.summaries_written, 2);
+    for day in [2, 3] {
+        let d = NaiveDate::from_ymd_opt(2026, 3, day).unwrap();
+        assert!(store::summary_file(root, "s1", d).exists());
+    }
+    assert_eq!(c.evaluation.findings, expected.findings);
+    assert_eq!(c.evaluation.aggregates, expected.aggregates);
+    let f = read_json(&root.join("findings.json"));
+    assert_eq!(f["findings"].as_array().unwrap().len(), expected.findings.len());
+    assert!(store::aggregate_file(root, "2026-W10").exists());
+
+    // Once the first day's raw folder is the oldest and its summary exists,
+    // a later cycle keeps that summary as it is (night shifts crossing
+    // midnight would otherwise be cut).
+    let first = store::summary_file(root, "s1", NaiveDate::from_ymd_opt(2026, 3, 2).unwrap());
+    let before = std::fs::metadata(&first).unwrap().modified().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let c2 = vigie::service::analysis::analysis_cycle(root, &policy, None, &Default::default(), 70).unwrap();
+    assert_eq!(c2.summaries_written, 1);
+    assert_eq!(std::fs::metadata(&first).unwrap().modified().unwrap(), before);
+    assert_eq!(c2.evaluation.findings, expected.findings);
+}
