@@ -58,9 +58,14 @@ pub struct DemoArgs {
     /// Output directory.
     #[arg(long, default_value = "vigie-demo")]
     pub out: PathBuf,
-    /// Keep serving /metrics on this address until interrupted.
+    /// Keep serving /metrics on this address until interrupted (a bare
+    /// port means 127.0.0.1).
     #[arg(long, value_name = "ADDR")]
     pub serve: Option<String>,
+    /// With --serve: answer /metrics only with `Authorization: Bearer
+    /// TOKEN`, the token being the first line of this file.
+    #[arg(long, value_name = "FILE", requires = "serve")]
+    pub bearer_token_file: Option<PathBuf>,
     #[command(flatten)]
     pub policy: PolicyArgs,
 }
@@ -96,6 +101,9 @@ pub struct GenerateArgs {
     pub seed: u64,
     #[arg(long, value_enum, default_value_t = Scenario::Baseline)]
     pub scenario: Scenario,
+    /// First day (YYYY-MM-DD; moved back to its Monday). Default 2026-03-02.
+    #[arg(long, value_name = "DATE")]
+    pub start: Option<chrono::NaiveDate>,
 }
 
 #[derive(Args, Debug)]
@@ -179,15 +187,27 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Demo(d) => {
             let (policy, lang) = load_policy(&d.policy)?;
-            if d.serve.is_some() {
-                return Err(Failure::usage("--serve: the metrics endpoint is not part of this build yet"));
+            if let Some(addr) = &d.serve {
+                crate::http::listen_addr(addr).map_err(|e| Failure::usage(format!("--serve: {e}")))?;
             }
+            let token = match &d.bearer_token_file {
+                Some(f) => Some(crate::http::read_token(f).map_err(Failure::usage)?),
+                None => None,
+            };
             let outcome = crate::demo::run(policy, lang, &d.out)?;
             print_summary(&outcome, &d.out);
-            pdf_if_asked(d.policy.pdf, &d.out)
+            pdf_if_asked(d.policy.pdf, &d.out)?;
+            match &d.serve {
+                Some(addr) => serve_demo(addr, token, &outcome),
+                None => Ok(()),
+            }
         }
         Command::Generate(g) => {
-            let spec = SiteSpec::new(g.workers, g.days, g.seed, g.scenario);
+            let mut spec = SiteSpec::new(g.workers, g.days, g.seed, g.scenario);
+            if let Some(start) = g.start {
+                use chrono::Datelike;
+                spec.start = start - chrono::Days::new(u64::from(start.weekday().num_days_from_monday()));
+            }
             let written = crate::generate::write_file(spec, &g.out).map_err(|e| match e {
                 crate::generate::WriteError::Format(m) => Failure::usage(m),
                 other => Failure::run(other.to_string()),
@@ -206,7 +226,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             if !i.config.is_file() {
                 return Err(Failure::usage(format!("{}: no such file", i.config.display())));
             }
-            Err(Failure::run("the Kafka ingestion service is not part of this build yet"))
+            crate::service::main(&i.config)
         }
         Command::CheckPolicy(c) => {
             let p = Policy::from_file(&c.file).map_err(|e| Failure::usage(e.to_string()))?;
@@ -235,4 +255,51 @@ fn print_summary(outcome: &audit::AuditOutcome, out: &std::path::Path) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(audit::summary_table(&outcome.findings).as_bytes());
     let _ = writeln!(stdout, "Output: {}", out.display());
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `demo --serve`: publishes the demo's findings and counts, then serves
+/// `/metrics` until interrupted.
+fn serve_demo(addr: &str, token: Option<String>, outcome: &audit::AuditOutcome) -> Result<(), Failure> {
+    let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(crate::metrics::DEFAULT_MAX_SERIES));
+    metrics.count_ingest(&outcome.stats);
+    let published = metrics.publish(&outcome.evaluation);
+    metrics.analysis_last_success.set(chrono::Utc::now().timestamp_millis() as f64 / 1e3);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::run(e.to_string()))?;
+    rt.block_on(async move {
+        let listener = crate::http::bind(addr).await.map_err(Failure::run)?;
+        let local = listener.local_addr().map_err(|e| Failure::run(e.to_string()))?;
+        println!("Serving http://{local}/metrics ({} series); Ctrl-C to stop", published.series);
+        tokio::select! {
+            _ = crate::http::serve(listener, metrics, token) => {}
+            _ = interrupted() => {}
+        }
+        Ok(())
+    })
 }

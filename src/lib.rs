@@ -5,4 +5,7 @@ pub mod audit;
 pub mod cli;
 pub mod demo;
 pub mod generate;
+pub mod http;
+pub mod metrics;
 pub mod report;
+pub mod service;
