@@ -12,11 +12,16 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# System packages: a C toolchain for crates that build C code; Chromium
-# to render the report (screenshot and PDF tests); /usr/bin/time for the
-# DuckDB cross-check.
+# System packages: a C toolchain for crates that build C code (librdkafka
+# among them); Chromium to render the report (screenshot and PDF tests);
+# /usr/bin/time for the DuckDB cross-check; Prometheus and promtool for the
+# exporter's tests.
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v perl >/dev/null 2>&1 || need+=(perl)
+dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ -x /usr/bin/time ] || need+=(time)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
@@ -25,6 +30,13 @@ if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
   $SUDO apt-get update -qq
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
+fi
+
+# A Kafka-protocol broker for the service's end-to-end tests: tansu 0.6.0
+# with its in-memory storage (built once per machine, about 11 minutes).
+if ! command -v tansu >/dev/null 2>&1 || ! tansu --version 2>/dev/null | grep -q "0.6.0"; then
+  log "Installing the tansu broker (cargo install, once per machine)"
+  cargo install tansu --version 0.6.0 --locked --features dynostore
 fi
 
 log "Formatting"
@@ -42,6 +54,18 @@ scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 target/release/vigie generate --out "$scratch/site.parquet" --workers 40 --days 14 --seed 3 --scenario demo
 python3 bench/compare.py "$scratch/site.parquet" 1 "$scratch"
+
+log "Starting a Kafka-protocol broker on loopback"
+broker_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+tansu broker --listener-url "tcp://127.0.0.1:$broker_port" --advertised-listener-url "tcp://127.0.0.1:$broker_port" \
+  --storage-engine memory://tansu/ --silent > "$scratch/tansu.log" 2>&1 &
+tansu_pid=$!
+trap 'kill "$tansu_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
+for _ in $(seq 1 100); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null && break
+  sleep 0.2
+done
+export VIGIE_TEST_BROKER="127.0.0.1:$broker_port"
 
 log "Tests"
 # Unit and integration tests (the project has no doc-tests); the totals

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# `vigie ingest` against the ceiling: a bare librdkafka consumer that only
+# counts the same topic on the same broker (docs/benchmarks.md, "The
+# ingestion service"). Usage: bench/ingest.sh [MILLIONS] (default 10).
+#
+# Starts a tansu broker (in-memory storage) on loopback, produces the
+# generated events once into a 4-partition topic, then drains it RUNS
+# times with each consumer, alternating, timed by /usr/bin/time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+millions=${1:-10}
+runs=${RUNS:-3}
+dir=${BENCH_DIR:-/tmp/vigie-bench}/ingest
+rm -rf "$dir"; mkdir -p "$dir"
+command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
+command -v tansu >/dev/null || cargo install tansu --version 0.6.0 --locked --features dynostore
+cargo build --release --locked --bin vigie --example kafka_bench
+vigie=target/release/vigie
+kb=target/release/examples/kafka_bench
+
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+brokers="127.0.0.1:$port"
+tansu broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+  --storage-engine memory://tansu/ --silent > "$dir/tansu.log" 2>&1 &
+tansu_pid=$!
+trap 'kill $tansu_pid 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+
+# About 714 events per worker-day; recent dates, so that no event is in the
+# future and the raw tier's retention keeps them all.
+workers=$((millions * 1000000 / 714 / 28 + 1))
+start=$(date -d "-35 days" +%F)
+$vigie generate --out "$dir/events.ndjson" --workers "$workers" --days 28 --seed 7 --start "$start" >/dev/null
+events=$(wc -l < "$dir/events.ndjson")
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $events events, $(du -m "$dir/events.ndjson" | cut -f1) MB of NDJSON"
+$kb produce "$brokers" events 4 "$dir/events.ndjson"
+rm -f "$dir/events.ndjson"
+
+echo "| consumer | run | wall s | events/s | peak MiB |"
+echo "|---|---|---|---|---|"
+for run in $(seq "$runs"); do
+  # The ceiling: count every message, nothing else.
+  out=$(/usr/bin/time -f "%e %M" $kb count "$brokers" events 2>"$dir/time" )
+  read -r wall kib < <(tail -1 "$dir/time")
+  echo "| bare rdkafka consumer (count only) | $run | $wall | $(python3 -c "print(round($events/$wall))") | $((kib / 1024)) |"
+
+  # vigie ingest: a fresh group and store, until every offset is committed.
+  store="$dir/store-$run"
+  cat > "$dir/vigie-$run.toml" <<EOF
+[kafka]
+brokers = "$brokers"
+topics = ["events"]
+group_id = "bench-$run-$$"
+shutdown_deadline_ms = 60000
+[store]
+path = "$store"
+raw_retention_days = 60
+[analysis]
+interval_s = 86400
+[metrics]
+listen = "127.0.0.1:0"
+EOF
+  began=$(date +%s.%N)
+  /usr/bin/time -f "%e %M" -o "$dir/time" $vigie ingest --config "$dir/vigie-$run.toml" 2>"$dir/ingest-$run.log" &
+  tpid=$!
+  while [ "$($kb committed "$brokers" "bench-$run-$$" events)" -lt "$events" ]; do sleep 0.5; done
+  drained=$(date +%s.%N)
+  pkill -TERM -P "$tpid" vigie || true
+  wait "$tpid" || true
+  read -r _ kib < <(tail -1 "$dir/time")
+  wall=$(python3 -c "print(round($drained - $began, 2))")
+  echo "| vigie ingest (validate, pseudonymise, Parquet, commit) | $run | $wall | $(python3 -c "print(round($events/$wall))") | $((kib / 1024)) |"
+  rm -rf "$store"
+done
