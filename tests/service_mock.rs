@@ -12,27 +12,16 @@ use std::time::Duration;
 use common::*;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use rdkafka::ClientConfig;
-use rdkafka::TopicPartitionList;
 use vigie::metrics::Metrics;
 use vigie::service::{self, config};
 
 fn produce(brokers: &str, topic: &str, records: &[Vec<u8>], partitions: i32) {
     let p: BaseProducer = ClientConfig::new().set("bootstrap.servers", brokers).create().unwrap();
     for (i, r) in records.iter().enumerate() {
-        let part = (i as i32) % partitions;
-        let mut rec = BaseRecord::<(), [u8]>::to(topic).payload(r.as_slice()).partition(part);
-        loop {
-            match p.send(rec) {
-                Ok(()) => break,
-                Err((_, back)) => {
-                    rec = back;
-                    p.poll(Duration::from_millis(10));
-                }
-            }
-        }
+        send(&p, topic, (i as i32) % partitions, r);
     }
     p.flush(Duration::from_secs(30)).unwrap();
     // The mock broker keeps at most 5 MiB per partition and trims the
@@ -41,21 +30,6 @@ fn produce(brokers: &str, topic: &str, records: &[Vec<u8>], partitions: i32) {
     for part in 0..partitions {
         let (low, _) = c.fetch_watermarks(topic, part, Duration::from_secs(5)).unwrap();
         assert_eq!(low, 0, "the mock broker trimmed partition {part}: produce less");
-    }
-}
-
-/// The group's committed offsets, summed over partitions (-1001 "invalid"
-/// counts as 0).
-fn committed_total(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
-    let c: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    for p in 0..partitions {
-        tpl.add_partition(topic, p);
-    }
-    match c.committed_offsets(tpl, Duration::from_secs(5)) {
-        Ok(t) => t.elements().iter().map(|e| e.offset().to_raw().unwrap_or(0).max(0)).sum(),
-        Err(_) => -1,
     }
 }
 

@@ -264,3 +264,37 @@ pub fn range_problems(store: &Path, topic: &str) -> Vec<String> {
     }
     problems
 }
+
+/// Sends one record to a partition, waiting while the producer's queue is
+/// full.
+pub fn send(p: &rdkafka::producer::BaseProducer, topic: &str, partition: i32, r: &[u8]) {
+    use rdkafka::producer::BaseRecord;
+    let mut rec = BaseRecord::<(), [u8]>::to(topic).payload(r).partition(partition);
+    loop {
+        match p.send(rec) {
+            Ok(()) => return,
+            Err((_, back)) => {
+                rec = back;
+                p.poll(std::time::Duration::from_millis(10));
+            }
+        }
+    }
+}
+
+/// The group's committed offsets, summed over partitions (none counts as
+/// 0; -1 when the broker cannot say).
+pub fn committed_total(brokers: &str, group: &str, topic: &str, partitions: i32) -> i64 {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let c: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    c.committed_offsets(tpl, std::time::Duration::from_secs(5))
+        .map(|t| t.elements().iter().map(|e| e.offset().to_raw().unwrap_or(0).max(0)).sum())
+        .unwrap_or(-1)
+}
