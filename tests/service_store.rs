@@ -149,3 +149,34 @@ fn the_analysis_cycle_agrees_with_the_audit_on_the_same_events() {
     assert_eq!(std::fs::metadata(&first).unwrap().modified().unwrap(), before);
     assert_eq!(c2.evaluation.findings, expected.findings);
 }
+
+#[test]
+fn a_bad_service_configuration_lists_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vigie.toml");
+    std::fs::write(
+        &cfg,
+        "[kafka]\nbrokers = \"\"\ntopics = [\"bad topic\"]\ngroup_id = \"g\"\n\
+         [store]\nsummary_retention_days = 120\n[metrics]\nlisten = \"somewhere\"\n",
+    )
+    .unwrap();
+    let out = vigie().args(["ingest", "--config", cfg.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for needle in
+        ["kafka.brokers is empty", "\"bad topic\"", "summary_retention_days = 120", "metrics.listen"]
+    {
+        assert!(err.contains(needle), "{needle} missing from:\n{err}");
+    }
+    // An environment override is checked like the file.
+    let out = vigie()
+        .args(["ingest", "--config", cfg.to_str().unwrap()])
+        .env("VIGIE__STORE__RAW_RETENTION_DAYS", "soon")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("[store]"));
+    // demo --serve with an address that is not one.
+    let out = vigie().args(["demo", "--serve", "nowhere"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
