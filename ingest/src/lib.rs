@@ -154,6 +154,17 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         self.clock = clock;
     }
 
+    /// Event ids held by the duplicate filter.
+    pub fn seen_len(&self) -> usize {
+        self.seen.len()
+    }
+
+    /// Empties the duplicate filter (a long-running source bounds its
+    /// memory this way; repeats older than that are dropped downstream).
+    pub fn forget_seen(&mut self) {
+        self.seen = HashSet::default();
+    }
+
     /// Makes room for about `events` accepted events in the duplicate
     /// filter, so that it is not rebuilt as it grows.
     pub fn reserve(&mut self, events: usize) {

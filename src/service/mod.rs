@@ -47,6 +47,10 @@ pub enum ServiceError {
     Other(String),
 }
 
+/// Event ids the door remembers before its duplicate filter starts afresh
+/// (about 160 MB).
+pub const DEDUP_WINDOW_EVENTS: usize = 10_000_000;
+
 /// A partition's messages since its last flush.
 #[derive(Default)]
 struct PartBuf {
@@ -145,6 +149,11 @@ impl Pipeline {
             tracing::warn!(topic = %topic, partition, offset = last + 1, error = %e, "Commit failed; the store's checkpoint holds the durable point");
         }
         self.metrics.count_ingest(&self.door.stats);
+        // The duplicate filter holds 16 bytes an event: past this many ids
+        // it starts afresh, and the analysis drops older repeats.
+        if self.door.seen_len() > DEDUP_WINDOW_EVENTS {
+            self.door.forget_seen();
+        }
         Ok(())
     }
 
