@@ -67,19 +67,41 @@ fn producer(brokers: &str, one_per_batch: bool) -> BaseProducer {
     c.create().unwrap()
 }
 
-fn start(dir: &Path, config: &Path, name: &str) -> Child {
-    let log =
-        std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{name}.log"))).unwrap();
-    vigie()
-        .args(["ingest", "--config", config.to_str().unwrap()])
-        .env("VIGIE_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
+/// A running `vigie ingest`, killed when dropped (a failing test leaves no
+/// process behind).
+struct Service(Option<Child>);
+
+impl Service {
+    fn child(&mut self) -> &mut Child {
+        self.0.as_mut().expect("running")
+    }
 }
 
-fn terminate(mut child: Child) -> std::process::ExitStatus {
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start(dir: &Path, config: &Path, name: &str) -> Service {
+    let log =
+        std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{name}.log"))).unwrap();
+    Service(Some(
+        vigie()
+            .args(["ingest", "--config", config.to_str().unwrap()])
+            .env("VIGIE_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    ))
+}
+
+fn terminate(mut s: Service) -> std::process::ExitStatus {
+    let mut child = s.0.take().expect("running");
     let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     child.wait().unwrap()
 }
@@ -210,8 +232,8 @@ fn kill_9_at_random_points_loses_nothing_and_stores_nothing_twice() {
         let mut child = start(dir.path(), &cfg, "ingest");
         let after = Duration::from_millis(rng.gen_range(800..4000));
         std::thread::sleep(after);
-        child.kill().unwrap(); // SIGKILL: no flush, no commit
-        child.wait().unwrap();
+        child.child().kill().unwrap(); // SIGKILL: no flush, no commit
+        child.child().wait().unwrap();
         eprintln!("round {round}: killed after {after:?}, {} rows stored", raw_event_ids(&store).1);
     }
     prod.join().unwrap();
