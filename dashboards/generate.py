@@ -13,6 +13,25 @@ DS = {"type": "prometheus", "uid": "${datasource}"}
 SG = 'site=~"$site",group=~"$group"'
 
 
+def query_var(name, label, query):
+    """A multi-value template variable filled from a label's values."""
+    return {
+        "name": name,
+        "label": label,
+        "type": "query",
+        "datasource": DS,
+        "query": {"query": query, "refId": name},
+        "definition": query,
+        "refresh": 2,
+        "includeAll": True,
+        "multi": True,
+        "allValue": ".*",
+        "current": {},
+        "hide": 0,
+        "sort": 1,
+    }
+
+
 def variables(with_group=True):
     v = [
         {
@@ -23,43 +42,10 @@ def variables(with_group=True):
             "current": {},
             "hide": 0,
         },
-        {
-            "name": "site",
-            "label": "Site",
-            "type": "query",
-            "datasource": DS,
-            "query": {"query": "label_values(vigie_finding_status, site)", "refId": "site"},
-            "definition": "label_values(vigie_finding_status, site)",
-            "refresh": 2,
-            "includeAll": True,
-            "multi": True,
-            "allValue": ".*",
-            "current": {},
-            "hide": 0,
-            "sort": 1,
-        },
+        query_var("site", "Site", "label_values(vigie_finding_status, site)"),
     ]
     if with_group:
-        v.append(
-            {
-                "name": "group",
-                "label": "Group",
-                "type": "query",
-                "datasource": DS,
-                "query": {
-                    "query": 'label_values(vigie_finding_status{site=~"$site"}, group)',
-                    "refId": "group",
-                },
-                "definition": 'label_values(vigie_finding_status{site=~"$site"}, group)',
-                "refresh": 2,
-                "includeAll": True,
-                "multi": True,
-                "allValue": ".*",
-                "current": {},
-                "hide": 0,
-                "sort": 1,
-            }
-        )
+        v.append(query_var("group", "Group", 'label_values(vigie_finding_status{site=~"$site"}, group)'))
     else:
         # Kept so that every dashboard has the same variables; the pipeline
         # dashboard's metrics carry no group.

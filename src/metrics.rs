@@ -283,23 +283,21 @@ impl Metrics {
         let _guard = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
         let latest = latest_findings(&eval.findings);
         let weeks = latest_weeks(&eval.aggregates);
-        for v in [&self.finding_status as &dyn Reset, &self.units_per_hour, &self.finding_observed] {
-            v.reset_all();
-        }
-        for v in [
-            &self.scan_intervals as &dyn Reset,
-            &self.gaps,
-            &self.justification_requests,
-            &self.worktime_breaches,
-            &self.suppressed_groups,
-            &self.workers,
-        ] {
-            v.reset_all();
-        }
+        // Every series that depends on the findings goes; what is left is
+        // the fixed part of the budget.
+        self.finding_status.reset();
+        self.finding_observed.reset();
+        self.units_per_hour.reset();
+        self.scan_intervals.reset();
+        self.gaps.reset();
+        self.justification_requests.reset();
+        self.worktime_breaches.reset();
+        self.suppressed_groups.reset();
+        self.workers.reset();
 
         // Series that are always published: the fixed ones, site-level
         // findings and details, group findings that are not ok.
-        let fixed = self.fixed_series();
+        let fixed = self.series_count();
         let is_site = |g: &str| g == "site";
         let per_detail = DETAIL_SERIES;
         let site_details = weeks.iter().filter(|r| is_site(&r.group)).count() * per_detail;
@@ -371,31 +369,8 @@ impl Metrics {
         self.series_dropped
             .with_label_values(&["group_details"])
             .set((published.dropped_group_details * per_detail) as i64);
-        published.series = self.registry.gather().iter().map(series_of).sum();
+        published.series = self.series_count();
         published
-    }
-
-    /// Series of the metrics that do not depend on the findings.
-    fn fixed_series(&self) -> usize {
-        let families = self.registry.gather();
-        families
-            .iter()
-            .filter(|f| {
-                !matches!(
-                    f.name(),
-                    "vigie_finding_status"
-                        | "vigie_finding_observed"
-                        | "vigie_units_per_hour"
-                        | "vigie_scan_intervals"
-                        | "vigie_gaps"
-                        | "vigie_justification_requests"
-                        | "vigie_worktime_breaches"
-                        | "vigie_privacy_suppressed_groups"
-                        | "vigie_group_workers"
-                )
-            })
-            .map(series_of)
-            .sum()
     }
 
     /// Series the registry holds now (a histogram counts its buckets, sum
@@ -427,20 +402,6 @@ fn series_of(f: &prometheus::proto::MetricFamily) -> usize {
         _ => 1,
     };
     f.get_metric().len() * per
-}
-
-trait Reset {
-    fn reset_all(&self);
-}
-impl Reset for IntGaugeVec {
-    fn reset_all(&self) {
-        self.reset()
-    }
-}
-impl Reset for GaugeVec {
-    fn reset_all(&self) {
-        self.reset()
-    }
 }
 
 /// The latest period of each (site, group, rule): weeks sort as text
