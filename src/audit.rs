@@ -145,6 +145,7 @@ pub fn run(
             },
         },
         findings: evaluation.findings.clone(),
+        incomplete: Vec::new(),
     };
     write_atomic(&out.join("findings.json"), findings.to_json().as_bytes())?;
     vigie_analyze::aggregates::write(&evaluation.aggregates, &out.join("aggregates"))?;
@@ -153,13 +154,11 @@ pub fn run(
     Ok(AuditOutcome { findings, evaluation, stats })
 }
 
-/// Writes a file under a temporary name, then renames it.
+/// Writes a file under a temporary name, fsynced, then renames it: a
+/// reader finds the whole file or the previous one, never a part (a full
+/// disk included: the temporary file is removed).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", tmp.display()))?;
-    std::fs::rename(&tmp, path).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(())
+    Ok(vigie_ingest::store::write_bytes_atomic(path, bytes, vigie_ingest::store::Durability::Synced)?)
 }
 
 /// Reads every input file into the ingestor.

@@ -122,6 +122,15 @@ async fn handle(
             respond(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &body).await
         }
         ("GET" | "HEAD", "/" | "/healthz") => respond(&mut stream, "200 OK", "text/plain", b"vigie\n").await,
+        // Readiness: 503 while the store cannot be written or a partition
+        // is held back; the body says why.
+        ("GET" | "HEAD", "/ready") => match metrics.ready() {
+            Ok(()) => respond(&mut stream, "200 OK", "text/plain", b"ready\n").await,
+            Err(why) => {
+                let body = format!("not ready: {why}\n");
+                respond(&mut stream, "503 Service Unavailable", "text/plain", body.as_bytes()).await
+            }
+        },
         ("GET" | "HEAD", _) => respond(&mut stream, "404 Not Found", "text/plain", b"not found\n").await,
         _ => respond(&mut stream, "405 Method Not Allowed", "text/plain", b"method not allowed\n").await,
     }

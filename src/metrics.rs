@@ -73,6 +73,15 @@ pub struct Metrics {
     pub analysis_duration: Gauge,
     pub analysis_failures: IntCounter,
     pub resident_memory: IntGauge,
+    // The store's health and the source's history (service mode).
+    pub store_writable: IntGauge,
+    pub store_write_failures: IntCounterVec,
+    pub store_incomplete_removed: IntCounter,
+    pub store_quarantined: IntCounterVec,
+    pub store_damaged_checkpoints: IntCounter,
+    pub source_resets: IntCounterVec,
+    pub source_reset_blocked: IntGaugeVec,
+    pub source_skipped: IntCounterVec,
     /// Published counts already added to the counters (the audit path
     /// publishes totals; counters only go up).
     seen: Mutex<IngestStats>,
@@ -219,6 +228,57 @@ impl Metrics {
             "vigie_process_resident_memory_bytes",
             "Resident memory of the vigie process."
         ));
+        let store_writable = reg!(IntGauge::new(
+            "vigie_store_writable",
+            "1 while the store takes writes; 0 while it cannot (a full disk): consumption is paused and resumes by itself."
+        ));
+        store_writable.set(1);
+        let store_write_failures = reg!(IntCounterVec::new(
+            opts(
+                "vigie_store_write_failures_total",
+                "Writes to the store that failed, by stage (flush: raw files, dead letters and checkpoint; analysis: summaries, aggregates, findings)."
+            ),
+            &["stage"]
+        ));
+        let store_incomplete_removed = reg!(IntCounter::new(
+            "vigie_store_incomplete_flush_files_removed_total",
+            "Raw files of flushes that never completed (beyond the checkpoint), removed before their records were read again."
+        ));
+        let store_quarantined = reg!(IntCounterVec::new(
+            opts(
+                "vigie_store_quarantined_files_total",
+                "Store files moved to quarantine/ because they could not be trusted, by tier and reason."
+            ),
+            &["tier", "reason"]
+        ));
+        let store_damaged_checkpoints = reg!(IntCounter::new(
+            "vigie_store_damaged_checkpoints_total",
+            "Checkpoint slots that did not read (damaged); the other slot, or the group's commit, was used."
+        ));
+        let source_resets = reg!(IntCounterVec::new(
+            opts(
+                "vigie_source_resets_total",
+                "Partitions found to have gone backwards (topic recreated, broker state lost): the store's durable point was not in the source."
+            ),
+            &["topic"]
+        ));
+        let source_reset_blocked = reg!(IntGaugeVec::new(
+            opts(
+                "vigie_source_reset_blocked_partitions",
+                "Partitions held back after a reset of their source (kafka.on_source_reset = \"stop\") until an operator acts."
+            ),
+            &["topic"]
+        ));
+        let source_skipped = reg!(IntCounterVec::new(
+            opts(
+                "vigie_source_skipped_messages_total",
+                "Messages the source deleted (its retention) before vigie could read them."
+            ),
+            &["topic"]
+        ));
+        for stage in ["flush", "analysis"] {
+            store_write_failures.with_label_values(&[stage]);
+        }
         for r in RejectReason::ALL {
             events_rejected.with_label_values(&[r.as_str()]);
         }
@@ -251,8 +311,37 @@ impl Metrics {
             analysis_duration,
             analysis_failures,
             resident_memory,
+            store_writable,
+            store_write_failures,
+            store_incomplete_removed,
+            store_quarantined,
+            store_damaged_checkpoints,
+            source_resets,
+            source_reset_blocked,
+            source_skipped,
             seen: Mutex::new(IngestStats::default()),
             publishing: Mutex::new(()),
+        }
+    }
+
+    /// Readiness of the service: `Err` with the reason while the store
+    /// cannot be written or a partition is held back after a source reset.
+    pub fn ready(&self) -> Result<(), String> {
+        use prometheus::core::Collector;
+        let mut why = Vec::new();
+        if self.store_writable.get() != 1 {
+            why.push("the store cannot be written (consumption paused)".to_string());
+        }
+        let families = self.source_reset_blocked.collect();
+        let blocked: f64 =
+            families.iter().flat_map(|f| f.get_metric()).map(|m| m.get_gauge().get_value()).sum();
+        if blocked > 0.0 {
+            why.push(format!("{blocked} partition(s) held back after a source reset"));
+        }
+        if why.is_empty() {
+            Ok(())
+        } else {
+            Err(why.join("; "))
         }
     }
 

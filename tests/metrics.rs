@@ -45,8 +45,12 @@ vigie_privacy_suppressed_groups GAUGE site
 vigie_process_resident_memory_bytes GAUGE 
 vigie_scan_intervals GAUGE bound,group,site
 vigie_store_bytes GAUGE tier
+vigie_store_damaged_checkpoints_total COUNTER 
+vigie_store_incomplete_flush_files_removed_total COUNTER 
 vigie_store_oldest_event_age_seconds GAUGE tier
 vigie_store_retention_seconds GAUGE tier
+vigie_store_writable GAUGE 
+vigie_store_write_failures_total COUNTER stage
 vigie_units_per_hour GAUGE group,percentile,site
 vigie_worktime_breaches GAUGE group,rule,site";
 

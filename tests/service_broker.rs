@@ -87,12 +87,17 @@ impl Drop for Service {
 }
 
 fn start(dir: &Path, config: &Path, name: &str) -> Service {
+    start_with(dir, config, name, &[])
+}
+
+fn start_with(dir: &Path, config: &Path, name: &str, env: &[(&str, &str)]) -> Service {
     let log =
         std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{name}.log"))).unwrap();
     Service(Some(
         vigie()
             .args(["ingest", "--config", config.to_str().unwrap()])
             .env("VIGIE_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -228,6 +233,23 @@ fn kill_9_at_random_points_loses_nothing_and_stores_nothing_twice() {
     let seed: u64 = rand::random();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     eprintln!("kill -9 schedule seed: {seed}");
+    // First, a crash inside a flush: the process aborts itself at the
+    // 13th step of the store (each flush counts a write and a rename per
+    // file, the dead letters, the checkpoint's write and rename), so with
+    // the first flushes holding several files, between two renames or
+    // between the last rename and the checkpoint.
+    let mut child = start_with(dir.path(), &cfg, "ingest", &[("VIGIE_TEST_STORE_FAULT", "abort:13")]);
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(st) = child.child().try_wait().unwrap() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < end, "the injected crash never came");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(6), "aborted by the injected crash: {status:?}");
+    eprintln!("injected crash: {} rows stored", raw_event_ids(&store).1);
     for round in 0..5 {
         let mut child = start(dir.path(), &cfg, "ingest");
         let after = Duration::from_millis(rng.gen_range(800..4000));
@@ -236,6 +258,7 @@ fn kill_9_at_random_points_loses_nothing_and_stores_nothing_twice() {
         child.child().wait().unwrap();
         eprintln!("round {round}: killed after {after:?}, {} rows stored", raw_event_ids(&store).1);
     }
+
     prod.join().unwrap();
     assert!(done.load(Ordering::SeqCst));
     let child = start(dir.path(), &cfg, "ingest");
@@ -319,4 +342,303 @@ fn two_instances_split_four_partitions_and_store_each_event_once() {
             .unwrap_or(0);
         assert!(accepted > 0, "{name} stored nothing:\n{log}");
     }
+}
+
+/// A free loopback port.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A broker of the test's own (tansu, memory storage), so that the test
+/// can restart it empty: a source that loses its state.
+struct OwnBroker {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl OwnBroker {
+    fn start(port: u16, log: &Path) -> OwnBroker {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let child = std::process::Command::new("tansu")
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tansu on PATH (scripts/test.sh installs it)");
+        wait_for("the broker's port", Duration::from_secs(30), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        OwnBroker { port, child: Some(child) }
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn metrics_text(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else { return String::new() };
+    let _ = s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes());
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+}
+
+#[test]
+fn a_source_that_lost_its_state_is_detected_and_both_incarnations_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = OwnBroker::start(port, &dir.path().join("broker.log"));
+    let brokers = broker.address();
+    let (topic, group) = (unique("events"), unique("vigie"));
+    let records = recent_records(8, 5, 61);
+    // First incarnation: 40 % of the records, partition 1 more than 0.
+    let (old, new) = records.split_at(records.len() * 2 / 5);
+    let old_parts = |i: usize| if i % 3 == 0 { 0 } else { 1 };
+    create_topic(&brokers, &topic, 2);
+    let p = producer(&brokers, true);
+    for (i, r) in old.iter().enumerate() {
+        send(&p, &topic, old_parts(i), r);
+    }
+    p.flush(Duration::from_secs(300)).unwrap();
+    drop(p);
+    let store = dir.path().join("store");
+    let cfg = dir.path().join("vigie.toml");
+    let metrics_port = free_port();
+    std::fs::write(
+        &cfg,
+        service_toml(&brokers, &topic, &group, &store, "")
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{metrics_port}")),
+    )
+    .unwrap();
+    let child = start(dir.path(), &cfg, "first");
+    wait_for("the first incarnation committed", Duration::from_secs(120), || {
+        committed_total(&brokers, &group, &topic, 2) == old.len() as i64
+    });
+    assert!(terminate(child).success());
+
+    // The broker loses its state; the topic comes back with other records:
+    // partition 0 grows past the old offsets (only the record at the
+    // checkpoint tells), partition 1 stays below them (the high watermark
+    // tells).
+    broker.stop();
+    let broker = OwnBroker::start(port, &dir.path().join("broker.log"));
+    create_topic(&brokers, &topic, 2);
+    let old0 = (0..old.len()).filter(|i| old_parts(*i) == 0).count();
+    let p = producer(&brokers, true);
+    let (new0, new1) = new.split_at(old0 + 50);
+    for r in new0 {
+        send(&p, &topic, 0, r);
+    }
+    let new1 = &new1[..new1.len().min(old.len() - old0 - 100)];
+    for r in new1 {
+        send(&p, &topic, 1, r);
+    }
+    p.flush(Duration::from_secs(300)).unwrap();
+    let child = start(dir.path(), &cfg, "second");
+    let total_new = (new0.len() + new1.len()) as i64;
+    wait_for("the second incarnation committed", Duration::from_secs(120), || {
+        committed_total(&brokers, &group, &topic, 2) == total_new
+    });
+    let m = metrics_text(metrics_port, "/metrics");
+    assert_eq!(metric(&m, &format!("vigie_source_resets_total{{topic=\"{topic}\"}}")), Some(2.0), "{m}");
+    assert!(terminate(child).success());
+    drop(broker);
+
+    let log = std::fs::read_to_string(dir.path().join("second.log")).unwrap();
+    assert!(log.contains("partition ends at"), "the watermark check:\n{log}");
+    assert!(log.contains("is not the one stored there"), "the record check:\n{log}");
+    let mut want = expected(old);
+    want.extend(expected(new0));
+    want.extend(expected(new1));
+    want.sort();
+    let (ids, rows) = raw_event_ids(&store);
+    assert_eq!(rows, want.len(), "each event of both incarnations exactly once");
+    assert_eq!(ids, want);
+    for p in 0..2 {
+        let ck = vigie::service::store::read_checkpoint(&store, &topic, p).best.unwrap();
+        assert_eq!(ck.epoch, 1, "partition {p}: a new incarnation");
+    }
+}
+
+#[test]
+fn with_on_source_reset_stop_vigie_holds_the_partition_stays_up_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut broker = OwnBroker::start(port, &dir.path().join("broker.log"));
+    let brokers = broker.address();
+    let (topic, group) = (unique("events"), unique("vigie"));
+    let records = recent_records(4, 2, 62);
+    create_topic(&brokers, &topic, 1);
+    let p = producer(&brokers, true);
+    for r in &records {
+        send(&p, &topic, 0, r);
+    }
+    p.flush(Duration::from_secs(300)).unwrap();
+    drop(p);
+    let store = dir.path().join("store");
+    let cfg = dir.path().join("vigie.toml");
+    let metrics_port = free_port();
+    let text = service_toml(&brokers, &topic, &group, &store, "on_source_reset = \"stop\"")
+        .replace("127.0.0.1:0", &format!("127.0.0.1:{metrics_port}"));
+    std::fs::write(&cfg, text).unwrap();
+    let child = start(dir.path(), &cfg, "first");
+    wait_for("committed", Duration::from_secs(120), || {
+        committed_total(&brokers, &group, &topic, 1) == records.len() as i64
+    });
+    assert!(terminate(child).success());
+    let before = raw_event_ids(&store);
+
+    broker.stop();
+    let _broker = OwnBroker::start(port, &dir.path().join("broker.log"));
+    create_topic(&brokers, &topic, 1);
+    let p = producer(&brokers, true);
+    for r in &records[..10] {
+        send(&p, &topic, 0, r);
+    }
+    p.flush(Duration::from_secs(60)).unwrap();
+    let mut child = start(dir.path(), &cfg, "second");
+    wait_for("the reset reported", Duration::from_secs(60), || {
+        metric(
+            &metrics_text(metrics_port, "/metrics"),
+            &format!("vigie_source_reset_blocked_partitions{{topic=\"{topic}\"}}"),
+        ) == Some(1.0)
+    });
+    let ready = metrics_text(metrics_port, "/ready");
+    assert!(ready.starts_with("HTTP/1.1 503") && ready.contains("source reset"), "{ready}");
+    // Up, and nothing of the new incarnation taken.
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(child.child().try_wait().unwrap().is_none(), "vigie stayed up");
+    assert_eq!(raw_event_ids(&store), before);
+    assert!(terminate(child).success());
+}
+
+/// A small file system of the test's own (tmpfs; root only), unmounted
+/// when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(path).unwrap();
+        let st = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", path.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount a tmpfs (the tests run as root in CI)");
+        SmallDisk(path.to_path_buf())
+    }
+
+    fn grow(&self, size: &str) {
+        let st = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}"), self.0.to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_pauses_ingestion_and_it_resumes_by_itself_when_room_comes_back() {
+    let brokers = broker();
+    let (topic, group) = (unique("events"), unique("vigie"));
+    create_topic(&brokers, &topic, 3);
+    let records = recent_records(10, 6, 63);
+    let good = expected(&records);
+    let p = producer(&brokers, false);
+    for (i, r) in records.iter().enumerate() {
+        send(&p, &topic, (i % 3) as i32, r);
+    }
+    p.flush(Duration::from_secs(300)).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let disk = SmallDisk::mount(&dir.path().join("disk"), "512k");
+    let store = dir.path().join("disk/store");
+    let cfg = dir.path().join("vigie.toml");
+    let metrics_port = free_port();
+    let text =
+        service_toml(&brokers, &topic, &group, &store, "max_batch_events = 500\nmax_retry_backoff_ms = 500")
+            .replace("max_batch_events = 2000\n", "")
+            .replace("127.0.0.1:0", &format!("127.0.0.1:{metrics_port}"));
+    std::fs::write(&cfg, text).unwrap();
+    let mut child = start(dir.path(), &cfg, "ingest");
+    let scrape = || metrics_text(metrics_port, "/metrics");
+    wait_for("the store full", Duration::from_secs(120), || {
+        metric(&scrape(), "vigie_store_writable") == Some(0.0)
+    });
+    // While full: nothing committed beyond what the store holds, for a
+    // while, and the failure visible.
+    for _ in 0..5 {
+        for part in 0..3 {
+            let committed = {
+                use rdkafka::consumer::{BaseConsumer, Consumer};
+                let c: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &brokers)
+                    .set("group.id", &group)
+                    .create()
+                    .unwrap();
+                let mut tpl = TopicPartitionList::new();
+                tpl.add_partition(&topic, part);
+                c.committed_offsets(tpl, Duration::from_secs(5)).unwrap().elements()[0]
+                    .offset()
+                    .to_raw()
+                    .unwrap_or(-1)
+            };
+            let durable = vigie::service::store::durable_offset(&store, &topic, part).unwrap_or(-1);
+            assert!(
+                committed <= durable + 1,
+                "partition {part}: committed {committed}, durable up to {durable}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    let m = scrape();
+    assert!(metric(&m, "vigie_store_write_failures_total{stage=\"flush\"}").unwrap_or(0.0) >= 1.0, "{m}");
+    assert!(metrics_text(metrics_port, "/ready").starts_with("HTTP/1.1 503"));
+    assert!(committed_total(&brokers, &group, &topic, 3) < records.len() as i64);
+
+    // Room comes back: no restart.
+    disk.grow("64m");
+    wait_for("every offset committed after the disk grew", Duration::from_secs(180), || {
+        committed_total(&brokers, &group, &topic, 3) == records.len() as i64
+    });
+    assert!(child.child().try_wait().unwrap().is_none(), "the same process went on");
+    assert_eq!(metric(&scrape(), "vigie_store_writable"), Some(1.0));
+    assert!(metrics_text(metrics_port, "/ready").starts_with("HTTP/1.1 200"));
+    let status = terminate(child);
+    let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
+    assert!(status.success(), "{log}");
+    assert!(log.contains("pausing consumption"), "{log}");
+    assert!(log.contains("takes writes again"), "{log}");
+    let (ids, rows) = raw_event_ids(&store);
+    assert_eq!(rows, good.len(), "each event exactly once");
+    assert_eq!(ids, good);
+    assert_eq!(range_problems(&store, &topic), Vec::<String>::new());
+    assert!(vigie::service::store::temporaries(&store).is_empty());
+    drop(disk);
 }

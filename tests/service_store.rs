@@ -25,7 +25,8 @@ fn the_purge_removes_what_is_past_retention_and_nothing_else() {
     let root = dir.path();
     let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
     let ago = |d: u64| today - Days::new(d);
-    let raw = |d: NaiveDate, site: &str| store::raw_file(root, site, d, "events", 0, 0, 9);
+    let name = store::RawName { topic: "events".into(), epoch: 0, partition: 0, first: 0, last: 9 };
+    let raw = |d: NaiveDate, site: &str| store::raw_file(root, site, d, &name);
     // raw: 7 days. Day today-7 is kept (7 days old), today-8 goes.
     let raw_gone = [raw(ago(8), "lyon-1"), raw(ago(30), "nantes")];
     let raw_kept = [raw(ago(7), "lyon-1"), raw(ago(0), "lyon-1"), raw(ago(1), "nantes")];
@@ -49,7 +50,8 @@ fn the_purge_removes_what_is_past_retention_and_nothing_else() {
         std::fs::write(dl.join(format!("{d}.ndjson")), "{}\n").unwrap();
     }
     // Offsets checkpoints are not data: never purged.
-    store::write_checkpoint(root, "events", 0, 41).unwrap();
+    let ck = store::Checkpoint { seq: 1, epoch: 0, last: 41, fingerprint: None };
+    store::write_checkpoint(root, "events", 0, &ck, &store::Faults::default()).unwrap();
 
     let r = Retention { raw_days: 7, summary_days: 91, aggregate_days: 396 };
     let report = store::purge(root, &r, today).unwrap();
@@ -82,20 +84,30 @@ fn the_purge_removes_what_is_past_retention_and_nothing_else() {
 }
 
 #[test]
-fn the_durable_offset_is_the_later_of_checkpoint_and_file_names() {
+fn the_durable_offset_is_the_checkpoint_never_a_file_name() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     let d = NaiveDate::from_ymd_opt(2026, 11, 20).unwrap();
+    let name =
+        |p, first, last| store::RawName { topic: "events".into(), epoch: 0, partition: p, first, last };
     assert_eq!(store::durable_offset(root, "events", 1), None);
-    touch_parquet(&store::raw_file(root, "lyon-1", d, "events", 1, 0, 99));
-    touch_parquet(&store::raw_file(root, "nantes", d, "events", 1, 100, 250));
-    touch_parquet(&store::raw_file(root, "lyon-1", d, "events", 2, 0, 900));
-    touch_parquet(&store::raw_file(root, "lyon-1", d, "other", 1, 0, 5000));
-    assert_eq!(store::durable_offset(root, "events", 1), Some(250));
-    store::write_checkpoint(root, "events", 1, 300).unwrap();
-    assert_eq!(store::durable_offset(root, "events", 1), Some(300));
-    store::write_checkpoint(root, "events", 1, 10).unwrap();
-    assert_eq!(store::durable_offset(root, "events", 1), Some(250));
+    // Two flushes of partition 1; the second never reached its checkpoint
+    // (a full disk between two of its renames): its one renamed file must
+    // not make its whole range look durable.
+    touch_parquet(&store::raw_file(root, "lyon-1", d, &name(1, 0, 99)));
+    touch_parquet(&store::raw_file(root, "nantes", d, &name(1, 0, 99)));
+    touch_parquet(&store::raw_file(root, "lyon-1", d, &name(1, 100, 250)));
+    touch_parquet(&store::raw_file(root, "lyon-1", d, &name(2, 0, 900)));
+    let ck = store::Checkpoint { seq: 1, epoch: 0, last: 99, fingerprint: None };
+    store::write_checkpoint(root, "events", 1, &ck, &store::Faults::default()).unwrap();
+    assert_eq!(store::durable_offset(root, "events", 1), Some(99));
+    let incomplete = store::incomplete_files(root, "events", 1, &ck);
+    assert_eq!(incomplete, vec![store::raw_file(root, "lyon-1", d, &name(1, 100, 250))]);
+    // The analysis reads the complete flushes, and partition 2's file
+    // (no checkpoint: it cannot tell).
+    let complete = store::complete_raw_files(root);
+    assert_eq!(complete.len(), 3);
+    assert!(!complete.contains(&incomplete[0]));
 }
 
 #[test]
@@ -123,7 +135,8 @@ fn the_analysis_cycle_agrees_with_the_audit_on_the_same_events() {
     dup.push(stored[3].clone());
     let frames = store::batch_frames(dup).unwrap();
     assert_eq!(frames.len(), 2, "one file per site and day");
-    store::write_frames(root, &frames, "events", 0, 0, 70).unwrap();
+    let name = store::RawName { topic: "events".into(), epoch: 0, partition: 0, first: 0, last: 70 };
+    store::write_frames(root, &frames, &name, &store::Faults::default()).unwrap();
 
     let c = vigie::service::analysis::analysis_cycle(root, &policy, None, &Default::default(), 70).unwrap();
     assert_eq!(c.shifts, 10, "5 workers x 2 days, the repeated event dropped");
@@ -179,4 +192,83 @@ fn a_bad_service_configuration_lists_every_problem_and_exits_2() {
     // demo --serve with an address that is not one.
     let out = vigie().args(["demo", "--serve", "nowhere"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn an_unreadable_store_file_is_quarantined_and_the_analysis_goes_on() {
+    use polars::prelude::*;
+    // The store of the analysis test above: five workers, two days.
+    let names = names(5);
+    let pattern = [("08:00:00", "shift_start", ""), ("08:00:00", "scan", ""), ("15:30:00", "shift_end", "")];
+    let mut events: Vec<E> = crew(5, &names, &pattern).into_iter().map(|e| e.team("A")).collect();
+    events.extend(crew(5, &names, &pattern).into_iter().map(|e| e.team("A").day(3)));
+    let policy = policy_k5();
+    let expected = evaluate(&events, &policy);
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let frames = store::batch_frames(ingest(&ndjson(&events))).unwrap();
+    let name = store::RawName { topic: "events".into(), epoch: 0, partition: 0, first: 0, last: 29 };
+    let written = store::write_frames(root, &frames, &name, &store::Faults::default()).unwrap();
+    let d4 = NaiveDate::from_ymd_opt(2026, 3, 4).unwrap();
+    let other =
+        |first| store::RawName { topic: "events".into(), epoch: 0, partition: 1, first, last: first + 9 };
+    // A table of damaged files, each with the reason it must be given.
+    let truncated = store::raw_file(root, "s1", d4, &other(0));
+    let bytes = std::fs::read(&written[0]).unwrap();
+    std::fs::create_dir_all(truncated.parent().unwrap()).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let empty = store::raw_file(root, "s1", d4, &other(10));
+    std::fs::write(&empty, b"").unwrap();
+    let foreign = root.join("raw/site=s1/date=2026-03-04/notes.parquet");
+    std::fs::copy(&written[0], &foreign).unwrap();
+    let wrong = store::raw_file(root, "s1", d4, &other(20));
+    let mut df = df!("event_id" => ["x"], "ts_us" => ["not a time"]).unwrap();
+    vigie_ingest::store::write_parquet_atomic(&mut df, &wrong, vigie_ingest::store::Durability::Scratch)
+        .unwrap();
+    // A summary that is not Parquet at all.
+    let bad_summary = store::summary_file(root, "s1", d4);
+    std::fs::create_dir_all(bad_summary.parent().unwrap()).unwrap();
+    std::fs::write(&bad_summary, b"PAR1 but not really").unwrap();
+    let want = [
+        ("raw", &truncated, "not_parquet"),
+        ("raw", &empty, "empty"),
+        ("raw", &foreign, "bad_name"),
+        ("raw", &wrong, "wrong_schema"),
+        ("summaries", &bad_summary, "not_parquet"),
+    ];
+
+    let c = vigie::service::analysis::analysis_cycle(root, &policy, None, &Default::default(), 30).unwrap();
+    assert_eq!(c.evaluation.aggregates, expected.aggregates, "the rest was analysed");
+    assert_eq!(c.shifts, 10);
+    for (tier, path, reason) in want {
+        assert!(!path.exists(), "{} still in the store", path.display());
+        let q = c
+            .quarantined
+            .iter()
+            .find(|q| q.path == *path)
+            .unwrap_or_else(|| panic!("{} not quarantined", path.display()));
+        assert_eq!((q.tier, q.reason), (tier, reason), "{}", path.display());
+        let moved = root.join("quarantine").join(path.strip_prefix(root).unwrap());
+        assert!(moved.exists(), "{}", moved.display());
+    }
+    assert_eq!(c.quarantined.len(), want.len());
+    // findings.json says which days are incomplete, and the findings of
+    // that week say so.
+    let f = read_json(&root.join("findings.json"));
+    let inc = f["incomplete"].as_array().unwrap();
+    let files: u64 = inc.iter().map(|i| i["files"].as_u64().unwrap()).sum();
+    assert_eq!(files, 5);
+    assert!(inc.iter().all(|i| i["site"] == "s1" && i["date"] == "2026-03-04"), "{inc:?}");
+    let week = f["findings"].as_array().unwrap().iter().filter(|x| x["period"] == "2026-W10").count();
+    let flagged = f["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["explanation"].as_str().unwrap().contains("Incomplete: 5 store file(s)"))
+        .count();
+    assert!(week > 0 && flagged >= week, "{flagged} of {week}");
+    // The next cycle runs clean and still says what is missing.
+    let c2 = vigie::service::analysis::analysis_cycle(root, &policy, None, &Default::default(), 30).unwrap();
+    assert!(c2.quarantined.is_empty());
+    assert_eq!(read_json(&root.join("findings.json"))["incomplete"], f["incomplete"]);
 }

@@ -79,6 +79,20 @@ pub struct PrivacySummary {
     pub pseudonymisation: String,
 }
 
+/// Data the analysis could not see: store files put in quarantine
+/// (docs/findings.md, "incomplete").
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Incomplete {
+    /// The store tier: `raw` or `summaries`.
+    pub tier: String,
+    pub site: Option<String>,
+    /// The local date of the data the files held.
+    pub date: Option<String>,
+    pub files: u64,
+    /// Why: `empty`, `not_parquet`, `wrong_schema`, `undecodable`, `bad_name`.
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Findings {
     pub schema: String,
@@ -87,6 +101,9 @@ pub struct Findings {
     pub input: InputSummary,
     pub privacy: PrivacySummary,
     pub findings: Vec<Finding>,
+    /// Days whose data was quarantined (service mode); absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incomplete: Vec<Incomplete>,
 }
 
 impl Findings {

@@ -139,33 +139,96 @@ pub enum Durability {
     Scratch,
 }
 
+/// A step of an atomic write, for a caller that injects faults
+/// (docs/design.md, "Testing the durable point").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteStep {
+    /// Before the temporary file is created and written.
+    Write,
+    /// Before the temporary file is renamed to its final name.
+    Rename,
+}
+
 /// Writes `df` to `path` atomically: a temporary name in the same folder,
 /// then a rename; with [`Durability::Synced`], fsync of the file before and
-/// of the folder after.
+/// of the folder after. On any failure the temporary file is removed, so a
+/// full disk never leaves a partial file behind, under either name.
 pub fn write_parquet_atomic(
     df: &mut DataFrame,
     path: &Path,
     durability: Durability,
 ) -> Result<(), IngestError> {
+    write_parquet_atomic_with(df, path, durability, &mut |_| Ok(()))
+}
+
+/// [`write_parquet_atomic`], calling `step` before each step (a fault
+/// injection seam: an error from it fails the write there).
+pub fn write_parquet_atomic_with(
+    df: &mut DataFrame,
+    path: &Path,
+    durability: Durability,
+    step: &mut dyn FnMut(WriteStep) -> std::io::Result<()>,
+) -> Result<(), IngestError> {
+    write_atomic_with(path, durability, step, &mut |f| {
+        ParquetWriter::new(f).with_compression(ParquetCompression::Zstd(None)).finish(df).map_err(
+            |e| match e {
+                PolarsError::IO { error, .. } => std::io::Error::new(error.kind(), error.to_string()),
+                other => std::io::Error::other(other.to_string()),
+            },
+        )?;
+        Ok(())
+    })
+}
+
+/// Writes `bytes` to `path` atomically, like [`write_parquet_atomic`].
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8], durability: Durability) -> Result<(), IngestError> {
+    write_bytes_atomic_with(path, bytes, durability, &mut |_| Ok(()))
+}
+
+/// [`write_bytes_atomic`] with a fault injection seam, like
+/// [`write_parquet_atomic_with`].
+pub fn write_bytes_atomic_with(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+    step: &mut dyn FnMut(WriteStep) -> std::io::Result<()>,
+) -> Result<(), IngestError> {
+    write_atomic_with(path, durability, step, &mut |f| f.write_all(bytes))
+}
+
+/// The atomic write under both: `fill` writes the temporary file.
+fn write_atomic_with(
+    path: &Path,
+    durability: Durability,
+    step: &mut dyn FnMut(WriteStep) -> std::io::Result<()>,
+    fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
+) -> Result<(), IngestError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("part.parquet");
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("part");
     // Unique per process and call: instances sharing a store may write the
     // same file (a summary, findings) at the same time.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-    let mut f = File::create(&tmp).map_err(|e| IngestError::io(&tmp, e))?;
-    ParquetWriter::new(&mut f)
-        .with_compression(ParquetCompression::Zstd(None))
-        .finish(df)
-        .map_err(IngestError::Polars)?;
-    f.flush().map_err(|e| IngestError::io(&tmp, e))?;
-    if durability == Durability::Synced {
-        f.sync_all().map_err(|e| IngestError::io(&tmp, e))?;
+    let written = (|| {
+        step(WriteStep::Write)?;
+        let mut f = File::create(&tmp)?;
+        fill(&mut f)?;
+        f.flush()?;
+        if durability == Durability::Synced {
+            f.sync_all()?;
+        }
+        step(WriteStep::Rename)
+    })();
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(IngestError::io(path, e));
     }
-    drop(f);
-    fs::rename(&tmp, path).map_err(|e| IngestError::io(path, e))?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(IngestError::io(path, e));
+    }
     if durability == Durability::Synced {
         File::open(dir).and_then(|d| d.sync_all()).map_err(|e| IngestError::io(dir, e))?;
     }

@@ -29,6 +29,110 @@ pub struct Cycle {
     pub findings: Findings,
     pub shifts: usize,
     pub summaries_written: usize,
+    /// Store files this cycle put in quarantine.
+    pub quarantined: Vec<Quarantined>,
+}
+
+/// A store file moved to `quarantine/` because it could not be read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quarantined {
+    pub tier: &'static str,
+    /// Where it was, in the store.
+    pub path: PathBuf,
+    pub reason: &'static str,
+}
+
+/// Moves `path` to quarantine, logs it once (path and reason, never the
+/// file's bytes) and records it.
+fn set_aside(root: &Path, tier: &'static str, path: &Path, reason: &'static str, out: &mut Vec<Quarantined>) {
+    match store::quarantine(root, path, reason) {
+        Ok(to) => {
+            tracing::error!(tier, path = %path.display(), reason, quarantine = %to.display(), "A store file cannot be read: quarantined, the analysis goes on without it");
+            out.push(Quarantined { tier, path: path.to_path_buf(), reason });
+        }
+        Err(e) => {
+            tracing::error!(tier, path = %path.display(), reason, error = %e, "A store file cannot be read and could not be quarantined")
+        }
+    }
+}
+
+/// Keeps the files that pass `check`; the others go to quarantine.
+fn screen(
+    root: &Path,
+    tier: &'static str,
+    files: Vec<PathBuf>,
+    check: impl Fn(&Path) -> Result<(), &'static str>,
+    out: &mut Vec<Quarantined>,
+) -> Vec<PathBuf> {
+    files
+        .into_iter()
+        .filter(|f| match check(f) {
+            Ok(()) => true,
+            Err(reason) => {
+                set_aside(root, tier, f, reason, out);
+                false
+            }
+        })
+        .collect()
+}
+
+/// Runs `read` over `files`; when it fails, decodes each file alone,
+/// quarantines those that do not decode, and runs it once more. The error
+/// left names no file content.
+fn read_or_isolate<T>(
+    root: &Path,
+    tier: &'static str,
+    files: Vec<PathBuf>,
+    read: impl Fn(&[PathBuf]) -> anyhow::Result<T>,
+    out: &mut Vec<Quarantined>,
+) -> anyhow::Result<T> {
+    match read(&files) {
+        Ok(v) => Ok(v),
+        Err(_) => {
+            let good = screen(root, tier, files, store::decode_parquet, out);
+            read(&good).map_err(|_| {
+                anyhow::anyhow!("the {tier} tier could not be read, even without its undecodable files")
+            })
+        }
+    }
+}
+
+/// What `findings.json` says of quarantined data (every file still in
+/// `quarantine/`, this cycle's and earlier ones), by tier, site, date and
+/// reason. Files quarantined because their records are read again from
+/// the source (`unverified_flush`) are not missing and are left out.
+fn incomplete_of(root: &Path) -> Vec<vigie_analyze::findings::Incomplete> {
+    let mut by: BTreeMap<(String, Option<String>, Option<String>, String), u64> = BTreeMap::new();
+    for tier in [store::RAW, store::SUMMARIES] {
+        for f in store::files_under(&root.join(store::QUARANTINE).join(tier), "parquet") {
+            let mut note = f.clone().into_os_string();
+            note.push(".reason");
+            let text = std::fs::read_to_string(std::path::PathBuf::from(note)).unwrap_or_default();
+            let reason = text.split_whitespace().nth(1).unwrap_or("unknown").to_string();
+            if reason == "unverified_flush" {
+                continue;
+            }
+            let (site, date) = store::site_and_date(&f);
+            *by.entry((tier.to_string(), site, date, reason)).or_default() += 1;
+        }
+    }
+    by.into_iter()
+        .map(|((tier, site, date, reason), files)| vigie_analyze::findings::Incomplete {
+            tier,
+            site,
+            date,
+            files,
+            reason,
+        })
+        .collect()
+}
+
+/// Whether a finding's period covers a date (`YYYY-MM-DD`).
+fn period_covers(period: &str, date: &str) -> bool {
+    if period == "all" {
+        return true;
+    }
+    chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok_and(|d| store::week_of(d) == period)
 }
 
 /// One analysis over the store: raw events to shift summaries, summaries
@@ -42,8 +146,24 @@ pub fn analysis_cycle(
 ) -> anyhow::Result<Cycle> {
     let model = policy.shift_model();
     let raw_dir = root.join(store::RAW);
-    let raw_files = store::files_under(&raw_dir, "parquet");
-    let frame = shifts::files_shift_frame(&raw_files, &model)?;
+    let mut quarantined = Vec::new();
+    // Only whole flushes: a flush under way, or one a crash cut, is not
+    // read (its records will be stored again, whole). A file that cannot
+    // be read goes to quarantine; the analysis goes on with the rest.
+    let (raw_files, foreign) = store::raw_files_by_kind(root);
+    for f in foreign {
+        set_aside(root, store::RAW, &f, "bad_name", &mut quarantined);
+    }
+    let schema = vigie_ingest::store::store_schema();
+    let raw_files =
+        screen(root, store::RAW, raw_files, |f| store::check_parquet(f, Some(&schema)), &mut quarantined);
+    let frame = read_or_isolate(
+        root,
+        store::RAW,
+        raw_files,
+        |files| Ok(shifts::files_shift_frame(files, &model)?),
+        &mut quarantined,
+    )?;
     let oldest_raw = store::dated_folders(&raw_dir).first().map(|(d, _)| *d);
     let mut summaries_written = 0;
     if frame.height() > 0 {
@@ -67,8 +187,31 @@ pub fn analysis_cycle(
         }
     }
     let summary_files = store::files_under(&root.join(store::SUMMARIES), "parquet");
-    let all = shifts::read_shift_files(&summary_files)?;
-    let evaluation = rules::evaluate_with(&all, policy, employer, evidence);
+    let summary_files =
+        screen(root, store::SUMMARIES, summary_files, |f| store::check_parquet(f, None), &mut quarantined);
+    let all = read_or_isolate(
+        root,
+        store::SUMMARIES,
+        summary_files,
+        |files| Ok(shifts::read_shift_files(files)?),
+        &mut quarantined,
+    )?;
+    let mut evaluation = rules::evaluate_with(&all, policy, employer, evidence);
+    // Findings say what they did not see: a quiet week may be a missing one.
+    let incomplete = incomplete_of(root);
+    for f in &mut evaluation.findings {
+        let n: u64 = incomplete
+            .iter()
+            .filter(|i| i.site.as_deref().is_none_or(|s| s == f.site))
+            .filter(|i| i.date.as_deref().is_none_or(|d| period_covers(&f.period, d)))
+            .map(|i| i.files)
+            .sum();
+        if n > 0 {
+            f.explanation.push_str(&format!(
+                " Incomplete: {n} store file(s) of this period were quarantined (unreadable); see `incomplete`."
+            ));
+        }
+    }
 
     let rfc = |us: Option<i64>| {
         us.and_then(chrono::DateTime::from_timestamp_micros)
@@ -96,6 +239,7 @@ pub fn analysis_cycle(
             pseudonymisation: "hmac-sha256, key from file".into(),
         },
         findings: evaluation.findings.clone(),
+        incomplete,
     };
     crate::audit::write_atomic(&root.join("findings.json"), findings.to_json().as_bytes())?;
     let mut by_week: BTreeMap<&str, Vec<_>> = BTreeMap::new();
@@ -106,7 +250,7 @@ pub fn analysis_cycle(
         let mut df = vigie_analyze::aggregates::frame(&rows)?;
         write_parquet_atomic(&mut df, &store::aggregate_file(root, week), Durability::Synced)?;
     }
-    Ok(Cycle { shifts: all.len(), summaries_written, evaluation, findings })
+    Ok(Cycle { shifts: all.len(), summaries_written, evaluation, findings, quarantined })
 }
 
 /// Purges the store and refreshes the tier metrics.
@@ -164,6 +308,9 @@ pub fn spawn_background(
                         let metrics = m;
                         let started = Instant::now();
                         let c = analysis_cycle(&root, &inputs.0, inputs.1.as_ref(), &inputs.2, seen)?;
+                        for q in &c.quarantined {
+                            metrics.store_quarantined.with_label_values(&[q.tier, q.reason]).inc();
+                        }
                         let published = metrics.publish(&c.evaluation);
                         metrics.analysis_duration.set(started.elapsed().as_secs_f64());
                         metrics.analysis_last_success.set(chrono::Utc::now().timestamp_millis() as f64 / 1e3);
@@ -176,6 +323,9 @@ pub fn spawn_background(
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
                             metrics.analysis_failures.inc();
+                            if e.chain().any(|c| matches!(c.downcast_ref::<vigie_ingest::IngestError>(), Some(vigie_ingest::IngestError::Io { .. }))) {
+                                metrics.store_write_failures.with_label_values(&["analysis"]).inc();
+                            }
                             tracing::error!(error = %e, "Analysis failed; the previous findings stay published");
                         }
                         Err(e) => {

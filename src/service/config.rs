@@ -52,9 +52,29 @@ pub struct KafkaConfig {
     /// SIGTERM/SIGINT: flush, commit and exit within this.
     #[serde(default = "d_shutdown_ms")]
     pub shutdown_deadline_ms: u64,
-    /// Attempts to make a batch durable before the service stops.
+    /// Attempts to make a batch durable when the error cannot heal (a
+    /// permission refused, a read-only store) before the service stops.
+    /// Errors that can heal (a full disk) are retried until they do.
     #[serde(default = "d_retries")]
     pub max_write_retries: u32,
+    /// Longest wait between two attempts while the store cannot be written.
+    #[serde(default = "d_max_backoff_ms")]
+    pub max_retry_backoff_ms: u64,
+    /// What to do when a partition's source went backwards (topic
+    /// recreated, broker state lost): `earliest` reads the new incarnation
+    /// from its first offset, `stop` holds the partition back until an
+    /// operator decides (docs/design.md, "A source that goes backwards").
+    #[serde(default)]
+    pub on_source_reset: OnSourceReset,
+}
+
+/// `kafka.on_source_reset`.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSourceReset {
+    #[default]
+    Earliest,
+    Stop,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -117,6 +137,9 @@ fn d_shutdown_ms() -> u64 {
 }
 fn d_retries() -> u32 {
     5
+}
+fn d_max_backoff_ms() -> u64 {
+    10_000
 }
 fn d_store_path() -> PathBuf {
     PathBuf::from("vigie-store")
@@ -193,6 +216,9 @@ impl KafkaConfig {
     pub fn shutdown_deadline(&self) -> Duration {
         Duration::from_millis(self.shutdown_deadline_ms)
     }
+    pub fn max_retry_backoff(&self) -> Duration {
+        Duration::from_millis(self.max_retry_backoff_ms.max(1))
+    }
 }
 
 /// Sections and their keys, to name every unknown key at once.
@@ -210,6 +236,8 @@ const KNOWN: [(&str, &[&str]); 4] = [
             "clock_skew_s",
             "shutdown_deadline_ms",
             "max_write_retries",
+            "max_retry_backoff_ms",
+            "on_source_reset",
         ],
     ),
     (
@@ -430,8 +458,10 @@ impl Config {
 }
 
 /// librdkafka options vigie sets itself.
-pub const MANAGED: [&str; 6] = [
+pub const MANAGED: [&str; 7] = [
     "enable.auto.commit",
+    // Where to start is the store's decision, never `latest`.
+    "auto.offset.reset",
     "enable.auto.offset.store",
     "group.id",
     "bootstrap.servers",

@@ -3,9 +3,10 @@
 //! one, `dead-letter/DATE.ndjson` in the store. The record is the one the
 //! door redacted: its `worker` value is already a pseudonym.
 
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,9 +48,13 @@ pub enum DeadLetter {
         failed: Arc<AtomicU64>,
         pending: bool,
     },
+    /// `dead-letter/DATE.ndjson`. Lines wait in memory until a flush
+    /// appends them and fsyncs the file; a failed append is cut back to the
+    /// file's last durable length, so a full disk never leaves half a line.
     Local {
         dir: PathBuf,
-        file: Option<(String, BufWriter<File>)>,
+        /// Lines not yet durable, by date.
+        pending: BTreeMap<String, Vec<u8>>,
     },
 }
 
@@ -74,7 +79,7 @@ impl DeadLetter {
             None => {
                 let dir = cfg.store.path.join(super::store::DEAD_LETTER);
                 std::fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
-                Ok(DeadLetter::Local { dir, file: None })
+                Ok(DeadLetter::Local { dir, pending: BTreeMap::new() })
             }
         }
     }
@@ -126,25 +131,12 @@ impl RejectSink for DeadLetter {
                 *pending = true;
                 Ok(())
             }
-            DeadLetter::Local { dir, file } => {
+            DeadLetter::Local { pending, .. } => {
                 let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
-                if file.as_ref().is_none_or(|(d, _)| *d != date) {
-                    if let Some((_, mut w)) = file.take() {
-                        w.flush().map_err(|e| IngestError::io(dir, e))?;
-                        w.get_ref().sync_all().map_err(|e| IngestError::io(dir, e))?;
-                    }
-                    let path = dir.join(format!("{date}.ndjson"));
-                    let f = OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)
-                        .map_err(|e| IngestError::io(&path, e))?;
-                    *file = Some((date, BufWriter::new(f)));
-                }
-                let (_, w) = file.as_mut().expect("opened above");
-                let mut line = reject_json(origin, rej, raw, full_len);
-                line.push('\n');
-                w.write_all(line.as_bytes()).map_err(|e| IngestError::io(dir, e))
+                let buf = pending.entry(date).or_default();
+                buf.extend_from_slice(reject_json(origin, rej, raw, full_len).as_bytes());
+                buf.push(b'\n');
+                Ok(())
             }
         }
     }
@@ -168,13 +160,58 @@ impl RejectSink for DeadLetter {
                 *pending = false;
                 Ok(())
             }
-            DeadLetter::Local { dir, file } => {
-                if let Some((_, w)) = file.as_mut() {
-                    w.flush().map_err(|e| IngestError::io(dir, e))?;
-                    w.get_ref().sync_data().map_err(|e| IngestError::io(dir, e))?;
+            DeadLetter::Local { dir, pending } => {
+                while let Some((date, bytes)) = pending.pop_first() {
+                    let path = dir.join(format!("{date}.ndjson"));
+                    if let Err(e) = append_durably(&path, &bytes) {
+                        pending.insert(date, bytes);
+                        return Err(IngestError::io(&path, e));
+                    }
                 }
                 Ok(())
             }
         }
+    }
+}
+
+/// Appends whole lines to `path` and fsyncs it. On failure the file is cut
+/// back to the length it had (a line is in the file whole, or not at all).
+fn append_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().create(true).read(true).append(true).open(path)?;
+    let len = f.metadata()?.len();
+    let result = (|| {
+        // A line cut by an earlier failure whose truncation failed too:
+        // end it, so that the lines after it stay readable.
+        if len > 0 {
+            let mut last = [0u8; 1];
+            f.seek(SeekFrom::Start(len - 1))?;
+            f.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                f.write_all(b"\n")?;
+            }
+        }
+        f.write_all(bytes)?;
+        f.sync_data()
+    })();
+    if result.is_err() {
+        let _ = f.set_len(len).and_then(|_| f.sync_data());
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_cut_by_a_crash_is_ended_before_the_next_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.ndjson");
+        append_durably(&path, b"{\"a\":1}\n").unwrap();
+        // A cut line left by a crash is ended before the next append.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().write_all(b"{\"b\"").unwrap();
+        append_durably(&path, b"{\"c\":3}\n").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text, "{\"a\":1}\n{\"b\"\n{\"c\":3}\n");
     }
 }

@@ -51,13 +51,116 @@ pub enum ServiceError {
 /// (about 160 MB).
 pub const DEDUP_WINDOW_EVENTS: usize = 10_000_000;
 
-/// A partition's messages since its last flush.
-#[derive(Default)]
+/// A partition's messages since its last flush, and the flush under way.
 struct PartBuf {
+    /// The incarnation of the partition these offsets belong to.
+    epoch: u32,
+    /// Sequence of the partition's last checkpoint written.
+    seq: u64,
     events: Vec<Event>,
     /// Offsets of the first and last message buffered (None: empty).
     range: Option<(i64, i64)>,
+    /// Fingerprint of the last message buffered.
+    last_fp: u64,
     since: Option<Instant>,
+    /// A flush that has not completed yet: retried as it is (the same
+    /// files, the same names) before anything newer is flushed.
+    pending: Option<Pending>,
+}
+
+struct Pending {
+    frames: Vec<(String, chrono::NaiveDate, polars::prelude::DataFrame)>,
+    first: i64,
+    last: i64,
+    fp: u64,
+}
+
+impl PartBuf {
+    fn new(ck: Option<&store::Checkpoint>) -> PartBuf {
+        PartBuf {
+            epoch: ck.map_or(0, |c| c.epoch),
+            seq: ck.map_or(0, |c| c.seq),
+            events: Vec::new(),
+            range: None,
+            last_fp: 0,
+            since: None,
+            pending: None,
+        }
+    }
+
+    fn has_data(&self) -> bool {
+        self.range.is_some() || self.pending.is_some()
+    }
+}
+
+/// Why a flush did not complete.
+#[derive(Debug)]
+pub enum FlushError {
+    /// The store cannot be written now but may heal (a full disk, an I/O
+    /// error): the flush is kept and retried; consumption pauses.
+    Retryable(String),
+    /// It cannot heal (permission refused, read-only or vanished store, a
+    /// dead letter lost): the service stops; nothing past the durable point
+    /// was committed.
+    Fatal(String),
+}
+
+impl std::fmt::Display for FlushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FlushError::Retryable(m) | FlushError::Fatal(m) => f.write_str(m),
+        }
+    }
+}
+
+/// Whether a store error can heal by itself.
+fn classify(root: &Path, e: &IngestError, context: String) -> FlushError {
+    let msg = format!("{context}: {e}");
+    match e {
+        IngestError::Io { source, .. } => {
+            use std::io::ErrorKind::*;
+            if !root.is_dir() {
+                FlushError::Fatal(format!("{msg} (the store {} is gone)", root.display()))
+            } else if matches!(source.kind(), PermissionDenied | ReadOnlyFilesystem) {
+                FlushError::Fatal(msg)
+            } else {
+                FlushError::Retryable(msg)
+            }
+        }
+        // The dead-letter topic lost a record: only a replay brings it back.
+        IngestError::Input(_) | IngestError::Key(_) => FlushError::Fatal(msg),
+        IngestError::Polars(_) => FlushError::Retryable(msg),
+    }
+}
+
+/// What the source looks like for one partition at assignment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SourceView {
+    /// The group's committed offset.
+    pub committed: Option<i64>,
+    /// The partition's low and high watermarks.
+    pub low: Option<i64>,
+    pub high: Option<i64>,
+    /// The fingerprint of the record now at the checkpoint's last offset,
+    /// when it could be read.
+    pub fingerprint_at_last: Option<u64>,
+}
+
+/// Where an assigned partition starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    At(i64),
+    /// The earliest offset the source holds.
+    Beginning,
+    /// Not consumed: the source was reset and `on_source_reset = "stop"`.
+    Held,
+}
+
+/// The store's state as the loop sees it.
+struct StoreState {
+    writable: bool,
+    failures: u32,
+    next_attempt: Option<Instant>,
 }
 
 /// Everything the loop and the rebalance callback share.
@@ -67,13 +170,56 @@ pub struct Pipeline {
     parts: HashMap<(Arc<str>, i32), PartBuf>,
     metrics: Arc<Metrics>,
     max_retries: u32,
+    max_backoff: Duration,
     skew_s: f64,
-    /// Set when a batch could not be made durable: the loop stops.
+    on_reset: config::OnSourceReset,
+    faults: store::Faults,
+    state: StoreState,
+    /// Partitions held back after a source reset.
+    held: std::collections::HashSet<(Arc<str>, i32)>,
+    /// Set when the service must stop (an error that cannot heal).
     pub fatal: Option<String>,
 }
 
 impl Pipeline {
-    fn offer(
+    /// A pipeline over the store at `root`, for the service and its tests.
+    pub fn new(
+        cfg: &Config,
+        door: Ingestor<Vec<Event>, DeadLetter>,
+        metrics: Arc<Metrics>,
+        faults: store::Faults,
+    ) -> Pipeline {
+        Pipeline {
+            root: cfg.store.path.clone(),
+            door,
+            parts: HashMap::new(),
+            metrics,
+            max_retries: cfg.kafka.max_write_retries,
+            max_backoff: cfg.kafka.max_retry_backoff(),
+            skew_s: cfg.kafka.clock_skew_s as f64,
+            on_reset: cfg.kafka.on_source_reset,
+            faults,
+            state: StoreState { writable: true, failures: 0, next_attempt: None },
+            held: Default::default(),
+            fatal: None,
+        }
+    }
+
+    /// Whether the store takes writes (false while a flush waits to be
+    /// retried: consumption is paused).
+    pub fn writable(&self) -> bool {
+        self.state.writable
+    }
+
+    fn part(&mut self, topic: &Arc<str>, partition: i32) -> &mut PartBuf {
+        let root = &self.root;
+        self.parts
+            .entry((topic.clone(), partition))
+            .or_insert_with(|| PartBuf::new(store::read_checkpoint(root, topic, partition).best.as_ref()))
+    }
+
+    /// Takes one message through the door into its partition's buffer.
+    pub fn offer(
         &mut self,
         topic: &Arc<str>,
         partition: i32,
@@ -82,66 +228,98 @@ impl Pipeline {
     ) -> Result<(), IngestError> {
         let origin = || Origin::Kafka { topic: topic.clone(), partition, offset };
         self.door.set_clock(Some(Clock::now(self.skew_s)));
-        self.door.offer_json(payload.unwrap_or(b""), origin)?;
-        let buf = self.parts.entry((topic.clone(), partition)).or_default();
-        buf.events.append(&mut self.door.sink);
+        let bytes = payload.unwrap_or(b"");
+        self.door.offer_json(bytes, origin)?;
+        let mut accepted = std::mem::take(&mut self.door.sink);
+        let buf = self.part(topic, partition);
+        buf.events.append(&mut accepted);
         buf.range = Some(match buf.range {
             Some((first, _)) => (first, offset),
             None => (offset, offset),
         });
+        buf.last_fp = store::fingerprint(bytes);
         buf.since.get_or_insert_with(Instant::now);
+        self.door.sink = accepted;
         Ok(())
+    }
+
+    /// Events buffered for a partition (not yet flushed).
+    pub fn buffered(&self, topic: &str, partition: i32) -> usize {
+        self.parts
+            .iter()
+            .filter(|((t, p), _)| t.as_ref() == topic && *p == partition)
+            .map(|(_, b)| b.events.len())
+            .sum()
     }
 
     fn due(&self, max_events: usize, interval: Duration) -> Vec<(Arc<str>, i32)> {
         self.parts
             .iter()
             .filter(|(_, b)| {
-                b.range.is_some()
-                    && (b.events.len() >= max_events || b.since.is_some_and(|s| s.elapsed() >= interval))
+                b.pending.is_some()
+                    || (b.range.is_some()
+                        && (b.events.len() >= max_events || b.since.is_some_and(|s| s.elapsed() >= interval)))
             })
             .map(|(k, _)| k.clone())
             .collect()
     }
 
     /// Makes one partition's buffer durable, then commits it with
-    /// `commit`. A commit failure is logged, not fatal: the checkpoint in
-    /// the store already holds the durable point.
-    fn flush(
+    /// `commit` (docs/design.md, "One flush"):
+    /// 1. the buffer becomes the pending flush (kept until it completes);
+    /// 2. its files are written under temporary names, fsynced, renamed;
+    /// 3. the dead letters are made durable;
+    /// 4. the checkpoint is written: from here on the flush is durable;
+    /// 5. the offset after it is committed (a failed commit is logged:
+    ///    the checkpoint holds the durable point).
+    ///
+    /// On failure the files this attempt renamed are removed again, the
+    /// pending flush stays, and the error says whether it can heal.
+    pub fn flush(
         &mut self,
         topic: &Arc<str>,
         partition: i32,
         commit: &dyn Fn(&TopicPartitionList) -> KafkaResult<()>,
-    ) -> Result<(), String> {
-        let Some(buf) = self.parts.get_mut(&(topic.clone(), partition)) else { return Ok(()) };
-        let Some((first, last)) = buf.range else { return Ok(()) };
-        let events = std::mem::take(&mut buf.events);
-        let started = Instant::now();
-        let frames = store::batch_frames(events).map_err(|e| e.to_string())?;
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let r = store::write_frames(&self.root, &frames, topic, partition, first, last)
-                .and_then(|_| self.door.rejects.flush())
-                .and_then(|_| store::write_checkpoint(&self.root, topic, partition, last));
-            match r {
-                Ok(()) => break,
-                Err(e) if attempt < self.max_retries => {
-                    tracing::warn!(topic = %topic, partition, attempt, error = %e, "Batch not durable yet, retrying");
-                    std::thread::sleep(Duration::from_millis(100 << attempt.min(6)));
-                }
-                Err(e) => {
-                    return Err(format!(
-                    "{topic}/{partition} offsets {first}-{last}: not durable after {attempt} attempts: {e}"
-                ))
-                }
-            }
-        }
-        self.metrics.batch_write_seconds.observe(started.elapsed().as_secs_f64());
-        if let Some(buf) = self.parts.get_mut(&(topic.clone(), partition)) {
-            buf.range = None;
+    ) -> Result<(), FlushError> {
+        let root = self.root.clone();
+        let buf = self.part(topic, partition);
+        if buf.pending.is_none() {
+            let Some((first, last)) = buf.range.take() else { return Ok(()) };
             buf.since = None;
+            let events = std::mem::take(&mut buf.events);
+            let frames = store::batch_frames(events)
+                .map_err(|e| FlushError::Fatal(format!("{topic}/{partition}: {e}")))?;
+            buf.pending = Some(Pending { frames, first, last, fp: buf.last_fp });
         }
+        let (epoch, seq) = (buf.epoch, buf.seq);
+        let pending = buf.pending.take().expect("set above");
+        let (first, last, fp) = (pending.first, pending.last, pending.fp);
+        let name = store::RawName { topic: topic.to_string(), epoch, partition, first, last };
+        let started = Instant::now();
+        let ck = store::Checkpoint { seq: seq + 1, epoch, last, fingerprint: Some(fp) };
+        let result = match store::write_frames(&root, &pending.frames, &name, &self.faults) {
+            Err((renamed, e)) => Err((renamed, e)),
+            Ok(renamed) => self
+                .faults
+                .step("dead letters")
+                .map_err(|e| IngestError::io(&root.join(store::DEAD_LETTER), e))
+                .and_then(|_| self.door.rejects.flush())
+                .and_then(|_| store::write_checkpoint(&root, topic, partition, &ck, &self.faults))
+                .map_err(|e| (renamed, e)),
+        };
+        if let Err((renamed, e)) = result {
+            // Not durable: no file of this flush may stay visible (a
+            // retry writes them again; a restart reads them again).
+            for f in renamed {
+                let _ = std::fs::remove_file(f);
+            }
+            self.part(topic, partition).pending = Some(pending);
+            self.metrics.store_write_failures.with_label_values(&["flush"]).inc();
+            return Err(classify(&root, &e, format!("{topic}/{partition} offsets {first}-{last}")));
+        }
+        drop(pending);
+        self.part(topic, partition).seq += 1;
+        self.metrics.batch_write_seconds.observe(started.elapsed().as_secs_f64());
         let mut tpl = TopicPartitionList::new();
         if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(last + 1)) {
             tracing::warn!(error = %e, "Could not build the commit");
@@ -157,7 +335,81 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Flushes the partitions of `tpl` (all when None) and forgets them.
+    /// Flushes the given partitions; on the first error that can heal, the
+    /// store becomes unwritable (the caller pauses consumption) and the
+    /// rest wait for the next attempt. An error that cannot heal is kept in
+    /// `fatal` after `max_retries` attempts.
+    pub fn flush_some(
+        &mut self,
+        keys: &[(Arc<str>, i32)],
+        commit: &dyn Fn(&TopicPartitionList) -> KafkaResult<()>,
+    ) {
+        for (topic, partition) in keys {
+            match self.flush(topic, *partition, commit) {
+                Ok(()) => {}
+                Err(e) => {
+                    self.failed(e);
+                    return;
+                }
+            }
+        }
+        if !self.state.writable {
+            tracing::info!(after_failures = self.state.failures, "The store takes writes again: resuming");
+        }
+        self.state = StoreState { writable: true, failures: 0, next_attempt: None };
+        self.metrics.store_writable.set(1);
+    }
+
+    fn failed(&mut self, e: FlushError) {
+        self.state.failures += 1;
+        let n = self.state.failures;
+        let backoff = Duration::from_millis(100u64 << n.min(10)).min(self.max_backoff);
+        match e {
+            FlushError::Fatal(m) if n >= self.max_retries => {
+                tracing::error!(attempts = n, error = %m, "The store cannot be written and this will not heal: stopping");
+                self.fatal.get_or_insert(m);
+            }
+            FlushError::Fatal(m) | FlushError::Retryable(m) => {
+                if self.state.writable {
+                    tracing::error!(error = %m, "The store cannot be written: pausing consumption, keeping the batch, retrying");
+                } else {
+                    tracing::warn!(attempt = n, retry_in_ms = backoff.as_millis() as u64, error = %m, "The store still cannot be written");
+                }
+            }
+        }
+        self.state.writable = false;
+        self.state.next_attempt = Some(Instant::now() + backoff);
+        self.metrics.store_writable.set(0);
+    }
+
+    /// Flushes what is due; while the store is not writable, every
+    /// partition with data once the back-off has passed (pending flushes
+    /// first: nothing newer is made durable before them).
+    pub fn flush_due(
+        &mut self,
+        max_events: usize,
+        interval: Duration,
+        commit: &dyn Fn(&TopicPartitionList) -> KafkaResult<()>,
+    ) {
+        if self.state.writable {
+            let keys = self.due(max_events, interval);
+            if !keys.is_empty() {
+                self.flush_some(&keys, commit);
+            }
+            return;
+        }
+        if self.state.next_attempt.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        let mut keys: Vec<_> =
+            self.parts.iter().filter(|(_, b)| b.has_data()).map(|(k, _)| k.clone()).collect();
+        keys.sort_by_key(|k| self.parts[k].pending.is_none());
+        self.flush_some(&keys, commit);
+    }
+
+    /// Flushes the partitions of `tpl` (all when None), once each, and
+    /// forgets them. What cannot be flushed is dropped uncommitted: the next
+    /// owner (or the next start) reads it again.
     fn flush_and_release(
         &mut self,
         which: Option<&TopicPartitionList>,
@@ -169,11 +421,156 @@ impl Pipeline {
         };
         for (topic, partition) in keys {
             if let Err(e) = self.flush(&topic, partition, commit) {
-                // Not committed: the next owner reads these records again.
-                tracing::error!(error = %e, "Dropping a revoked partition's buffer");
-                self.fatal.get_or_insert(e);
+                tracing::error!(error = %e, "A partition's buffer could not be made durable: not committed, it will be read again");
+                if let FlushError::Fatal(m) = e {
+                    self.fatal.get_or_insert(m);
+                }
+                self.forget_unstored();
             }
-            self.parts.remove(&(topic, partition));
+            self.parts.remove(&(topic.clone(), partition));
+            if self.held.remove(&(topic.clone(), partition)) {
+                self.metrics.source_reset_blocked.with_label_values(&[&topic]).dec();
+            }
+        }
+    }
+
+    /// Drops buffered events that were never made durable (a lost
+    /// assignment). Their ids leave the duplicate filter too, so that the
+    /// records are accepted when they are read again.
+    pub fn drop_unstored(&mut self, topic: &Arc<str>, partition: i32) {
+        if self.parts.remove(&(topic.clone(), partition)).is_some_and(|b| b.has_data()) {
+            self.forget_unstored();
+        }
+    }
+
+    /// The duplicate filter may hold ids of events that were never stored:
+    /// it starts afresh (the analysis still drops repeated ids).
+    fn forget_unstored(&mut self) {
+        self.door.forget_seen();
+    }
+
+    /// Decides where an assigned partition starts, after removing what an
+    /// incomplete flush left (docs/design.md, "Where offsets live" and "A
+    /// source that goes backwards").
+    pub fn assign(&mut self, topic: &Arc<str>, partition: i32, view: SourceView) -> Start {
+        let read = store::read_checkpoint(&self.root, topic, partition);
+        for path in &read.damaged {
+            tracing::error!(path = %path.display(), "A checkpoint slot does not read; using what is known to be complete");
+            self.metrics.store_damaged_checkpoints.inc();
+        }
+        self.drop_unstored(topic, partition);
+        let Some(ck) = read.best else {
+            return self.assign_without_checkpoint(topic, partition, view, !read.damaged.is_empty());
+        };
+        let removed = store::incomplete_files(&self.root, topic, partition, &ck);
+        for f in &removed {
+            match std::fs::remove_file(f) {
+                Ok(()) => self.metrics.store_incomplete_removed.inc(),
+                Err(e) => {
+                    tracing::error!(path = %f.display(), error = %e, "Could not remove a file of an incomplete flush")
+                }
+            }
+        }
+        if !removed.is_empty() {
+            tracing::warn!(topic = %topic, partition, files = removed.len(), durable = ck.last, "Removed the files of a flush that never completed; its records are read again");
+        }
+        let resume = ck.last + 1;
+        let reset = if let Some(high) = view.high.filter(|h| *h < resume) {
+            Some(format!("the store holds offsets up to {} but the partition ends at {high}", ck.last))
+        } else if let (Some(want), Some(got)) = (ck.fingerprint, view.fingerprint_at_last) {
+            (want != got).then(|| format!("the record now at offset {} is not the one stored there", ck.last))
+        } else {
+            None
+        };
+        if let Some(why) = reset {
+            self.metrics.source_resets.with_label_values(&[topic]).inc();
+            tracing::error!(topic = %topic, partition, durable = ck.last, low = ?view.low, high = ?view.high, committed = ?view.committed, policy = ?self.on_reset, "The source went backwards: {why}");
+            if self.on_reset == config::OnSourceReset::Stop {
+                if self.held.insert((topic.clone(), partition)) {
+                    self.metrics.source_reset_blocked.with_label_values(&[topic]).inc();
+                }
+                return Start::Held;
+            }
+            // A new incarnation: new file names, read from its first offset.
+            let start = view.low.unwrap_or(0);
+            let next = store::Checkpoint {
+                seq: ck.seq + 1,
+                epoch: ck.epoch + 1,
+                last: start - 1,
+                fingerprint: None,
+            };
+            if let Err(e) = store::write_checkpoint(&self.root, topic, partition, &next, &self.faults) {
+                // The epoch still moves on in memory; without this
+                // checkpoint, a restart detects the reset again.
+                tracing::warn!(error = %e, "Could not record the new incarnation yet");
+            }
+            let mut buf = PartBuf::new(Some(&next));
+            buf.seq = next.seq;
+            self.parts.insert((topic.clone(), partition), buf);
+            tracing::warn!(topic = %topic, partition, epoch = next.epoch, from = start, "Reading the new incarnation from its earliest offset; repeated event ids are dropped");
+            return view.low.map_or(Start::Beginning, Start::At);
+        }
+        match view.committed {
+            None => {
+                tracing::warn!(topic = %topic, partition, from = resume, "The group has no committed offset (new group, or its offsets were deleted): starting from the store's durable point")
+            }
+            Some(c) if c > resume => {
+                tracing::info!(topic = %topic, partition, committed = c, from = resume, "The group's commit is ahead of the store: reading again from the store's durable point")
+            }
+            Some(_) => {}
+        }
+        self.parts.insert((topic.clone(), partition), PartBuf::new(Some(&ck)));
+        if let Some(low) = view.low.filter(|l| *l > resume) {
+            self.metrics.source_skipped.with_label_values(&[topic]).inc_by((low - resume) as u64);
+            tracing::error!(topic = %topic, partition, from = resume, low, "The source deleted records before vigie read them (its retention): they are lost to the audit");
+            return Start::At(low);
+        }
+        tracing::info!(topic = %topic, partition, kafka = ?view.committed, stored = ?Some(resume), epoch = ck.epoch, "Partition assigned");
+        Start::At(resume)
+    }
+
+    /// No usable checkpoint: a new store, or every slot damaged. Only the
+    /// group's commit is known complete; raw files from there on cannot be
+    /// trusted to be whole flushes and go to quarantine (their records are
+    /// read again).
+    fn assign_without_checkpoint(
+        &mut self,
+        topic: &Arc<str>,
+        partition: i32,
+        view: SourceView,
+        damaged: bool,
+    ) -> Start {
+        let files = store::partition_files(&self.root, topic, partition);
+        let epoch = files.iter().map(|(_, n)| n.epoch).max().unwrap_or(0);
+        let from = view.committed.unwrap_or(0);
+        if damaged {
+            for (path, n) in &files {
+                if n.epoch == epoch && n.first >= from {
+                    match store::quarantine(&self.root, path, "unverified_flush") {
+                        Ok(_) => self
+                            .metrics
+                            .store_quarantined
+                            .with_label_values(&["raw", "unverified_flush"])
+                            .inc(),
+                        Err(e) => {
+                            tracing::error!(path = %path.display(), error = %e, "Could not quarantine a file")
+                        }
+                    }
+                }
+            }
+        }
+        let mut buf = PartBuf::new(None);
+        buf.epoch = epoch;
+        self.parts.insert((topic.clone(), partition), buf);
+        match view.committed {
+            Some(c) => {
+                tracing::info!(topic = %topic, partition, kafka = c, stored = ?None::<i64>, "Partition assigned");
+                Start::At(c)
+            }
+            None => {
+                tracing::info!(topic = %topic, partition, "No durable point in the store nor in the group: starting from the earliest offset");
+                Start::Beginning
+            }
         }
     }
 }
@@ -184,6 +581,8 @@ pub struct Ctx {
     root: PathBuf,
     metrics: Arc<Metrics>,
     lag_labels: Mutex<std::collections::HashSet<(String, String)>>,
+    /// A client configuration to read the source outside the group.
+    probe: ClientConfig,
 }
 
 impl ClientContext for Ctx {
@@ -251,7 +650,7 @@ impl ConsumerContext for Ctx {
                     // Lost, not revoked: another member may already own
                     // them. Drop the buffers; their offsets were not committed.
                     for e in tpl.elements() {
-                        p.parts.remove(&(Arc::from(e.topic()), e.partition()));
+                        p.drop_unstored(&Arc::from(e.topic()), e.partition());
                     }
                 }
                 drop(p);
@@ -261,33 +660,98 @@ impl ConsumerContext for Ctx {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let committed = base.committed_offsets(tpl.clone(), Duration::from_secs(10)).ok();
+                let parts: Vec<(String, i32)> =
+                    tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
+                let lasts: Vec<Option<store::Checkpoint>> =
+                    parts.iter().map(|(t, p)| store::read_checkpoint(&self.root, t, *p).best).collect();
+                let probed = probe_source(&self.probe, &parts, &lasts);
+                let mut p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
                 let mut start = TopicPartitionList::new();
-                for e in tpl.elements() {
-                    let (topic, partition) = (e.topic(), e.partition());
-                    let kafka =
-                        committed.as_ref().and_then(|c| c.find_partition(topic, partition)).and_then(|c| {
-                            match c.offset() {
-                                Offset::Offset(o) => Some(o),
-                                _ => None,
-                            }
+                for ((topic, partition), (low, high, fp)) in parts.iter().zip(probed) {
+                    let kafka = committed
+                        .as_ref()
+                        .and_then(|c| c.find_partition(topic, *partition))
+                        .and_then(|c| match c.offset() {
+                            Offset::Offset(o) => Some(o),
+                            _ => None,
                         });
-                    let stored = store::durable_offset(&self.root, topic, partition).map(|o| o + 1);
-                    let offset = match (kafka, stored) {
-                        (Some(k), Some(s)) => Offset::Offset(k.max(s)),
-                        (Some(k), None) => Offset::Offset(k),
-                        (None, Some(s)) => Offset::Offset(s),
-                        (None, None) => Offset::Invalid,
+                    let view = SourceView { committed: kafka, low, high, fingerprint_at_last: fp };
+                    let offset = match p.assign(&Arc::from(topic.as_str()), *partition, view) {
+                        Start::At(o) => Offset::Offset(o),
+                        Start::Beginning => Offset::Beginning,
+                        Start::Held => continue,
                     };
-                    tracing::info!(topic, partition, ?kafka, ?stored, "Partition assigned");
-                    let _ = start.add_partition_offset(topic, partition, offset);
+                    let _ = start.add_partition_offset(topic, *partition, offset);
                 }
+                let writable = p.writable();
+                drop(p);
                 if let Err(e) = base.assign(&start) {
                     tracing::error!(error = %e, "Assign failed");
+                }
+                if !writable {
+                    // The store cannot be written: these wait too.
+                    let _ = base.pause(&start);
                 }
             }
             other => tracing::error!(error = ?other, "Rebalance error"),
         }
     }
+}
+
+/// The low and high watermarks of each partition, and the fingerprint of
+/// the record now at its checkpoint's last offset (None when it cannot be
+/// read: deleted by retention, beyond the end, or no answer in time). Read
+/// with a consumer outside the group.
+fn probe_source(
+    probe: &ClientConfig,
+    parts: &[(String, i32)],
+    checkpoints: &[Option<store::Checkpoint>],
+) -> Vec<(Option<i64>, Option<i64>, Option<u64>)> {
+    let mut out = vec![(None, None, None); parts.len()];
+    let consumer: BaseConsumer = match probe.create() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not read the source's watermarks");
+            return out;
+        }
+    };
+    let mut wanted = TopicPartitionList::new();
+    let mut want: HashMap<(String, i32), (usize, i64)> = HashMap::new();
+    for (i, ((topic, partition), ck)) in parts.iter().zip(checkpoints).enumerate() {
+        match consumer.fetch_watermarks(topic, *partition, Duration::from_secs(5)) {
+            Ok((low, high)) => {
+                out[i].0 = Some(low);
+                out[i].1 = Some(high);
+                if let Some(ck) = ck.filter(|c| c.fingerprint.is_some() && c.last >= low && c.last < high) {
+                    let _ = wanted.add_partition_offset(topic, *partition, Offset::Offset(ck.last));
+                    want.insert((topic.clone(), *partition), (i, ck.last));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(topic, partition, error = %e, "Could not read the partition's watermarks")
+            }
+        }
+    }
+    if want.is_empty() || consumer.assign(&wanted).is_err() {
+        return out;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !want.is_empty() && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                let key = (m.topic().to_string(), m.partition());
+                if let Some(&(i, last)) = want.get(&key) {
+                    if m.offset() == last {
+                        out[i].2 = Some(store::fingerprint(m.payload().unwrap_or(b"")));
+                    }
+                    want.remove(&key);
+                }
+            }
+            Some(Err(e)) => tracing::debug!(error = %e, "Probe read failed"),
+            None => {}
+        }
+    }
+    out
 }
 
 /// What a run did, for tests and the final log line.
@@ -309,12 +773,20 @@ pub fn consumer_config(cfg: &Config) -> ClientConfig {
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("isolation.level", "read_committed");
-    if !cfg.kafka.librdkafka.contains_key("auto.offset.reset") {
-        c.set("auto.offset.reset", "earliest");
-    }
+    // Where a partition starts is decided at assignment; a partition
+    // without any durable point starts at its earliest record.
+    c.set("auto.offset.reset", "earliest");
     if !cfg.kafka.librdkafka.contains_key("statistics.interval.ms") {
         c.set("statistics.interval.ms", "5000");
     }
+    c
+}
+
+/// The configuration of the probe that reads the source outside the group
+/// (watermarks and the record at a checkpoint).
+pub fn probe_config(cfg: &Config) -> ClientConfig {
+    let mut c = consumer_config(cfg);
+    c.set("group.id", format!("{}-probe", cfg.kafka.group_id)).set("statistics.interval.ms", "0");
     c
 }
 
@@ -395,20 +867,15 @@ pub async fn run(
     let dead = DeadLetter::open(&cfg)?;
     let clock = Clock::now(cfg.kafka.clock_skew_s as f64);
     let door = Ingestor::new(pseudo, Some(clock), Vec::new(), dead);
-    let pipeline = Arc::new(Mutex::new(Pipeline {
-        root: root.clone(),
-        door,
-        parts: HashMap::new(),
-        metrics: metrics.clone(),
-        max_retries: cfg.kafka.max_write_retries,
-        skew_s: cfg.kafka.clock_skew_s as f64,
-        fatal: None,
-    }));
+    let pipeline =
+        Arc::new(Mutex::new(Pipeline::new(&cfg, door, metrics.clone(), store::Faults::from_env())));
+    metrics.store_writable.set(1);
     let ctx = Ctx {
         pipeline: pipeline.clone(),
         root: root.clone(),
         metrics: metrics.clone(),
         lag_labels: Mutex::default(),
+        probe: probe_config(&cfg),
     };
     let consumer: StreamConsumer<Ctx> = consumer_config(&cfg).create_with_context(ctx)?;
     let topics: Vec<&str> = cfg.kafka.topics.iter().map(String::as_str).collect();
@@ -446,20 +913,27 @@ pub async fn run(
     // consumer. Revocation and shutdown commit synchronously.
     let commit = |t: &TopicPartitionList| consumer.commit(t, CommitMode::Async);
     let commit_sync = |t: &TopicPartitionList| consumer.commit(t, CommitMode::Sync);
+    // While the store cannot be written, the assigned partitions are
+    // paused: librdkafka fetches nothing more, and the buffers wait.
+    let pause = |paused: bool| {
+        if let Ok(a) = consumer.assignment() {
+            let r = if paused { consumer.pause(&a) } else { consumer.resume(&a) };
+            if let Err(e) = r {
+                tracing::warn!(error = %e, paused, "Could not pause or resume the partitions");
+            }
+        }
+    };
     let mut result = Ok(());
     loop {
+        let writable_before = pipeline.lock().unwrap_or_else(|e| e.into_inner()).writable();
         tokio::select! {
             biased;
             _ = &mut shutdown => break,
             _ = tick.tick() => {
-                let r = tokio::task::block_in_place(|| {
+                tokio::task::block_in_place(|| {
                     let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
-                    for (t, part) in p.due(cfg.kafka.max_batch_events, interval) {
-                        p.flush(&t, part, &commit)?;
-                    }
-                    match p.fatal.take() { Some(e) => Err(e), None => Ok(()) }
+                    p.flush_due(cfg.kafka.max_batch_events, interval, &commit);
                 });
-                if let Err(e) = r { result = Err(ServiceError::Other(e)); break; }
             }
             msg = consumer.recv() => {
                 let m = match msg {
@@ -475,14 +949,24 @@ pub async fn run(
                 let r = tokio::task::block_in_place(|| {
                     let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
                     p.offer(&topic, partition, offset, m.payload())?;
-                    let full = p.parts.get(&(topic.clone(), partition)).is_some_and(|b| b.events.len() >= cfg.kafka.max_batch_events);
-                    if full {
-                        p.flush(&topic, partition, &commit).map_err(IngestError::Input)?;
+                    if p.writable() && p.buffered(&topic, partition) >= cfg.kafka.max_batch_events {
+                        p.flush_some(&[(topic.clone(), partition)], &commit);
                     }
                     Ok::<(), IngestError>(())
                 });
                 if let Err(e) = r { result = Err(ServiceError::Ingest(e)); break; }
             }
+        }
+        let (writable, fatal) = {
+            let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
+            (p.writable(), p.fatal.take())
+        };
+        if let Some(e) = fatal {
+            result = Err(ServiceError::Other(e));
+            break;
+        }
+        if writable != writable_before {
+            pause(!writable);
         }
     }
     background.abort();

@@ -7,17 +7,24 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::DataFrame;
 use vigie_ingest::event::Event;
-use vigie_ingest::store::{write_parquet_atomic, Durability, EventBatch};
+use vigie_ingest::store::{
+    write_bytes_atomic_with, write_parquet_atomic_with, Durability, EventBatch, WriteStep,
+};
 use vigie_ingest::IngestError;
+use xxhash_rust::xxh3::xxh3_64;
 
 pub const RAW: &str = "raw";
 pub const SUMMARIES: &str = "summaries";
 pub const AGGREGATES: &str = "aggregates";
 pub const OFFSETS: &str = "offsets";
 pub const DEAD_LETTER: &str = "dead-letter";
+pub const QUARANTINE: &str = "quarantine";
 
 /// The local date of an event (in the offset it carried).
 pub fn local_date(e: &Event) -> NaiveDate {
@@ -25,31 +32,58 @@ pub fn local_date(e: &Event) -> NaiveDate {
     vigie_analyze::rules::local_date(local_us)
 }
 
-/// `raw/site=S/date=D/TOPIC+PARTITION+FIRST+LAST.parquet`.
-pub fn raw_file(
-    root: &Path,
-    site: &str,
-    date: NaiveDate,
-    topic: &str,
-    partition: i32,
-    first: i64,
-    last: i64,
-) -> PathBuf {
-    root.join(RAW)
-        .join(format!("site={site}"))
-        .join(format!("date={date}"))
-        .join(format!("{topic}+{partition}+{first}+{last}.parquet"))
+/// The name of a raw file: which incarnation of which partition, and the
+/// offset range of the flush that wrote it,
+/// `TOPIC+eEPOCH+PARTITION+FIRST+LAST.parquet`. The epoch tells two
+/// incarnations of one topic apart (docs/design.md, "A source that goes
+/// backwards"); names of version 1 stores, `TOPIC+PARTITION+FIRST+LAST`,
+/// read as epoch 0.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RawName {
+    pub topic: String,
+    pub epoch: u32,
+    pub partition: i32,
+    pub first: i64,
+    pub last: i64,
+}
+
+impl RawName {
+    pub fn file_name(&self) -> String {
+        format!("{}+e{}+{}+{}+{}.parquet", self.topic, self.epoch, self.partition, self.first, self.last)
+    }
+
+    /// Parses a file name; `None` for anything else (Kafka topic names
+    /// cannot hold `+`).
+    pub fn parse(name: &str) -> Option<RawName> {
+        let stem = name.strip_suffix(".parquet")?;
+        let parts: Vec<&str> = stem.split('+').collect();
+        let (topic, epoch, rest) = match parts.as_slice() {
+            [t, e, rest @ ..] if rest.len() == 3 => (*t, e.strip_prefix('e')?.parse().ok()?, rest),
+            [t, rest @ ..] if rest.len() == 3 => (*t, 0, rest),
+            _ => return None,
+        };
+        if topic.is_empty() {
+            return None;
+        }
+        let name = RawName {
+            topic: topic.to_string(),
+            epoch,
+            partition: rest[0].parse().ok()?,
+            first: rest[1].parse().ok()?,
+            last: rest[2].parse().ok()?,
+        };
+        (name.partition >= 0 && name.first >= 0 && name.first <= name.last).then_some(name)
+    }
+}
+
+/// `raw/site=S/date=D/` and the file's name.
+pub fn raw_file(root: &Path, site: &str, date: NaiveDate, name: &RawName) -> PathBuf {
+    root.join(RAW).join(format!("site={site}")).join(format!("date={date}")).join(name.file_name())
 }
 
 /// The topic, partition and offset range a raw file's name carries.
 pub fn parse_raw_name(name: &str) -> Option<(String, i32, i64, i64)> {
-    let stem = name.strip_suffix(".parquet")?;
-    let mut it = stem.rsplitn(4, '+');
-    let last = it.next()?.parse().ok()?;
-    let first = it.next()?.parse().ok()?;
-    let partition = it.next()?.parse().ok()?;
-    let topic = it.next()?.to_string();
-    Some((topic, partition, first, last))
+    RawName::parse(name).map(|n| (n.topic, n.partition, n.first, n.last))
 }
 
 /// Splits one partition's batch into a frame per site and local date.
@@ -62,60 +96,345 @@ pub fn batch_frames(events: Vec<Event>) -> Result<Vec<(String, NaiveDate, DataFr
     groups.into_iter().map(|((site, date), mut b)| Ok((site, date, b.take_frame()?))).collect()
 }
 
-/// Writes the frames of one partition's batch under
-/// `raw/site=/date=/`, each fsynced and renamed. A retry rewrites the
-/// same names.
+/// How an injected fault behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultMode {
+    /// The step fails with "no space left on device".
+    Fail,
+    /// The step panics (an in-process crash: nothing after it runs).
+    Panic,
+    /// The process aborts at the step (a real crash, for the binary).
+    Abort,
+}
+
+/// The store's fault-injection seam (docs/design.md, "Testing the durable
+/// point"). Every step of a flush (each file's write and rename, the dead
+/// letters, the checkpoint's write and rename) counts one; the plan makes
+/// step N fail, panic or abort the process. Off unless a test sets it, or
+/// `VIGIE_TEST_STORE_FAULT=fail:N|abort:N` is in the environment.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    plan: Option<(FaultMode, u64)>,
+    steps: Arc<AtomicU64>,
+}
+
+impl Faults {
+    pub fn new(mode: FaultMode, at_step: u64) -> Faults {
+        Faults { plan: Some((mode, at_step)), steps: Arc::default() }
+    }
+
+    pub fn from_env() -> Faults {
+        let Ok(v) = std::env::var("VIGIE_TEST_STORE_FAULT") else { return Faults::default() };
+        let (mode, n) = v.split_once(':').unwrap_or(("", ""));
+        let mode = match mode {
+            "fail" => FaultMode::Fail,
+            "abort" => FaultMode::Abort,
+            _ => return Faults::default(),
+        };
+        match n.parse() {
+            Ok(n) => {
+                tracing::warn!(step = n, ?mode, "A store fault is planned (test seam)");
+                Faults::new(mode, n)
+            }
+            Err(_) => Faults::default(),
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.steps.load(Ordering::SeqCst)
+    }
+
+    /// Called before each step.
+    pub fn step(&self, what: &str) -> std::io::Result<()> {
+        let n = self.steps.fetch_add(1, Ordering::SeqCst) + 1;
+        match self.plan {
+            Some((FaultMode::Fail, at)) if at == n => Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                format!("injected fault at step {n} ({what})"),
+            )),
+            Some((FaultMode::Panic, at)) if at == n => panic!("injected crash at step {n} ({what})"),
+            Some((FaultMode::Abort, at)) if at == n => {
+                eprintln!("vigie: injected crash at store step {n} ({what})");
+                std::process::abort()
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Writes the frames of one partition's flush under `raw/site=/date=/`,
+/// each fsynced and renamed. Returns the files it renamed into place,
+/// also on failure (beside the error), so that the caller can remove them.
 pub fn write_frames(
     root: &Path,
     frames: &[(String, NaiveDate, DataFrame)],
+    name: &RawName,
+    faults: &Faults,
+) -> Result<Vec<PathBuf>, (Vec<PathBuf>, IngestError)> {
+    let mut done = Vec::with_capacity(frames.len());
+    for (site, date, df) in frames {
+        let path = raw_file(root, site, *date, name);
+        let mut step = |s: WriteStep| faults.step(if s == WriteStep::Write { "write" } else { "rename" });
+        match write_parquet_atomic_with(&mut df.clone(), &path, Durability::Synced, &mut step) {
+            Ok(()) => done.push(path),
+            Err(e) => return Err((done, e)),
+        }
+    }
+    Ok(done)
+}
+
+/// A partition's durable point: the last offset whose record is in the
+/// store (or the dead-letter target), in which incarnation of the
+/// partition, and a fingerprint of that record to recognise it later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// Grows by one at each write; picks the newer of the two slots.
+    pub seq: u64,
+    pub epoch: u32,
+    /// The last durable offset (-1: none yet in this epoch).
+    pub last: i64,
+    /// xxh3 of the record at `last` as it was read (payload bytes).
+    pub fingerprint: Option<u64>,
+}
+
+impl Checkpoint {
+    fn line(&self) -> String {
+        let fp = self.fingerprint.map(|f| format!("{f:016x}")).unwrap_or_else(|| "-".into());
+        let body =
+            format!("vigie-checkpoint v2 seq={} epoch={} last={} fp={fp}", self.seq, self.epoch, self.last);
+        format!("{body} sum={:016x}\n", xxh3_64(body.as_bytes()))
+    }
+
+    fn parse(text: &str) -> Option<Checkpoint> {
+        let line = text.strip_suffix('\n')?;
+        let (body, sum) = line.rsplit_once(" sum=")?;
+        if u64::from_str_radix(sum, 16).ok()? != xxh3_64(body.as_bytes()) {
+            return None;
+        }
+        let mut it = body.split(' ');
+        if it.next()? != "vigie-checkpoint" || it.next()? != "v2" {
+            return None;
+        }
+        let mut field = |k: &str| it.next()?.strip_prefix(k).map(str::to_string);
+        let seq = field("seq=")?.parse().ok()?;
+        let epoch = field("epoch=")?.parse().ok()?;
+        let last: i64 = field("last=")?.parse().ok()?;
+        let fp = field("fp=")?;
+        let fingerprint = if fp == "-" { None } else { Some(u64::from_str_radix(&fp, 16).ok()?) };
+        (last >= -1).then_some(Checkpoint { seq, epoch, last, fingerprint })
+    }
+}
+
+/// The fingerprint of a record as the checkpoint keeps it.
+pub fn fingerprint(payload: &[u8]) -> u64 {
+    xxh3_64(payload)
+}
+
+fn slot_path(root: &Path, topic: &str, partition: i32, slot: u64) -> PathBuf {
+    root.join(OFFSETS).join(format!("{topic}+{partition}.{slot}"))
+}
+
+/// Records a partition's durable point. Two slots are written in turn
+/// (`offsets/TOPIC+PARTITION.0` and `.1`), each whole (temporary name,
+/// fsync, rename, fsync of the folder) and with a checksum: a damaged slot
+/// leaves the other, one flush older, and that flush is then replayed.
+pub fn write_checkpoint(
+    root: &Path,
     topic: &str,
     partition: i32,
-    first: i64,
-    last: i64,
+    ck: &Checkpoint,
+    faults: &Faults,
 ) -> Result<(), IngestError> {
-    for (site, date, df) in frames {
-        let path = raw_file(root, site, *date, topic, partition, first, last);
-        write_parquet_atomic(&mut df.clone(), &path, Durability::Synced)?;
+    let path = slot_path(root, topic, partition, ck.seq % 2);
+    let mut step = |s: WriteStep| {
+        faults.step(if s == WriteStep::Write { "checkpoint write" } else { "checkpoint rename" })
+    };
+    write_bytes_atomic_with(&path, ck.line().as_bytes(), Durability::Synced, &mut step)
+}
+
+/// What the store says of a partition's durable point.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CheckpointRead {
+    /// The newest valid slot (or a version 1 checkpoint).
+    pub best: Option<Checkpoint>,
+    /// Slots that exist but do not read (damaged, or not a checkpoint).
+    pub damaged: Vec<PathBuf>,
+}
+
+/// Reads both slots (and a version 1 checkpoint, a bare offset).
+pub fn read_checkpoint(root: &Path, topic: &str, partition: i32) -> CheckpointRead {
+    let mut read = CheckpointRead::default();
+    for slot in 0..2 {
+        let path = slot_path(root, topic, partition, slot);
+        let Ok(bytes) = fs::read(&path) else { continue };
+        match std::str::from_utf8(&bytes).ok().and_then(Checkpoint::parse) {
+            Some(ck) if read.best.is_none_or(|b| ck.seq > b.seq) => read.best = Some(ck),
+            Some(_) => {}
+            None => read.damaged.push(path),
+        }
     }
-    Ok(())
-}
-
-fn checkpoint_path(root: &Path, topic: &str, partition: i32) -> PathBuf {
-    root.join(OFFSETS).join(format!("{topic}+{partition}"))
-}
-
-/// Records `last` as the partition's last durable offset (temporary name,
-/// fsync, rename, fsync of the folder).
-pub fn write_checkpoint(root: &Path, topic: &str, partition: i32, last: i64) -> Result<(), IngestError> {
-    use std::io::Write;
-    let path = checkpoint_path(root, topic, partition);
-    let dir = root.join(OFFSETS);
-    fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
-    let tmp = dir.join(format!(".{topic}+{partition}.{}.tmp", std::process::id()));
-    let mut f = fs::File::create(&tmp).map_err(|e| IngestError::io(&tmp, e))?;
-    f.write_all(format!("{last}\n").as_bytes()).map_err(|e| IngestError::io(&tmp, e))?;
-    f.sync_all().map_err(|e| IngestError::io(&tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| IngestError::io(&path, e))?;
-    fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| IngestError::io(&dir, e))?;
-    Ok(())
-}
-
-/// The last offset of `topic`/`partition` the store holds durably: the
-/// later of its checkpoint and the highest `LAST` among its raw files.
-pub fn durable_offset(root: &Path, topic: &str, partition: i32) -> Option<i64> {
-    let checkpoint = fs::read_to_string(checkpoint_path(root, topic, partition))
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
-    let mut best = checkpoint;
-    for file in files_under(&root.join(RAW), "parquet") {
-        let Some(name) = file.file_name().and_then(|n| n.to_str()) else { continue };
-        if let Some((t, p, _, last)) = parse_raw_name(name) {
-            if t == topic && p == partition {
-                best = Some(best.map_or(last, |b| b.max(last)));
+    if read.best.is_none() {
+        let v1 = root.join(OFFSETS).join(format!("{topic}+{partition}"));
+        if let Ok(text) = fs::read_to_string(&v1) {
+            match text.trim().parse::<i64>() {
+                Ok(last) if last >= -1 => {
+                    read.best = Some(Checkpoint { seq: 0, epoch: 0, last, fingerprint: None })
+                }
+                _ => read.damaged.push(v1),
             }
         }
     }
-    best
+    read
+}
+
+/// Every partition with a checkpoint: `(topic, partition)`, from the
+/// names under `offsets/`.
+pub fn checkpointed_partitions(root: &Path) -> Vec<(String, i32)> {
+    let mut out = std::collections::BTreeSet::new();
+    if let Ok(rd) = fs::read_dir(root.join(OFFSETS)) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            let stem = name.strip_suffix(".0").or_else(|| name.strip_suffix(".1")).unwrap_or(&name);
+            if let Some((t, p)) = stem.rsplit_once('+') {
+                if let Ok(p) = p.parse::<i32>() {
+                    out.insert((t.to_string(), p));
+                }
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The newest valid checkpoint of every partition.
+pub fn checkpoints(root: &Path) -> BTreeMap<(String, i32), Checkpoint> {
+    checkpointed_partitions(root)
+        .into_iter()
+        .filter_map(|(t, p)| read_checkpoint(root, &t, p).best.map(|ck| ((t, p), ck)))
+        .collect()
+}
+
+/// The last offset of `topic`/`partition` the store holds durably, by its
+/// checkpoint (never by a file's name: a flush is durable only once every
+/// one of its files is).
+pub fn durable_offset(root: &Path, topic: &str, partition: i32) -> Option<i64> {
+    read_checkpoint(root, topic, partition).best.map(|c| c.last)
+}
+
+/// Whether a raw file belongs to a flush that completed: an earlier
+/// incarnation, or at or below the checkpoint of its own. A partition
+/// without a checkpoint cannot say: its files count as complete.
+pub fn flush_completed(name: &RawName, ck: Option<&Checkpoint>) -> bool {
+    match ck {
+        None => true,
+        Some(ck) => name.epoch < ck.epoch || (name.epoch == ck.epoch && name.last <= ck.last),
+    }
+}
+
+/// The raw files of one partition, with their parsed names.
+pub fn partition_files(root: &Path, topic: &str, partition: i32) -> Vec<(PathBuf, RawName)> {
+    files_under(&root.join(RAW), "parquet")
+        .into_iter()
+        .filter_map(|p| {
+            let n = RawName::parse(p.file_name()?.to_str()?)?;
+            (n.topic == topic && n.partition == partition).then_some((p, n))
+        })
+        .collect()
+}
+
+/// The raw files of flushes that never completed (beyond the checkpoint):
+/// a crash, a full disk or an I/O error between two of a flush's renames
+/// leaves them. Their records are read again from the source.
+pub fn incomplete_files(root: &Path, topic: &str, partition: i32, ck: &Checkpoint) -> Vec<PathBuf> {
+    partition_files(root, topic, partition)
+        .into_iter()
+        .filter(|(_, n)| !flush_completed(n, Some(ck)))
+        .map(|(p, _)| p)
+        .collect()
+}
+
+/// Every raw file of a completed flush (what the analysis reads), and the
+/// files under `raw/` whose names are not raw file names.
+pub fn complete_raw_files(root: &Path) -> Vec<PathBuf> {
+    raw_files_by_kind(root).0
+}
+
+/// `(complete flushes, foreign names)` under `raw/`.
+pub fn raw_files_by_kind(root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let cks = checkpoints(root);
+    let (mut complete, mut foreign) = (Vec::new(), Vec::new());
+    for p in files_under(&root.join(RAW), "parquet") {
+        match p.file_name().and_then(|n| n.to_str()).and_then(RawName::parse) {
+            None => foreign.push(p),
+            Some(n) if flush_completed(&n, cks.get(&(n.topic.clone(), n.partition))) => complete.push(p),
+            Some(_) => {}
+        }
+    }
+    (complete, foreign)
+}
+
+/// Checks that a file is a whole Parquet file (its footer reads) and, with
+/// `expected`, that it holds those columns with those types. Reads the
+/// footer only. The error is a reason code (a bounded set, a metric label):
+/// never the file's bytes.
+pub fn check_parquet(path: &Path, expected: Option<&polars::prelude::Schema>) -> Result<(), &'static str> {
+    use polars::prelude::{DataType, ParquetReader, SerReader};
+    let len = fs::metadata(path).map_err(|_| "unreadable")?.len();
+    if len == 0 {
+        return Err("empty");
+    }
+    let file = fs::File::open(path).map_err(|_| "unreadable")?;
+    let schema = ParquetReader::new(file).schema().map_err(|_| "not_parquet")?;
+    if let Some(expected) = expected {
+        for (name, dtype) in expected.iter() {
+            match schema.get(name.as_str()) {
+                Some(f) if DataType::from_arrow_field(f) == *dtype => {}
+                _ => return Err("wrong_schema"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads a whole Parquet file (every page decoded); the error is a reason
+/// code, never the file's bytes.
+pub fn decode_parquet(path: &Path) -> Result<(), &'static str> {
+    use polars::prelude::{ParquetReader, SerReader};
+    let file = fs::File::open(path).map_err(|_| "unreadable")?;
+    ParquetReader::new(file).finish().map(|_| ()).map_err(|_| "undecodable")
+}
+
+/// The site and date folders a store file sits in (`site=S/date=D`).
+pub fn site_and_date(path: &Path) -> (Option<String>, Option<String>) {
+    let mut site = None;
+    let mut date = None;
+    for c in path.components() {
+        let c = c.as_os_str().to_string_lossy();
+        if let Some(s) = c.strip_prefix("site=") {
+            site = Some(s.to_string());
+        } else if let Some(d) = c.strip_prefix("date=") {
+            date = Some(d.to_string());
+        }
+    }
+    (site, date)
+}
+
+/// Moves a file of the store to `quarantine/TIER/...` (its path below the
+/// store kept), with `NAME.reason` beside it. Returns the new path.
+pub fn quarantine(root: &Path, path: &Path, reason: &str) -> Result<PathBuf, IngestError> {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    let dest = root.join(QUARANTINE).join(rel);
+    let dir = dest.parent().unwrap_or(root);
+    fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
+    fs::rename(path, &dest).map_err(|e| IngestError::io(path, e))?;
+    let mut note = dest.clone().into_os_string();
+    note.push(".reason");
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let _ = fs::write(PathBuf::from(note), format!("{at} {reason}\n"));
+    Ok(dest)
 }
 
 /// Files with extension `ext` two folder levels under `dir`
@@ -236,9 +555,14 @@ pub struct PurgeReport {
 /// while `today - D <= retention days`.
 pub fn purge(root: &Path, retention: &Retention, today: NaiveDate) -> Result<PurgeReport, IngestError> {
     let mut report = PurgeReport::default();
-    for tier in [RAW, SUMMARIES, AGGREGATES] {
+    // Quarantined files are still personal data: they follow their tier's
+    // retention.
+    let tiers = [RAW, SUMMARIES, AGGREGATES]
+        .into_iter()
+        .flat_map(|t| [(t, root.join(t)), (t, root.join(QUARANTINE).join(t))]);
+    for (tier, tier_dir) in tiers {
         let keep_from = today - chrono::Days::new(u64::from(retention.days(tier)));
-        for (date, dir) in dated_folders(&root.join(tier)) {
+        for (date, dir) in dated_folders(&tier_dir) {
             if date < keep_from {
                 let n = files_under(&dir, "parquet").len() as u64;
                 fs::remove_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
@@ -326,13 +650,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn raw_names_carry_their_offsets() {
+    fn raw_names_carry_their_incarnation_and_offsets() {
         let d = NaiveDate::from_ymd_opt(2026, 11, 2).unwrap();
-        let p = raw_file(Path::new("/s"), "lyon-1", d, "wh.events-v1", 3, 100, 250);
-        assert_eq!(p, Path::new("/s/raw/site=lyon-1/date=2026-11-02/wh.events-v1+3+100+250.parquet"));
+        let n = RawName { topic: "wh.events-v1".into(), epoch: 2, partition: 3, first: 100, last: 250 };
+        let p = raw_file(Path::new("/s"), "lyon-1", d, &n);
+        assert_eq!(p, Path::new("/s/raw/site=lyon-1/date=2026-11-02/wh.events-v1+e2+3+100+250.parquet"));
         let name = p.file_name().unwrap().to_str().unwrap();
-        assert_eq!(parse_raw_name(name), Some(("wh.events-v1".into(), 3, 100, 250)));
-        assert_eq!(parse_raw_name("x.parquet"), None);
+        assert_eq!(RawName::parse(name), Some(n));
+        // Version 1 names read as the first incarnation.
+        let v1 = RawName::parse("wh.events-v1+3+100+250.parquet").unwrap();
+        assert_eq!((v1.epoch, v1.partition, v1.first, v1.last), (0, 3, 100, 250));
+        for bad in ["x.parquet", "t+1+2.parquet", "t+x1+0+1+2.parquet", "t+0+9+2.parquet", "+0+1+2.parquet"] {
+            assert_eq!(RawName::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn checkpoints_alternate_between_two_slots_and_survive_a_damaged_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let f = Faults::default();
+        let ck = |seq, last| Checkpoint { seq, epoch: 1, last, fingerprint: Some(0xabc) };
+        assert_eq!(read_checkpoint(root, "t", 0), CheckpointRead::default());
+        write_checkpoint(root, "t", 0, &ck(1, 99), &f).unwrap();
+        write_checkpoint(root, "t", 0, &ck(2, 199), &f).unwrap();
+        assert_eq!(read_checkpoint(root, "t", 0).best, Some(ck(2, 199)));
+        // The newer slot is damaged (one byte changed): the older one
+        // answers, and the damaged slot is named.
+        let newer = root.join("offsets/t+0.0");
+        let text = std::fs::read_to_string(&newer).unwrap().replace("last=199", "last=999");
+        std::fs::write(&newer, text).unwrap();
+        let read = read_checkpoint(root, "t", 0);
+        assert_eq!(read.best, Some(ck(1, 99)));
+        assert_eq!(read.damaged, vec![newer.clone()]);
+        // Both damaged: nothing is known.
+        std::fs::write(root.join("offsets/t+0.1"), "").unwrap();
+        assert_eq!(read_checkpoint(root, "t", 0).best, None);
+        // A version 1 checkpoint (a bare offset) still reads.
+        std::fs::write(root.join("offsets/u+4"), "41\n").unwrap();
+        assert_eq!(
+            read_checkpoint(root, "u", 4).best,
+            Some(Checkpoint { seq: 0, epoch: 0, last: 41, fingerprint: None })
+        );
+        assert_eq!(checkpointed_partitions(root), vec![("t".to_string(), 0), ("u".to_string(), 4)]);
+    }
+
+    #[test]
+    fn only_whole_flushes_count_as_complete() {
+        let ck = Checkpoint { seq: 3, epoch: 1, last: 99, fingerprint: None };
+        let n = |epoch, first, last| RawName { topic: "t".into(), epoch, partition: 0, first, last };
+        assert!(flush_completed(&n(1, 50, 99), Some(&ck)));
+        assert!(!flush_completed(&n(1, 100, 120), Some(&ck)), "beyond the checkpoint");
+        assert!(flush_completed(&n(0, 500, 900), Some(&ck)), "an earlier incarnation");
+        assert!(!flush_completed(&n(2, 0, 10), Some(&ck)), "a later incarnation not yet checkpointed");
+        assert!(flush_completed(&n(0, 0, 10), None), "no checkpoint: cannot say");
     }
 
     #[test]

@@ -1,0 +1,320 @@
+//! The service's durable point under faults, without a broker: the
+//! pipeline that `vigie ingest` runs, fed message by message, with the
+//! store's fault-injection seam failing (or crashing at) every step of
+//! every flush in turn. After recovery the raw tier holds each event
+//! exactly once. Also: what happens when the source goes backwards.
+
+mod common;
+
+use std::cell::Cell;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::*;
+use rdkafka::TopicPartitionList;
+use vigie::metrics::Metrics;
+use vigie::service::store::{self, FaultMode, Faults};
+use vigie::service::{config, deadletter::DeadLetter, Pipeline, SourceView, Start};
+use vigie_ingest::pseudo::Pseudonymiser;
+use vigie_ingest::Ingestor;
+
+const TOPIC: &str = "events";
+
+fn cfg(dir: &Path, extra: &str) -> config::Config {
+    let p = dir.join("vigie.toml");
+    std::fs::write(&p, service_toml("127.0.0.1:1", TOPIC, "g", &dir.join("store"), extra)).unwrap();
+    config::load(&p, std::iter::empty()).unwrap()
+}
+
+fn pipeline(cfg: &config::Config, faults: Faults) -> (Pipeline, Arc<Metrics>) {
+    let key = key_file(cfg.store.path.parent().unwrap());
+    let pseudo = Pseudonymiser::from_key_file(&key).unwrap();
+    let door = Ingestor::new(pseudo, None, Vec::new(), DeadLetter::open(cfg).unwrap());
+    let metrics = Arc::new(Metrics::new(10_000));
+    (Pipeline::new(cfg, door, metrics.clone(), faults), metrics)
+}
+
+/// Records of three days, interleaved so that every flush writes one file
+/// per day (three files, so a fault can fall between two renames), with
+/// bad records among them for the dead-letter store.
+fn records() -> Vec<Vec<u8>> {
+    let good = recent_records(3, 3, 5);
+    let per_day = good.len() / 3;
+    let mut out = Vec::new();
+    for i in 0..per_day.min(200) {
+        for d in 0..3 {
+            out.push(good[d * per_day + i].clone());
+        }
+        if i % 90 == 45 {
+            out.push(BAD_RECORDS[(i / 90) % BAD_RECORDS.len()].0.as_bytes().to_vec());
+        }
+    }
+    out
+}
+
+fn is_bad(r: &[u8]) -> bool {
+    BAD_RECORDS.iter().any(|(b, _)| b.as_bytes() == r)
+}
+
+fn good_ids(records: &[Vec<u8>]) -> Vec<String> {
+    let mut ids: Vec<String> = records.iter().filter(|r| !is_bad(r)).map(|r| event_id(r)).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// Two flushes of 301 messages (602 in all).
+const BATCH: usize = 301;
+
+/// Feeds `records[from..]` to partition 0, flushing every BATCH messages
+/// and at the end. Returns at the first flush that fails.
+fn feed(
+    p: &mut Pipeline,
+    records: &[Vec<u8>],
+    from: i64,
+    committed: &Cell<Option<i64>>,
+) -> Result<(), String> {
+    let topic: Arc<str> = Arc::from(TOPIC);
+    let commit = |t: &TopicPartitionList| {
+        let o = t.elements()[0].offset().to_raw();
+        committed.set(o);
+        Ok(())
+    };
+    for (i, r) in records.iter().enumerate().skip(from as usize) {
+        p.offer(&topic, 0, i as i64, Some(r)).unwrap();
+        if (i + 1) % BATCH == 0 || i + 1 == records.len() {
+            p.flush(&topic, 0, &commit).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn view(committed: Option<i64>, end: usize) -> SourceView {
+    SourceView { committed, low: Some(0), high: Some(end as i64), fingerprint_at_last: None }
+}
+
+fn start_offset(s: Start) -> i64 {
+    match s {
+        Start::At(o) => o,
+        Start::Beginning => 0,
+        Start::Held => panic!("held"),
+    }
+}
+
+/// The raw tier holds each good event once, its files tile the offsets
+/// without overlap, and no temporary file is left.
+fn assert_exactly_once(store: &Path, want: &[String], what: &str) {
+    let (ids, rows) = raw_event_ids(store);
+    assert_eq!(rows, want.len(), "{what}: {rows} rows for {} events", want.len());
+    assert_eq!(ids, want, "{what}");
+    assert_eq!(range_problems(store, TOPIC), Vec::<String>::new(), "{what}");
+    assert!(store::temporaries(store).is_empty(), "{what}: temporary files left");
+}
+
+#[test]
+fn a_fault_at_any_step_of_any_flush_loses_nothing_and_stores_nothing_twice() {
+    let records = records();
+    let want = good_ids(&records);
+    // A clean run counts the steps.
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), "");
+    let counter = Faults::default();
+    let (mut p, _) = pipeline(&c, counter.clone());
+    feed(&mut p, &records, 0, &Cell::new(None)).unwrap();
+    let steps = counter.steps();
+    let flushes = records.len().div_ceil(BATCH) as u64;
+    // Each flush: one file per day (write, rename; three days), the dead
+    // letters, the checkpoint (write, rename).
+    assert_eq!(records.len(), 2 * BATCH);
+    assert_eq!(steps, flushes * 9, "steps of a clean run");
+    assert_exactly_once(&c.store.path, &want, "clean run");
+
+    for mode in [FaultMode::Fail, FaultMode::Panic] {
+        for n in 1..=steps {
+            let what = format!("{mode:?} at step {n}");
+            let dir = tempfile::tempdir().unwrap();
+            let c = cfg(dir.path(), "");
+            let committed = Cell::new(None);
+            // First run: stops at the fault (an error ends the process; a
+            // panic is a crash, nothing after it runs).
+            let (mut p, _) = pipeline(&c, Faults::new(mode, n));
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _ = feed(&mut p, &records, 0, &committed);
+            }));
+            assert_eq!(r.is_err(), mode == FaultMode::Panic, "{what}");
+            drop(p);
+            // Second run, as after a restart: temporary files are swept
+            // (as `vigie ingest` does at start), the durable point decides.
+            store::remove_temporaries(&c.store.path);
+            let (mut p, m) = pipeline(&c, Faults::default());
+            let from = start_offset(p.assign(&Arc::from(TOPIC), 0, view(committed.get(), records.len())));
+            assert!(committed.get().is_none_or(|k| k <= from), "{what}: committed beyond the store");
+            feed(&mut p, &records, from, &committed).unwrap();
+            assert_exactly_once(&c.store.path, &want, &what);
+            assert_eq!(m.source_resets.with_label_values(&[TOPIC]).get(), 0, "{what}");
+            // The dead letters: every bad record at least once, whole lines.
+            let dl = std::fs::read_dir(c.store.path.join("dead-letter")).unwrap().flatten().next().unwrap();
+            let text = std::fs::read_to_string(dl.path()).unwrap();
+            let n_bad = records.iter().filter(|r| is_bad(r)).count();
+            assert!(text.lines().count() >= n_bad, "{what}: dead letters lost");
+            for l in text.lines() {
+                serde_json::from_str::<serde_json::Value>(l).unwrap_or_else(|e| panic!("{what}: {e}: {l}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn a_store_that_cannot_be_written_keeps_the_batch_and_heals_without_a_restart() {
+    let records = records();
+    let want = good_ids(&records);
+    // Every step fails once, in turn; the same pipeline retries and goes on.
+    for n in 1..=9 {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cfg(dir.path(), "");
+        let (mut p, m) = pipeline(&c, Faults::new(FaultMode::Fail, n + 9));
+        let topic: Arc<str> = Arc::from(TOPIC);
+        let committed = Cell::new(None);
+        let commit = |t: &TopicPartitionList| {
+            committed.set(t.elements()[0].offset().to_raw());
+            Ok(())
+        };
+        let mut failures = 0;
+        for (i, r) in records.iter().enumerate() {
+            p.offer(&topic, 0, i as i64, Some(r)).unwrap();
+            if (i + 1) % BATCH == 0 || i + 1 == records.len() {
+                p.flush_some(&[(topic.clone(), 0)], &commit);
+                if !p.writable() {
+                    failures += 1;
+                    // Nothing past the last whole flush is committed.
+                    assert_eq!(committed.get(), Some(BATCH as i64), "step {n}");
+                    assert_eq!(m.store_writable.get(), 0);
+                    assert!(m.ready().is_err());
+                    // The retry writes the kept batch again, then goes on.
+                    p.flush_some(&[(topic.clone(), 0)], &commit);
+                    assert!(p.writable(), "step {n}: healed");
+                }
+            }
+        }
+        assert_eq!(failures, 1, "step {n}");
+        assert_eq!(m.store_write_failures.with_label_values(&["flush"]).get(), 1);
+        assert_eq!(m.store_writable.get(), 1);
+        assert!(m.ready().is_ok());
+        assert_eq!(committed.get(), Some(records.len() as i64));
+        assert_exactly_once(&c.store.path, &want, &format!("retried step {n}"));
+    }
+}
+
+/// Stores `records` in a fresh pipeline and returns the store's checkpoint.
+fn stored(c: &config::Config, records: &[Vec<u8>]) -> store::Checkpoint {
+    let (mut p, _) = pipeline(c, Faults::default());
+    p.assign(&Arc::from(TOPIC), 0, view(None, records.len()));
+    feed(&mut p, records, 0, &Cell::new(None)).unwrap();
+    store::read_checkpoint(&c.store.path, TOPIC, 0).best.unwrap()
+}
+
+#[test]
+fn a_source_that_went_backwards_starts_a_new_incarnation_and_skips_nothing() {
+    let all = records();
+    let (old, new) = all.split_at(400);
+    let new = &new[..200];
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), "");
+    let ck = stored(&c, old);
+    assert_eq!((ck.epoch, ck.last), (0, 399));
+
+    // The topic was recreated and holds 300 records: the store's durable
+    // point is beyond its end.
+    let (mut p, m) = pipeline(&c, Faults::default());
+    let v = SourceView { committed: None, low: Some(0), high: Some(200), fingerprint_at_last: None };
+    assert_eq!(p.assign(&Arc::from(TOPIC), 0, v), Start::At(0));
+    assert_eq!(m.source_resets.with_label_values(&[TOPIC]).get(), 1);
+    feed(&mut p, new, 0, &Cell::new(None)).unwrap();
+    let ck = store::read_checkpoint(&c.store.path, TOPIC, 0).best.unwrap();
+    assert_eq!((ck.epoch, ck.last), (1, 199));
+    // Both incarnations are stored whole, their files apart.
+    let mut want = good_ids(old);
+    want.extend(good_ids(new));
+    want.sort();
+    let (ids, rows) = raw_event_ids(&c.store.path);
+    assert_eq!(rows, want.len());
+    assert_eq!(ids, want);
+    let files = store::partition_files(&c.store.path, TOPIC, 0);
+    assert!(files.iter().any(|(_, n)| n.epoch == 0 && n.last == 399));
+    assert!(files.iter().any(|(_, n)| n.epoch == 1 && n.first == 0));
+    assert_eq!(store::complete_raw_files(&c.store.path).len(), files.len());
+
+    // Grown past the old offsets: the record at the checkpoint is not the
+    // one stored there.
+    let (mut p, m) = pipeline(&c, Faults::default());
+    let same =
+        SourceView { committed: None, low: Some(0), high: Some(900), fingerprint_at_last: ck.fingerprint };
+    assert_eq!(p.assign(&Arc::from(TOPIC), 0, same), Start::At(200), "the same record: no reset");
+    let other = SourceView { fingerprint_at_last: Some(ck.fingerprint.unwrap() ^ 1), ..same };
+    assert_eq!(p.assign(&Arc::from(TOPIC), 0, other), Start::At(0));
+    assert_eq!(m.source_resets.with_label_values(&[TOPIC]).get(), 1);
+    assert_eq!(store::read_checkpoint(&c.store.path, TOPIC, 0).best.unwrap().epoch, 2);
+}
+
+#[test]
+fn with_on_source_reset_stop_the_partition_is_held_and_reported() {
+    let all = records();
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), "on_source_reset = \"stop\"");
+    stored(&c, &all[..400]);
+    let (mut p, m) = pipeline(&c, Faults::default());
+    let v = SourceView { committed: Some(400), low: Some(0), high: Some(10), fingerprint_at_last: None };
+    assert_eq!(p.assign(&Arc::from(TOPIC), 0, v), Start::Held);
+    assert_eq!(m.source_resets.with_label_values(&[TOPIC]).get(), 1);
+    assert_eq!(m.source_reset_blocked.with_label_values(&[TOPIC]).get(), 1);
+    assert!(m.ready().unwrap_err().contains("source reset"));
+    // Nothing moved in the store.
+    assert_eq!(store::read_checkpoint(&c.store.path, TOPIC, 0).best.unwrap().epoch, 0);
+}
+
+#[test]
+fn records_the_source_deleted_before_vigie_read_them_are_counted() {
+    let all = records();
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), "");
+    stored(&c, &all[..300]);
+    let (mut p, m) = pipeline(&c, Faults::default());
+    // Retention removed offsets up to 449; the topic goes on to 600.
+    let v = SourceView { committed: Some(300), low: Some(450), high: Some(602), fingerprint_at_last: None };
+    assert_eq!(p.assign(&Arc::from(TOPIC), 0, v), Start::At(450));
+    assert_eq!(m.source_skipped.with_label_values(&[TOPIC]).get(), 150);
+    assert_eq!(m.source_resets.with_label_values(&[TOPIC]).get(), 0);
+}
+
+#[test]
+fn a_damaged_checkpoint_falls_back_and_reads_the_last_flush_again() {
+    let records = records();
+    let want = good_ids(&records);
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), "");
+    let ck = stored(&c, &records);
+    // Damage the newest slot: the other one is a flush older.
+    let newest = c.store.path.join(format!("offsets/{TOPIC}+0.{}", ck.seq % 2));
+    std::fs::write(&newest, "vigie-checkpoint v2 garbage\n").unwrap();
+    let (mut p, m) = pipeline(&c, Faults::default());
+    let from = start_offset(p.assign(&Arc::from(TOPIC), 0, view(Some(records.len() as i64), records.len())));
+    let last_flush = ((records.len() - 1) / BATCH * BATCH) as i64;
+    assert_eq!(from, last_flush, "reads the last flush again");
+    assert_eq!(m.store_damaged_checkpoints.get(), 1);
+    assert!(m.store_incomplete_removed.get() >= 1);
+    feed(&mut p, &records, from, &Cell::new(None)).unwrap();
+    assert_exactly_once(&c.store.path, &want, "after a damaged checkpoint");
+
+    // Both slots damaged: only the group's commit is known; the files from
+    // it on go to quarantine and are read again.
+    for slot in 0..2 {
+        std::fs::write(c.store.path.join(format!("offsets/{TOPIC}+0.{slot}")), "x").unwrap();
+    }
+    let (mut p, m) = pipeline(&c, Faults::default());
+    let from = start_offset(p.assign(&Arc::from(TOPIC), 0, view(Some(BATCH as i64), records.len())));
+    assert_eq!(from, BATCH as i64);
+    assert!(m.store_quarantined.with_label_values(&["raw", "unverified_flush"]).get() >= 1);
+    assert!(c.store.path.join("quarantine/raw").is_dir());
+    feed(&mut p, &records, from, &Cell::new(None)).unwrap();
+    assert_exactly_once(&c.store.path, &want, "after two damaged slots");
+}
