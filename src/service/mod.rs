@@ -529,10 +529,10 @@ impl Pipeline {
         Start::At(resume)
     }
 
-    /// No usable checkpoint: a new store, or every slot damaged. Only the
-    /// group's commit is known complete; raw files from there on cannot be
-    /// trusted to be whole flushes and go to quarantine (their records are
-    /// read again).
+    /// No usable checkpoint: a new store, a crash before the partition's
+    /// first checkpoint, or every slot damaged. Only the group's commit is
+    /// known complete; raw files from there on cannot be trusted to be
+    /// whole flushes and go to quarantine (their records are read again).
     fn assign_without_checkpoint(
         &mut self,
         topic: &Arc<str>,
@@ -542,22 +542,21 @@ impl Pipeline {
     ) -> Start {
         let files = store::partition_files(&self.root, topic, partition);
         let epoch = files.iter().map(|(_, n)| n.epoch).max().unwrap_or(0);
-        let from = view.committed.unwrap_or(0);
-        if damaged {
-            for (path, n) in &files {
-                if n.epoch == epoch && n.first >= from {
-                    match store::quarantine(&self.root, path, "unverified_flush") {
-                        Ok(_) => self
-                            .metrics
-                            .store_quarantined
-                            .with_label_values(&["raw", "unverified_flush"])
-                            .inc(),
-                        Err(e) => {
-                            tracing::error!(path = %path.display(), error = %e, "Could not quarantine a file")
-                        }
+        let from = view.committed.or(view.low).unwrap_or(0);
+        let mut moved = 0;
+        for (path, n) in &files {
+            if n.epoch == epoch && n.first >= from {
+                match store::quarantine(&self.root, path, "unverified_flush") {
+                    Ok(_) => moved += 1,
+                    Err(e) => {
+                        tracing::error!(path = %path.display(), error = %e, "Could not quarantine a file")
                     }
                 }
             }
+        }
+        if moved > 0 {
+            self.metrics.store_quarantined.with_label_values(&["raw", "unverified_flush"]).inc_by(moved);
+            tracing::warn!(topic = %topic, partition, files = moved, from, damaged, "No checkpoint vouches for these raw files: quarantined, their records are read again");
         }
         let mut buf = PartBuf::new(None);
         buf.epoch = epoch;
