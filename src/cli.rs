@@ -35,6 +35,30 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Check a policy file and report every problem at once.
     CheckPolicy(CheckPolicyArgs),
+    /// Work on the service's store.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Read every file of every tier and report what cannot be trusted;
+    /// exit 0 when clean, 1 when problems were found.
+    Check(StoreCheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StoreCheckArgs {
+    /// The store's folder (`store.path` of the service).
+    pub store: PathBuf,
+    /// Quarantine what is bad and purge what is past retention (run it
+    /// with the service stopped).
+    #[arg(long)]
+    pub repair: bool,
+    /// The service's configuration, for the tiers' retention (default:
+    /// the defaults of docs/service.md).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -228,6 +252,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             }
             crate::service::main(&i.config)
         }
+        Command::Store(StoreCommand::Check(c)) => store_check(&c),
         Command::CheckPolicy(c) => {
             let p = Policy::from_file(&c.file).map_err(|e| Failure::usage(e.to_string()))?;
             println!(
@@ -240,6 +265,49 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn store_check(c: &StoreCheckArgs) -> Result<(), Failure> {
+    use crate::service::{check, config, store};
+    if !c.store.is_dir() {
+        return Err(Failure::usage(format!("{}: no such folder", c.store.display())));
+    }
+    let retention = match &c.config {
+        Some(f) => {
+            let cfg = config::load(f, std::env::vars())
+                .map_err(|p| Failure::usage(format!("bad configuration:\n  {}", p.join("\n  "))))?;
+            store::Retention {
+                raw_days: cfg.store.raw_retention_days,
+                summary_days: cfg.store.summary_retention_days,
+                aggregate_days: cfg.store.aggregate_retention_days,
+            }
+        }
+        None => {
+            let d = config::StoreConfig::default();
+            store::Retention {
+                raw_days: d.raw_retention_days,
+                summary_days: d.summary_retention_days,
+                aggregate_days: d.aggregate_retention_days,
+            }
+        }
+    };
+    let today = chrono::Utc::now().date_naive();
+    let report = check::check(&c.store, &retention, today, true);
+    print!("{}", report.table(&c.store));
+    if c.repair && report.problems() > 0 {
+        let n = check::repair(&c.store, &report, &retention, today).map_err(Failure::run)?;
+        println!(
+            "Repaired: {n} (quarantined under {}, or purged)",
+            c.store.join(store::QUARANTINE).display()
+        );
+    }
+    if report.problems() > 0 {
+        return Err(Failure {
+            code: 1,
+            message: format!("{} problems in {}", report.problems(), c.store.display()),
+        });
+    }
+    Ok(())
 }
 
 fn pdf_if_asked(pdf: bool, out: &std::path::Path) -> Result<(), Failure> {

@@ -272,3 +272,191 @@ fn an_unreadable_store_file_is_quarantined_and_the_analysis_goes_on() {
     assert!(c2.quarantined.is_empty());
     assert_eq!(read_json(&root.join("findings.json"))["incomplete"], f["incomplete"]);
 }
+
+/// A clean store of two partitions, two flushes each, recent days; returns
+/// the raw files by partition.
+fn clean_store(root: &Path) -> Vec<Vec<std::path::PathBuf>> {
+    let lines: Vec<String> =
+        recent_records(4, 3, 71).into_iter().map(|l| String::from_utf8(l).unwrap()).collect();
+    let events = ingest(&lines.join("\n"));
+    let half = events.len() / 2;
+    let mut out = Vec::new();
+    for (p, part) in [&events[..half], &events[half..]].into_iter().enumerate() {
+        let mut files = Vec::new();
+        let mid = part.len() / 2;
+        for (first, chunk) in [(0, &part[..mid]), (mid as i64, &part[mid..])] {
+            let last = first + chunk.len() as i64 - 1;
+            let name = store::RawName { topic: "events".into(), epoch: 0, partition: p as i32, first, last };
+            let frames = store::batch_frames(chunk.to_vec()).unwrap();
+            files.extend(store::write_frames(root, &frames, &name, &store::Faults::default()).unwrap());
+            let ck =
+                store::Checkpoint { seq: if first == 0 { 1 } else { 2 }, epoch: 0, last, fingerprint: None };
+            store::write_checkpoint(root, "events", p as i32, &ck, &store::Faults::default()).unwrap();
+        }
+        out.push(files);
+    }
+    out
+}
+
+fn store_check(root: &Path, repair: bool) -> (Option<i32>, String) {
+    // The days are recent: a raw retention of 30 days keeps them.
+    let cfg = root.with_extension("toml");
+    std::fs::write(&cfg, service_toml("127.0.0.1:1", "events", "g", root, "")).unwrap();
+    let mut args = vec!["store", "check", root.to_str().unwrap(), "--config", cfg.to_str().unwrap()];
+    if repair {
+        args.push("--repair");
+    }
+    let out = vigie().args(&args).output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+#[test]
+fn vigie_store_check_reports_each_kind_of_damage_and_repair_quarantines_it() {
+    type Damage = fn(&Path, &[Vec<std::path::PathBuf>]) -> std::path::PathBuf;
+    let cases: [(&str, Damage, bool); 8] = [
+        (
+            "not_parquet",
+            |_, f| {
+                let b = std::fs::read(&f[0][0]).unwrap();
+                std::fs::write(&f[0][0], &b[..b.len() - 9]).unwrap();
+                f[0][0].clone()
+            },
+            true,
+        ),
+        (
+            "empty",
+            |_, f| {
+                std::fs::write(&f[1][0], b"").unwrap();
+                f[1][0].clone()
+            },
+            true,
+        ),
+        (
+            "bad_name",
+            |_, f| {
+                let p = f[0][0].with_file_name("copy of events.parquet");
+                std::fs::copy(&f[0][0], &p).unwrap();
+                p
+            },
+            true,
+        ),
+        (
+            "wrong_schema",
+            |_, f| {
+                use polars::prelude::*;
+                let mut df = df!("event_id" => ["x"]).unwrap();
+                vigie_ingest::store::write_parquet_atomic(
+                    &mut df,
+                    &f[0][0],
+                    vigie_ingest::store::Durability::Scratch,
+                )
+                .unwrap();
+                f[0][0].clone()
+            },
+            true,
+        ),
+        (
+            "damaged_checkpoint",
+            |root, _| {
+                let p = root.join("offsets/events+1.0");
+                std::fs::write(&p, "vigie-checkpoint v2 seq=9 epoch=0 last=1 fp=- sum=0000000000000000\n")
+                    .unwrap();
+                p
+            },
+            true,
+        ),
+        (
+            "incomplete_flush",
+            |root, f| {
+                let n = store::RawName::parse(f[1].last().unwrap().file_name().unwrap().to_str().unwrap())
+                    .unwrap();
+                let beyond = store::RawName { first: n.last + 1, last: n.last + 10, ..n };
+                let p = store::raw_file(root, "s1", chrono::Utc::now().date_naive(), &beyond);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::copy(&f[1][0], &p).unwrap();
+                p
+            },
+            true,
+        ),
+        (
+            "overlap",
+            |root, f| {
+                let n = store::RawName::parse(f[0].last().unwrap().file_name().unwrap().to_str().unwrap())
+                    .unwrap();
+                let over = store::RawName { first: n.first - 5, last: n.last - 5, ..n };
+                let p = store::raw_file(root, "s1", chrono::Utc::now().date_naive(), &over);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::copy(&f[0][0], &p).unwrap();
+                p
+            },
+            false,
+        ),
+        (
+            "gap",
+            |_, f| {
+                // The second flush of partition 0 held only refused records:
+                // its files never existed.
+                let n = store::RawName::parse(f[0].last().unwrap().file_name().unwrap().to_str().unwrap())
+                    .unwrap();
+                for p in &f[0] {
+                    if store::RawName::parse(p.file_name().unwrap().to_str().unwrap()).unwrap().first
+                        == n.first
+                    {
+                        std::fs::remove_file(p).unwrap();
+                    }
+                }
+                // A third flush after the gap.
+                let later = store::RawName { first: n.last + 1, last: n.last + 1, ..n.clone() };
+                let p = store::raw_file(
+                    Path::new(f[0][0].ancestors().nth(4).unwrap()),
+                    "s1",
+                    chrono::Utc::now().date_naive(),
+                    &later,
+                );
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::copy(&f[0][0], &p).unwrap();
+                let ck = store::Checkpoint { seq: 3, epoch: 0, last: n.last + 1, fingerprint: None };
+                store::write_checkpoint(
+                    Path::new(f[0][0].ancestors().nth(4).unwrap()),
+                    "events",
+                    0,
+                    &ck,
+                    &store::Faults::default(),
+                )
+                .unwrap();
+                p
+            },
+            false,
+        ),
+    ];
+    for (kind, damage, repairable) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let files = clean_store(root);
+        let (code, out) = store_check(root, false);
+        assert_eq!(code, Some(0), "{kind}: the clean store\n{out}");
+        let path = damage(root, &files);
+        let rel = path.strip_prefix(root).unwrap().display().to_string();
+        let (code, out) = store_check(root, false);
+        let row = out
+            .lines()
+            .find(|l| l.contains(&rel))
+            .unwrap_or_else(|| panic!("{kind}: {rel} not reported\n{out}"));
+        assert!(row.contains(kind), "{kind}: {row}");
+        if kind == "gap" {
+            assert!(row.starts_with("note"), "a gap is a note: {row}");
+            assert_eq!(code, Some(0), "{kind}\n{out}");
+            continue;
+        }
+        assert_eq!(code, Some(1), "{kind}\n{out}");
+        let (code, out) = store_check(root, true);
+        assert_eq!(code, Some(1), "{kind}: problems were found\n{out}");
+        let (code, out) = store_check(root, false);
+        if repairable {
+            assert_eq!(code, Some(0), "{kind}: repaired\n{out}");
+            assert!(!path.exists() && root.join("quarantine").join(&rel).exists(), "{kind}: quarantined");
+        } else {
+            assert_eq!(code, Some(1), "{kind}: reported, not repaired\n{out}");
+        }
+    }
+}

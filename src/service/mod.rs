@@ -8,6 +8,7 @@
 //! schedules, in `spawn_blocking`.
 
 pub mod analysis;
+pub mod check;
 pub mod config;
 pub mod deadletter;
 pub mod store;
@@ -848,6 +849,31 @@ pub fn analysis_inputs(cfg: &Config) -> Result<(Policy, Option<Employer>), Strin
     Ok((policy, employer))
 }
 
+/// The store check at start (footers and schemas, not every page): files
+/// that cannot be read go to quarantine at once; the rest is logged
+/// (incomplete flushes are handled at assignment, old folders by the purge).
+fn start_check(root: &Path, retention: &store::Retention, metrics: &Metrics) {
+    let report = check::check(root, retention, chrono::Utc::now().date_naive(), false);
+    for f in &report.findings {
+        let unreadable =
+            matches!(f.kind, "empty" | "not_parquet" | "wrong_schema" | "bad_name" | "undecodable");
+        if unreadable && f.tier != store::AGGREGATES && f.tier != store::OFFSETS {
+            match store::quarantine(root, &f.path, f.kind) {
+                Ok(_) => {
+                    metrics.store_quarantined.with_label_values(&[f.tier, f.kind]).inc();
+                    tracing::error!(tier = f.tier, path = %f.path.display(), reason = f.kind, "Store check: a file cannot be read; quarantined");
+                }
+                Err(e) => {
+                    tracing::error!(path = %f.path.display(), error = %e, "Store check: could not quarantine a file")
+                }
+            }
+        } else if f.severity == check::Severity::Problem {
+            tracing::warn!(tier = f.tier, path = %f.path.display(), problem = f.kind, detail = %f.detail, "Store check");
+        }
+    }
+    tracing::info!(files = report.files, problems = report.problems(), "Store checked");
+}
+
 /// Runs the service until `shutdown` resolves (SIGTERM/SIGINT in the
 /// binary), then flushes, commits and returns within the deadline.
 pub async fn run(
@@ -861,6 +887,12 @@ pub async fn run(
     if leftovers > 0 {
         tracing::info!(files = leftovers, "Removed temporary files of an interrupted run");
     }
+    let retention = store::Retention {
+        raw_days: cfg.store.raw_retention_days,
+        summary_days: cfg.store.summary_retention_days,
+        aggregate_days: cfg.store.aggregate_retention_days,
+    };
+    start_check(&root, &retention, &metrics);
     let (policy, employer) = analysis_inputs(&cfg).map_err(ServiceError::Other)?;
     let pseudo = service_key(&cfg).map_err(ServiceError::Other)?;
     let dead = DeadLetter::open(&cfg)?;
@@ -884,11 +916,6 @@ pub async fn run(
     consumer.subscribe(&topics)?;
     tracing::info!(topics = ?topics, group = %cfg.kafka.group_id, store = %root.display(), "Consuming");
 
-    let retention = store::Retention {
-        raw_days: cfg.store.raw_retention_days,
-        summary_days: cfg.store.summary_retention_days,
-        aggregate_days: cfg.store.aggregate_retention_days,
-    };
     for tier in crate::metrics::TIERS {
         metrics.store_retention.with_label_values(&[tier]).set(f64::from(retention.days(tier)) * 86_400.0);
     }
