@@ -147,6 +147,11 @@ fn the_store_holds_the_good_events_once_and_the_dead_letter_topic_the_bad_ones()
     let status = terminate(child);
     let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
     assert!(status.success(), "exit {status:?}\n{log}");
+    // The log names rejects by coordinates and reason, never by content.
+    assert!(log.contains("Record rejected"), "{log}");
+    for content in ["SECRET-", "coffee", "2099-03-03"] {
+        assert!(!log.contains(content), "record content {content:?} in the log:\n{log}");
+    }
 
     let (ids, rows) = raw_event_ids(&store);
     assert_eq!(rows, good.len(), "each good event exactly once");
@@ -180,6 +185,7 @@ fn the_store_holds_the_good_events_once_and_the_dead_letter_topic_the_bad_ones()
                 header("vigie-source-topic").unwrap(),
                 header("vigie-source-partition").unwrap().parse::<i32>().unwrap(),
                 header("vigie-source-offset").unwrap().parse::<i64>().unwrap(),
+                header("vigie-source-epoch").unwrap().parse::<u32>().unwrap(),
                 String::from_utf8_lossy(m.payload().unwrap_or_default()).to_string(),
             ));
         }
@@ -191,8 +197,9 @@ fn the_store_holds_the_good_events_once_and_the_dead_letter_topic_the_bad_ones()
     let mut want: Vec<&str> = BAD_RECORDS.iter().map(|(_, r)| *r).collect();
     want.sort();
     assert_eq!(reasons, want);
-    for (_, t, part, off, payload) in &got {
+    for (_, t, part, off, epoch, payload) in &got {
         assert_eq!(t, &topic);
+        assert_eq!(*epoch, 0);
         assert!((0..2).contains(part) && *off >= 0);
         assert!(
             !payload.contains("SECRET-"),

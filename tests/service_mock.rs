@@ -130,6 +130,7 @@ async fn good_events_are_stored_once_bad_ones_dead_lettered_and_offsets_committe
     assert_eq!(reasons, want);
     for l in &lines {
         assert_eq!(l["source"]["topic"], "events");
+        assert_eq!(l["source"]["epoch"], 0, "the partition's incarnation");
         assert!(l["source"]["offset"].as_i64().unwrap() >= 0);
     }
     assert!(!text.contains("SECRET-"), "a received worker value reached the dead-letter store");

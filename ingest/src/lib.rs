@@ -299,7 +299,10 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         let n = &mut self.stats.rejected[rej.reason.code() as usize];
         *n += 1;
         if *n <= LOGGED_REJECTS_PER_REASON {
-            tracing::warn!(source = %at, reason = %rej.reason, message = %rej.message, "Record rejected");
+            // Coordinates, size and reason only: the message may quote a
+            // value of the record, and a log keeps no record content (the
+            // rejects store has the message).
+            tracing::warn!(source = %at, reason = %rej.reason, bytes = full_len, "Record rejected");
             if *n == LOGGED_REJECTS_PER_REASON {
                 tracing::warn!(reason = %rej.reason, "Further rejects of this reason are counted, not logged");
             }

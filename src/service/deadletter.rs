@@ -47,6 +47,8 @@ pub enum DeadLetter {
         /// stops and the next start replays from the durable point.
         failed: Arc<AtomicU64>,
         pending: bool,
+        /// The epoch of the partition whose records are being offered.
+        epoch: u32,
     },
     /// `dead-letter/DATE.ndjson`. Lines wait in memory until a flush
     /// appends them and fsyncs the file; a failed append is cut back to the
@@ -55,6 +57,7 @@ pub enum DeadLetter {
         dir: PathBuf,
         /// Lines not yet durable, by date.
         pending: BTreeMap<String, Vec<u8>>,
+        epoch: u32,
     },
 }
 
@@ -74,13 +77,24 @@ impl DeadLetter {
                 let producer = c
                     .create_with_context(ctx)
                     .map_err(|e| IngestError::Input(format!("dead-letter producer: {e}")))?;
-                Ok(DeadLetter::Topic { producer, topic: topic.clone(), failed, pending: false })
+                Ok(DeadLetter::Topic { producer, topic: topic.clone(), failed, pending: false, epoch: 0 })
             }
             None => {
                 let dir = cfg.store.path.join(super::store::DEAD_LETTER);
                 std::fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
-                Ok(DeadLetter::Local { dir, pending: BTreeMap::new() })
+                Ok(DeadLetter::Local { dir, pending: BTreeMap::new(), epoch: 0 })
             }
+        }
+    }
+}
+
+impl DeadLetter {
+    /// The incarnation of the partition whose records come next: dead
+    /// letters carry it beside their coordinates, which two incarnations of
+    /// a topic share (docs/design.md, "A source that goes backwards").
+    pub fn set_epoch(&mut self, e: u32) {
+        match self {
+            DeadLetter::Topic { epoch, .. } | DeadLetter::Local { epoch, .. } => *epoch = e,
         }
     }
 }
@@ -94,7 +108,7 @@ impl RejectSink for DeadLetter {
         full_len: usize,
     ) -> Result<(), IngestError> {
         match self {
-            DeadLetter::Topic { producer, topic, pending, .. } => {
+            DeadLetter::Topic { producer, topic, pending, epoch, .. } => {
                 let kept = &raw[..raw.len().min(MAX_RAW_KEPT)];
                 let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
                 let full = full_len.to_string();
@@ -104,11 +118,12 @@ impl RejectSink for DeadLetter {
                     .insert(Header { key: "vigie-rejected-at", value: Some(now.as_str()) })
                     .insert(Header { key: "vigie-raw-bytes", value: Some(full.as_str()) });
                 if let Origin::Kafka { topic: t, partition, offset } = origin {
-                    let (p, o) = (partition.to_string(), offset.to_string());
+                    let (p, o, e) = (partition.to_string(), offset.to_string(), epoch.to_string());
                     headers = headers
                         .insert(Header { key: "vigie-source-topic", value: Some(t.as_ref()) })
                         .insert(Header { key: "vigie-source-partition", value: Some(p.as_str()) })
-                        .insert(Header { key: "vigie-source-offset", value: Some(o.as_str()) });
+                        .insert(Header { key: "vigie-source-offset", value: Some(o.as_str()) })
+                        .insert(Header { key: "vigie-source-epoch", value: Some(e.as_str()) });
                 }
                 let mut record = BaseRecord::<(), [u8]>::to(topic).payload(kept).headers(headers);
                 loop {
@@ -131,10 +146,17 @@ impl RejectSink for DeadLetter {
                 *pending = true;
                 Ok(())
             }
-            DeadLetter::Local { pending, .. } => {
+            DeadLetter::Local { pending, epoch, .. } => {
                 let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
                 let buf = pending.entry(date).or_default();
-                buf.extend_from_slice(reject_json(origin, rej, raw, full_len).as_bytes());
+                let mut line = reject_json(origin, rej, raw, full_len);
+                if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if let Some(src) = v.get_mut("source").and_then(|s| s.as_object_mut()) {
+                        src.insert("epoch".into(), (*epoch).into());
+                        line = v.to_string();
+                    }
+                }
+                buf.extend_from_slice(line.as_bytes());
                 buf.push(b'\n');
                 Ok(())
             }
@@ -145,7 +167,7 @@ impl RejectSink for DeadLetter {
     /// the broker, or written and fsynced.
     fn flush(&mut self) -> Result<(), IngestError> {
         match self {
-            DeadLetter::Topic { producer, topic, failed, pending } => {
+            DeadLetter::Topic { producer, topic, failed, pending, .. } => {
                 if *pending {
                     producer
                         .flush(Duration::from_secs(30))
@@ -160,7 +182,7 @@ impl RejectSink for DeadLetter {
                 *pending = false;
                 Ok(())
             }
-            DeadLetter::Local { dir, pending } => {
+            DeadLetter::Local { dir, pending, .. } => {
                 while let Some((date, bytes)) = pending.pop_first() {
                     let path = dir.join(format!("{date}.ndjson"));
                     if let Err(e) = append_durably(&path, &bytes) {

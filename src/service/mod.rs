@@ -229,6 +229,8 @@ impl Pipeline {
     ) -> Result<(), IngestError> {
         let origin = || Origin::Kafka { topic: topic.clone(), partition, offset };
         self.door.set_clock(Some(Clock::now(self.skew_s)));
+        let epoch = self.part(topic, partition).epoch;
+        self.door.rejects.set_epoch(epoch);
         let bytes = payload.unwrap_or(b"");
         self.door.offer_json(bytes, origin)?;
         let mut accepted = std::mem::take(&mut self.door.sink);
