@@ -210,3 +210,54 @@ async fn two_members_share_the_partitions_and_store_each_event_once() {
     assert_eq!(rows, good.len(), "an event was stored twice or lost");
     assert_eq!(ids, good);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_file_is_quarantined_counted_and_reported_and_the_rest_is_analysed() {
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("events", 1, 1).unwrap();
+    let records = recent_records(6, 2, 17);
+    produce(&brokers, "events", &records, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    // Damage waiting in the store before the service starts: a truncated
+    // raw file and an empty one of another topic's partition.
+    let day = chrono::Utc::now().date_naive() - chrono::Days::new(1);
+    let name = |first| vigie::service::store::RawName {
+        topic: "older".into(),
+        epoch: 0,
+        partition: 0,
+        first,
+        last: first + 9,
+    };
+    let truncated = vigie::service::store::raw_file(&store, "lyon-1", day, &name(0));
+    std::fs::create_dir_all(truncated.parent().unwrap()).unwrap();
+    std::fs::write(&truncated, b"PAR1\x15\x04\x15\x10 cut short").unwrap();
+    let empty = vigie::service::store::raw_file(&store, "lyon-1", day, &name(10));
+    std::fs::write(&empty, b"").unwrap();
+    let run = start(load_cfg(dir.path(), &service_toml(&brokers, "events", "g5", &store, "")));
+    wait_async("an analysis with the stored events", 90, || {
+        std::fs::read_to_string(store.join("findings.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .is_some_and(|f| f["findings"].as_array().is_some_and(|a| !a.is_empty()))
+    })
+    .await;
+    let text = run.metrics.render();
+    for reason in ["not_parquet", "empty"] {
+        let series = format!("vigie_store_quarantined_files_total{{reason=\"{reason}\",tier=\"raw\"}} 1");
+        assert!(text.contains(&series), "{series} missing:\n{text}");
+    }
+    run.stop().await;
+    assert!(!truncated.exists() && !empty.exists());
+    let q = store.join("quarantine").join(truncated.strip_prefix(&store).unwrap());
+    assert!(q.exists(), "{}", q.display());
+    let f: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(store.join("findings.json")).unwrap()).unwrap();
+    let inc = f["incomplete"].as_array().expect("findings.json lists what is missing");
+    let files: u64 = inc.iter().map(|i| i["files"].as_u64().unwrap()).sum();
+    assert_eq!(files, 2, "{inc:?}");
+    assert_eq!(inc[0]["date"], day.to_string());
+    // The check at start quarantined them: the analysis never failed.
+    assert!(text.contains("vigie_analysis_failures_total 0"), "{text}");
+}
