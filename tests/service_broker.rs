@@ -577,7 +577,10 @@ fn a_full_disk_pauses_ingestion_and_it_resumes_by_itself_when_room_comes_back() 
     create_topic(&brokers, &topic, 3);
     let records = recent_records(10, 6, 63);
     let good = expected(&records);
-    let p = producer(&brokers, false);
+    // One record per batch: vigie pauses and resumes mid-batch, and tansu
+    // 0.6.0 skips the rest of a batch fetched from its middle (see
+    // `producer`).
+    let p = producer(&brokers, true);
     for (i, r) in records.iter().enumerate() {
         send(&p, &topic, (i % 3) as i32, r);
     }
@@ -643,7 +646,8 @@ fn a_full_disk_pauses_ingestion_and_it_resumes_by_itself_when_room_comes_back() 
     assert!(log.contains("pausing consumption"), "{log}");
     assert!(log.contains("takes writes again"), "{log}");
     let (ids, rows) = raw_event_ids(&store);
-    assert_eq!(rows, good.len(), "each event exactly once");
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+    assert_eq!(rows, good.len(), "each event exactly once; the log's warnings:\n{}", warnings.join("\n"));
     assert_eq!(ids, good);
     assert_eq!(range_problems(&store, &topic), Vec::<String>::new());
     assert!(vigie::service::store::temporaries(&store).is_empty());

@@ -182,8 +182,34 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             },
             Err(rej) => rej,
         };
-        let redacted = rejects::redact_json_worker(bytes, &mut self.pseudo);
+        // Kept only when it parses: then every identifier field is
+        // pseudonymised; otherwise no byte of it is kept.
+        let rej = self.name_the_identifier(rej, bytes);
+        let redacted = rejects::redact_record(bytes, &mut self.pseudo).unwrap_or_default();
         self.reject(&at(), &rej, &redacted, bytes.len())
+    }
+
+    /// A record refused for a missing `worker` that carries an identifier
+    /// under another name (`Worker`, `employee_id`...): the message says
+    /// which field was expected (the other name is quoted only when it is
+    /// safe to publish).
+    fn name_the_identifier(&self, rej: Rejection, bytes: &[u8]) -> Rejection {
+        if rej.reason != RejectReason::MissingField || !rej.message.starts_with("`worker`") {
+            return rej;
+        }
+        let Ok(serde_json::Value::Object(map)) = serde_json::from_slice::<serde_json::Value>(bytes) else {
+            return rej;
+        };
+        match map.keys().find(|k| k.as_str() != "worker" && rejects::is_identifier_field(k)) {
+            Some(k) => {
+                let named = if rejects::is_safe_field_name(k) { format!("`{k}`") } else { "a field".into() };
+                Rejection::new(
+                    rej.reason,
+                    format!("`worker` is required; {named} looks like a worker identifier under another name: the export should call it `worker` (its value was pseudonymised here)"),
+                )
+            }
+            None => rej,
+        }
     }
 
     /// A record whose fields a reader has already split (CSV, Parquet).
@@ -234,10 +260,13 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         if !raw.unknown.is_empty() {
             self.stats.records_with_dropped_fields += 1;
             for name in &raw.unknown {
-                let key = if self.stats.dropped_fields.len() < MAX_DROPPED_NAMES
+                // Names are data too: published only when safe.
+                let key = if !rejects::is_safe_field_name(name) {
+                    "(unnamed)".to_string()
+                } else if self.stats.dropped_fields.len() < MAX_DROPPED_NAMES
                     || self.stats.dropped_fields.contains_key(name.as_ref())
                 {
-                    name.chars().take(64).collect::<String>()
+                    name.to_string()
                 } else {
                     "(other)".to_string()
                 };

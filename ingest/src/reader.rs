@@ -168,8 +168,8 @@ fn read_ndjson<S: EventSink, R: RejectSink>(
                 RejectReason::TooLarge,
                 format!("record of {len} bytes, over the limit of {MAX_RECORD_BYTES}"),
             );
-            let redacted = crate::rejects::redact_json_worker(&buf, ing.pseudonymiser());
-            ing.offer_refused(rej, at(), &redacted, len)?;
+            // Cut: it cannot be parsed whole, so no byte of it is kept.
+            ing.offer_refused(rej, at(), &[], len)?;
         } else {
             ing.offer_json(&buf, at)?;
         }
@@ -190,8 +190,19 @@ fn render_cells(
 ) -> Vec<u8> {
     let mut obj = serde_json::Map::new();
     for (i, cell) in cells.iter().enumerate() {
-        let key = names.get(i).cloned().unwrap_or_else(|| format!("column_{}", i + 1));
-        let value = if key == "worker" { format!("~{}", pseudo.pseudonym(cell)) } else { cell.to_string() };
+        // A cell without a column name cannot be known not to be an
+        // identifier: its value is withheld.
+        let (key, named) = match names.get(i) {
+            Some(n) => (n.clone(), true),
+            None => (format!("column_{}", i + 1), false),
+        };
+        let value = if !named {
+            "~withheld".to_string()
+        } else if crate::rejects::is_identifier_field(&key) {
+            format!("~{}", pseudo.pseudonym(cell))
+        } else {
+            cell.to_string()
+        };
         obj.insert(key, serde_json::Value::String(value));
     }
     serde_json::to_vec(&obj).unwrap_or_default()

@@ -54,6 +54,10 @@ struct RejectLine<'a> {
     raw_bytes: usize,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     truncated: bool,
+    /// The record could not be parsed, so vigie could not be sure where an
+    /// identifier sat in it: none of its bytes are kept.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    raw_withheld: bool,
     rejected_at: String,
 }
 
@@ -71,6 +75,7 @@ pub fn reject_json(origin: &Origin, rejection: &Rejection, raw: &[u8], full_len:
         }
     }
     let (text, b64) = match std::str::from_utf8(kept) {
+        Ok(_) if kept.is_empty() => (None, None),
         Ok(s) => (Some(s), None),
         Err(_) => (None, Some(base64::engine::general_purpose::STANDARD.encode(kept))),
     };
@@ -87,7 +92,8 @@ pub fn reject_json(origin: &Origin, rejection: &Rejection, raw: &[u8], full_len:
         raw: text,
         raw_base64: b64,
         raw_bytes: full_len,
-        truncated,
+        truncated: truncated && !raw.is_empty(),
+        raw_withheld: raw.is_empty() && full_len > 0,
         rejected_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     };
     serde_json::to_string(&line).unwrap_or_else(|_| String::from("{}"))
@@ -157,53 +163,83 @@ impl RejectSink for MemoryRejects {
     }
 }
 
-/// Replaces the value of every `"worker"` key in a raw JSON-ish record by
-/// `"~<pseudonym>"`, whether or not the record parses. The value is taken
-/// as a string up to its closing quote, or as a bare token up to `,`, `}`,
-/// `]` or a line end.
-pub fn redact_json_worker(raw: &[u8], pseudo: &mut Pseudonymiser) -> Vec<u8> {
-    const KEY: &[u8] = b"\"worker\"";
-    let mut out = Vec::with_capacity(raw.len());
-    let mut i = 0;
-    while let Some(pos) = memchr::memmem::find(&raw[i..], KEY) {
-        let key_end = i + pos + KEY.len();
-        let mut j = key_end;
-        while j < raw.len() && raw[j].is_ascii_whitespace() {
-            j += 1;
-        }
-        if j >= raw.len() || raw[j] != b':' {
-            out.extend_from_slice(&raw[i..key_end]);
-            i = key_end;
-            continue;
-        }
-        j += 1;
-        while j < raw.len() && raw[j].is_ascii_whitespace() {
-            j += 1;
-        }
-        let start = j;
-        let end = if j < raw.len() && raw[j] == b'"' {
-            let mut k = j + 1;
-            while k < raw.len() && raw[k] != b'"' {
-                k += if raw[k] == b'\\' { 2 } else { 1 };
-            }
-            (k + 1).min(raw.len())
-        } else {
-            let mut k = j;
-            while k < raw.len() && !matches!(raw[k], b',' | b'}' | b']' | b'\n' | b'\r') {
-                k += 1;
-            }
-            k
-        };
-        out.extend_from_slice(&raw[i..start]);
-        if end > start {
-            let value = String::from_utf8_lossy(&raw[start..end]);
-            let value = value.trim_matches('"');
-            out.extend_from_slice(format!("\"~{}\"", pseudo.pseudonym(value)).as_bytes());
-        }
-        i = end;
+/// Words that make a field name an identifier, whatever its case and
+/// punctuation (`Worker`, `WORKER`, `worker_id`, `employeeId`,
+/// `Badge-No`...): docs/privacy.md, "Identifier fields". The name's letters
+/// and digits, lower-cased, are matched against these as substrings, and
+/// `id` alone counts too.
+pub const IDENTIFIER_WORDS: [&str; 16] = [
+    "worker",
+    "employe",
+    "badge",
+    "user",
+    "operator",
+    "picker",
+    "associate",
+    "matricule",
+    "login",
+    "staff",
+    "person",
+    "agent",
+    "salarie",
+    "uid",
+    "driver",
+    "name",
+];
+
+/// Whether a field name is (or looks like) a worker identifier: its value
+/// is pseudonymised in a refused record, never written as received.
+pub fn is_identifier_field(name: &str) -> bool {
+    let n: String = name.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect();
+    // `ts` and `event_id` are the contract's own; `id` alone is an identifier.
+    n == "id" || IDENTIFIER_WORDS.iter().any(|w| n.contains(w))
+}
+
+/// Whether a field name may be published as it is (findings.json counts
+/// dropped fields by name): short, lower-case ASCII, not an identifier.
+pub fn is_safe_field_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 32
+        && b[0].is_ascii_lowercase()
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+        && !is_identifier_field(name)
+}
+
+/// A refused JSON record as the rejects store keeps it: parsed, every value
+/// under an identifier field (at any depth, keys compared after JSON
+/// unescaping, in any case) replaced by `"~PSEUDONYM"`, and written back.
+/// `None` when the record does not parse as a JSON object: vigie cannot be
+/// sure where an identifier sits in it, so no byte of it is kept (its
+/// reason, coordinates and size are).
+pub fn redact_record(raw: &[u8], pseudo: &mut Pseudonymiser) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut v: serde_json::Value = serde_json::from_str(text).ok()?;
+    if !v.is_object() {
+        return None;
     }
-    out.extend_from_slice(&raw[i..]);
-    out
+    redact_value(&mut v, pseudo);
+    serde_json::to_vec(&v).ok()
+}
+
+fn redact_value(v: &mut serde_json::Value, pseudo: &mut Pseudonymiser) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if is_identifier_field(k) {
+                    let text = match &*val {
+                        serde_json::Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    *val = serde_json::Value::String(format!("~{}", pseudo.pseudonym(&text)));
+                } else {
+                    redact_value(val, pseudo);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|i| redact_value(i, pseudo)),
+        _ => {}
+    }
 }
 
 #[cfg(test)]
@@ -215,16 +251,22 @@ mod tests {
     }
 
     #[test]
-    fn redacts_strings_bare_tokens_and_broken_records() {
+    fn redaction_works_on_what_the_parser_sees() {
         let mut ps = p();
         for raw in [
             &br#"{"event_id":"e","worker" : "Jean Dupont","kind":"scan"}"#[..],
             br#"{"worker":12345}"#,
-            br#"{"event_id":"e","worker":"Jean Dupont"#,
-            b"{\"worker\":\"Jean Dupont\xff\",\"x\":1}",
-            br#"{"worker":"a\"Jean Dupont","worker":"Jean Dupont"}"#,
+            // Escaped key, duplicate keys, values of every type, nesting.
+            br#"{"worker":"Jean Dupont"}"#,
+            br#"{"worker":"Jean Dupont","worker":"Jean Dupont"}"#,
+            br#"{"worker":["Jean Dupont"]}"#,
+            br#"{"worker":{"name":"Jean Dupont"}}"#,
+            br#"{"meta":{"badge":"Jean Dupont","list":[{"Employee_ID":12345}]}}"#,
+            br#"{"WORKER":"Jean Dupont","kind":"scan"}"#,
+            br#"{"user":"Jean Dupont"}"#,
+            br#"{"id":12345}"#,
         ] {
-            let out = redact_json_worker(raw, &mut ps);
+            let out = redact_record(raw, &mut ps).expect("an object");
             let s = String::from_utf8_lossy(&out);
             assert!(!s.contains("Dupont") && !s.contains("12345"), "{s}");
             assert!(s.contains("\"~"), "{s}");
@@ -232,10 +274,42 @@ mod tests {
     }
 
     #[test]
+    fn a_record_that_does_not_parse_keeps_no_bytes() {
+        let mut ps = p();
+        for raw in [
+            &br#"{"event_id":"e","worker":"Jean Dupont"#[..],
+            b"{\"worker\":\"Jean Dupont\xff\",\"x\":1}",
+            br#"["Jean Dupont"]"#,
+            br#""Jean Dupont""#,
+            b"worker=Jean Dupont",
+        ] {
+            assert_eq!(redact_record(raw, &mut ps), None, "{}", String::from_utf8_lossy(raw));
+        }
+    }
+
+    #[test]
+    fn identifier_fields_in_any_spelling() {
+        for name in
+            ["worker", "Worker", "WORKER", "worker_id", "employee_id", "EmployeeID", "badge", "user", "id"]
+        {
+            assert!(is_identifier_field(name), "{name}");
+        }
+        for name in
+            ["event_id", "ts", "site", "kind", "zone", "team", "process", "device", "quantity", "weight_kg"]
+        {
+            assert!(!is_identifier_field(name), "{name}");
+        }
+        assert!(is_safe_field_name("scanner_model"));
+        for name in ["Jean Dupont", "badge_no", "x".repeat(40).as_str(), "=cmd", "é"] {
+            assert!(!is_safe_field_name(name), "{name}");
+        }
+    }
+
+    #[test]
     fn leaves_other_fields_alone() {
         let mut ps = p();
         let raw = br#"{"event_id":"worker","site":"a"}"#;
-        assert_eq!(redact_json_worker(raw, &mut ps), raw.to_vec());
+        assert_eq!(redact_record(raw, &mut ps), Some(raw.to_vec()));
     }
 
     #[test]
