@@ -15,6 +15,7 @@ root = pathlib.Path(__file__).resolve().parent.parent
 vigie = root / "target" / "release" / "vigie"
 key = work / "bench.key"
 key.write_bytes(b"k" * 32)
+key.chmod(0o600)
 
 
 def timed(cmd):

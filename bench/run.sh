@@ -8,7 +8,7 @@ if [ $# -gt 0 ]; then sizes=("$@"); else sizes=(10 50); fi
 dir=${BENCH_DIR:-/tmp/vigie-bench}
 runs=${RUNS:-3}
 mkdir -p "$dir"
-head -c 32 /dev/urandom > "$dir/bench.key"
+(umask 077; head -c 32 /dev/urandom > "$dir/bench.key")
 command -v /usr/bin/time >/dev/null || { apt-get update -qq && apt-get install -y -qq time; }
 python3 -c "import duckdb" 2>/dev/null || python3 -m pip install --quiet "duckdb==2.0.1"
 cargo build --release --locked

@@ -49,6 +49,66 @@ impl Drop for Purge {
     }
 }
 
+/// Creates a folder only its owner can enter (0700).
+fn private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        b.mode(0o700);
+    }
+    b.create(dir).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))
+}
+
+/// SIGINT and SIGTERM during an audit: the spill is removed before the
+/// process exits (code 130), so an interrupted run leaves no raw events.
+pub mod interrupt {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Mutex, OnceLock};
+
+    static SPILLS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    static WATCHER: OnceLock<()> = OnceLock::new();
+    /// Set while a caller (`demo --serve`) handles the signals itself.
+    pub static HANDLED_ELSEWHERE: AtomicBool = AtomicBool::new(false);
+
+    /// Registers a spill folder for the time the guard lives.
+    pub struct Watch(PathBuf);
+
+    impl Watch {
+        pub fn spill(dir: PathBuf) -> Watch {
+            WATCHER.get_or_init(|| {
+                let _ = std::thread::Builder::new().name("vigie-signals".into()).spawn(watch);
+            });
+            SPILLS.lock().unwrap_or_else(|e| e.into_inner()).push(dir.clone());
+            Watch(dir)
+        }
+    }
+
+    impl Drop for Watch {
+        fn drop(&mut self) {
+            SPILLS.lock().unwrap_or_else(|e| e.into_inner()).retain(|d| *d != self.0);
+        }
+    }
+
+    fn watch() {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        loop {
+            rt.block_on(crate::cli::interrupted());
+            let spills: Vec<PathBuf> = SPILLS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            for d in &spills {
+                let _ = std::fs::remove_dir_all(d);
+            }
+            if spills.is_empty() && HANDLED_ELSEWHERE.load(Ordering::SeqCst) {
+                continue;
+            }
+            eprintln!("vigie: interrupted; the spill was removed");
+            std::process::exit(130);
+        }
+    }
+}
+
 /// A progress bar on a terminal, nothing otherwise.
 pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
     if !std::io::stderr().is_terminal() {
@@ -81,9 +141,13 @@ pub fn run(
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
     let work = out.join(".vigie-work");
     if work.exists() {
+        // The spill of a run that was killed (kill -9, power loss).
+        tracing::warn!(path = %work.display(), "Removing the spill of an interrupted run");
         std::fs::remove_dir_all(&work)?;
     }
+    private_dir(&work)?;
     let _purge = Purge(work.clone());
+    let _watch = interrupt::Watch::spill(work.clone());
     // The spill is scratch: it is deleted at the end of the run.
     let spill = SpillWriter::new(
         work.join("events"),

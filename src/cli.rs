@@ -107,6 +107,10 @@ pub struct AuditArgs {
     /// Pseudonymisation key (at least 32 bytes); else $VIGIE_KEY_FILE; else a random key for this run.
     #[arg(long, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
+    /// Accept a key file that its group or others can read (refused
+    /// otherwise: whoever reads the key can link pseudonyms to people).
+    #[arg(long)]
+    pub allow_shared_key: bool,
     /// Output directory.
     #[arg(long, default_value = "vigie-audit")]
     pub out: PathBuf,
@@ -175,10 +179,12 @@ fn load_policy(p: &PolicyArgs) -> Result<(Policy, String), Failure> {
     Ok((policy, lang))
 }
 
-fn load_key(flag: &Option<PathBuf>) -> Result<Pseudonymiser, Failure> {
+fn load_key(flag: &Option<PathBuf>, allow_shared: bool) -> Result<Pseudonymiser, Failure> {
     let path = flag.clone().or_else(|| std::env::var_os("VIGIE_KEY_FILE").map(PathBuf::from));
     match path {
-        Some(p) => Pseudonymiser::from_key_file(&p).map_err(|e| Failure::usage(e.to_string())),
+        Some(p) => {
+            Pseudonymiser::from_private_key_file(&p, allow_shared).map_err(|e| Failure::usage(e.to_string()))
+        }
         None => {
             tracing::warn!("No key file (--key-file or VIGIE_KEY_FILE): using a random key; pseudonyms will not match across runs");
             Ok(Pseudonymiser::ephemeral())
@@ -201,7 +207,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 Some(f) => Some(Employer::from_file(f).map_err(|e| Failure::usage(e.to_string()))?),
                 None => None,
             };
-            let pseudo = load_key(&a.key_file)?;
+            let pseudo = load_key(&a.key_file, a.allow_shared_key)?;
             let setup = AuditSetup { policy, employer, pseudo, out: a.out.clone(), lang };
             let inputs = a.input.clone();
             let expected = inputs.iter().map(|p| vigie_ingest::reader::estimate_events(p)).sum();
@@ -351,6 +357,7 @@ pub async fn interrupted() {
 /// `demo --serve`: publishes the demo's findings and counts, then serves
 /// `/metrics` until interrupted.
 fn serve_demo(addr: &str, token: Option<String>, outcome: &audit::AuditOutcome) -> Result<(), Failure> {
+    audit::interrupt::HANDLED_ELSEWHERE.store(true, std::sync::atomic::Ordering::SeqCst);
     let metrics = std::sync::Arc::new(crate::metrics::Metrics::new(crate::metrics::DEFAULT_MAX_SERIES));
     metrics.count_ingest(&outcome.stats);
     let published = metrics.publish(&outcome.evaluation);

@@ -381,3 +381,88 @@ fn documented_examples_match_the_schema_and_the_validator() {
     }
     assert!(blocks >= 9, "found {blocks} examples");
 }
+
+#[test]
+fn an_interrupted_audit_leaves_no_spill_and_the_spill_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("big.parquet");
+    let g = run(&[
+        "generate",
+        "--out",
+        input.to_str().unwrap(),
+        "--workers",
+        "300",
+        "--days",
+        "28",
+        "--seed",
+        "9",
+    ]);
+    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    let out = dir.path().join("out");
+    let mut child = vigie()
+        .args(["audit", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let work = out.join(".vigie-work");
+    // Wait for the first spilled part.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let part = loop {
+        let found = vigie::service::store::files_under(&work, "parquet").into_iter().next();
+        if let Some(p) = found {
+            break p;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the audit ended before it could be interrupted");
+        assert!(std::time::Instant::now() < end, "no spill appeared");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    };
+    assert_eq!(std::fs::metadata(&work).unwrap().permissions().mode() & 0o777, 0o700, "spill folder");
+    assert_eq!(std::fs::metadata(&part).unwrap().permissions().mode() & 0o777, 0o600, "spill file");
+    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    assert!(!work.exists(), "the spill outlived the interrupted run");
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused_unless_allowed() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    std::fs::write(&input, ndjson(&[ev("w1", "08:00:00", "scan")])).unwrap();
+    let key = key_file(dir.path());
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = dir.path().join("out");
+    let args = [
+        "audit",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ];
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("can be read by its group or others (mode 0644)") && err.contains("chmod 600"),
+        "{err}"
+    );
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-shared-key");
+    let o = run(&allowed);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // A key of printable characters only gets a warning about its entropy.
+    std::fs::write(&key, "correct horse battery staple and more!!\n").unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("bits of entropy"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}

@@ -59,6 +59,44 @@ pub fn write(rows: &[AggregateRow], dir: &Path) -> Result<(), AnalyzeError> {
     ParquetWriter::new(f).finish(&mut df)?;
     let c = dir.join("group_weeks.csv");
     let f = File::create(&c).map_err(|e| AnalyzeError::io(&c, e))?;
-    CsvWriter::new(f).include_header(true).finish(&mut df)?;
+    let mut csv = spreadsheet_safe(&df)?;
+    CsvWriter::new(f).include_header(true).finish(&mut csv)?;
     Ok(())
+}
+
+/// The frame as a spreadsheet may open it: a text cell that begins with
+/// `=`, `+`, `-` or `@` (a site named `-2+3`) would be read as a formula,
+/// so it gets a leading `'`. The Parquet file keeps the values as they are.
+pub fn spreadsheet_safe(df: &DataFrame) -> Result<DataFrame, AnalyzeError> {
+    let mut cols = Vec::with_capacity(df.width());
+    for c in df.columns() {
+        if let Ok(ca) = c.str() {
+            let safe: StringChunked = ca.apply_values(|v| {
+                if v.starts_with(['=', '+', '-', '@']) {
+                    format!("'{v}").into()
+                } else {
+                    v.into()
+                }
+            });
+            cols.push(safe.into_column().with_name(c.name().clone()));
+        } else {
+            cols.push(c.clone());
+        }
+    }
+    Ok(DataFrame::new_infer_height(cols)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_that_a_spreadsheet_would_run_is_quoted() {
+        let df = df!("site" => ["-2+3", "=cmd", "@x", "+1", "lyon-1"], "n" => [-1i64, 2, 3, 4, 5]).unwrap();
+        let safe = spreadsheet_safe(&df).unwrap();
+        let ca = safe.column("site").unwrap().str().unwrap().clone();
+        let site: Vec<&str> = (0..ca.len()).map(|i| ca.get(i).unwrap()).collect();
+        assert_eq!(site, ["'-2+3", "'=cmd", "'@x", "'+1", "lyon-1"]);
+        assert_eq!(safe.column("n").unwrap(), df.column("n").unwrap(), "numbers stay numbers");
+    }
 }

@@ -38,7 +38,16 @@ pub fn store_shifts(
 ) -> Result<Vec<shifts::Shift>, AnalyzeError> {
     let mut all = Vec::new();
     for (i, dir) in buckets.iter().enumerate() {
-        let mut part = shifts::bucket_shifts(&dir.join("*.parquet"), model)?;
+        // The bucket's files by name: a path is never a glob pattern (an
+        // output folder may hold `*` or `[`).
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| AnalyzeError::io(dir, e))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .collect();
+        files.sort();
+        let mut part = shifts::bucket_shifts(&files, model)?;
         all.append(&mut part);
         progress(i + 1);
     }

@@ -12,7 +12,6 @@
 //! - A stretch is a run of activity (events inside declared breaks set
 //!   aside) with no gap of 20 min or more.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use polars::prelude::*;
@@ -332,10 +331,13 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
         .filter(col("start_us").is_not_null())
 }
 
-/// Reads the shifts of one bucket of the store.
-pub fn bucket_shifts(glob: &Path, m: &ShiftModel) -> Result<Vec<Shift>, AnalyzeError> {
-    let path = glob.to_string_lossy().to_string();
-    let lf = LazyFrame::scan_parquet(PlRefPath::new(path), ScanArgsParquet::default())?;
+/// Reads the shifts of one bucket of the store (its files, named).
+pub fn bucket_shifts(files: &[std::path::PathBuf], m: &ShiftModel) -> Result<Vec<Shift>, AnalyzeError> {
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
+    let paths = files.iter().map(|p| PlRefPath::new(p.to_string_lossy().to_string()));
+    let lf = LazyFrame::scan_parquet_files(paths.collect(), store_scan_args(None))?;
     let df = shift_query(lf, m).collect()?;
     frame_to_shifts(&df)
 }
@@ -433,6 +435,8 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
 fn store_scan_args(schema: Option<Schema>) -> ScanArgsParquet {
     let mut args = ScanArgsParquet::default();
     args.hive_options.enabled = Some(false);
+    // Paths are paths, never glob patterns.
+    args.glob = false;
     args.schema = schema.map(Arc::new);
     args
 }

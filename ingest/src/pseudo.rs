@@ -67,6 +67,37 @@ impl Pseudonymiser {
         })
     }
 
+    /// [`Pseudonymiser::from_key_file`], refusing a key file that its
+    /// group or others may read (unless `allow_shared`), and warning about
+    /// a short key of printable characters (little entropy).
+    pub fn from_private_key_file(path: &Path, allow_shared: bool) -> Result<Self, IngestError> {
+        let p = Self::from_key_file(path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(path)
+                .map_err(|e| IngestError::Key(format!("cannot read the key file {}: {e}", path.display())))?;
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 && !allow_shared {
+                return Err(IngestError::Key(format!(
+                    "the key file {} can be read by its group or others (mode {mode:04o}): whoever reads it can link pseudonyms to people. Run `chmod 600 {}`, or accept it with --allow-shared-key (store.allow_shared_key for the service)",
+                    path.display(),
+                    path.display()
+                )));
+            }
+        }
+        let bytes = std::fs::read(path).unwrap_or_default();
+        let key = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
+        let key = key.strip_suffix(b"\r").unwrap_or(key);
+        if key.iter().all(|b| (0x20..=0x7e).contains(b)) {
+            let n = key.len();
+            if n < 44 {
+                tracing::warn!(path = %path.display(), characters = n, "The key is {n} printable characters: at most about {} bits of entropy. Prefer 32 random bytes (head -c 32 /dev/urandom | base64)", n * 13 / 2);
+            }
+        }
+        Ok(p)
+    }
+
     /// A random key for this run only: pseudonyms will not match those of
     /// any other run.
     pub fn ephemeral() -> Self {

@@ -169,7 +169,7 @@ pub fn write_parquet_atomic_with(
     durability: Durability,
     step: &mut dyn FnMut(WriteStep) -> std::io::Result<()>,
 ) -> Result<(), IngestError> {
-    write_atomic_with(path, durability, step, &mut |f| {
+    write_atomic_with(path, durability, true, step, &mut |f| {
         ParquetWriter::new(f).with_compression(ParquetCompression::Zstd(None)).finish(df).map_err(
             |e| match e {
                 PolarsError::IO { error, .. } => std::io::Error::new(error.kind(), error.to_string()),
@@ -193,13 +193,14 @@ pub fn write_bytes_atomic_with(
     durability: Durability,
     step: &mut dyn FnMut(WriteStep) -> std::io::Result<()>,
 ) -> Result<(), IngestError> {
-    write_atomic_with(path, durability, step, &mut |f| f.write_all(bytes))
+    write_atomic_with(path, durability, false, step, &mut |f| f.write_all(bytes))
 }
 
 /// The atomic write under both: `fill` writes the temporary file.
 fn write_atomic_with(
     path: &Path,
     durability: Durability,
+    private: bool,
     step: &mut dyn FnMut(WriteStep) -> std::io::Result<()>,
     fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
 ) -> Result<(), IngestError> {
@@ -213,7 +214,18 @@ fn write_atomic_with(
     let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let written = (|| {
         step(WriteStep::Write)?;
-        let mut f = File::create(&tmp)?;
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        // Event and shift files hold pseudonymised individual data: only
+        // the owner reads them.
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let mut f = opts.open(&tmp)?;
         fill(&mut f)?;
         f.flush()?;
         if durability == Durability::Synced {

@@ -94,6 +94,9 @@ pub struct StoreConfig {
     /// else a key created once as `vigie.key` in the store (mode 0600).
     #[serde(default)]
     pub key_file: Option<PathBuf>,
+    /// Accept a key file its group or others can read.
+    #[serde(default)]
+    pub allow_shared_key: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -178,6 +181,7 @@ impl Default for StoreConfig {
             aggregate_retention_days: d_aggregate_days(),
             purge_interval_s: d_purge_s(),
             key_file: None,
+            allow_shared_key: false,
         }
     }
 }
@@ -249,6 +253,7 @@ const KNOWN: [(&str, &[&str]); 4] = [
             "aggregate_retention_days",
             "purge_interval_s",
             "key_file",
+            "allow_shared_key",
         ],
     ),
     ("analysis", &["interval_s", "profile", "policy", "employer"]),

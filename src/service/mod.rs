@@ -805,7 +805,7 @@ pub fn service_key(cfg: &Config) -> Result<Pseudonymiser, String> {
         create_key(&path)?;
         tracing::warn!(path = %path.display(), "No key file configured: using a key kept in the store; keep it apart from the store where you can");
     }
-    Pseudonymiser::from_key_file(&path).map_err(|e| e.to_string())
+    Pseudonymiser::from_private_key_file(&path, cfg.store.allow_shared_key).map_err(|e| e.to_string())
 }
 
 fn create_key(path: &Path) -> Result<(), String> {

@@ -22,9 +22,12 @@ pub fn run(args: &[&str]) -> Output {
     vigie().args(args).env("VIGIE_LOG", "info").output().expect("vigie runs")
 }
 
+/// A key file only its owner can read (vigie refuses a shared one).
 pub fn key_file(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
     let p = dir.join("key");
     std::fs::write(&p, [b'k'; 32]).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
     p
 }
 
