@@ -161,7 +161,9 @@ pub fn run(
     }
     let ephemeral = setup.pseudo.ephemeral;
     let mut ing = Ingestor::new(setup.pseudo, None, spill, FileRejects::new(&rejects_path));
-    ing.reserve(expected_events.min(1 << 30) as usize);
+    // An estimate from a file's own claims (a Parquet footer may lie):
+    // never more than 4 Mi ids up front; the filter grows as it must.
+    ing.reserve(expected_events.min(1 << 22) as usize);
     let files = feed(&mut ing)?;
     let (spill, _rejects, stats) = ing.finish()?;
     let buckets: Vec<PathBuf> = spill.finish()?;

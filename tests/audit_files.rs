@@ -466,3 +466,36 @@ fn a_key_file_others_can_read_is_refused_unless_allowed() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn typed_timestamps_out_of_range_and_null_cells_are_rejected_not_fatal() {
+    use polars::prelude::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.parquet");
+    // Microseconds since the epoch: a good one, the year 10000, i64::MAX,
+    // the year -1, and a null.
+    let good = 1_772_434_800_000_000i64; // 2026-03-02T07:00:00Z
+    let ts = Series::new(
+        "ts".into(),
+        [Some(good), Some(253_402_300_800_000_000), Some(i64::MAX), Some(-62_198_755_200_000_000), None],
+    )
+    .cast(&DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)))
+    .unwrap();
+    let mut df = DataFrame::new_infer_height(vec![
+        Column::new("event_id".into(), ["e1", "e2", "e3", "e4", "e5"]),
+        ts.into(),
+        Column::new("site".into(), ["s1"; 5]),
+        Column::new("worker".into(), ["SECRET-1"; 5]),
+        Column::new("kind".into(), ["scan"; 5]),
+    ])
+    .unwrap();
+    ParquetWriter::new(std::fs::File::create(&path).unwrap()).finish(&mut df).unwrap();
+    let out = dir.path().join("out");
+    let o = run(&["audit", "--input", path.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = read_json(&out.join("findings.json"));
+    assert_eq!(f["input"]["events"], 1);
+    assert_eq!(f["input"]["rejected_by_reason"]["invalid_timestamp"], 3, "{}", f["input"]);
+    assert_eq!(f["input"]["rejected_by_reason"]["missing_field"], 1, "{}", f["input"]);
+    assert_no_secret(&out, &o, &["SECRET-"]);
+}

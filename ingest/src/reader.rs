@@ -54,10 +54,12 @@ impl Format {
 pub fn estimate_events(path: &Path) -> u64 {
     let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
     match Format::from_path(path) {
+        // The footer's claim, but never more than the file's size could
+        // hold (a footer may lie).
         Ok(Format::Parquet) => File::open(path)
             .ok()
             .and_then(|f| ParquetReader::new(f).num_rows().ok())
-            .map(|n| n as u64)
+            .map(|n| (n as u64).min(bytes.saturating_mul(64)))
             .unwrap_or(bytes / 16),
         Ok(Format::Ndjson { gz: true } | Format::Csv { gz: true }) => bytes * 8 / 180,
         _ => bytes / 180,
@@ -380,7 +382,12 @@ fn read_parquet<S: EventSink, R: RejectSink>(
     progress: &mut dyn FnMut(f64),
 ) -> Result<(), IngestError> {
     let open = || File::open(path).map_err(|e| IngestError::io(path, e));
-    let bad = |e: PolarsError| IngestError::Input(format!("{name}: not a readable Parquet file: {e}"));
+    // The reader's own message may quote the file's bytes: never shown.
+    let bad = |_: PolarsError| {
+        IngestError::Input(format!(
+            "{name}: not a readable Parquet file (its footer or its pages do not decode)"
+        ))
+    };
     let mut reader = ParquetReader::new(open()?);
     let total = reader.num_rows().map_err(bad)?;
     let columns: Vec<String> = reader.schema().map_err(bad)?.iter_names().map(|n| n.to_string()).collect();
@@ -396,6 +403,10 @@ fn read_parquet<S: EventSink, R: RejectSink>(
             .with_columns(Some(wanted.clone()))
             .finish()
             .map_err(bad)?;
+        if df.height() == 0 {
+            // The footer claimed more rows than the file holds.
+            break;
+        }
         let nonnull_unknown: Vec<(&str, Series)> = if unknown.is_empty() {
             Vec::new()
         } else {

@@ -383,6 +383,11 @@ fn truncate(s: &str, n: usize) -> String {
 
 /// Parses an RFC 3339 timestamp with an explicit offset into microseconds
 /// since the epoch and the offset in seconds.
+/// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z, in microseconds:
+/// the range of an RFC 3339 timestamp.
+pub const MIN_TS_US: i64 = -62_167_219_200_000_000;
+pub const MAX_TS_US: i64 = 253_402_300_799_999_999;
+
 pub fn parse_ts(s: &str) -> Option<(i64, i32)> {
     let dt: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(s).ok()?;
     // chrono accepts `-00:00` too; it still is an explicit offset.
@@ -407,6 +412,16 @@ pub fn validate<'a>(raw: &RawFields<'a>, clock: Option<Clock>) -> Result<Valid<'
     }
     let event_id = bounded_text(&raw.event_id, "event_id", 128)?;
     let (ts_us, offset_s) = match required(&raw.ts, "ts")? {
+        // A typed timestamp (Parquet) gets the range RFC 3339 text has:
+        // years 0000 to 9999, an offset within a day.
+        Scalar::Instant { ts_us, offset_s }
+            if !(MIN_TS_US..=MAX_TS_US).contains(ts_us) || offset_s.abs() >= 86_400 =>
+        {
+            return Err(Rejection::new(
+                RejectReason::InvalidTimestamp,
+                "`ts` is outside the years 0000 to 9999, or its offset is a day or more",
+            ))
+        }
         Scalar::Instant { ts_us, offset_s } => (*ts_us, *offset_s),
         Scalar::NaiveTimestamp => {
             return Err(Rejection::new(
