@@ -26,6 +26,8 @@ pub struct AuditSetup {
     pub out: PathBuf,
     /// Report language (`fr` or `en`).
     pub lang: String,
+    /// Bytes the rejects store keeps at most.
+    pub rejects_cap_bytes: u64,
 }
 
 /// What an audit produced.
@@ -160,12 +162,14 @@ pub fn run(
         std::fs::remove_file(&rejects_path)?;
     }
     let ephemeral = setup.pseudo.ephemeral;
-    let mut ing = Ingestor::new(setup.pseudo, None, spill, FileRejects::new(&rejects_path));
+    let rejects = FileRejects::new(&rejects_path).with_cap(setup.rejects_cap_bytes);
+    let mut ing = Ingestor::new(setup.pseudo, None, spill, rejects);
     // An estimate from a file's own claims (a Parquet footer may lie):
     // never more than 4 Mi ids up front; the filter grows as it must.
     ing.reserve(expected_events.min(1 << 22) as usize);
     let files = feed(&mut ing)?;
-    let (spill, _rejects, stats) = ing.finish()?;
+    let (spill, rejects, stats) = ing.finish()?;
+    let rejects_not_kept = rejects.not_kept();
     let buckets: Vec<PathBuf> = spill.finish()?;
     tracing::info!(
         events = stats.accepted,
@@ -200,6 +204,7 @@ pub fn run(
             records_with_dropped_fields: stats.records_with_dropped_fields,
             dropped_fields: stats.dropped_fields.clone(),
             files,
+            rejects_not_kept,
         },
         privacy: PrivacySummary {
             k: setup.policy.k,

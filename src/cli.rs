@@ -111,6 +111,10 @@ pub struct AuditArgs {
     /// otherwise: whoever reads the key can link pseudonyms to people).
     #[arg(long)]
     pub allow_shared_key: bool,
+    /// Most MiB of refused records kept in rejects.ndjson; past it they
+    /// are counted (findings.json, input.rejects_not_kept), not kept.
+    #[arg(long, value_name = "MIB", default_value_t = 64)]
+    pub max_rejects_mib: u64,
     /// Output directory.
     #[arg(long, default_value = "vigie-audit")]
     pub out: PathBuf,
@@ -208,7 +212,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 None => None,
             };
             let pseudo = load_key(&a.key_file, a.allow_shared_key)?;
-            let setup = AuditSetup { policy, employer, pseudo, out: a.out.clone(), lang };
+            let setup = AuditSetup {
+                policy,
+                employer,
+                pseudo,
+                out: a.out.clone(),
+                lang,
+                rejects_cap_bytes: a.max_rejects_mib.saturating_mul(1 << 20),
+            };
             let inputs = a.input.clone();
             let expected = inputs.iter().map(|p| vigie_ingest::reader::estimate_events(p)).sum();
             let outcome = audit::run(setup, expected, |ing| audit::feed_files(&inputs, ing))?;

@@ -32,6 +32,7 @@ pub fn run(policy: Policy, lang: String, out: &Path) -> anyhow::Result<AuditOutc
         pseudo: Pseudonymiser::ephemeral(),
         out: out.to_path_buf(),
         lang,
+        rejects_cap_bytes: vigie_ingest::rejects::DEFAULT_REJECTS_CAP_BYTES,
     };
     // About 3 M events.
     audit::run(setup, 3_000_000, |ing| {

@@ -499,3 +499,30 @@ fn typed_timestamps_out_of_range_and_null_cells_are_rejected_not_fatal() {
     assert_eq!(f["input"]["rejected_by_reason"]["missing_field"], 1, "{}", f["input"]);
     assert_no_secret(&out, &o, &["SECRET-"]);
 }
+
+#[test]
+fn past_its_cap_the_rejects_store_counts_and_keeps_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.ndjson");
+    let mut text = ndjson(&[ev("w1", "08:00:00", "scan")]);
+    for i in 0..50 {
+        text.push_str(&format!("{{\"event_id\":\"bad-{i}\",\"worker\":\"SECRET-{i}\"\n"));
+    }
+    std::fs::write(&input, text).unwrap();
+    let out = dir.path().join("out");
+    let o = run(&[
+        "audit",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-rejects-mib",
+        "0",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = read_json(&out.join("findings.json"));
+    assert_eq!(f["input"]["rejected"], 50);
+    assert_eq!(f["input"]["rejects_not_kept"], 50);
+    assert!(!out.join("rejects.ndjson").exists());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("rejects store is full"));
+}

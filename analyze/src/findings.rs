@@ -68,6 +68,14 @@ pub struct InputSummary {
     pub records_with_dropped_fields: u64,
     pub dropped_fields: BTreeMap<String, u64>,
     pub files: Vec<String>,
+    /// Refused records counted but not written to the rejects store (it
+    /// keeps a bounded amount); absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rejects_not_kept: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

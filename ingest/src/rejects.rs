@@ -19,6 +19,11 @@ use crate::IngestError;
 /// can only be `too_large` ones) are cut and marked `truncated`.
 pub const MAX_RAW_KEPT: usize = 4096;
 
+/// Bytes of lines the rejects store (and the service's local dead-letter
+/// store, per day) keeps by default; past it, refused records are counted,
+/// not kept, so a flood of bad records cannot fill the disk.
+pub const DEFAULT_REJECTS_CAP_BYTES: u64 = 64 << 20;
+
 /// Where refused records go.
 pub trait RejectSink {
     /// `raw` is already redacted; `full_len` is the size of the record as
@@ -103,16 +108,31 @@ pub fn reject_json(origin: &Origin, rejection: &Rejection, raw: &[u8], full_len:
 pub struct FileRejects {
     path: PathBuf,
     out: Option<BufWriter<File>>,
+    cap: u64,
+    written: u64,
+    not_kept: u64,
 }
 
 impl FileRejects {
-    /// The file is created at the first reject, and truncated then.
+    /// The file is created at the first reject, and truncated then. It
+    /// keeps at most [`DEFAULT_REJECTS_CAP_BYTES`].
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        FileRejects { path: path.into(), out: None }
+        FileRejects { path: path.into(), out: None, cap: DEFAULT_REJECTS_CAP_BYTES, written: 0, not_kept: 0 }
+    }
+
+    /// Keeps at most `bytes` of lines; the records past it are counted.
+    pub fn with_cap(mut self, bytes: u64) -> Self {
+        self.cap = bytes;
+        self
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Refused records counted but not written (past the cap).
+    pub fn not_kept(&self) -> u64 {
+        self.not_kept
     }
 }
 
@@ -124,12 +144,20 @@ impl RejectSink for FileRejects {
         raw: &[u8],
         full_len: usize,
     ) -> Result<(), IngestError> {
+        let line = reject_json(origin, rejection, raw, full_len);
+        if self.written + line.len() as u64 + 1 > self.cap {
+            if self.not_kept == 0 {
+                tracing::warn!(path = %self.path.display(), cap_bytes = self.cap, "The rejects store is full: further refused records are counted, not kept");
+            }
+            self.not_kept += 1;
+            return Ok(());
+        }
         if self.out.is_none() {
             let f = File::create(&self.path).map_err(|e| IngestError::io(&self.path, e))?;
             self.out = Some(BufWriter::new(f));
         }
         let out = self.out.as_mut().expect("opened above");
-        let line = reject_json(origin, rejection, raw, full_len);
+        self.written += line.len() as u64 + 1;
         out.write_all(line.as_bytes())
             .and_then(|_| out.write_all(b"\n"))
             .map_err(|e| IngestError::io(&self.path, e))
@@ -303,6 +331,22 @@ mod tests {
         for name in ["Jean Dupont", "badge_no", "x".repeat(40).as_str(), "=cmd", "é"] {
             assert!(!is_safe_field_name(name), "{name}");
         }
+    }
+
+    #[test]
+    fn the_rejects_file_keeps_whole_lines_up_to_its_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.ndjson");
+        let o = Origin::File { file: "f".into(), line: 1 };
+        let r = Rejection::new(crate::event::RejectReason::InvalidJson, "x");
+        let one = reject_json(&o, &r, b"{}", 2).len() as u64 + 1;
+        let mut f = FileRejects::new(&path).with_cap(one * 3 + one / 2);
+        for _ in 0..10 {
+            f.reject(&o, &r, b"{}", 2).unwrap();
+        }
+        f.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+        assert_eq!(f.not_kept(), 7);
     }
 
     #[test]

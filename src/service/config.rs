@@ -97,6 +97,10 @@ pub struct StoreConfig {
     /// Accept a key file its group or others can read.
     #[serde(default)]
     pub allow_shared_key: bool,
+    /// MiB of refused records the local dead-letter store keeps a day;
+    /// past it they are counted, not kept.
+    #[serde(default = "d_dead_letter_mib")]
+    pub max_dead_letter_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -147,6 +151,9 @@ fn d_max_backoff_ms() -> u64 {
 fn d_store_path() -> PathBuf {
     PathBuf::from("vigie-store")
 }
+fn d_dead_letter_mib() -> u64 {
+    vigie_ingest::rejects::DEFAULT_REJECTS_CAP_BYTES >> 20
+}
 fn d_raw_days() -> u32 {
     7
 }
@@ -182,6 +189,7 @@ impl Default for StoreConfig {
             purge_interval_s: d_purge_s(),
             key_file: None,
             allow_shared_key: false,
+            max_dead_letter_mib: d_dead_letter_mib(),
         }
     }
 }
@@ -254,6 +262,7 @@ const KNOWN: [(&str, &[&str]); 4] = [
             "purge_interval_s",
             "key_file",
             "allow_shared_key",
+            "max_dead_letter_mib",
         ],
     ),
     ("analysis", &["interval_s", "profile", "policy", "employer"]),

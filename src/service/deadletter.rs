@@ -58,6 +58,11 @@ pub enum DeadLetter {
         /// Lines not yet durable, by date.
         pending: BTreeMap<String, Vec<u8>>,
         epoch: u32,
+        /// Bytes a day's file may hold, and what it holds (by date).
+        cap: u64,
+        kept: BTreeMap<String, u64>,
+        /// Refused records counted but not written (past the cap).
+        not_kept: Arc<AtomicU64>,
     },
 }
 
@@ -82,13 +87,28 @@ impl DeadLetter {
             None => {
                 let dir = cfg.store.path.join(super::store::DEAD_LETTER);
                 std::fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
-                Ok(DeadLetter::Local { dir, pending: BTreeMap::new(), epoch: 0 })
+                Ok(DeadLetter::Local {
+                    dir,
+                    pending: BTreeMap::new(),
+                    epoch: 0,
+                    cap: cfg.store.max_dead_letter_mib.saturating_mul(1 << 20),
+                    kept: BTreeMap::new(),
+                    not_kept: Arc::default(),
+                })
             }
         }
     }
 }
 
 impl DeadLetter {
+    /// Refused records counted but not kept by the local store (its cap).
+    pub fn not_kept(&self) -> u64 {
+        match self {
+            DeadLetter::Local { not_kept, .. } => not_kept.load(Ordering::Relaxed),
+            DeadLetter::Topic { .. } => 0,
+        }
+    }
+
     /// The incarnation of the partition whose records come next: dead
     /// letters carry it beside their coordinates, which two incarnations of
     /// a topic share (docs/design.md, "A source that goes backwards").
@@ -146,8 +166,20 @@ impl RejectSink for DeadLetter {
                 *pending = true;
                 Ok(())
             }
-            DeadLetter::Local { pending, epoch, .. } => {
+            DeadLetter::Local { dir, pending, epoch, cap, kept, not_kept } => {
                 let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
+                // What the day's file already holds (a restart counts it
+                // from the file), plus what waits.
+                let held = kept.entry(date.clone()).or_insert_with(|| {
+                    std::fs::metadata(dir.join(format!("{date}.ndjson"))).map(|m| m.len()).unwrap_or(0)
+                });
+                let waiting = pending.get(&date).map_or(0, |b| b.len() as u64);
+                if *held + waiting >= *cap {
+                    if not_kept.fetch_add(1, Ordering::Relaxed) == 0 {
+                        tracing::warn!(cap_bytes = *cap, "The local dead-letter store is full for today: further refused records are counted, not kept");
+                    }
+                    return Ok(());
+                }
                 let buf = pending.entry(date).or_default();
                 let mut line = reject_json(origin, rej, raw, full_len);
                 if let Ok(mut v) = serde_json::from_str::<serde_json::Value>(&line) {
@@ -182,13 +214,14 @@ impl RejectSink for DeadLetter {
                 *pending = false;
                 Ok(())
             }
-            DeadLetter::Local { dir, pending, .. } => {
+            DeadLetter::Local { dir, pending, kept, .. } => {
                 while let Some((date, bytes)) = pending.pop_first() {
                     let path = dir.join(format!("{date}.ndjson"));
                     if let Err(e) = append_durably(&path, &bytes) {
                         pending.insert(date, bytes);
                         return Err(IngestError::io(&path, e));
                     }
+                    *kept.entry(date).or_default() += bytes.len() as u64;
                 }
                 Ok(())
             }
