@@ -331,3 +331,30 @@ fn a_damaged_checkpoint_falls_back_and_reads_the_last_flush_again() {
     feed(&mut p, &records, from, &Cell::new(None)).unwrap();
     assert_exactly_once(&c.store.path, &want, "after two damaged slots");
 }
+
+#[test]
+fn an_event_older_than_the_raw_retention_is_refused_not_written_into_a_purged_day() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), "");
+    assert_eq!(c.store.raw_retention_days, 30);
+    let (mut p, _) = pipeline(&c, Faults::default());
+    let day =
+        |ago: u64| (chrono::Utc::now() - chrono::Duration::days(ago as i64)).format("%Y-%m-%dT12:00:00Z");
+    let rec = |id: &str, ago| {
+        format!(
+            "{{\"event_id\":\"{id}\",\"ts\":\"{}\",\"site\":\"s1\",\"worker\":\"w\",\"kind\":\"scan\"}}",
+            day(ago)
+        )
+    };
+    let topic: Arc<str> = Arc::from(TOPIC);
+    p.offer(&topic, 0, 0, Some(rec("old", 31).as_bytes())).unwrap();
+    p.offer(&topic, 0, 1, Some(rec("kept", 30).as_bytes())).unwrap();
+    p.flush(&topic, 0, &|_| Ok(())).unwrap();
+    let (ids, _) = raw_event_ids(&c.store.path);
+    assert_eq!(ids, ["kept"]);
+    let dl = std::fs::read_dir(c.store.path.join("dead-letter")).unwrap().flatten().next().unwrap();
+    let line: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(dl.path()).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!(line["reason"], "expired_timestamp");
+    assert_eq!(line["source"]["offset"], 0);
+}

@@ -96,6 +96,7 @@ code_enum!(
         InvalidValue = 5 => "invalid_value",
         InvalidTimestamp = 6 => "invalid_timestamp",
         FutureTimestamp = 7 => "future_timestamp",
+        ExpiredTimestamp = 8 => "expired_timestamp",
     }
 );
 

@@ -222,12 +222,28 @@ impl fmt::Display for Rejection {
 pub struct Clock {
     pub now_us: i64,
     pub skew_us: i64,
+    /// The service's store: an event whose local date is before this day
+    /// (days since 1970-01-01) is older than the raw retention, in a folder
+    /// the purge has removed or will remove: `expired_timestamp`.
+    pub oldest_local_day: Option<i64>,
 }
 
 impl Clock {
     /// The current time, with a skew in seconds.
     pub fn now(skew_s: f64) -> Clock {
-        Clock { now_us: chrono::Utc::now().timestamp_micros(), skew_us: (skew_s * 1e6).round() as i64 }
+        Clock {
+            now_us: chrono::Utc::now().timestamp_micros(),
+            skew_us: (skew_s * 1e6).round() as i64,
+            oldest_local_day: None,
+        }
+    }
+
+    /// Also refuses events older than `retention_days` before today (UTC),
+    /// by their local date, as the purge counts.
+    pub fn with_retention(mut self, retention_days: u32) -> Clock {
+        let today = self.now_us.div_euclid(86_400_000_000);
+        self.oldest_local_day = Some(today - i64::from(retention_days));
+        self
     }
 }
 
@@ -493,6 +509,17 @@ pub fn validate<'a>(raw: &RawFields<'a>, clock: Option<Clock>) -> Result<Valid<'
     let threshold_s = ranged(&raw.threshold_s, "threshold_s", |x| x > 0.0, "> 0")?;
     let gap_s = ranged(&raw.gap_s, "gap_s", |x| x >= 0.0, ">= 0")?;
     let target_per_hour = ranged(&raw.target_per_hour, "target_per_hour", |x| x > 0.0, "> 0")?;
+    // Last: a record otherwise valid whose day the store no longer keeps
+    // (a defect of the record itself is reported first).
+    if let Some(oldest) = clock.and_then(|c| c.oldest_local_day) {
+        let local_day = (ts_us + i64::from(offset_s) * 1_000_000).div_euclid(86_400_000_000);
+        if local_day < oldest {
+            return Err(Rejection::new(
+                RejectReason::ExpiredTimestamp,
+                "`ts` is older than the store's raw retention: its day is already purged",
+            ));
+        }
+    }
     Ok(Valid {
         event_id,
         ts_us,
@@ -606,10 +633,27 @@ mod tests {
     fn future_timestamps_only_with_a_clock() {
         let raw = parse_json(OK).unwrap();
         let (ts, _) = parse_ts("2026-03-02T07:00:00.25Z").unwrap();
-        let ahead = Clock { now_us: ts - 301_000_000, skew_us: 300_000_000 };
+        let ahead = Clock { now_us: ts - 301_000_000, skew_us: 300_000_000, oldest_local_day: None };
         assert_eq!(validate(&raw, Some(ahead)).unwrap_err().reason, RejectReason::FutureTimestamp);
-        let within = Clock { now_us: ts - 300_000_000, skew_us: 300_000_000 };
+        let within = Clock { now_us: ts - 300_000_000, skew_us: 300_000_000, oldest_local_day: None };
         assert!(validate(&raw, Some(within)).is_ok());
+    }
+
+    #[test]
+    fn with_a_retention_older_days_expire_by_their_local_date() {
+        // OK is 2026-03-02T08:00:00+01:00: local day 2026-03-02, UTC
+        // 07:00. With a clock on 2026-03-09 and 7 days of retention, the
+        // oldest day kept is 2026-03-02: kept. With 6 days: expired.
+        let raw = parse_json(OK).unwrap();
+        let (now, _) = parse_ts("2026-03-09T23:00:00Z").unwrap();
+        let clock = |days| Clock { now_us: now, skew_us: 0, oldest_local_day: None }.with_retention(days);
+        assert!(validate(&raw, Some(clock(7))).is_ok());
+        assert_eq!(validate(&raw, Some(clock(6))).unwrap_err().reason, RejectReason::ExpiredTimestamp);
+        // The local date decides: 2026-03-01T23:30:00-01:00 is 00:30 UTC
+        // on 03-02, but its local day is 03-01.
+        let west = OK.replace("2026-03-02T08:00:00.250+01:00", "2026-03-01T23:30:00-01:00");
+        let raw = parse_json(&west).unwrap();
+        assert_eq!(validate(&raw, Some(clock(7))).unwrap_err().reason, RejectReason::ExpiredTimestamp);
     }
 
     #[test]

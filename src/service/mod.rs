@@ -173,6 +173,7 @@ pub struct Pipeline {
     max_retries: u32,
     max_backoff: Duration,
     skew_s: f64,
+    raw_retention_days: u32,
     on_reset: config::OnSourceReset,
     faults: store::Faults,
     state: StoreState,
@@ -198,6 +199,7 @@ impl Pipeline {
             max_retries: cfg.kafka.max_write_retries,
             max_backoff: cfg.kafka.max_retry_backoff(),
             skew_s: cfg.kafka.clock_skew_s as f64,
+            raw_retention_days: cfg.store.raw_retention_days,
             on_reset: cfg.kafka.on_source_reset,
             faults,
             state: StoreState { writable: true, failures: 0, next_attempt: None },
@@ -228,7 +230,7 @@ impl Pipeline {
         payload: Option<&[u8]>,
     ) -> Result<(), IngestError> {
         let origin = || Origin::Kafka { topic: topic.clone(), partition, offset };
-        self.door.set_clock(Some(Clock::now(self.skew_s)));
+        self.door.set_clock(Some(Clock::now(self.skew_s).with_retention(self.raw_retention_days)));
         let epoch = self.part(topic, partition).epoch;
         self.door.rejects.set_epoch(epoch);
         let bytes = payload.unwrap_or(b"");
