@@ -298,6 +298,19 @@ fn clean_store(root: &Path) -> Vec<Vec<std::path::PathBuf>> {
     out
 }
 
+/// The name of the last raw file of a partition's list.
+fn last_name(files: &[std::path::PathBuf]) -> store::RawName {
+    store::RawName::parse(files.last().unwrap().file_name().unwrap().to_str().unwrap()).unwrap()
+}
+
+/// A copy of `from` planted in today's folder under `name`.
+fn plant(root: &Path, from: &Path, name: &store::RawName) -> std::path::PathBuf {
+    let p = store::raw_file(root, "s1", chrono::Utc::now().date_naive(), name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::copy(from, &p).unwrap();
+    p
+}
+
 fn store_check(root: &Path, repair: bool) -> (Option<i32>, String) {
     // The days are recent: a raw retention of 30 days keeps them.
     let cfg = root.with_extension("toml");
@@ -368,36 +381,25 @@ fn vigie_store_check_reports_each_kind_of_damage_and_repair_quarantines_it() {
         (
             "incomplete_flush",
             |root, f| {
-                let n = store::RawName::parse(f[1].last().unwrap().file_name().unwrap().to_str().unwrap())
-                    .unwrap();
-                let beyond = store::RawName { first: n.last + 1, last: n.last + 10, ..n };
-                let p = store::raw_file(root, "s1", chrono::Utc::now().date_naive(), &beyond);
-                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                std::fs::copy(&f[1][0], &p).unwrap();
-                p
+                let n = last_name(&f[1]);
+                plant(root, &f[1][0], &store::RawName { first: n.last + 1, last: n.last + 10, ..n })
             },
             true,
         ),
         (
             "overlap",
             |root, f| {
-                let n = store::RawName::parse(f[0].last().unwrap().file_name().unwrap().to_str().unwrap())
-                    .unwrap();
-                let over = store::RawName { first: n.first - 5, last: n.last - 5, ..n };
-                let p = store::raw_file(root, "s1", chrono::Utc::now().date_naive(), &over);
-                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                std::fs::copy(&f[0][0], &p).unwrap();
-                p
+                let n = last_name(&f[0]);
+                plant(root, &f[0][0], &store::RawName { first: n.first - 5, last: n.last - 5, ..n })
             },
             false,
         ),
         (
             "gap",
-            |_, f| {
+            |root, f| {
                 // The second flush of partition 0 held only refused records:
                 // its files never existed.
-                let n = store::RawName::parse(f[0].last().unwrap().file_name().unwrap().to_str().unwrap())
-                    .unwrap();
+                let n = last_name(&f[0]);
                 for p in &f[0] {
                     if store::RawName::parse(p.file_name().unwrap().to_str().unwrap()).unwrap().first
                         == n.first
@@ -406,24 +408,13 @@ fn vigie_store_check_reports_each_kind_of_damage_and_repair_quarantines_it() {
                     }
                 }
                 // A third flush after the gap.
-                let later = store::RawName { first: n.last + 1, last: n.last + 1, ..n.clone() };
-                let p = store::raw_file(
-                    Path::new(f[0][0].ancestors().nth(4).unwrap()),
-                    "s1",
-                    chrono::Utc::now().date_naive(),
-                    &later,
+                let p = plant(
+                    root,
+                    &f[0][0],
+                    &store::RawName { first: n.last + 1, last: n.last + 1, ..n.clone() },
                 );
-                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-                std::fs::copy(&f[0][0], &p).unwrap();
                 let ck = store::Checkpoint { seq: 3, epoch: 0, last: n.last + 1, fingerprint: None };
-                store::write_checkpoint(
-                    Path::new(f[0][0].ancestors().nth(4).unwrap()),
-                    "events",
-                    0,
-                    &ck,
-                    &store::Faults::default(),
-                )
-                .unwrap();
+                store::write_checkpoint(root, "events", 0, &ck, &store::Faults::default()).unwrap();
                 p
             },
             false,
