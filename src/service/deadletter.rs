@@ -1,6 +1,6 @@
 //! The dead-letter target of the service (docs/design.md): a Kafka topic,
 //! with the record as value and its coordinates as headers, or, without
-//! one, `dead-letter/DATE.ndjson` in the store. The record is the one the
+//! one, `dead-letter/DATE.INSTANCE.ndjson` in the store. The record is the one the
 //! door redacted: its `worker` value is already a pseudonym.
 
 use std::collections::BTreeMap;
@@ -50,7 +50,7 @@ pub enum DeadLetter {
         /// The epoch of the partition whose records are being offered.
         epoch: u32,
     },
-    /// `dead-letter/DATE.ndjson`. Lines wait in memory until a flush
+    /// `dead-letter/DATE.INSTANCE.ndjson`. Lines wait in memory until a flush
     /// appends them and fsyncs the file; a failed append is cut back to the
     /// file's last durable length, so a full disk never leaves half a line.
     Local {
@@ -63,6 +63,9 @@ pub enum DeadLetter {
         kept: BTreeMap<String, u64>,
         /// Refused records counted but not written (past the cap).
         not_kept: Arc<AtomicU64>,
+        /// This process's part of the day's files: instances sharing a
+        /// store never append to (or cut back) each other's file.
+        instance: String,
     },
 }
 
@@ -94,6 +97,7 @@ impl DeadLetter {
                     cap: cfg.store.max_dead_letter_mib.saturating_mul(1 << 20),
                     kept: BTreeMap::new(),
                     not_kept: Arc::default(),
+                    instance: format!("{:08x}", rand::random::<u32>()),
                 })
             }
         }
@@ -166,12 +170,14 @@ impl RejectSink for DeadLetter {
                 *pending = true;
                 Ok(())
             }
-            DeadLetter::Local { dir, pending, epoch, cap, kept, not_kept } => {
+            DeadLetter::Local { dir, pending, epoch, cap, kept, not_kept, instance } => {
                 let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
                 // What the day's file already holds (a restart counts it
                 // from the file), plus what waits.
                 let held = kept.entry(date.clone()).or_insert_with(|| {
-                    std::fs::metadata(dir.join(format!("{date}.ndjson"))).map(|m| m.len()).unwrap_or(0)
+                    std::fs::metadata(dir.join(format!("{date}.{instance}.ndjson")))
+                        .map(|m| m.len())
+                        .unwrap_or(0)
                 });
                 let waiting = pending.get(&date).map_or(0, |b| b.len() as u64);
                 if *held + waiting >= *cap {
@@ -214,9 +220,9 @@ impl RejectSink for DeadLetter {
                 *pending = false;
                 Ok(())
             }
-            DeadLetter::Local { dir, pending, kept, .. } => {
+            DeadLetter::Local { dir, pending, kept, instance, .. } => {
                 while let Some((date, bytes)) = pending.pop_first() {
-                    let path = dir.join(format!("{date}.ndjson"));
+                    let path = dir.join(format!("{date}.{instance}.ndjson"));
                     if let Err(e) = append_durably(&path, &bytes) {
                         pending.insert(date, bytes);
                         return Err(IngestError::io(&path, e));

@@ -58,6 +58,9 @@ struct PartBuf {
     epoch: u32,
     /// Sequence of the partition's last checkpoint written.
     seq: u64,
+    /// The last offset made durable (-1: none): an offset at or below it,
+    /// or below one already buffered, means the source went backwards.
+    durable_last: i64,
     events: Vec<Event>,
     /// Offsets of the first and last message buffered (None: empty).
     range: Option<(i64, i64)>,
@@ -81,6 +84,7 @@ impl PartBuf {
         PartBuf {
             epoch: ck.map_or(0, |c| c.epoch),
             seq: ck.map_or(0, |c| c.seq),
+            durable_last: ck.map_or(-1, |c| c.last),
             events: Vec::new(),
             range: None,
             last_fp: 0,
@@ -229,6 +233,19 @@ impl Pipeline {
         offset: i64,
         payload: Option<&[u8]>,
     ) -> Result<(), IngestError> {
+        if self.held.contains(&(topic.clone(), partition)) {
+            // Held after a reset (on_source_reset = "stop"): not read.
+            return Ok(());
+        }
+        let buf = self.part(topic, partition);
+        let newest =
+            buf.range.map(|r| r.1).or(buf.pending.as_ref().map(|p| p.last)).unwrap_or(buf.durable_last);
+        if offset <= newest {
+            self.rewound(topic, partition, offset, newest)?;
+            if self.held.contains(&(topic.clone(), partition)) {
+                return Ok(());
+            }
+        }
         let origin = || Origin::Kafka { topic: topic.clone(), partition, offset };
         self.door.set_clock(Some(Clock::now(self.skew_s).with_retention(self.raw_retention_days)));
         let epoch = self.part(topic, partition).epoch;
@@ -246,6 +263,55 @@ impl Pipeline {
         buf.since.get_or_insert_with(Instant::now);
         self.door.sink = accepted;
         Ok(())
+    }
+
+    /// The source handed an offset at or below one already taken: it went
+    /// backwards while vigie was reading it (a broker that lost its state,
+    /// a topic recreated, an offset out of range reset by the client). What
+    /// was read before is made durable under the old epoch, then a new
+    /// epoch begins at `offset` (or the partition is held, with
+    /// `on_source_reset = "stop"`). When the old data cannot be made
+    /// durable, the service stops: nothing past the durable point was
+    /// committed.
+    fn rewound(
+        &mut self,
+        topic: &Arc<str>,
+        partition: i32,
+        offset: i64,
+        newest: i64,
+    ) -> Result<(), IngestError> {
+        self.metrics.source_resets.with_label_values(&[topic]).inc();
+        tracing::error!(topic = %topic, partition, offset, newest, policy = ?self.on_reset, "The source went backwards while being read: offset {offset} after {newest}");
+        let no_commit = |_: &TopicPartitionList| Ok(());
+        for _ in 0..2 {
+            self.flush(topic, partition, &no_commit).map_err(|e| {
+                IngestError::Input(format!(
+                    "{topic}/{partition} went backwards and what was read before cannot be made durable: {e}"
+                ))
+            })?;
+        }
+        if self.on_reset == config::OnSourceReset::Stop {
+            if self.held.insert((topic.clone(), partition)) {
+                self.metrics.source_reset_blocked.with_label_values(&[topic]).inc();
+            }
+            return Ok(());
+        }
+        let buf = self.part(topic, partition);
+        let next =
+            store::Checkpoint { seq: buf.seq + 1, epoch: buf.epoch + 1, last: offset - 1, fingerprint: None };
+        buf.epoch = next.epoch;
+        buf.seq = next.seq;
+        buf.durable_last = offset - 1;
+        if let Err(e) = store::write_checkpoint(&self.root, topic, partition, &next, &self.faults) {
+            tracing::warn!(error = %e, "Could not record the new incarnation yet");
+        }
+        self.forget_unstored();
+        Ok(())
+    }
+
+    /// Partitions held back after a source reset.
+    pub fn held(&self) -> Vec<(Arc<str>, i32)> {
+        self.held.iter().cloned().collect()
     }
 
     /// Events buffered for a partition (not yet flushed).
@@ -292,8 +358,16 @@ impl Pipeline {
             let Some((first, last)) = buf.range.take() else { return Ok(()) };
             buf.since = None;
             let events = std::mem::take(&mut buf.events);
-            let frames = store::batch_frames(events)
-                .map_err(|e| FlushError::Fatal(format!("{topic}/{partition}: {e}")))?;
+            let frames = match store::batch_frames(events) {
+                Ok(f) => f,
+                Err(e) => {
+                    // The buffer is gone: nothing may be committed past it.
+                    // The service stops; the next start reads it again.
+                    let m = format!("{topic}/{partition} offsets {first}-{last}: {e}");
+                    self.fatal.get_or_insert(m.clone());
+                    return Err(FlushError::Fatal(m));
+                }
+            };
             buf.pending = Some(Pending { frames, first, last, fp: buf.last_fp });
         }
         let (epoch, seq) = (buf.epoch, buf.seq);
@@ -303,27 +377,35 @@ impl Pipeline {
         let started = Instant::now();
         let ck = store::Checkpoint { seq: seq + 1, epoch, last, fingerprint: Some(fp) };
         let result = match store::write_frames(&root, &pending.frames, &name, &self.faults) {
-            Err((renamed, e)) => Err((renamed, e)),
-            Ok(renamed) => self
+            Err((renamed, e)) => {
+                // Not every file is in place, so no checkpoint names them:
+                // the ones renamed go again (they free the room they took;
+                // a retry writes them again, a restart reads them again).
+                for f in renamed {
+                    let _ = std::fs::remove_file(f);
+                }
+                Err(e)
+            }
+            // Every file is in place. From here a failure keeps them: the
+            // checkpoint may already name them (its rename done, its
+            // folder's fsync failed); a retry rewrites them under the same
+            // names, and a restart removes them if no checkpoint does.
+            Ok(_) => self
                 .faults
                 .step("dead letters")
                 .map_err(|e| IngestError::io(&root.join(store::DEAD_LETTER), e))
                 .and_then(|_| self.door.rejects.flush())
-                .and_then(|_| store::write_checkpoint(&root, topic, partition, &ck, &self.faults))
-                .map_err(|e| (renamed, e)),
+                .and_then(|_| store::write_checkpoint(&root, topic, partition, &ck, &self.faults)),
         };
-        if let Err((renamed, e)) = result {
-            // Not durable: no file of this flush may stay visible (a
-            // retry writes them again; a restart reads them again).
-            for f in renamed {
-                let _ = std::fs::remove_file(f);
-            }
+        if let Err(e) = result {
             self.part(topic, partition).pending = Some(pending);
             self.metrics.store_write_failures.with_label_values(&["flush"]).inc();
             return Err(classify(&root, &e, format!("{topic}/{partition} offsets {first}-{last}")));
         }
         drop(pending);
-        self.part(topic, partition).seq += 1;
+        let buf = self.part(topic, partition);
+        buf.seq += 1;
+        buf.durable_last = last;
         self.metrics.batch_write_seconds.observe(started.elapsed().as_secs_f64());
         let mut tpl = TopicPartitionList::new();
         if let Err(e) = tpl.add_partition_offset(topic, partition, Offset::Offset(last + 1)) {
@@ -425,7 +507,12 @@ impl Pipeline {
             None => self.parts.keys().cloned().collect(),
         };
         for (topic, partition) in keys {
-            if let Err(e) = self.flush(&topic, partition, commit) {
+            // The pending flush first, then what was buffered after it.
+            let mut result = self.flush(&topic, partition, commit);
+            if result.is_ok() && self.parts.get(&(topic.clone(), partition)).is_some_and(PartBuf::has_data) {
+                result = self.flush(&topic, partition, commit);
+            }
+            if let Err(e) = result {
                 tracing::error!(error = %e, "A partition's buffer could not be made durable: not committed, it will be read again");
                 if let FlushError::Fatal(m) = e {
                     self.fatal.get_or_insert(m);
@@ -563,15 +650,28 @@ impl Pipeline {
             self.metrics.store_quarantined.with_label_values(&["raw", "unverified_flush"]).inc_by(moved);
             tracing::warn!(topic = %topic, partition, files = moved, from, damaged, "No checkpoint vouches for these raw files: quarantined, their records are read again");
         }
+        // Files kept that reach past `from` (a flush across it): start after
+        // them, so that nothing is stored twice.
+        let after_kept = files
+            .iter()
+            .filter(|(p, n)| n.epoch == epoch && n.first < from && p.exists())
+            .map(|(_, n)| n.last + 1)
+            .max()
+            .filter(|a| *a > from);
         let mut buf = PartBuf::new(None);
         buf.epoch = epoch;
+        buf.durable_last = after_kept.unwrap_or(from) - 1;
         self.parts.insert((topic.clone(), partition), buf);
-        match view.committed {
-            Some(c) => {
+        match (view.committed, after_kept) {
+            (_, Some(a)) => {
+                tracing::info!(topic = %topic, partition, kafka = ?view.committed, stored = a - 1, "Partition assigned");
+                Start::At(a)
+            }
+            (Some(c), None) => {
                 tracing::info!(topic = %topic, partition, kafka = c, stored = ?None::<i64>, "Partition assigned");
                 Start::At(c)
             }
-            None => {
+            (None, None) => {
                 tracing::info!(topic = %topic, partition, "No durable point in the store nor in the group: starting from the earliest offset");
                 Start::Beginning
             }
@@ -945,15 +1045,23 @@ pub async fn run(
     let commit_sync = |t: &TopicPartitionList| consumer.commit(t, CommitMode::Sync);
     // While the store cannot be written, the assigned partitions are
     // paused: librdkafka fetches nothing more, and the buffers wait.
-    let pause = |paused: bool| {
+    // Partitions held after a reset stay paused when the others resume.
+    let pause = |paused: bool, held: &[(Arc<str>, i32)]| {
         if let Ok(a) = consumer.assignment() {
-            let r = if paused { consumer.pause(&a) } else { consumer.resume(&a) };
+            let mut tpl = TopicPartitionList::new();
+            for e in a.elements() {
+                if paused || !held.iter().any(|(t, p)| t.as_ref() == e.topic() && *p == e.partition()) {
+                    tpl.add_partition(e.topic(), e.partition());
+                }
+            }
+            let r = if paused { consumer.pause(&tpl) } else { consumer.resume(&tpl) };
             if let Err(e) = r {
                 tracing::warn!(error = %e, paused, "Could not pause or resume the partitions");
             }
         }
     };
     let mut result = Ok(());
+    let mut held_paused = 0;
     loop {
         let writable_before = pipeline.lock().unwrap_or_else(|e| e.into_inner()).writable();
         tokio::select! {
@@ -987,16 +1095,27 @@ pub async fn run(
                 if let Err(e) = r { result = Err(ServiceError::Ingest(e)); break; }
             }
         }
-        let (writable, fatal) = {
+        let (writable, fatal, held) = {
             let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
-            (p.writable(), p.fatal.take())
+            (p.writable(), p.fatal.take(), p.held())
         };
         if let Some(e) = fatal {
             result = Err(ServiceError::Other(e));
             break;
         }
         if writable != writable_before {
-            pause(!writable);
+            pause(!writable, &held);
+        }
+        if held.len() != held_paused {
+            // A partition was just held (it went backwards while read).
+            let mut tpl = TopicPartitionList::new();
+            for (t, p) in &held {
+                tpl.add_partition(t, *p);
+            }
+            if let Err(e) = consumer.pause(&tpl) {
+                tracing::warn!(error = %e, "Could not pause a held partition");
+            }
+            held_paused = held.len();
         }
     }
     background.abort();

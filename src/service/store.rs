@@ -250,7 +250,10 @@ pub fn write_checkpoint(
     let mut step = |s: WriteStep| {
         faults.step(if s == WriteStep::Write { "checkpoint write" } else { "checkpoint rename" })
     };
-    write_bytes_atomic_with(&path, ck.line().as_bytes(), Durability::Synced, &mut step)
+    write_bytes_atomic_with(&path, ck.line().as_bytes(), Durability::Synced, &mut step)?;
+    // A version 1 checkpoint is now stale: it must never be read again.
+    let _ = fs::remove_file(root.join(OFFSETS).join(format!("{topic}+{partition}")));
+    Ok(())
 }
 
 /// What the store says of a partition's durable point.
@@ -274,7 +277,9 @@ pub fn read_checkpoint(root: &Path, topic: &str, partition: i32) -> CheckpointRe
             None => read.damaged.push(path),
         }
     }
-    if read.best.is_none() {
+    // A version 1 checkpoint counts only in a store that never had a
+    // version 2 slot for the partition (a damaged slot is newer than it).
+    if read.best.is_none() && read.damaged.is_empty() {
         let v1 = root.join(OFFSETS).join(format!("{topic}+{partition}"));
         if let Ok(text) = fs::read_to_string(&v1) {
             match text.trim().parse::<i64>() {
@@ -576,8 +581,11 @@ pub fn purge(root: &Path, retention: &Retention, today: NaiveDate) -> Result<Pur
     if let Ok(rd) = fs::read_dir(&dl) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            let date =
-                name.strip_suffix(".ndjson").and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
+            // `DATE.ndjson`, or `DATE.INSTANCE.ndjson`.
+            let date = name
+                .strip_suffix(".ndjson")
+                .and_then(|d| d.split('.').next())
+                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
             if let Some(d) = date {
                 if d < keep_from {
                     fs::remove_file(e.path()).map_err(|err| IngestError::io(&e.path(), err))?;
