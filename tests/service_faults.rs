@@ -425,3 +425,24 @@ fn a_source_that_goes_backwards_while_read_starts_a_new_epoch_without_a_rebalanc
     assert_eq!(p.held().len(), 1);
     assert_eq!(raw_event_ids(&c.store.path).0, good_ids(old));
 }
+
+#[test]
+fn past_its_daily_cap_the_local_dead_letter_store_counts_and_keeps_nothing_more() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("vigie.toml");
+    let text = service_toml("127.0.0.1:1", TOPIC, "g", &dir.path().join("store"), "")
+        .replace("raw_retention_days = 30", "raw_retention_days = 30\nmax_dead_letter_mib = 0");
+    std::fs::write(&p, text).unwrap();
+    let c = config::load(&p, std::iter::empty()).unwrap();
+    let (mut p, _) = pipeline(&c, Faults::default());
+    let topic: Arc<str> = Arc::from(TOPIC);
+    for (i, (bad, _)) in BAD_RECORDS.iter().enumerate() {
+        p.offer(&topic, 0, i as i64, Some(bad.as_bytes())).unwrap();
+    }
+    p.flush(&topic, 0, &|_| Ok(())).unwrap();
+    let files: Vec<_> = std::fs::read_dir(c.store.path.join("dead-letter")).unwrap().flatten().collect();
+    assert!(files.iter().all(|f| f.metadata().unwrap().len() == 0), "nothing kept past the cap");
+    assert_eq!(p.dead_letters_not_kept(), BAD_RECORDS.len() as u64);
+    // The offsets are durable all the same: the refusals are counted.
+    assert_eq!(store::durable_offset(&c.store.path, TOPIC, 0), Some(BAD_RECORDS.len() as i64 - 1));
+}

@@ -309,6 +309,12 @@ impl Pipeline {
         Ok(())
     }
 
+    /// Refused records the local dead-letter store counted but did not keep
+    /// (its daily cap).
+    pub fn dead_letters_not_kept(&self) -> u64 {
+        self.door.rejects.not_kept()
+    }
+
     /// Partitions held back after a source reset.
     pub fn held(&self) -> Vec<(Arc<str>, i32)> {
         self.held.iter().cloned().collect()
