@@ -229,7 +229,17 @@ fn an_unreadable_store_file_is_quarantined_and_the_analysis_goes_on() {
     let bad_summary = store::summary_file(root, "s1", d4);
     std::fs::create_dir_all(bad_summary.parent().unwrap()).unwrap();
     std::fs::write(&bad_summary, b"PAR1 but not really").unwrap();
+    // A whole Parquet file that is not a summary (raw events), where a
+    // summary should be; and a foreign name among the summaries.
+    let d5 = NaiveDate::from_ymd_opt(2026, 3, 5).unwrap();
+    let not_a_summary = store::summary_file(root, "s1", d5);
+    std::fs::create_dir_all(not_a_summary.parent().unwrap()).unwrap();
+    std::fs::copy(&written[0], &not_a_summary).unwrap();
+    let foreign_summary = not_a_summary.with_file_name("old-shifts.parquet");
+    std::fs::copy(&written[0], &foreign_summary).unwrap();
     let want = [
+        ("summaries", &not_a_summary, "wrong_schema"),
+        ("summaries", &foreign_summary, "bad_name"),
         ("raw", &truncated, "not_parquet"),
         ("raw", &empty, "empty"),
         ("raw", &foreign, "bad_name"),
@@ -257,14 +267,17 @@ fn an_unreadable_store_file_is_quarantined_and_the_analysis_goes_on() {
     let f = read_json(&root.join("findings.json"));
     let inc = f["incomplete"].as_array().unwrap();
     let files: u64 = inc.iter().map(|i| i["files"].as_u64().unwrap()).sum();
-    assert_eq!(files, 5);
-    assert!(inc.iter().all(|i| i["site"] == "s1" && i["date"] == "2026-03-04"), "{inc:?}");
+    assert_eq!(files, 7);
+    assert!(
+        inc.iter().all(|i| i["site"] == "s1" && (i["date"] == "2026-03-04" || i["date"] == "2026-03-05")),
+        "{inc:?}"
+    );
     let week = f["findings"].as_array().unwrap().iter().filter(|x| x["period"] == "2026-W10").count();
     let flagged = f["findings"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|x| x["explanation"].as_str().unwrap().contains("Incomplete: 5 store file(s)"))
+        .filter(|x| x["explanation"].as_str().unwrap().contains("Incomplete: 7 store file(s)"))
         .count();
     assert!(week > 0 && flagged >= week, "{flagged} of {week}");
     // The next cycle runs clean and still says what is missing.

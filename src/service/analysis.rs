@@ -89,9 +89,15 @@ fn read_or_isolate<T>(
     match read(&files) {
         Ok(v) => Ok(v),
         Err(_) => {
-            let good = screen(root, tier, files, store::decode_parquet, out);
+            // Each file alone, through the same read: what fails it does
+            // not decode, or is not what the tier holds.
+            let check = |f: &Path| match store::decode_parquet(f) {
+                Err(reason) => Err(reason),
+                Ok(()) => read(&[f.to_path_buf()]).map(|_| ()).map_err(|_| "wrong_schema"),
+            };
+            let good = screen(root, tier, files, check, out);
             read(&good).map_err(|_| {
-                anyhow::anyhow!("the {tier} tier could not be read, even without its undecodable files")
+                anyhow::anyhow!("the {tier} tier could not be read, even without the files that fail alone")
             })
         }
     }
@@ -187,8 +193,19 @@ pub fn analysis_cycle(
         }
     }
     let summary_files = store::files_under(&root.join(store::SUMMARIES), "parquet");
-    let summary_files =
-        screen(root, store::SUMMARIES, summary_files, |f| store::check_parquet(f, None), &mut quarantined);
+    let summary_files = screen(
+        root,
+        store::SUMMARIES,
+        summary_files,
+        |f| {
+            if f.file_name().is_some_and(|n| n == "shifts.parquet") {
+                store::check_parquet(f, None)
+            } else {
+                Err("bad_name")
+            }
+        },
+        &mut quarantined,
+    );
     let all = read_or_isolate(
         root,
         store::SUMMARIES,
