@@ -1,20 +1,46 @@
-//! The `/metrics` endpoint: a small HTTP/1.1 server on tokio, enough for
-//! Prometheus and curl. One request per connection (`Connection: close`),
-//! heads up to 8 KiB, a read deadline so a slow client cannot hold a task.
-//! With a bearer token configured, `/metrics` answers 401 without it.
+//! The `/metrics` endpoint, on hyper's HTTP/1.1 server with vigie's
+//! bounds: at most `max_connections` open at once (more are closed at
+//! once), a deadline to read the request head and one for the whole
+//! exchange, a 16 KiB request head, one request per connection. With a
+//! bearer token configured, `/metrics` answers 401 without it; the token is
+//! compared in constant time, its length included. `/ready` answers 503
+//! while the service cannot store what it reads.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::header::{HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_TYPE, WWW_AUTHENTICATE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
 
-const MAX_HEAD: usize = 8 * 1024;
-const READ_DEADLINE: Duration = Duration::from_secs(10);
+/// The server's bounds.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once; past it a new one is closed at once.
+    pub max_connections: usize,
+    /// To read the request's head.
+    pub header_timeout: Duration,
+    /// For the whole exchange (a client that does not read its answer).
+    pub exchange_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+            exchange_timeout: Duration::from_secs(30),
+        }
+    }
+}
 
 /// Reads a bearer token file: the first line, trimmed; an empty token is
 /// an error.
@@ -48,114 +74,115 @@ pub fn listen_addr(addr: &str) -> Result<SocketAddr, String> {
 
 /// Serves until the task is dropped or aborted.
 pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, token: Option<String>) {
+    serve_with(listener, metrics, token, Limits::default()).await
+}
+
+/// [`serve`] with explicit bounds.
+pub async fn serve_with(listener: TcpListener, metrics: Arc<Metrics>, token: Option<String>, limits: Limits) {
     let token: Option<Arc<str>> = token.map(Arc::from);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut backoff = Duration::ZERO;
     loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
+        let stream = match listener.accept().await {
+            Ok((s, _)) => {
+                backoff = Duration::ZERO;
+                s
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "Accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of file descriptors, say: back off, log once a run.
+                if backoff.is_zero() {
+                    tracing::warn!(error = %e, "Accept failed; backing off");
+                }
+                backoff = (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                tokio::time::sleep(backoff).await;
                 continue;
             }
         };
-        let metrics = metrics.clone();
-        let token = token.clone();
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            drop(stream); // over the cap: closed at once
+            continue;
+        };
+        let (metrics, token) = (metrics.clone(), token.clone());
         tokio::spawn(async move {
-            if let Err(e) = handle(stream, metrics, token).await {
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let r = answer(&req, &metrics, token.as_deref());
+                async move { Ok::<_, Infallible>(r) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(16 * 1024)
+                .keep_alive(false)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Ok(Err(e)) = tokio::time::timeout(limits.exchange_timeout, conn).await {
                 tracing::debug!(error = %e, "Metrics connection ended with an error");
             }
+            drop(permit);
         });
     }
 }
 
-async fn handle(
-    mut stream: TcpStream,
-    metrics: Arc<Metrics>,
-    token: Option<Arc<str>>,
-) -> std::io::Result<()> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 1024];
-    let complete = tokio::time::timeout(READ_DEADLINE, async {
-        loop {
-            let n = stream.read(&mut buf).await?;
-            if n == 0 {
-                return Ok::<bool, std::io::Error>(false);
-            }
-            head.extend_from_slice(&buf[..n]);
-            if head.windows(4).any(|w| w == b"\r\n\r\n") {
-                return Ok(true);
-            }
-            if head.len() > MAX_HEAD {
-                return Ok(false);
-            }
-        }
-    })
-    .await
-    .unwrap_or(Ok(false))?;
-    if !complete {
-        return respond(&mut stream, "400 Bad Request", "text/plain", b"bad request\n").await;
-    }
-    let text = String::from_utf8_lossy(&head);
-    let mut lines = text.split("\r\n");
-    let request = lines.next().unwrap_or("");
-    let mut parts = request.split(' ');
-    let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = target.split('?').next().unwrap_or("");
-    let authorization = lines
-        .take_while(|l| !l.is_empty())
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case("authorization"))
-        .map(|(_, v)| v.trim().to_string());
-    match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            if let Some(t) = &token {
-                let ok = authorization
-                    .as_deref()
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .is_some_and(|given| constant_time_eq(given.trim().as_bytes(), t.as_bytes()));
-                if !ok {
-                    return respond(&mut stream, "401 Unauthorized", "text/plain", b"unauthorized\n").await;
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// The answer to one request (HEAD gets the same head, hyper sends no body).
+fn answer<B>(req: &Request<B>, metrics: &Metrics, token: Option<&str>) -> Response<Full<Bytes>> {
+    let get = matches!(*req.method(), Method::GET | Method::HEAD);
+    match (get, req.uri().path()) {
+        (true, "/metrics") => {
+            if let Some(t) = token {
+                if !authorized(req.headers().get(AUTHORIZATION), t) {
+                    let mut r = text(StatusCode::UNAUTHORIZED, "unauthorized\n");
+                    r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                    return r;
                 }
             }
-            let body = metrics.render();
-            let body = if method == "HEAD" { Vec::new() } else { body.into_bytes() };
-            respond(&mut stream, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &body).await
+            let mut r = text(StatusCode::OK, &metrics.render());
+            r.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+            r
         }
-        ("GET" | "HEAD", "/" | "/healthz") => respond(&mut stream, "200 OK", "text/plain", b"vigie\n").await,
+        (true, "/" | "/healthz") => text(StatusCode::OK, "vigie\n"),
         // Readiness: 503 while the store cannot be written or a partition
         // is held back; the body says why.
-        ("GET" | "HEAD", "/ready") => match metrics.ready() {
-            Ok(()) => respond(&mut stream, "200 OK", "text/plain", b"ready\n").await,
-            Err(why) => {
-                let body = format!("not ready: {why}\n");
-                respond(&mut stream, "503 Service Unavailable", "text/plain", body.as_bytes()).await
-            }
+        (true, "/ready") => match metrics.ready() {
+            Ok(()) => text(StatusCode::OK, "ready\n"),
+            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
         },
-        ("GET" | "HEAD", _) => respond(&mut stream, "404 Not Found", "text/plain", b"not found\n").await,
-        _ => respond(&mut stream, "405 Method Not Allowed", "text/plain", b"method not allowed\n").await,
+        (true, _) => text(StatusCode::NOT_FOUND, "not found\n"),
+        (false, _) => {
+            let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+            r.headers_mut().insert(hyper::header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            r
+        }
     }
 }
 
-async fn respond(stream: &mut TcpStream, status: &str, ctype: &str, body: &[u8]) -> std::io::Result<()> {
-    let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    stream.shutdown().await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
+/// `Authorization: Bearer TOKEN`, the scheme in any case, the token
+/// compared in constant time whatever its length (both are hashed first).
+fn authorized(header: Option<&HeaderValue>, token: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let Some(v) = header.and_then(|h| h.to_str().ok()) else { return false };
+    let v = v.trim();
+    let Some((scheme, given)) = v.split_once(' ') else { return false };
+    if !scheme.eq_ignore_ascii_case("bearer") {
         return false;
     }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    let a = Sha256::digest(given.trim().as_bytes());
+    let b = Sha256::digest(token.as_bytes());
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
 
     #[test]
     fn listen_addresses_default_to_loopback() {
@@ -165,13 +192,17 @@ mod tests {
         assert!(listen_addr("localhost").is_err());
     }
 
-    async fn get(addr: SocketAddr, path: &str, auth: Option<&str>) -> String {
+    async fn request(addr: SocketAddr, method: &str, path: &str, auth: Option<&str>) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
-        let auth = auth.map(|a| format!("Authorization: Bearer {a}\r\n")).unwrap_or_default();
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes()).await.unwrap();
+        let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        s.write_all(format!("{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes()).await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();
         out
+    }
+
+    async fn get(addr: SocketAddr, path: &str, token: Option<&str>) -> String {
+        request(addr, "GET", path, token.map(|t| format!("Bearer {t}")).as_deref()).await
     }
 
     #[tokio::test]
@@ -187,6 +218,61 @@ mod tests {
         assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
         assert!(ok.contains("\nvigie_events_ingested_total 7\n"), "{ok}");
         assert!(get(addr, "/nope", None).await.starts_with("HTTP/1.1 404"));
+        // The scheme in any case; a token that only starts right, or is
+        // longer, is refused.
+        assert!(request(addr, "GET", "/metrics", Some("bearer s3cret")).await.starts_with("HTTP/1.1 200"));
+        assert!(request(addr, "GET", "/metrics", Some("BEARER s3cret")).await.starts_with("HTTP/1.1 200"));
+        assert!(get(addr, "/metrics", Some("s3cre")).await.starts_with("HTTP/1.1 401"));
+        assert!(get(addr, "/metrics", Some("s3cret2")).await.starts_with("HTTP/1.1 401"));
+        assert!(request(addr, "GET", "/metrics", Some("Basic s3cret")).await.starts_with("HTTP/1.1 401"));
+        // HEAD: the same head, no body.
+        let head = request(addr, "HEAD", "/metrics", Some("Bearer s3cret")).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+            })
+            .expect("a content-length");
+        assert!(length > 0);
+        assert!(head.ends_with("\r\n\r\n"), "no body after the head: {head:?}");
+        assert!(request(addr, "POST", "/metrics", None).await.starts_with("HTTP/1.1 405"));
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn connections_are_capped_and_a_slow_client_is_cut() {
+        let listener = bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let m = Arc::new(Metrics::new(crate::metrics::DEFAULT_MAX_SERIES));
+        let limits = Limits {
+            max_connections: 2,
+            header_timeout: Duration::from_millis(300),
+            exchange_timeout: Duration::from_secs(5),
+        };
+        let task = tokio::spawn(serve_with(listener, m, None, limits));
+        // Two clients that send half a head and wait.
+        let mut idle = Vec::new();
+        for _ in 0..2 {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nHost").await.unwrap();
+            idle.push(s);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // A third is closed at once, answered nothing.
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let _ = third.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(2), third.read_to_end(&mut out)).await.unwrap();
+        assert!(out.is_empty(), "over the cap: {}", String::from_utf8_lossy(&out));
+        // The slow ones are cut after the head deadline...
+        for mut s in idle {
+            let mut out = Vec::new();
+            tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await.unwrap().ok();
+        }
+        // ...and their places serve again.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(get(addr, "/healthz", None).await.starts_with("HTTP/1.1 200"));
         task.abort();
     }
 }
