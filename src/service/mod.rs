@@ -297,16 +297,35 @@ impl Pipeline {
             return Ok(());
         }
         let buf = self.part(topic, partition);
-        let next =
-            store::Checkpoint { seq: buf.seq + 1, epoch: buf.epoch + 1, last: offset - 1, fingerprint: None };
-        buf.epoch = next.epoch;
-        buf.seq = next.seq;
-        buf.durable_last = offset - 1;
+        let current =
+            store::Checkpoint { seq: buf.seq, epoch: buf.epoch, last: buf.durable_last, fingerprint: None };
+        self.begin_epoch(topic, partition, &current, offset);
+        self.forget_unstored();
+        Ok(())
+    }
+
+    /// Starts the epoch after `current`'s at offset `from`: its checkpoint
+    /// is written (best effort: without it a restart detects the reset
+    /// again) and the partition's buffer starts afresh. Returns the new
+    /// checkpoint.
+    fn begin_epoch(
+        &mut self,
+        topic: &Arc<str>,
+        partition: i32,
+        current: &store::Checkpoint,
+        from: i64,
+    ) -> store::Checkpoint {
+        let next = store::Checkpoint {
+            seq: current.seq + 1,
+            epoch: current.epoch + 1,
+            last: from - 1,
+            fingerprint: None,
+        };
         if let Err(e) = store::write_checkpoint(&self.root, topic, partition, &next, &self.faults) {
             tracing::warn!(error = %e, "Could not record the new incarnation yet");
         }
-        self.forget_unstored();
-        Ok(())
+        self.parts.insert((topic.clone(), partition), PartBuf::new(Some(&next)));
+        next
     }
 
     /// Refused records the local dead-letter store counted but did not keep
@@ -591,20 +610,7 @@ impl Pipeline {
             }
             // A new incarnation: new file names, read from its first offset.
             let start = view.low.unwrap_or(0);
-            let next = store::Checkpoint {
-                seq: ck.seq + 1,
-                epoch: ck.epoch + 1,
-                last: start - 1,
-                fingerprint: None,
-            };
-            if let Err(e) = store::write_checkpoint(&self.root, topic, partition, &next, &self.faults) {
-                // The epoch still moves on in memory; without this
-                // checkpoint, a restart detects the reset again.
-                tracing::warn!(error = %e, "Could not record the new incarnation yet");
-            }
-            let mut buf = PartBuf::new(Some(&next));
-            buf.seq = next.seq;
-            self.parts.insert((topic.clone(), partition), buf);
+            let next = self.begin_epoch(topic, partition, &ck, start);
             tracing::warn!(topic = %topic, partition, epoch = next.epoch, from = start, "Reading the new incarnation from its earliest offset; repeated event ids are dropped");
             return view.low.map_or(Start::Beginning, Start::At);
         }
