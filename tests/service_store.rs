@@ -110,6 +110,13 @@ fn the_durable_offset_is_the_checkpoint_never_a_file_name() {
     assert!(!complete.contains(&incomplete[0]));
 }
 
+/// Five workers of team A on 2 and 3 March 2026, following `pattern`.
+fn team_a_two_days<'a>(names: &'a [String], pattern: &'a [(&'a str, &'a str, &'a str)]) -> Vec<E<'a>> {
+    let mut events: Vec<E> = crew(5, names, pattern).into_iter().map(|e| e.team("A")).collect();
+    events.extend(crew(5, names, pattern).into_iter().map(|e| e.team("A").day(3)));
+    events
+}
+
 #[test]
 fn the_analysis_cycle_agrees_with_the_audit_on_the_same_events() {
     // Five workers of team A over two days; one event sent twice.
@@ -123,8 +130,7 @@ fn the_analysis_cycle_agrees_with_the_audit_on_the_same_events() {
         ("15:00:00", "scan", "\"quantity\":3"),
         ("15:30:00", "shift_end", ""),
     ];
-    let mut events: Vec<E> = crew(5, &names, &pattern).into_iter().map(|e| e.team("A")).collect();
-    events.extend(crew(5, &names, &pattern).into_iter().map(|e| e.team("A").day(3)));
+    let events = team_a_two_days(&names, &pattern);
     let policy = policy_k5();
     let expected = evaluate(&events, &policy);
 
@@ -200,8 +206,7 @@ fn an_unreadable_store_file_is_quarantined_and_the_analysis_goes_on() {
     // The store of the analysis test above: five workers, two days.
     let names = names(5);
     let pattern = [("08:00:00", "shift_start", ""), ("08:00:00", "scan", ""), ("15:30:00", "shift_end", "")];
-    let mut events: Vec<E> = crew(5, &names, &pattern).into_iter().map(|e| e.team("A")).collect();
-    events.extend(crew(5, &names, &pattern).into_iter().map(|e| e.team("A").day(3)));
+    let events = team_a_two_days(&names, &pattern);
     let policy = policy_k5();
     let expected = evaluate(&events, &policy);
     let dir = tempfile::tempdir().unwrap();
