@@ -455,6 +455,126 @@ fn small_groups_are_suppressed_with_their_complement() {
     assert_eq!(e.suppressed, 0);
 }
 
+/// Every (group, period) published in findings or open data, besides
+/// withheld `insufficient_data` findings.
+fn published(e: &Evaluation) -> std::collections::BTreeSet<(String, String)> {
+    let mut out: std::collections::BTreeSet<(String, String)> = e
+        .findings
+        .iter()
+        .filter(|f| f.status != Status::InsufficientData || f.observed.is_some())
+        .map(|f| (f.group.clone(), f.period.clone()))
+        .collect();
+    out.extend(e.aggregates.iter().map(|a| (a.group.clone(), a.week.clone())));
+    out
+}
+
+#[test]
+fn a_zone_that_contains_a_team_and_one_more_worker_does_not_single_him_out() {
+    // k = 5. Team a: w0..w4, all in zone z; w5 is in team b and zone z;
+    // w6..w13 in team b and zone y. Zone z - team a = w5 alone; and
+    // team a = site - team b, so hiding team a alone would not do.
+    let policy = policy_k5();
+    let names = names(14);
+    let p = pattern(T8, 12 * 3600, 600, &[]);
+    let mut events = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        let (team, zone) = match i {
+            0..=4 => ("a", r#""zone":"z""#),
+            5 => ("b", r#""zone":"z""#),
+            _ => ("b", r#""zone":"y""#),
+        };
+        for (t, k) in &p {
+            events.push(ev(n, t, k).team(team).extra(zone));
+        }
+    }
+    let e = evaluate(&events, &policy);
+    let shown = published(&e);
+    let members = |g: &str| -> std::collections::BTreeSet<usize> {
+        (0..14)
+            .filter(|i| match g {
+                "site" => true,
+                "team:a" => *i <= 4,
+                "team:b" => *i >= 5,
+                "zone:z" => *i <= 5,
+                "zone:y" => *i >= 6,
+                _ => unreachable!(),
+            })
+            .collect()
+    };
+    let groups: Vec<&str> = ["site", "team:a", "team:b", "zone:z", "zone:y"]
+        .into_iter()
+        .filter(|g| shown.contains(&(g.to_string(), "all".to_string())))
+        .collect();
+    assert!(groups.contains(&"site"));
+    // No two published groups differ by 1 to 4 workers.
+    for a in &groups {
+        for b in &groups {
+            let d = members(a).symmetric_difference(&members(b)).count();
+            assert!(d == 0 || d >= 5, "{a} and {b} published, {d} workers apart: {shown:?}");
+        }
+    }
+    // No published kind leaves 1 to 4 workers when taken from the site.
+    for kind in ["team:", "zone:"] {
+        let covered: std::collections::BTreeSet<usize> =
+            groups.iter().filter(|g| g.starts_with(kind)).flat_map(|g| members(g)).collect();
+        let rest = 14 - covered.len();
+        assert!(rest == 0 || rest >= 5, "site minus the published {kind} groups leaves {rest}: {shown:?}");
+    }
+    // Week and whole input agree (one week): the same groups in both.
+    for g in &groups {
+        assert!(shown.contains(&(g.to_string(), "2026-W10".to_string())), "{g} in 2026-W10");
+    }
+    assert!(e.suppressed >= 6, "suppressed {}", e.suppressed);
+}
+
+#[test]
+fn a_short_week_is_not_the_whole_input_minus_the_others() {
+    // k = 5. Twelve workers in week 10 (Monday 2 March); three of them
+    // again on Monday 9 March (week 11). Week 11 (3 workers) is withheld;
+    // the whole input minus week 10 would be week 11, so week 10 is
+    // withheld too, and so are the two days' shift counts.
+    let policy = policy_k5();
+    let names = names(12);
+    let p = pattern(T8, 12 * 3600, 600, &[]);
+    let mut events = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        for (t, k) in &p {
+            events.push(ev(n, t, k));
+            if i < 3 {
+                events.push(ev(n, t, k).day(9));
+            }
+        }
+    }
+    let e = evaluate(&events, &policy);
+    let (w10, w11) = ("2026-W10", "2026-W11");
+    for w in [w10, w11] {
+        let f = find(&e, "worktime.daily_max_10h", "site", w);
+        assert_eq!((f.status, f.observed), (Status::InsufficientData, None), "{w}");
+        assert!(e.aggregates.iter().all(|a| a.week != w), "{w} in the open data");
+    }
+    assert!(find(&e, "worktime.daily_max_10h", "site", w10).explanation.contains("Withheld"));
+    // The whole input is still published: 12 workers.
+    let all = find(&e, "speed.speed_flags", "site", "all");
+    assert_eq!((all.population, all.status == Status::InsufficientData), (12, false));
+    assert!(e.coverage.iter().all(|d| d.shifts.is_none()), "{:?}", e.coverage);
+    assert_eq!(e.coverage.len(), 2);
+
+    // With five workers in week 11, both weeks are published.
+    let mut events = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        for (t, k) in &p {
+            events.push(ev(n, t, k));
+            if i < 5 {
+                events.push(ev(n, t, k).day(9));
+            }
+        }
+    }
+    let e = evaluate(&events, &policy);
+    assert_eq!(find(&e, "worktime.daily_max_10h", "site", w11).observed, Some(0.0));
+    assert_eq!(find(&e, "worktime.daily_max_10h", "site", w10).observed, Some(0.0));
+    assert_eq!(e.coverage.iter().map(|d| d.shifts).collect::<Vec<_>>(), vec![Some(12), Some(5)]);
+}
+
 #[test]
 fn a_site_under_k_gets_only_insufficient_data() {
     let names = names(4);

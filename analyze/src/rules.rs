@@ -94,7 +94,12 @@ pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
 struct Row<'a> {
     s: &'a Shift,
     week: String,
+    /// Local date of the shift start, `2026-03-02`.
+    day: String,
+    /// `site`, then `team:NAME` and `zone:NAME` when the shift has them.
     groups: Vec<String>,
+    team: Option<String>,
+    zone: Option<String>,
 }
 
 type Key = (Arc<str>, String, String);
@@ -148,8 +153,6 @@ impl At<'_> {
     }
 }
 
-/// A group's name and its distinct workers.
-type GroupWorkers<'a> = (&'a String, &'a BTreeSet<u64>);
 /// Distinct workers by (site, group, period).
 type Populations = BTreeMap<Key, BTreeSet<u64>>;
 /// Effective time and groups of a (site, worker, week).
@@ -215,8 +218,17 @@ pub fn evaluate_with(
     evidence: &Evidence,
 ) -> Evaluation {
     let k = policy.k as usize;
-    let rows: Vec<Row> =
-        shifts.iter().map(|s| Row { s, week: iso_week(s.local_start_us()), groups: groups_of(s) }).collect();
+    let rows: Vec<Row> = shifts
+        .iter()
+        .map(|s| Row {
+            s,
+            week: iso_week(s.local_start_us()),
+            day: local_date(s.local_start_us()).to_string(),
+            groups: groups_of(s),
+            team: s.team.as_ref().map(|t| format!("team:{t}")),
+            zone: s.zone.as_ref().map(|z| format!("zone:{z}")),
+        })
+        .collect();
 
     // Populations: distinct workers per (site, group, period).
     let mut pop: Populations = BTreeMap::new();
@@ -229,32 +241,52 @@ pub fn evaluate_with(
     }
     let sites: BTreeSet<Arc<str>> = rows.iter().map(|r| r.s.site.clone()).collect();
 
-    // Suppression, per site, period and kind of group.
-    let mut hidden: BTreeSet<Key> = BTreeSet::new();
-    let mut by_site_period: BTreeMap<(Arc<str>, String), Vec<GroupWorkers>> = BTreeMap::new();
-    for ((site, group, period), w) in &pop {
-        by_site_period.entry((site.clone(), period.clone())).or_default().push((group, w));
+    // Rows of each (site, group, period), so that each group is read once.
+    let mut members_of: HashMap<Key, Vec<usize>> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        for g in &r.groups {
+            for period in [r.week.as_str(), "all"] {
+                members_of.entry((r.s.site.clone(), g.clone(), period.to_string())).or_default().push(i);
+            }
+        }
     }
-    for ((site, period), groups) in &by_site_period {
-        let site_workers =
-            groups.iter().find(|(g, _)| g.as_str() == "site").map(|(_, w)| (*w).clone()).unwrap_or_default();
-        if site_workers.len() < k {
-            // The whole site-period is withheld; its groups are hidden.
-            for (g, _) in groups {
-                if g.as_str() != "site" {
-                    hidden.insert((site.clone(), (*g).clone(), period.clone()));
+
+    // Suppression, per site, over every cell published about it: groups of
+    // every kind, weeks, the whole input and days (docs/privacy.md).
+    let mut hidden: BTreeSet<Key> = BTreeSet::new();
+    let mut hidden_days: BTreeSet<(Arc<str>, String)> = BTreeSet::new();
+    for site in &sites {
+        let of_site = &members_of[&(site.clone(), "site".to_string(), "all".to_string())];
+        if pop[&(site.clone(), "site".to_string(), "all".to_string())].len() < k {
+            // The whole site is withheld; its groups are hidden.
+            for ((s, g, p), _) in pop.range((site.clone(), String::new(), String::new())..) {
+                if s != site {
+                    break;
+                }
+                if g != "site" {
+                    hidden.insert((s.clone(), g.clone(), p.clone()));
                 }
             }
             continue;
         }
-        for kind in ["team:", "zone:"] {
-            let of_kind: BTreeMap<String, BTreeSet<u64>> = groups
-                .iter()
-                .filter(|(g, _)| g.starts_with(kind))
-                .map(|(g, w)| ((*g).clone(), (*w).clone()))
-                .collect();
-            for g in privacy::suppress(&of_kind, &site_workers, k) {
-                hidden.insert((site.clone(), g, period.clone()));
+        let slots: Vec<privacy::Slot> = of_site
+            .iter()
+            .map(|i| {
+                let r = &rows[*i];
+                privacy::Slot {
+                    worker: r.s.worker,
+                    day: &r.day,
+                    week: &r.week,
+                    team: r.team.as_deref(),
+                    zone: r.zone.as_deref(),
+                }
+            })
+            .collect();
+        for (group, period) in privacy::suppress_site(&slots, k) {
+            if group == "day" {
+                hidden_days.insert((site.clone(), period));
+            } else {
+                hidden.insert((site.clone(), group, period));
             }
         }
     }
@@ -328,16 +360,6 @@ pub fn evaluate_with(
             }
         }
     }
-    let shifts_in: HashMap<Key, u64> = {
-        let mut m = HashMap::new();
-        for r in &rows {
-            for g in &r.groups {
-                *m.entry((r.s.site.clone(), g.clone(), r.week.clone())).or_default() += 1;
-                *m.entry((r.s.site.clone(), g.clone(), "all".to_string())).or_default() += 1;
-            }
-        }
-        m
-    };
     let worker_weeks_in: HashMap<Key, u64> = {
         let mut m = HashMap::new();
         for ((site, _, week), (_, groups)) in &worker_week {
@@ -354,14 +376,14 @@ pub fn evaluate_with(
         }
         let n = workers.len() as u64;
         let at = At { site, group, period, population: n };
-        if group == "site" && (n as usize) < k {
+        if group == "site" && ((n as usize) < k || hidden.contains(key)) {
+            let why = if (n as usize) < k {
+                format!("Only {n} distinct workers this week, fewer than k = {k}: withheld.")
+            } else {
+                format!("Withheld: with the figures published for the other weeks or the whole input, this week's would single out fewer than k = {k} workers.")
+            };
             for id in WEEKLY_RULES.iter().chain(&crate::policy::RULES_US_CA) {
-                emit.push(
-                    id,
-                    &at,
-                    None,
-                    format!("Only {n} distinct workers this week, fewer than k = {k}: withheld."),
-                );
+                emit.push(id, &at, None, why.clone());
             }
             continue;
         }
@@ -369,7 +391,7 @@ pub fn evaluate_with(
             continue;
         }
         let c = weekly.get(key).copied().unwrap_or_default();
-        let shifts = shifts_in.get(key).copied().unwrap_or(0);
+        let shifts = members_of.get(key).map_or(0, |m| m.len() as u64);
         let ww = worker_weeks_in.get(key).copied().unwrap_or(0);
         let h = |x: f64| x / US_PER_H;
         emit.push(WEEKLY_RULES[0], &at, Some(c[0] as f64), format!(
@@ -425,8 +447,7 @@ pub fn evaluate_with(
         }
         let n = workers.len() as u64;
         let at = At { site, group, period: "all", population: n };
-        let members: Vec<&Row> =
-            rows.iter().filter(|r| &r.s.site == site && r.groups.contains(group)).collect();
+        let members: Vec<&Row> = members_of[key].iter().map(|i| &rows[*i]).collect();
         let shifts = members.len() as u64;
 
         // pause.idle_flag_threshold
@@ -594,10 +615,7 @@ pub fn evaluate_with(
         if period == "all" || small_sites.contains(site) || !visible(key) {
             continue;
         }
-        let members: Vec<&Row> = rows
-            .iter()
-            .filter(|r| &r.s.site == site && &r.week == period && r.groups.contains(group))
-            .collect();
+        let members: Vec<&Row> = members_of[key].iter().map(|i| &rows[*i]).collect();
         let mut uph: Vec<f64> = members.iter().filter_map(|r| r.s.units_per_hour()).collect();
         uph.sort_by(f64::total_cmp);
         let mut hist = [0u64; HIST_BOUNDS_S.len() + 1];
@@ -660,10 +678,12 @@ pub fn evaluate_with(
         .into_iter()
         .filter(|((site, _), _)| !small_sites.contains(site))
         .map(|((site, date), (workers, shifts))| DayCoverage {
+            shifts: (workers.len() >= k && !hidden_days.contains(&(site.clone(), date.to_string())))
+                .then_some(shifts),
             site: site.to_string(),
             date,
-            shifts: (workers.len() >= k).then_some(shifts),
         })
         .collect();
+    // Site weeks withheld under k are counted with the groups hidden.
     Evaluation { findings, suppressed: hidden.len() as u64, suppressed_by_site, aggregates, coverage }
 }
