@@ -526,3 +526,56 @@ fn past_its_cap_the_rejects_store_counts_and_keeps_nothing_more() {
     assert!(!out.join("rejects.ndjson").exists());
     assert!(String::from_utf8_lossy(&o.stderr).contains("rejects store is full"));
 }
+
+#[test]
+fn a_hostile_csv_keeps_no_identifier_and_reads_on_past_a_record_cut_for_its_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("export.csv");
+    let mut f = std::fs::File::create(&input).unwrap();
+    let row = |id: &str, w: &str, m: u32| {
+        format!("{id},2026-03-02T08:{m:02}:00+01:00,lyon-1,{w},scan,SECRET-EMP-{id}\n")
+    };
+    // line 1: header, with an identifier under another name.
+    f.write_all(b"event_id,ts,site,worker,kind,employee_id\n").unwrap();
+    // line 2: good
+    f.write_all(row("g1", "SECRET-W1", 0).as_bytes()).unwrap();
+    // lines 3-4: a quoted field over the limit, across two lines, cut
+    // while it is read.
+    let pad = "a".repeat(200_000);
+    f.write_all(format!("b3,x,lyon-1,SECRET-W3,scan,\"{pad}\n{pad}\"\n").as_bytes()).unwrap();
+    // line 5: bad UTF-8 in `site`; the `employee_id` cell must not be kept.
+    f.write_all(b"b5,2026-03-02T08:05:00+01:00,lyon-\xff,SECRET-W5,scan,SECRET-EMP-b5\n").unwrap();
+    // line 6: one cell too many (the extra cell has no column name).
+    f.write_all(b"b6,2026-03-02T08:06:00+01:00,lyon-1,SECRET-W6,scan,SECRET-EMP-b6,SECRET-EXTRA\n").unwrap();
+    // line 7: good
+    f.write_all(row("g7", "SECRET-W1", 7).as_bytes()).unwrap();
+    drop(f);
+    let out = dir.path().join("out");
+    let key = key_file(dir.path());
+    let o = run(&[
+        "audit",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let f = read_json(&out.join("findings.json"));
+    assert_eq!(f["input"]["events"], 2, "{}", f["input"]);
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("rejects.ndjson"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let got: Vec<(u64, &str)> = lines
+        .iter()
+        .map(|l| (l["source"]["line"].as_u64().unwrap(), l["reason"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, vec![(3, "too_large"), (5, "invalid_utf8"), (6, "invalid_value")]);
+    // 27 bytes of cells, two quotes, two pads, two line ends.
+    assert_eq!(lines[0]["raw_bytes"].as_u64().unwrap(), 27 + 2 + 400_000 + 2);
+    assert_eq!(lines[0]["raw_withheld"], true);
+    assert_no_secret(&out, &o, &["SECRET-"]);
+}

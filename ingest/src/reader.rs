@@ -84,12 +84,6 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-fn open_text(path: &Path, gz: bool) -> Result<Box<dyn BufRead>, IngestError> {
-    let f = File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let r: Box<dyn Read> = if gz { Box::new(MultiGzDecoder::new(BufReader::new(f))) } else { Box::new(f) };
-    Ok(Box::new(BufReader::with_capacity(1 << 20, r)))
-}
-
 /// Reads one file into the ingestor. `progress` receives the fraction of
 /// the file done, from 0 to 1, now and then.
 pub fn read_file<S: EventSink, R: RejectSink>(
@@ -194,20 +188,121 @@ fn render_cells(
     for (i, cell) in cells.iter().enumerate() {
         // A cell without a column name cannot be known not to be an
         // identifier: its value is withheld.
-        let (key, named) = match names.get(i) {
-            Some(n) => (n.clone(), true),
-            None => (format!("column_{}", i + 1), false),
-        };
-        let value = if !named {
-            "~withheld".to_string()
-        } else if crate::rejects::is_identifier_field(&key) {
-            format!("~{}", pseudo.pseudonym(cell))
-        } else {
-            cell.to_string()
-        };
+        let key = names.get(i).cloned().unwrap_or_else(|| format!("column_{}", i + 1));
+        let value = redact_cell(names.get(i), cell, pseudo);
         obj.insert(key, serde_json::Value::String(value));
     }
     serde_json::to_vec(&obj).unwrap_or_default()
+}
+
+/// One step of [`CsvRecords`].
+enum CsvNext {
+    /// A record within the size limit: its fields and the line it starts
+    /// on.
+    Record {
+        fields: csv::ByteRecord,
+        line: u64,
+    },
+    /// A record over the limit, cut while reading: only its line and size.
+    TooLarge {
+        line: u64,
+        bytes: usize,
+    },
+    End,
+}
+
+/// CSV records read with `csv_core`, so that a record over the size limit
+/// is cut while it is read: at most `MAX_RECORD_BYTES` of its fields are
+/// ever held, whatever its length (a file of one endless quoted field
+/// included). RFC 4180 as the `csv` crate reads it by default: `,`, `"`,
+/// doubled quotes, CRLF or LF; blank lines skipped; a leading UTF-8 BOM
+/// dropped.
+struct CsvRecords<R> {
+    input: R,
+    rdr: csv_core::Reader,
+    out: Vec<u8>,
+    ends: Vec<usize>,
+    /// Line of the next byte to read, from 1.
+    line: u64,
+    started: bool,
+}
+
+impl<R: BufRead> CsvRecords<R> {
+    fn new(input: R) -> Self {
+        CsvRecords {
+            input,
+            rdr: csv_core::Reader::new(),
+            out: vec![0; MAX_RECORD_BYTES],
+            ends: vec![0; MAX_RECORD_BYTES + 1],
+            line: 1,
+            started: false,
+        }
+    }
+
+    fn next_record(&mut self) -> std::io::Result<CsvNext> {
+        if !self.started {
+            self.started = true;
+            let buf = self.input.fill_buf()?;
+            if buf.starts_with(b"\xEF\xBB\xBF") {
+                self.input.consume(3);
+            }
+        }
+        // Blank lines before the record: skipped here so that its line is
+        // the one it starts on.
+        loop {
+            let buf = self.input.fill_buf()?;
+            let blank = buf.iter().take_while(|b| **b == b'\n' || **b == b'\r').count();
+            if blank == 0 {
+                break;
+            }
+            self.line += memchr::memchr_iter(b'\n', &buf[..blank]).count() as u64;
+            self.input.consume(blank);
+        }
+        let line = self.line;
+        let (mut nout, mut nends, mut bytes, mut over) = (0usize, 0usize, 0usize, false);
+        loop {
+            let buf = self.input.fill_buf()?;
+            let (res, nin, o, e) = self.rdr.read_record(buf, &mut self.out[nout..], &mut self.ends[nends..]);
+            self.line += memchr::memchr_iter(b'\n', &buf[..nin]).count() as u64;
+            self.input.consume(nin);
+            bytes += nin;
+            nout += o;
+            nends += e;
+            match res {
+                csv_core::ReadRecordResult::InputEmpty => {}
+                csv_core::ReadRecordResult::OutputFull | csv_core::ReadRecordResult::OutputEndsFull => {
+                    // Over the limit: the rest of the record is read and
+                    // dropped, into the same buffers.
+                    over = true;
+                    nout = 0;
+                    nends = 0;
+                }
+                csv_core::ReadRecordResult::Record => {
+                    if over || bytes > MAX_RECORD_BYTES {
+                        return Ok(CsvNext::TooLarge { line, bytes });
+                    }
+                    let mut fields = csv::ByteRecord::with_capacity(nout, nends);
+                    let mut from = 0;
+                    for end in &self.ends[..nends] {
+                        fields.push_field(&self.out[from..*end]);
+                        from = *end;
+                    }
+                    return Ok(CsvNext::Record { fields, line });
+                }
+                csv_core::ReadRecordResult::End => return Ok(CsvNext::End),
+            }
+        }
+    }
+}
+
+/// A CSV cell as the rejects store may keep it: identifier columns (by
+/// header name, docs/security.md) pseudonymised, unnamed ones withheld.
+fn redact_cell(name: Option<&String>, cell: &str, pseudo: &mut crate::pseudo::Pseudonymiser) -> String {
+    match name {
+        None => "~withheld".to_string(),
+        Some(n) if crate::rejects::is_identifier_field(n) => format!("~{}", pseudo.pseudonym(cell)),
+        Some(_) => cell.to_string(),
+    }
 }
 
 fn read_csv<S: EventSink, R: RejectSink>(
@@ -217,11 +312,23 @@ fn read_csv<S: EventSink, R: RejectSink>(
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<(), IngestError> {
-    let input = open_text(path, gz)?;
-    let mut rdr = csv::ReaderBuilder::new().has_headers(true).flexible(true).from_reader(input);
-    let headers: Vec<String> = match rdr.byte_headers() {
-        Ok(h) => h.iter().map(|c| String::from_utf8_lossy(c).trim().to_string()).collect(),
-        Err(e) => return Err(IngestError::Input(format!("{name}: cannot read the CSV header: {e}"))),
+    let done = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let f = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let counted = Counting { inner: f, done: done.clone() };
+    let r: Box<dyn Read> =
+        if gz { Box::new(MultiGzDecoder::new(BufReader::new(counted))) } else { Box::new(counted) };
+    let mut rdr = CsvRecords::new(BufReader::with_capacity(1 << 20, r));
+    let io_err = |e: std::io::Error| IngestError::Input(format!("{name}: CSV read failed: {e}"));
+    let headers: Vec<String> = match rdr.next_record().map_err(io_err)? {
+        CsvNext::Record { fields, .. } => {
+            fields.iter().map(|c| String::from_utf8_lossy(c).trim().to_string()).collect()
+        }
+        CsvNext::TooLarge { bytes, .. } => {
+            return Err(IngestError::Input(format!(
+                "{name}: cannot read the CSV header: it is {bytes} bytes long, over the limit of {MAX_RECORD_BYTES}"
+            )))
+        }
+        CsvNext::End => Vec::new(),
     };
     for required in ["event_id", "ts", "site", "worker", "kind"] {
         if !headers.iter().any(|h| h == required) {
@@ -229,47 +336,42 @@ fn read_csv<S: EventSink, R: RejectSink>(
         }
     }
     let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
-    let worker_col = headers.iter().position(|h| h == "worker");
-    let mut rec = csv::ByteRecord::new();
     let mut rows = 0u64;
     loop {
-        match rdr.read_byte_record(&mut rec) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                // The csv reader only fails here on I/O: stop the file.
-                return Err(IngestError::Input(format!("{name}: CSV read failed: {e}")));
+        let (rec, line) = match rdr.next_record().map_err(io_err)? {
+            CsvNext::End => break,
+            CsvNext::TooLarge { line, bytes } => {
+                rows += 1;
+                // Cut while reading: no byte of it is kept.
+                let rej = Rejection::new(
+                    RejectReason::TooLarge,
+                    format!("record of {bytes} bytes, over the limit of {MAX_RECORD_BYTES}"),
+                );
+                ing.offer_refused(rej, Origin::File { file: name.clone(), line }, &[], bytes)?;
+                continue;
             }
-        }
+            CsvNext::Record { fields, line } => (fields, line),
+        };
         rows += 1;
-        let line = rec.position().map(|p| p.line()).unwrap_or(rows + 1);
         let at = || Origin::File { file: name.clone(), line };
-        let bytes: usize = rec.as_slice().len() + rec.len();
         let cells: Vec<Cow<'_, str>> = rec.iter().map(String::from_utf8_lossy).collect();
         let redacted = |ps: &mut crate::pseudo::Pseudonymiser| render_cells(&headers, &cells, ps);
-        if bytes > MAX_RECORD_BYTES {
-            let rej = Rejection::new(
-                RejectReason::TooLarge,
-                format!("record of {bytes} bytes, over the limit of {MAX_RECORD_BYTES}"),
-            );
-            let raw = redacted(ing.pseudonymiser());
-            ing.offer_refused(rej, at(), &raw, bytes)?;
-            continue;
-        }
         if let Some(bad) = rec.iter().position(|c| std::str::from_utf8(c).is_err()) {
             let col = headers.get(bad).cloned().unwrap_or_default();
             let rej = Rejection::new(RejectReason::InvalidUtf8, format!("column `{col}` is not UTF-8"));
-            // Keep the raw bytes, with the worker cell replaced.
+            // Kept as the raw cells, identifier columns pseudonymised (on
+            // their lossy text) and unnamed ones withheld.
             let mut raw = Vec::new();
             for (i, c) in rec.iter().enumerate() {
                 if i > 0 {
                     raw.push(b',');
                 }
-                if Some(i) == worker_col {
-                    let w = String::from_utf8_lossy(c).into_owned();
-                    raw.extend_from_slice(format!("~{}", ing.pseudonymiser().pseudonym(&w)).as_bytes());
-                } else {
+                let h = headers.get(i);
+                if h.is_some_and(|h| !crate::rejects::is_identifier_field(h)) {
                     raw.extend_from_slice(c);
+                } else {
+                    let text = String::from_utf8_lossy(c);
+                    raw.extend_from_slice(redact_cell(h, &text, ing.pseudonymiser()).as_bytes());
                 }
             }
             ing.offer_refused(rej, at(), &raw, rec.as_slice().len())?;
@@ -304,8 +406,7 @@ fn read_csv<S: EventSink, R: RejectSink>(
         }
         ing.offer_fields(&raw, at, redacted)?;
         if rows.is_multiple_of(65_536) {
-            let pos = rdr.position().byte();
-            progress(if gz { 0.0 } else { pos as f64 / size as f64 });
+            progress(done.get() as f64 / size as f64);
         }
     }
     progress(1.0);
@@ -497,4 +598,95 @@ fn render_fields(raw: &RawFields<'_>, pseudo: &mut crate::pseudo::Pseudonymiser)
         obj.insert(f.to_string(), value);
     }
     serde_json::to_vec(&obj).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `n` bytes of `a` inside an opening quote that never closes, made up
+    /// as they are read (never held whole).
+    struct Endless {
+        left: u64,
+        started: bool,
+    }
+
+    impl Read for Endless {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if !self.started {
+                self.started = true;
+                buf[..5].copy_from_slice(b"x,\"aa");
+                return Ok(5);
+            }
+            let n = (buf.len() as u64).min(self.left) as usize;
+            buf[..n].fill(b'a');
+            self.left -= n as u64;
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_cut_while_it_is_read() {
+        // 64 MiB in one field: the `csv` crate would grow one record to
+        // hold it; here the buffers stay at the limit.
+        let n = 64 << 20;
+        let mut r = CsvRecords::new(BufReader::new(Endless { left: n, started: false }));
+        match r.next_record().unwrap() {
+            CsvNext::TooLarge { line, bytes } => {
+                assert_eq!(line, 1);
+                assert_eq!(bytes as u64, n + 5);
+            }
+            _ => panic!("expected a record over the limit"),
+        }
+        assert_eq!((r.out.capacity(), r.ends.capacity()), (MAX_RECORD_BYTES, MAX_RECORD_BYTES + 1));
+        assert!(matches!(r.next_record().unwrap(), CsvNext::End));
+    }
+
+    #[test]
+    fn records_lines_quotes_and_blank_lines_as_the_csv_crate_reads_them() {
+        let big = "b".repeat(MAX_RECORD_BYTES + 10);
+        let text = format!(
+            "\u{feff}h1,h2\r\n\r\n1,\"two\nlines\"\n\n\n3,\"{big}\"\n4,\"a \"\"quoted\"\" word\"\n5,6"
+        );
+        let mut r = CsvRecords::new(BufReader::new(text.as_bytes()));
+        let mut got = Vec::new();
+        loop {
+            match r.next_record().unwrap() {
+                CsvNext::Record { fields, line } => {
+                    let f: Vec<String> =
+                        fields.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+                    got.push((line, f.join("|")));
+                }
+                CsvNext::TooLarge { line, bytes } => got.push((line, format!("too large: {bytes}"))),
+                CsvNext::End => break,
+            }
+        }
+        let want = vec![
+            (1, "h1|h2".to_string()),
+            (3, "1|two\nlines".to_string()),
+            (7, format!("too large: {}", MAX_RECORD_BYTES + 10 + 5)),
+            (8, "4|a \"quoted\" word".to_string()),
+            (9, "5|6".to_string()),
+        ];
+        assert_eq!(got, want);
+        // The same text through the `csv` crate (BOM aside): the same
+        // records. (Its line numbers count from before blank lines; these
+        // are the lines the records start on.)
+        let plain = &text[3..];
+        let mut c = csv::ReaderBuilder::new().has_headers(false).flexible(true).from_reader(plain.as_bytes());
+        let theirs: Vec<String> = c
+            .byte_records()
+            .map(|r| {
+                r.unwrap()
+                    .iter()
+                    .map(|c| String::from_utf8_lossy(c).into_owned())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .filter(|r| r.len() < MAX_RECORD_BYTES)
+            .collect();
+        let ours: Vec<String> =
+            got.iter().filter(|(_, r)| !r.starts_with("too large")).map(|(_, r)| r.clone()).collect();
+        assert_eq!(ours, theirs);
+    }
 }
