@@ -42,7 +42,14 @@ pub struct Published {
     /// Team and zone weeks whose details (percentiles, intervals, gaps) were
     /// left out first.
     pub dropped_group_details: usize,
+    /// Every series left out, of every kind (`vigie_metrics_series_dropped`).
+    pub dropped_series: usize,
 }
+
+/// The kinds of `vigie_metrics_series_dropped`, in the order the budget
+/// serves them (the last two are left out first, as whole kinds).
+pub const DROPPED_KINDS: [&str; 6] =
+    ["sites", "site_findings", "group_findings", "site_details", "group_ok_findings", "group_details"];
 
 /// Every metric vigie exports.
 pub struct Metrics {
@@ -282,7 +289,7 @@ impl Metrics {
         for r in RejectReason::ALL {
             events_rejected.with_label_values(&[r.as_str()]);
         }
-        for kind in ["group_ok_findings", "group_details"] {
+        for kind in DROPPED_KINDS {
             series_dropped.with_label_values(&[kind]);
         }
         Metrics {
@@ -384,33 +391,44 @@ impl Metrics {
         self.suppressed_groups.reset();
         self.workers.reset();
 
-        // Series that are always published: the fixed ones, site-level
-        // findings and details, group findings that are not ok.
+        // The budget is a hard cap. What is left after the fixed series
+        // goes, in order, to: each site's suppression gauge; findings that
+        // are not ok (site level first); site-level ok findings; site-level
+        // details; then, as whole kinds and only if each fits entirely,
+        // team and zone ok findings and team and zone details.
         let fixed = self.series_count();
+        let mut left = self.max_series.saturating_sub(fixed);
         let is_site = |g: &str| g == "site";
         let per_detail = DETAIL_SERIES;
-        let site_details = weeks.iter().filter(|r| is_site(&r.group)).count() * per_detail;
-        let group_details = weeks.iter().filter(|r| !is_site(&r.group)).count() * per_detail;
         // A finding is 2 series (status, observed), 3 for a working-time
-        // rule (breaches).
-        let weight = |f: &&&Finding| if f.rule.starts_with("worktime.") { 3 } else { 2 };
-        let site_findings: usize = latest.iter().filter(|f| is_site(&f.group)).map(|f| weight(&f)).sum();
-        let group_problems: usize =
-            latest.iter().filter(|f| !is_site(&f.group) && f.status != Status::Ok).map(|f| weight(&f)).sum();
-        let group_ok: usize =
-            latest.iter().filter(|f| !is_site(&f.group) && f.status == Status::Ok).map(|f| weight(&f)).sum();
-        let sites = eval.suppressed_by_site.len();
-        let base = fixed + site_findings + group_problems + site_details + sites;
-        let with_ok = base + group_ok <= self.max_series;
-        let with_details = with_ok && base + group_ok + group_details <= self.max_series;
-
+        // rule (breaches); 1 when it has no observed value.
+        let weight = |f: &Finding| match f.observed {
+            None => 1,
+            Some(_) if f.rule.starts_with("worktime.") => 3,
+            Some(_) => 2,
+        };
         let mut published = Published::default();
-        for f in &latest {
-            if f.status == Status::Ok && !is_site(&f.group) && !with_ok {
-                published.dropped_group_ok_findings += 1;
-                published.dropped_group_ok_series += weight(&f);
+        let mut dropped: BTreeMap<&'static str, usize> = BTreeMap::new();
+
+        let mut sites: BTreeMap<&str, u64> = latest.iter().map(|f| (f.site.as_str(), 0)).collect();
+        for (site, n) in &eval.suppressed_by_site {
+            sites.insert(site.as_str(), *n);
+        }
+        for (site, n) in sites {
+            if left == 0 {
+                *dropped.entry("sites").or_default() += 1;
                 continue;
             }
+            left -= 1;
+            self.suppressed_groups.with_label_values(&[site]).set(n as i64);
+        }
+        let put_finding = |f: &Finding, kind: &'static str, left: &mut usize, dropped: &mut BTreeMap<&str, usize>| {
+            let w = weight(f);
+            if w > *left {
+                *dropped.entry(kind).or_default() += w;
+                return;
+            }
+            *left -= w;
             let l = [f.site.as_str(), f.group.as_str(), f.rule.as_str()];
             self.finding_status.with_label_values(&l).set(f.status.gauge());
             if let Some(o) = f.observed {
@@ -419,12 +437,15 @@ impl Metrics {
                     self.worktime_breaches.with_label_values(&l).set(o);
                 }
             }
+        };
+        let problems = latest.iter().filter(|f| f.status != Status::Ok);
+        for f in problems.clone().filter(|f| is_site(&f.group)).chain(problems.filter(|f| !is_site(&f.group))) {
+            put_finding(f, if is_site(&f.group) { "site_findings" } else { "group_findings" }, &mut left, &mut dropped);
         }
-        for r in &weeks {
-            if !is_site(&r.group) && !with_details {
-                published.dropped_group_details += 1;
-                continue;
-            }
+        for f in latest.iter().filter(|f| f.status == Status::Ok && is_site(&f.group)) {
+            put_finding(f, "site_findings", &mut left, &mut dropped);
+        }
+        let put_details = |r: &AggregateRow| {
             let sg = [r.site.as_str(), r.group.as_str()];
             for (q, v) in UPH_QUANTILES.iter().zip([r.uph_p10, r.uph_p50, r.uph_p90]) {
                 if let Some(v) = v {
@@ -442,22 +463,41 @@ impl Metrics {
             }
             self.justification_requests.with_label_values(&sg).set(r.justification_requests as i64);
             self.workers.with_label_values(&sg).set(r.workers as i64);
+        };
+        for r in weeks.iter().filter(|r| is_site(&r.group)) {
+            if per_detail > left {
+                *dropped.entry("site_details").or_default() += per_detail;
+                continue;
+            }
+            left -= per_detail;
+            put_details(r);
         }
-        // Every site of the evaluation has the gauge, 0 when nothing was
-        // withheld.
-        let mut sites: BTreeMap<&str, u64> = latest.iter().map(|f| (f.site.as_str(), 0)).collect();
-        for (site, n) in &eval.suppressed_by_site {
-            sites.insert(site.as_str(), *n);
+        let group_ok: Vec<&&Finding> =
+            latest.iter().filter(|f| f.status == Status::Ok && !is_site(&f.group)).collect();
+        let group_ok_series: usize = group_ok.iter().map(|f| weight(f)).sum();
+        if group_ok_series <= left {
+            for f in &group_ok {
+                put_finding(f, "group_ok_findings", &mut left, &mut dropped);
+            }
+        } else {
+            published.dropped_group_ok_findings = group_ok.len();
+            published.dropped_group_ok_series = group_ok_series;
+            *dropped.entry("group_ok_findings").or_default() += group_ok_series;
         }
-        for (site, n) in sites {
-            self.suppressed_groups.with_label_values(&[site]).set(n as i64);
+        let group_weeks: Vec<&&AggregateRow> = weeks.iter().filter(|r| !is_site(&r.group)).collect();
+        // Details only when the group findings went out whole.
+        if published.dropped_group_ok_findings == 0 && group_weeks.len() * per_detail <= left {
+            for r in group_weeks {
+                put_details(r);
+            }
+        } else {
+            published.dropped_group_details = group_weeks.len();
+            *dropped.entry("group_details").or_default() += group_weeks.len() * per_detail;
         }
-        self.series_dropped
-            .with_label_values(&["group_ok_findings"])
-            .set(published.dropped_group_ok_series as i64);
-        self.series_dropped
-            .with_label_values(&["group_details"])
-            .set((published.dropped_group_details * per_detail) as i64);
+        for kind in DROPPED_KINDS {
+            self.series_dropped.with_label_values(&[kind]).set(dropped.get(kind).copied().unwrap_or(0) as i64);
+        }
+        published.dropped_series = dropped.values().sum();
         published.series = self.series_count();
         published
     }
@@ -560,7 +600,7 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
             let group = if g == 0 { "site".to_string() } else { format!("team:t{g:02}") };
             for rule in rules {
                 n += 1;
-                let status = if g > 0 && n % breach_every == 0 { Status::Breach } else { Status::Ok };
+                let status = if n % breach_every == 0 { Status::Breach } else { Status::Ok };
                 for period in ["2026-W44", "2026-W45"] {
                     findings.push(Finding {
                         rule: rule.into(),

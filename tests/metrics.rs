@@ -159,7 +159,7 @@ fn fifty_sites_of_twenty_groups_fit_the_series_budget() {
             format!("vigie_finding_status{{group=\"{}\",rule=\"{}\",site=\"{}\"}}", f.group, f.rule, f.site);
         assert_eq!(sample(&text, &s), Some(f.status.gauge() as f64), "{s}");
     }
-    let dropped: f64 = ["group_details", "group_ok_findings"]
+    let dropped: f64 = vigie::metrics::DROPPED_KINDS
         .iter()
         .map(|k| sample(&text, &format!("vigie_metrics_series_dropped{{kind=\"{k}\"}}")).unwrap())
         .sum();
@@ -173,6 +173,46 @@ fn fifty_sites_of_twenty_groups_fit_the_series_budget() {
     // details) + 2 suppression gauges + the fixed series.
     let fixed = m.render().lines().filter(|l| !l.starts_with('#') && !l.contains("site=")).count();
     assert_eq!(p.series, 2 * 20 * (11 * 2 + 4 + 23) + 2 + fixed);
+}
+
+#[test]
+fn the_series_budget_is_a_hard_cap_even_for_site_level_series() {
+    // 400 sites with no group: site-level series alone (findings and
+    // details) are about twice the default budget.
+    let eval = vigie::metrics::budget_fixture(400, 1, 7);
+    let unbounded = Metrics::new(usize::MAX);
+    let all = unbounded.publish(&eval);
+    assert!(all.series > 19_000, "{} series", all.series);
+    assert_eq!(all.dropped_series, 0);
+    for max in [DEFAULT_MAX_SERIES, 1_000, 100] {
+        let m = Metrics::new(max);
+        let p = m.publish(&eval);
+        let text = m.render();
+        let series = text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).count();
+        assert!(series <= max, "{series} series for a budget of {max}");
+        assert_eq!(series, p.series);
+        // Nothing is lost silently: what is published plus what is counted
+        // as left out is what an unbounded exporter publishes.
+        let counted: f64 = vigie::metrics::DROPPED_KINDS
+            .iter()
+            .map(|k| sample(&text, &format!("vigie_metrics_series_dropped{{kind=\"{k}\"}}")).unwrap())
+            .sum();
+        assert_eq!(counted as usize, p.dropped_series);
+        assert_eq!(p.series + p.dropped_series, all.series, "budget {max}");
+    }
+    // Problems come first: with a budget of 1,000, every site finding that
+    // is not ok is still there.
+    let m = Metrics::new(1_000);
+    m.publish(&eval);
+    let text = m.render();
+    let latest = vigie::metrics::latest_findings(&eval.findings);
+    let problems: Vec<_> = latest.iter().filter(|f| f.status != Status::Ok).collect();
+    assert!(!problems.is_empty());
+    for f in problems.iter().take(100) {
+        let s =
+            format!("vigie_finding_status{{group=\"{}\",rule=\"{}\",site=\"{}\"}}", f.group, f.rule, f.site);
+        assert_eq!(sample(&text, &s), Some(f.status.gauge() as f64), "{s}");
+    }
 }
 
 fn dashboards() -> Vec<(String, serde_json::Value)> {

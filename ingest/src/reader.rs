@@ -494,11 +494,12 @@ fn read_parquet<S: EventSink, R: RejectSink>(
     let columns: Vec<String> = reader.schema().map_err(bad)?.iter_names().map(|n| n.to_string()).collect();
     let unknown: Vec<&str> = columns.iter().map(String::as_str).filter(|c| !FIELDS.contains(c)).collect();
     let wanted: Vec<String> = columns.iter().filter(|c| FIELDS.contains(&c.as_str())).cloned().collect();
+    let groups = unknown_presence(&mut reader, &unknown).map_err(bad)?;
     let mut offset = 0usize;
     while offset < total {
         let len = PARQUET_SLICE_ROWS.min(total - offset);
-        // Unknown columns are never read, only named (their non-null
-        // cells are counted below).
+        // Only the contract's columns are read; unknown ones are never
+        // decoded (see `unknown_presence`).
         let df = ParquetReader::new(open()?)
             .with_slice(Some((offset, len)))
             .with_columns(Some(wanted.clone()))
@@ -508,21 +509,6 @@ fn read_parquet<S: EventSink, R: RejectSink>(
             // The footer claimed more rows than the file holds.
             break;
         }
-        let nonnull_unknown: Vec<(&str, Series)> = if unknown.is_empty() {
-            Vec::new()
-        } else {
-            let u = ParquetReader::new(open()?)
-                .with_slice(Some((offset, len)))
-                .with_columns(Some(unknown.iter().map(|s| s.to_string()).collect()))
-                .finish()
-                .map_err(bad)?;
-            unknown
-                .iter()
-                .filter_map(|n| {
-                    u.column(n).ok().map(|c| (*n, c.as_materialized_series().is_not_null().into_series()))
-                })
-                .collect()
-        };
         let views: Vec<(&str, Option<ColView>)> =
             FIELDS.iter().map(|f| Ok((*f, view(&df, f)?))).collect::<Result<_, IngestError>>()?;
         for i in 0..df.height() {
@@ -533,9 +519,13 @@ fn read_parquet<S: EventSink, R: RejectSink>(
                     *slot = v.get(i);
                 }
             }
-            for (n, mask) in &nonnull_unknown {
-                if mask.bool().ok().and_then(|m| m.get(i)).unwrap_or(false) {
-                    raw.unknown.push(Cow::Borrowed(n));
+            let row = offset + i;
+            let g = groups.partition_point(|(start, _)| *start <= row).saturating_sub(1);
+            if let Some((_, present)) = groups.get(g) {
+                for (n, p) in unknown.iter().zip(present) {
+                    if *p {
+                        raw.unknown.push(Cow::Borrowed(n));
+                    }
                 }
             }
             let size: usize = [&raw.event_id, &raw.worker, &raw.site, &raw.zone, &raw.team, &raw.kind]
@@ -564,6 +554,35 @@ fn read_parquet<S: EventSink, R: RejectSink>(
     }
     progress(1.0);
     Ok(())
+}
+
+/// For each row group, its first row and, for each unknown column, whether
+/// it may hold a value: true unless the file's statistics say every cell
+/// of the chunk is null. Read from the footer only: an unknown column is
+/// never decoded, whatever its size or dictionary (docs/events.md).
+fn unknown_presence(
+    reader: &mut ParquetReader<File>,
+    unknown: &[&str],
+) -> PolarsResult<Vec<(usize, Vec<bool>)>> {
+    let meta = reader.get_metadata()?.clone();
+    let mut start = 0usize;
+    let mut out = Vec::new();
+    for rg in &meta.row_groups {
+        let rows = rg.num_rows();
+        let present = unknown
+            .iter()
+            .map(|name| match rg.columns_under_root_iter(name) {
+                None => false,
+                Some(mut chunks) => chunks.any(|c| match c.statistics(&meta.footer_buf) {
+                    Some(Ok(st)) => st.null_count().is_none_or(|n| n < 0 || (n as u64) < rows as u64),
+                    _ => true,
+                }),
+            })
+            .collect();
+        out.push((start, present));
+        start = start.saturating_add(rows);
+    }
+    Ok(out)
 }
 
 /// Renders typed fields as a JSON object for the rejects store.
@@ -688,5 +707,60 @@ mod tests {
         let ours: Vec<String> =
             got.iter().filter(|(_, r)| !r.starts_with("too large")).map(|(_, r)| r.clone()).collect();
         assert_eq!(ours, theirs);
+    }
+}
+
+#[cfg(test)]
+mod parquet_tests {
+    use super::*;
+    use crate::rejects::MemoryRejects;
+
+    /// A file with the contract's columns, an unknown `notes` column that
+    /// is filled (then damaged on disk) and an unknown `spare` column that
+    /// is all null.
+    fn write(path: &Path, rows: usize) {
+        let notes: Vec<String> = (0..rows).map(|i| format!("note {i} {}", "x".repeat(4096))).collect();
+        let mut df = DataFrame::new_infer_height(vec![
+            Column::new("event_id".into(), (0..rows).map(|i| format!("e{i}")).collect::<Vec<_>>()),
+            Column::new("ts".into(), vec!["2026-03-02T08:00:00+01:00"; rows]),
+            Column::new("site".into(), vec!["s1"; rows]),
+            Column::new("worker".into(), vec!["w1"; rows]),
+            Column::new("kind".into(), vec!["scan"; rows]),
+            Column::new("notes".into(), notes),
+            Column::new("spare".into(), vec![None::<&str>; rows]),
+        ])
+        .unwrap();
+        ParquetWriter::new(File::create(path).unwrap()).finish(&mut df).unwrap();
+    }
+
+    #[test]
+    fn unknown_columns_are_counted_from_the_footer_and_never_decoded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        write(&path, 50);
+        // Overwrite every byte of the `notes` column chunk: decoding it
+        // would fail; the footer still describes it.
+        let range = {
+            let mut r = ParquetReader::new(File::open(&path).unwrap());
+            let meta = r.get_metadata().unwrap().clone();
+            let mut chunks = meta.row_groups[0].columns_under_root_iter("notes").unwrap();
+            chunks.next().unwrap().byte_range()
+        };
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[range.start as usize..range.end as usize].fill(0xFF);
+        std::fs::write(&path, &bytes).unwrap();
+        // The damage is real: reading that column fails.
+        let whole = ParquetReader::new(File::open(&path).unwrap()).with_columns(Some(vec!["notes".into()])).finish();
+        assert!(whole.is_err());
+
+        let pseudo = crate::pseudo::Pseudonymiser::new(&[1u8; 32]).unwrap();
+        let mut ing = Ingestor::new(pseudo, None, Vec::new(), MemoryRejects::default());
+        read_file(&path, &mut ing, &mut |_| {}).unwrap();
+        let (events, rejects, stats) = ing.finish().unwrap();
+        assert_eq!((events.len(), rejects.lines.len()), (50, 0));
+        assert_eq!(stats.records_with_dropped_fields, 50);
+        // `notes` is counted for every row, `spare` (all null) for none.
+        assert_eq!(stats.dropped_fields.get("notes"), Some(&50));
+        assert_eq!(stats.dropped_fields.get("spare"), None);
     }
 }
