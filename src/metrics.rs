@@ -84,6 +84,7 @@ pub struct Metrics {
     pub store_writable: IntGauge,
     pub store_write_failures: IntCounterVec,
     pub store_incomplete_removed: IntCounter,
+    pub store_folder_capped_flushes: IntCounter,
     pub store_quarantined: IntCounterVec,
     pub store_damaged_checkpoints: IntCounter,
     pub source_resets: IntCounterVec,
@@ -251,6 +252,10 @@ impl Metrics {
             "vigie_store_incomplete_flush_files_removed_total",
             "Raw files of flushes that never completed (beyond the checkpoint), removed before their records were read again."
         ));
+        let store_folder_capped_flushes = reg!(IntCounter::new(
+            "vigie_store_folder_capped_flushes_total",
+            "Flushes started before max_batch_events because the buffer's events spanned max_batch_folders (site, date) folders."
+        ));
         let store_quarantined = reg!(IntCounterVec::new(
             opts(
                 "vigie_store_quarantined_files_total",
@@ -321,6 +326,7 @@ impl Metrics {
             store_writable,
             store_write_failures,
             store_incomplete_removed,
+            store_folder_capped_flushes,
             store_quarantined,
             store_damaged_checkpoints,
             source_resets,

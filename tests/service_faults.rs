@@ -446,3 +446,36 @@ fn past_its_daily_cap_the_local_dead_letter_store_counts_and_keeps_nothing_more(
     // The offsets are durable all the same: the refusals are counted.
     assert_eq!(store::durable_offset(&c.store.path, TOPIC, 0), Some(BAD_RECORDS.len() as i64 - 1));
 }
+
+#[test]
+fn a_flood_of_sites_makes_smaller_flushes_never_one_file_per_site_without_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), "max_batch_folders = 8");
+    assert_eq!(c.kafka.max_batch_folders, 8);
+    let (mut p, metrics) = pipeline(&c, Faults::default());
+    let today = chrono::Utc::now().format("%Y-%m-%dT08:00:00Z");
+    let topic: Arc<str> = Arc::from(TOPIC);
+    let mut written_per_flush = Vec::new();
+    let mut flushed_files = 0;
+    // 100 messages, each from a site of its own: the service's own loop
+    // flushes when `batch_full` says so (as here).
+    for i in 0..100i64 {
+        let r = format!(
+            "{{\"event_id\":\"e{i}\",\"ts\":\"{today}\",\"site\":\"site-{i}\",\"worker\":\"w\",\"kind\":\"scan\"}}"
+        );
+        p.offer(&topic, 0, i, Some(r.as_bytes())).unwrap();
+        if p.batch_full(&topic, 0, c.kafka.max_batch_events, c.kafka.max_batch_folders) {
+            p.flush(&topic, 0, &|_| Ok(())).unwrap();
+            let files = store::complete_raw_files(&c.store.path).len();
+            written_per_flush.push(files - flushed_files);
+            flushed_files = files;
+        }
+    }
+    p.flush(&topic, 0, &|_| Ok(())).unwrap();
+    // 12 flushes of 8 folders each, then the last 4 at the end.
+    assert_eq!(written_per_flush, vec![8; 12]);
+    assert_eq!(store::complete_raw_files(&c.store.path).len(), 100);
+    assert_eq!(metrics.store_folder_capped_flushes.get(), 12);
+    let (ids, _) = raw_event_ids(&c.store.path);
+    assert_eq!(ids.len(), 100);
+}

@@ -43,6 +43,10 @@ pub struct KafkaConfig {
     /// A partition's buffer is flushed at this many messages...
     #[serde(default = "d_max_batch")]
     pub max_batch_events: usize,
+    /// ...or when its events span this many (site, local date) folders,
+    /// each of which a flush writes as one fsynced file...
+    #[serde(default = "d_max_batch_folders")]
+    pub max_batch_folders: usize,
     /// ...or this long after its first message.
     #[serde(default = "d_flush_ms")]
     pub flush_interval_ms: u64,
@@ -132,6 +136,9 @@ pub struct MetricsConfig {
 
 fn d_max_batch() -> usize {
     100_000
+}
+fn d_max_batch_folders() -> usize {
+    256
 }
 fn d_flush_ms() -> u64 {
     5_000
@@ -244,6 +251,7 @@ const KNOWN: [(&str, &[&str]); 4] = [
             "dead_letter_topic",
             "librdkafka",
             "max_batch_events",
+            "max_batch_folders",
             "flush_interval_ms",
             "clock_skew_s",
             "shutdown_deadline_ms",
@@ -409,6 +417,9 @@ impl Config {
                     "kafka.librdkafka.{key:?} is set by vigie (its delivery guarantee depends on it)"
                 ));
             }
+        }
+        if k.max_batch_folders == 0 {
+            bad("kafka.max_batch_folders must be at least 1".into());
         }
         if k.max_batch_events == 0 {
             bad("kafka.max_batch_events must be at least 1".into());

@@ -13,7 +13,7 @@ pub mod config;
 pub mod deadletter;
 pub mod store;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -62,6 +62,9 @@ struct PartBuf {
     /// or below one already buffered, means the source went backwards.
     durable_last: i64,
     events: Vec<Event>,
+    /// The (site, local date) folders the buffered events fall in: one
+    /// file each at the flush.
+    folders: HashSet<(Arc<str>, chrono::NaiveDate)>,
     /// Offsets of the first and last message buffered (None: empty).
     range: Option<(i64, i64)>,
     /// Fingerprint of the last message buffered.
@@ -86,6 +89,7 @@ impl PartBuf {
             seq: ck.map_or(0, |c| c.seq),
             durable_last: ck.map_or(-1, |c| c.last),
             events: Vec::new(),
+            folders: HashSet::new(),
             range: None,
             last_fp: 0,
             since: None,
@@ -254,6 +258,9 @@ impl Pipeline {
         self.door.offer_json(bytes, origin)?;
         let mut accepted = std::mem::take(&mut self.door.sink);
         let buf = self.part(topic, partition);
+        for e in &accepted {
+            buf.folders.insert((e.site.clone(), store::local_date(e)));
+        }
         buf.events.append(&mut accepted);
         buf.range = Some(match buf.range {
             Some((first, _)) => (first, offset),
@@ -339,6 +346,22 @@ impl Pipeline {
         self.held.iter().cloned().collect()
     }
 
+    /// Whether a partition's buffer is due by size: `max_events` messages,
+    /// or events spanning `max_folders` (site, date) folders (counted: a
+    /// flood of sites or dates makes smaller flushes, never one file per
+    /// folder without bound).
+    pub fn batch_full(&self, topic: &Arc<str>, partition: i32, max_events: usize, max_folders: usize) -> bool {
+        let Some(b) = self.parts.get(&(topic.clone(), partition)) else { return false };
+        if b.events.len() >= max_events {
+            return true;
+        }
+        if b.folders.len() >= max_folders {
+            self.metrics.store_folder_capped_flushes.inc();
+            return true;
+        }
+        false
+    }
+
     /// Events buffered for a partition (not yet flushed).
     pub fn buffered(&self, topic: &str, partition: i32) -> usize {
         self.parts
@@ -382,6 +405,7 @@ impl Pipeline {
         if buf.pending.is_none() {
             let Some((first, last)) = buf.range.take() else { return Ok(()) };
             buf.since = None;
+            buf.folders.clear();
             let events = std::mem::take(&mut buf.events);
             let frames = match store::batch_frames(events) {
                 Ok(f) => f,
@@ -1099,7 +1123,9 @@ pub async fn run(
                 let r = tokio::task::block_in_place(|| {
                     let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
                     p.offer(&topic, partition, offset, m.payload())?;
-                    if p.writable() && p.buffered(&topic, partition) >= cfg.kafka.max_batch_events {
+                    if p.writable()
+                        && p.batch_full(&topic, partition, cfg.kafka.max_batch_events, cfg.kafka.max_batch_folders)
+                    {
                         p.flush_some(&[(topic.clone(), partition)], &commit);
                     }
                     Ok::<(), IngestError>(())
