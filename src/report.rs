@@ -354,6 +354,40 @@ fn line_chart(
 // ---------------------------------------------------------------- report
 
 /// Renders the report in `lang` (`fr` or `en`).
+/// Rows of one rule's table a reader can take in: past this many, the
+/// report shows the most serious and says how many more findings.json has.
+pub const MAX_ROWS_PER_RULE: usize = 120;
+/// Sites named in the header before "and N more".
+pub const MAX_SITES_NAMED: usize = 12;
+
+/// The rows shown for one rule: all of them up to [`MAX_ROWS_PER_RULE`],
+/// else the most serious first (breach, attention, insufficient data, ok),
+/// in their order within a status.
+fn readable_rows(rows: &[&Finding]) -> std::collections::HashSet<usize> {
+    let rank = |s: Status| match s {
+        Status::Breach => 0,
+        Status::Attention => 1,
+        Status::InsufficientData => 2,
+        Status::Ok => 3,
+    };
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|i| rank(rows[*i].status));
+    order.into_iter().take(MAX_ROWS_PER_RULE).collect()
+}
+
+fn readable_list(names: &[String], fr: bool) -> String {
+    if names.len() <= MAX_SITES_NAMED {
+        return names.join(", ");
+    }
+    format!(
+        "{} {} {} {}",
+        names[..MAX_SITES_NAMED].join(", "),
+        t(fr, "and", "et"),
+        names.len() - MAX_SITES_NAMED,
+        t(fr, "more", "autres")
+    )
+}
+
 pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> String {
     let fr = lang == "fr";
     let li = usize::from(fr);
@@ -374,7 +408,7 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
         esc(i.from.as_deref().unwrap_or("-")),
         esc(i.to.as_deref().unwrap_or("-")),
         t(fr, "Sites", "Sites"),
-        esc(&i.sites.join(", ")),
+        esc(&readable_list(&i.sites, fr)),
         t(fr, "Policy", "Politique"),
         esc(&policy.name),
         f.privacy.k,
@@ -532,7 +566,9 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
             t(fr, "Workers", "Salariés"),
             t(fr, "Evidence", "Éléments")
         );
-        for x in f.findings.iter().filter(|x| x.rule == rule) {
+        let rows: Vec<&Finding> = f.findings.iter().filter(|x| x.rule == rule).collect();
+        let shown = readable_rows(&rows);
+        for x in rows.iter().enumerate().filter(|(i, _)| shown.contains(i)).map(|(_, x)| x) {
             let obs = x.observed.map(num).unwrap_or_else(|| "-".into());
             let _ = write!(
                 h,
@@ -554,6 +590,18 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
                 num(x.threshold),
                 x.population,
                 esc(&x.explanation)
+            );
+        }
+        if rows.len() > shown.len() {
+            let _ = write!(
+                h,
+                "<tr class=\"more\"><td colspan=\"7\">{} {}</td></tr>",
+                rows.len() - shown.len(),
+                t(
+                    fr,
+                    "more findings of this rule (groups and weeks with the mildest status) are in findings.json.",
+                    "autres constats de cette règle (groupes et semaines au statut le moins grave) figurent dans findings.json."
+                )
             );
         }
         h.push_str("</table></article>\n");

@@ -190,3 +190,38 @@ fn pdf_with_chromium_and_a_clear_message_without() {
     assert!(err.contains("--pdf needs Chromium, which is not installed"), "{err}");
     assert!(out.join("report.html").is_file());
 }
+
+#[test]
+fn past_a_readable_number_of_groups_the_report_shows_the_most_serious_and_counts_the_rest() {
+    use vigie_analyze::findings::{Findings, PrivacySummary, Status};
+    // 30 sites of 20 groups, two weeks: 1,200 findings per rule.
+    let eval = vigie::metrics::budget_fixture(30, 20, 23);
+    let mut input = vigie_analyze::findings::InputSummary::default();
+    input.sites = (0..30).map(|s| format!("site-{s:02}")).collect();
+    let f = Findings {
+        schema: "vigie.findings.v1".into(),
+        generated_at: "2026-11-29T00:00:00Z".into(),
+        policy: "fr".into(),
+        input,
+        privacy: PrivacySummary { k: 10, suppressed_groups: 0, pseudonymisation: "hmac-sha256".into() },
+        findings: eval.findings.clone(),
+        incomplete: vec![],
+    };
+    let policy = vigie_analyze::policy::Policy::profile("fr").unwrap();
+    let html = vigie::report::render(&f, &eval, &policy, "en");
+    let (rows, _) = parse(&html);
+    let rule = "speed.speed_flags";
+    let all: Vec<_> = f.findings.iter().filter(|x| x.rule == rule).collect();
+    assert_eq!(all.len(), 1_200);
+    let shown: Vec<_> = rows.iter().filter(|r| r["data-rule"] == rule).collect();
+    assert_eq!(shown.len(), vigie::report::MAX_ROWS_PER_RULE);
+    // Every breach of the rule is shown (there are fewer than the cap),
+    // and the rest is counted.
+    let breaches = all.iter().filter(|x| x.status == Status::Breach).count();
+    assert!(breaches > 0 && breaches < vigie::report::MAX_ROWS_PER_RULE);
+    assert_eq!(shown.iter().filter(|r| r["data-status"] == "breach").count(), breaches);
+    assert!(html.contains(&format!("{} more findings of this rule", 1_200 - vigie::report::MAX_ROWS_PER_RULE)));
+    // The header names 12 sites and counts the others.
+    assert!(html.contains("site-11 and 18 more"), "sites not summarised");
+    assert!(!html.contains("site-12,"));
+}

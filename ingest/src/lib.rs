@@ -61,6 +61,9 @@ impl EventSink for store::SpillWriter {
     }
 }
 
+/// Site, team and zone names interned at once (see `Ingestor::label`).
+pub const MAX_INTERNED_LABELS: usize = 65_536;
+
 /// At most this many distinct dropped field names are listed; the rest
 /// are counted under `(other)`.
 const MAX_DROPPED_NAMES: usize = 64;
@@ -314,6 +317,12 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             return a.clone();
         }
         let a: Arc<str> = Arc::from(s);
+        // Interning only saves memory: past this many distinct names (a
+        // flood of sites, teams or zones) the table starts afresh instead
+        // of growing with the input.
+        if self.labels.len() >= MAX_INTERNED_LABELS {
+            self.labels.clear();
+        }
         self.labels.insert(s.into(), a.clone());
         a
     }
