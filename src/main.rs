@@ -9,6 +9,18 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .init();
+    // A panic names where it happened, not what it was about: its message
+    // may quote input (a decoder's), and logs carry no record content.
+    // VIGIE_PANIC_DETAILS=1 shows the message, for debugging on test data.
+    let details = std::env::var_os("VIGIE_PANIC_DETAILS").is_some_and(|v| v == "1");
+    std::panic::set_hook(Box::new(move |info| {
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        if details {
+            eprintln!("vigie: internal error at {at}: {info}");
+        } else {
+            eprintln!("vigie: internal error at {at} (VIGIE_PANIC_DETAILS=1 shows its message)");
+        }
+    }));
     let cli = vigie::cli::Cli::parse();
     if let Err(f) = vigie::cli::run(cli) {
         eprintln!("vigie: {}", f.message);

@@ -428,25 +428,32 @@ impl Metrics {
             left -= 1;
             self.suppressed_groups.with_label_values(&[site]).set(n as i64);
         }
-        let put_finding = |f: &Finding, kind: &'static str, left: &mut usize, dropped: &mut BTreeMap<&str, usize>| {
-            let w = weight(f);
-            if w > *left {
-                *dropped.entry(kind).or_default() += w;
-                return;
-            }
-            *left -= w;
-            let l = [f.site.as_str(), f.group.as_str(), f.rule.as_str()];
-            self.finding_status.with_label_values(&l).set(f.status.gauge());
-            if let Some(o) = f.observed {
-                self.finding_observed.with_label_values(&l).set(o);
-                if f.rule.starts_with("worktime.") {
-                    self.worktime_breaches.with_label_values(&l).set(o);
+        let put_finding =
+            |f: &Finding, kind: &'static str, left: &mut usize, dropped: &mut BTreeMap<&str, usize>| {
+                let w = weight(f);
+                if w > *left {
+                    *dropped.entry(kind).or_default() += w;
+                    return;
                 }
-            }
-        };
+                *left -= w;
+                let l = [f.site.as_str(), f.group.as_str(), f.rule.as_str()];
+                self.finding_status.with_label_values(&l).set(f.status.gauge());
+                if let Some(o) = f.observed {
+                    self.finding_observed.with_label_values(&l).set(o);
+                    if f.rule.starts_with("worktime.") {
+                        self.worktime_breaches.with_label_values(&l).set(o);
+                    }
+                }
+            };
         let problems = latest.iter().filter(|f| f.status != Status::Ok);
-        for f in problems.clone().filter(|f| is_site(&f.group)).chain(problems.filter(|f| !is_site(&f.group))) {
-            put_finding(f, if is_site(&f.group) { "site_findings" } else { "group_findings" }, &mut left, &mut dropped);
+        for f in problems.clone().filter(|f| is_site(&f.group)).chain(problems.filter(|f| !is_site(&f.group)))
+        {
+            put_finding(
+                f,
+                if is_site(&f.group) { "site_findings" } else { "group_findings" },
+                &mut left,
+                &mut dropped,
+            );
         }
         for f in latest.iter().filter(|f| f.status == Status::Ok && is_site(&f.group)) {
             put_finding(f, "site_findings", &mut left, &mut dropped);
@@ -501,7 +508,9 @@ impl Metrics {
             *dropped.entry("group_details").or_default() += group_weeks.len() * per_detail;
         }
         for kind in DROPPED_KINDS {
-            self.series_dropped.with_label_values(&[kind]).set(dropped.get(kind).copied().unwrap_or(0) as i64);
+            self.series_dropped
+                .with_label_values(&[kind])
+                .set(dropped.get(kind).copied().unwrap_or(0) as i64);
         }
         published.dropped_series = dropped.values().sum();
         published.series = self.series_count();

@@ -220,7 +220,9 @@ fn past_a_readable_number_of_groups_the_report_shows_the_most_serious_and_counts
     let breaches = all.iter().filter(|x| x.status == Status::Breach).count();
     assert!(breaches > 0 && breaches < vigie::report::MAX_ROWS_PER_RULE);
     assert_eq!(shown.iter().filter(|r| r["data-status"] == "breach").count(), breaches);
-    assert!(html.contains(&format!("{} more findings of this rule", 1_200 - vigie::report::MAX_ROWS_PER_RULE)));
+    assert!(
+        html.contains(&format!("{} more findings of this rule", 1_200 - vigie::report::MAX_ROWS_PER_RULE))
+    );
     // The header names 12 sites and counts the others.
     assert!(html.contains("site-11 and 18 more"), "sites not summarised");
     assert!(!html.contains("site-12,"));

@@ -4,8 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 use vigie_fuzz::*;
 
-fuzz_target!(|fields: Vec<(Key, Node)>| {
-    let text = record(&fields);
+fuzz_target!(|data: &[u8]| {
+    let text = record(&mut Bytes(arbitrary::Unstructured::new(data)));
     let mut p = pseudonymiser();
     if let Some(out) = vigie_ingest::rejects::redact_record(text.as_bytes(), &mut p) {
         assert_absent(&out, &text);

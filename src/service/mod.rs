@@ -350,7 +350,13 @@ impl Pipeline {
     /// or events spanning `max_folders` (site, date) folders (counted: a
     /// flood of sites or dates makes smaller flushes, never one file per
     /// folder without bound).
-    pub fn batch_full(&self, topic: &Arc<str>, partition: i32, max_events: usize, max_folders: usize) -> bool {
+    pub fn batch_full(
+        &self,
+        topic: &Arc<str>,
+        partition: i32,
+        max_events: usize,
+        max_folders: usize,
+    ) -> bool {
         let Some(b) = self.parts.get(&(topic.clone(), partition)) else { return false };
         if b.events.len() >= max_events {
             return true;
