@@ -315,40 +315,60 @@ pub fn site_table(slots: &[Slot]) -> Table {
         let i = t.cell(name.clone(), atoms);
         index.insert(name, i);
     }
-    let weeks: BTreeSet<&str> = week_of_day.values().copied().collect();
-    let names: Vec<CellName> = index.keys().cloned().collect();
-    let of = |pred: &dyn Fn(&CellName) -> bool| -> Vec<usize> {
-        let mut v: Vec<usize> = names.iter().filter(|n| pred(n)).map(|n| index[n]).collect();
+    // The parts of each cut, gathered in one pass over the cells (sorted,
+    // so that the families do not depend on hash order).
+    let mut by_kind_period: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    let mut by_kind: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut weeks_of_group: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut days_of_week: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut all_days = Vec::new();
+    for (name, &i) in &index {
+        let (g, p) = (name.0.as_str(), name.1.as_str());
+        if g == "day" {
+            all_days.push(i);
+            if let Some(w) = week_of_day.get(p) {
+                days_of_week.entry(w).or_default().push(i);
+            }
+            continue;
+        }
+        if p != "all" {
+            weeks_of_group.entry(g).or_default().push(i);
+        }
+        for kind in ["team:", "zone:"] {
+            if g.starts_with(kind) {
+                by_kind_period.entry((kind, p)).or_default().push(i);
+                if p != "all" {
+                    by_kind.entry(kind).or_default().push(i);
+                }
+            }
+        }
+    }
+    let sorted = |v: Option<&Vec<usize>>| {
+        let mut v = v.cloned().unwrap_or_default();
         v.sort_unstable();
         v
     };
     let kinds = ["team:", "zone:"];
+    let weeks: BTreeSet<&str> = week_of_day.values().copied().collect();
     let site_all = index[&("site".to_string(), "all".to_string())];
     for period in weeks.iter().copied().chain(["all"]) {
         let parent = index[&("site".to_string(), period.to_string())];
         for kind in kinds {
-            let parts = of(&|n| n.0.starts_with(kind) && n.1 == period);
-            t.family(parent, parts);
+            t.family(parent, sorted(by_kind_period.get(&(kind, period))));
         }
-        let days = if period == "all" {
-            of(&|n| n.0 == "day")
-        } else {
-            of(&|n| n.0 == "day" && week_of_day.get(n.1.as_str()) == Some(&period))
-        };
+        let days = if period == "all" { sorted(Some(&all_days)) } else { sorted(days_of_week.get(period)) };
         t.family(parent, days);
     }
     // Each group over the whole input, cut into its weeks; and the site
     // over the whole input, cut into the teams (or zones) of each week.
-    for name in &names {
-        if name.1 == "all" && name.0 != "day" {
-            let g = name.0.clone();
-            let parts = of(&|n| n.0 == g && n.1 != "all");
-            t.family(index[name], parts);
-        }
+    let mut groups: Vec<(&CellName, usize)> =
+        index.iter().filter(|(n, _)| n.1 == "all" && n.0 != "day").map(|(n, i)| (n, *i)).collect();
+    groups.sort();
+    for (name, i) in groups {
+        t.family(i, sorted(weeks_of_group.get(name.0.as_str())));
     }
     for kind in kinds {
-        let parts = of(&|n| n.0.starts_with(kind) && n.1 != "all");
-        t.family(site_all, parts);
+        t.family(site_all, sorted(by_kind.get(kind)));
     }
     t
 }
