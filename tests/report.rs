@@ -196,8 +196,10 @@ fn past_a_readable_number_of_groups_the_report_shows_the_most_serious_and_counts
     use vigie_analyze::findings::{Findings, PrivacySummary, Status};
     // 30 sites of 20 groups, two weeks: 1,200 findings per rule.
     let eval = vigie::metrics::budget_fixture(30, 20, 23);
-    let mut input = vigie_analyze::findings::InputSummary::default();
-    input.sites = (0..30).map(|s| format!("site-{s:02}")).collect();
+    let input = vigie_analyze::findings::InputSummary {
+        sites: (0..30).map(|s| format!("site-{s:02}")).collect(),
+        ..Default::default()
+    };
     let f = Findings {
         schema: "vigie.findings.v1".into(),
         generated_at: "2026-11-29T00:00:00Z".into(),

@@ -63,7 +63,7 @@ fn escaped(key: &str, c: &mut dyn Choose) -> String {
     let every = c.pick(4);
     let mut out = String::from("\"");
     for (i, ch) in key.chars().enumerate() {
-        if every > 0 && i as u32 % every == 0 {
+        if every > 0 && (i as u32).is_multiple_of(every) {
             out.push_str(&format!("\\u{:04x}", ch as u32));
         } else {
             out.push(ch);
@@ -80,7 +80,7 @@ fn planted_value(c: &mut dyn Choose) -> String {
         2 => format!("[\"{PLANTED}\", 1]"),
         3 => format!("{{\"inner\": \"{PLANTED}\", \"worker\": {PLANTED_NUM}}}"),
         4 => format!("\"a{PLANTED}b\""),
-        _ => format!("\"\\u0050LANTEDxID\""),
+        _ => "\"\\u0050LANTEDxID\"".to_string(),
     }
 }
 
