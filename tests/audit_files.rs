@@ -48,18 +48,7 @@ fn every_reject_reason_from_a_real_file() {
     writeln!(f, "{}", good("g2", "SECRET-0001", 1, "scan")).unwrap();
     drop(f);
 
-    let out = dir.path().join("out");
-    let key = key_file(dir.path());
-    let o = run(&[
-        "audit",
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, o) = audit_keyed(dir.path(), &input);
 
     let f = read_json(&out.join("findings.json"));
     assert_eq!(f["schema"], "vigie.findings.v1");
@@ -77,8 +66,7 @@ fn every_reject_reason_from_a_real_file() {
     ] {
         assert_eq!(f["input"]["rejected_by_reason"][reason], 1, "{reason}");
     }
-    let rejects = std::fs::read_to_string(out.join("rejects.ndjson")).unwrap();
-    let lines: Vec<serde_json::Value> = rejects.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines = rejects_of(&out);
     let got: Vec<(u64, String)> = lines
         .iter()
         .map(|v| (v["source"]["line"].as_u64().unwrap(), v["reason"].as_str().unwrap().to_string()))
@@ -114,6 +102,30 @@ fn every_reject_reason_from_a_real_file() {
     // The identifiers received appear nowhere: not in the output, not in
     // the logs (base64 of the redacted record included).
     assert_no_secret(&out, &o, &["SECRET-"]);
+}
+
+/// `vigie audit` of one file into `dir/out` with a key file; it must
+/// succeed.
+fn audit_keyed(dir: &Path, input: &Path) -> (std::path::PathBuf, std::process::Output) {
+    let out = dir.join("out");
+    let key = key_file(dir);
+    let o = run(&[
+        "audit",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--key-file",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    (out, o)
+}
+
+/// The lines of `out/rejects.ndjson`.
+fn rejects_of(out: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(out.join("rejects.ndjson")).unwrap();
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 fn assert_no_secret(out: &Path, o: &std::process::Output, needles: &[&str]) {
@@ -550,25 +562,10 @@ fn a_hostile_csv_keeps_no_identifier_and_reads_on_past_a_record_cut_for_its_size
     // line 7: good
     f.write_all(row("g7", "SECRET-W1", 7).as_bytes()).unwrap();
     drop(f);
-    let out = dir.path().join("out");
-    let key = key_file(dir.path());
-    let o = run(&[
-        "audit",
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, o) = audit_keyed(dir.path(), &input);
     let f = read_json(&out.join("findings.json"));
     assert_eq!(f["input"]["events"], 2, "{}", f["input"]);
-    let lines: Vec<serde_json::Value> = std::fs::read_to_string(out.join("rejects.ndjson"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let lines = rejects_of(&out);
     let got: Vec<(u64, &str)> = lines
         .iter()
         .map(|l| (l["source"]["line"].as_u64().unwrap(), l["reason"].as_str().unwrap()))
