@@ -7,7 +7,7 @@ use vigie_fuzz::*;
 use vigie_ingest::rejects::MemoryRejects;
 use vigie_ingest::Ingestor;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: caught_panics_are_errors(), |data: &[u8]| {
     let body = String::from_utf8_lossy(data).replace(PLANTED, "").replace(PLANTED_NUM, "");
     let mut bytes = format!("event_id,ts,site,worker,kind,employee_id\ne1,bad,s,{PLANTED},scan,{PLANTED}\n").into_bytes();
     // Keep invalid UTF-8 from the fuzzer where it does not spell the token.

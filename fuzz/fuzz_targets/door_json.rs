@@ -9,7 +9,7 @@ use vigie_ingest::event::Origin;
 use vigie_ingest::rejects::MemoryRejects;
 use vigie_ingest::Ingestor;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: caught_panics_are_errors(), |data: &[u8]| {
     let file: Arc<str> = Arc::from("fuzz.ndjson");
     let at = || Origin::File { file: file.clone(), line: 1 };
     // Raw bytes, as they come.

@@ -6,7 +6,7 @@ use vigie_fuzz::*;
 use vigie_ingest::rejects::MemoryRejects;
 use vigie_ingest::Ingestor;
 
-fuzz_target!(|data: &[u8]| {
+fuzz_target!(init: caught_panics_are_errors(), |data: &[u8]| {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("fuzz.parquet");
     std::fs::write(&path, data).unwrap();

@@ -22,3 +22,11 @@ pub fn assert_absent(bytes: &[u8], record: &str) {
 pub fn pseudonymiser() -> vigie_ingest::pseudo::Pseudonymiser {
     vigie_ingest::pseudo::Pseudonymiser::new(&[7u8; 32]).unwrap()
 }
+
+/// A panic hook that does not abort: vigie catches a panic of the Parquet
+/// decoder and reports the file as unreadable, as in production; any other
+/// panic still unwinds out of the target and libFuzzer reports it as a
+/// crash. (libfuzzer-sys's own hook aborts on every panic, caught or not.)
+pub fn caught_panics_are_errors() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
