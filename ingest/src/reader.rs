@@ -58,6 +58,7 @@ pub fn estimate_events(path: &Path) -> u64 {
         // hold (a footer may lie).
         Ok(Format::Parquet) => File::open(path)
             .ok()
+            .filter(|_| check_footer(path).is_ok())
             .and_then(|f| ParquetReader::new(f).num_rows().ok())
             .map(|n| (n as u64).min(bytes.saturating_mul(64)))
             .unwrap_or(bytes / 16),
@@ -499,6 +500,8 @@ fn read_parquet<S: EventSink, R: RejectSink>(
             "{name}: not a readable Parquet file (its footer or its pages do not decode)"
         ))
     };
+    check_footer(path)
+        .map_err(|why| IngestError::Input(format!("{name}: not a readable Parquet file ({why})")))?;
     let mut reader = ParquetReader::new(open()?);
     let total = reader.num_rows().map_err(bad)?;
     let columns: Vec<String> = reader.schema().map_err(bad)?.iter_names().map(|n| n.to_string()).collect();
@@ -573,6 +576,40 @@ fn read_parquet<S: EventSink, R: RejectSink>(
 pub const MAX_ROW_GROUP_ROWS: usize = 64 << 20;
 /// Largest Parquet page, compressed or not.
 pub const MAX_PAGE_BYTES: usize = 256 << 20;
+
+/// Reads the file's footer with a parser that charges every list it
+/// declares against the footer's size, before the decoder reads it: a
+/// footer that claims a list of billions of schema elements or row groups
+/// in a few bytes is refused here, where the decoder would have tried to
+/// allocate for them all and aborted.
+fn check_footer(path: &Path) -> Result<(), String> {
+    use polars_parquet_format::thrift::protocol::TCompactInputProtocol;
+    use std::io::{Seek, SeekFrom};
+    let mut f = File::open(path).map_err(|e| e.to_string())?;
+    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    if size < 12 {
+        return Err("it is too short".into());
+    }
+    let mut tail = [0u8; 8];
+    f.seek(SeekFrom::End(-8)).map_err(|e| e.to_string())?;
+    f.read_exact(&mut tail).map_err(|e| e.to_string())?;
+    if &tail[4..] != b"PAR1" {
+        return Err("it does not end with the Parquet magic bytes".into());
+    }
+    let len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
+    if len + 12 > size {
+        return Err(format!("its footer claims {len} bytes in a file of {size}"));
+    }
+    let mut footer = vec![0u8; len as usize];
+    f.seek(SeekFrom::End(-8 - len as i64)).map_err(|e| e.to_string())?;
+    f.read_exact(&mut footer).map_err(|e| e.to_string())?;
+    // Every element takes at least one byte; the parser charges 8 per
+    // declared element, so this bound lets any honest footer through.
+    let mut prot = TCompactInputProtocol::new(&footer[..], footer.len().saturating_mul(8) + (1 << 20));
+    polars_parquet_format::FileMetaData::read_from_in_protocol(&mut prot)
+        .map(|_| ())
+        .map_err(|_| "its footer does not decode".to_string())
+}
 
 /// Reads the page headers of the columns vigie decodes, before the decoder
 /// does, and refuses a file whose headers lie in a way that would make it
@@ -974,13 +1011,25 @@ mod regressions {
                 let path = file.path();
                 let pseudo = crate::pseudo::Pseudonymiser::new(&[5u8; 32]).unwrap();
                 let mut ing = Ingestor::new(pseudo, None, Vec::new(), MemoryRejects::default());
-                if let Err(e) = read_file(&path, &mut ing, &mut |_| {}) {
-                    let shown = e.to_string();
-                    assert!(shown.contains(&*path.display().to_string()), "{shown}");
+                match read_file(&path, &mut ing, &mut |_| {}) {
+                    Err(e) => {
+                        let shown = e.to_string();
+                        assert!(shown.contains(&*path.display().to_string()), "{shown}");
+                    }
+                    // Every Parquet file kept here lies about its structure.
+                    Ok(()) => assert!(
+                        path.extension().is_none_or(|e| e != "parquet"),
+                        "{} was read",
+                        path.display()
+                    ),
                 }
                 n += 1;
             }
         }
-        assert!(n >= 1, "no regression inputs under {}", root.display());
+        assert!(n >= 2, "no regression inputs under {}", root.display());
+        // The footer that claims a list of billions of elements is refused
+        // before the decoder allocates for it.
+        let lying = root.join("parquet_reader/footer-list-of-billions.parquet");
+        assert_eq!(check_footer(&lying), Err("its footer does not decode".to_string()));
     }
 }
