@@ -240,7 +240,7 @@ def pauses():
         "stat",
         "Inactivity flags during declared breaks",
         "Idle flags and justification requests raised inside a declared break (rule "
-        "pause.flags_during_breaks): any is a breach.",
+        "pause.flags_during_breaks): any is a point for attention.",
         "short",
         [(f'sum(vigie_finding_observed{{{SG},rule="pause.flags_during_breaks"}})', "flags")],
         w=24,

@@ -290,9 +290,10 @@ fn pause_and_speed_rules() {
     // Smallest idle threshold: min(120, 180) = 120 s < 600 s: attention.
     let f = find(&e, "pause.idle_flag_threshold", "site", "all");
     assert_eq!((f.observed, f.status), (Some(120.0), Status::Attention));
-    // One flag inside a declared break: breach.
+    // One flag inside a declared break: attention (no ruling makes it a
+    // breach in itself).
     let f = find(&e, "pause.flags_during_breaks", "site", "all");
-    assert_eq!((f.observed, f.status), (Some(1.0), Status::Breach));
+    assert_eq!((f.observed, f.status), (Some(1.0), Status::Attention));
     // Shifts with a justification request: w0 and w2, 2 of 5 = 0.4.
     let f = find(&e, "pause.justification_burden", "site", "all");
     assert_eq!((f.observed, f.status), (Some(0.4), Status::Attention));

@@ -207,7 +207,10 @@ impl Policy {
                 Above,
                 Breach,
                 "shifts",
-                &[src("Code du travail L3121-18", "Directive 2003/88/EC (national daily limits)")],
+                &[src(
+                    "Code du travail L3121-18",
+                    "National law (Directive 2003/88/EC sets no daily maximum)",
+                )],
                 Some(10.0),
                 "Effective daily work may not exceed 10 hours, save for derogations.",
             ),
@@ -218,9 +221,9 @@ impl Policy {
         add("pause.idle_flag_threshold", rule(600.0, Below, Attention, "seconds",
             &[CNIL, CE], None,
             "The CNIL found flagging scanner inactivity below 10 minutes excessive; the Conseil d'Etat held a flag at 10 minutes or more that excludes breaks lawful. Shorter thresholds are an indicator for dialogue, not a verdict."));
-        add("pause.flags_during_breaks", rule(0.0, Above, Breach, "flags",
+        add("pause.flags_during_breaks", rule(0.0, Above, Attention, "flags",
             &[CE, "GDPR art. 5(1)(c)"], None,
-            "The Conseil d'Etat upheld the idle indicator because it excludes breaks: flags inside declared breaks lose that justification."));
+            "The Conseil d'Etat upheld the idle indicator because it excludes breaks: flags inside declared breaks lose that justification. No ruling makes them a breach in themselves."));
         add(
             "pause.justification_burden",
             rule(
@@ -243,7 +246,7 @@ impl Policy {
             &[CNIL], Some(1.25),
             "Intervals under 1.25 s are the CNIL's 'machine gun' threshold; a large share suggests pressure for speed."));
         add("retention.individual_data", rule(30.0, Above, Attention, "days",
-            &[CNIL, "GDPR art. 5(1)(e)"], None,
+            &[CNIL, "GDPR art. 5(1)(c)"], None,
             "The CNIL found keeping all scanner data and indicators for 31 days excessive; real-time data and weekly aggregates were judged sufficient."));
         add(
             "load.daily_mass",
@@ -279,6 +282,27 @@ impl Policy {
             add("worktime.ca_rest_period", rule(0.0, Above, Breach, "shifts",
                 &["IWC Wage Order 9 s. 12", "Cal. Labor Code 2100-2112 (AB 701)"], Some(4.0),
                 "A 10-minute rest period is due per 4 hours worked or major fraction; quotas may not prevent it (AB 701)."));
+        }
+        // The Directive sets no daily maximum of working time (its limits
+        // are daily rest, art. 3, breaks, art. 4, weekly rest, art. 5, and
+        // the average week, art. 6): the `eu` profile checks none. The
+        // `us-ca` profile holds only California law: the French and EU
+        // working-time limits are not checked there. Both keep the rules,
+        // disabled, so that a policy file can turn them on.
+        let disabled: &[&str] = match name {
+            "eu" => &["worktime.daily_max_10h"],
+            "us-ca" => &[
+                "worktime.break_after_6h",
+                "worktime.daily_rest_11h",
+                "worktime.daily_max_10h",
+                "worktime.weekly_max_48h",
+            ],
+            _ => &[],
+        };
+        for id in disabled {
+            if let Some(r) = rules.get_mut(*id) {
+                r.enabled = false;
+            }
         }
         Ok(Policy {
             name: name.to_string(),
@@ -389,6 +413,20 @@ mod tests {
         }
         assert_eq!(Policy::profile("fr").unwrap().lang, "fr");
         assert!(Policy::profile("xx").is_err());
+        // The Directive has no daily maximum; California's profile checks
+        // no French or EU working-time limit.
+        assert!(Policy::profile("fr").unwrap().rule("worktime.daily_max_10h").is_some());
+        assert!(Policy::profile("eu").unwrap().rule("worktime.daily_max_10h").is_none());
+        let ca = Policy::profile("us-ca").unwrap();
+        for id in [
+            "worktime.break_after_6h",
+            "worktime.daily_rest_11h",
+            "worktime.daily_max_10h",
+            "worktime.weekly_max_48h",
+        ] {
+            assert!(ca.rule(id).is_none(), "{id} in us-ca");
+        }
+        assert!(ca.rule("worktime.ca_meal_period").is_some());
     }
 
     #[test]
