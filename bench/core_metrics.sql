@@ -88,7 +88,8 @@ FROM (
 ) s JOIN longest l USING (site, worker, shift_no);
 
 CREATE TEMP TABLE weeks AS
-SELECT *, strftime(make_timestamp(local_start_us), '%G-W%V') AS week FROM shifts;
+SELECT *, strftime(make_timestamp(local_start_us), '%G-W%V') AS week,
+    CAST(make_timestamp(local_start_us) AS DATE) AS day FROM shifts;
 
 -- The site-level figures of findings.json, summed over weeks where the
 -- rule is weekly.
@@ -96,10 +97,15 @@ SELECT
     (SELECT count(*) FROM ev) AS events,
     (SELECT count(*) FROM shifts) AS shifts,
     (SELECT count(*) FROM shifts WHERE longest_us > 21600000000) AS break_after_6h,
+    -- Rest between two working days (a shift's day is the local date it
+    -- starts on), and the effective time of a working day, its shifts summed.
     (SELECT count(*) FROM (
-        SELECT start_us - lag(end_us) OVER (PARTITION BY site, worker ORDER BY start_us) AS rest FROM shifts
-     ) WHERE rest < 39600000000) AS daily_rest_11h,
-    (SELECT count(*) FROM shifts WHERE effective_us > 36000000000) AS daily_max_10h,
+        SELECT start_us - lag(end_us) OVER w AS rest, day <> lag(day) OVER w AS new_day FROM weeks
+        WINDOW w AS (PARTITION BY site, worker ORDER BY start_us)
+     ) WHERE new_day AND rest < 39600000000) AS daily_rest_11h,
+    (SELECT count(*) FROM (
+        SELECT site, worker, day, sum(effective_us) AS e FROM weeks GROUP BY ALL
+     ) WHERE e > 36000000000) AS daily_max_10h,
     (SELECT count(*) FROM (
         SELECT site, worker, week, sum(effective_us) AS e FROM weeks GROUP BY ALL
      ) WHERE e > 172800000000) AS weekly_max_48h,

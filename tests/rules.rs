@@ -231,6 +231,60 @@ fn daily_rest_of_exactly_11_h_is_kept() {
 }
 
 #[test]
+fn the_daily_limits_count_per_working_day_not_per_shift() {
+    let names = names(5);
+    let policy = policy_k5();
+    // Two shifts on Monday, 06:00-12:00 and 13:00-18:00 (each with its
+    // markers): 6 h + 5 h = 11 h of work that day > 10 h, though neither
+    // shift is over 10 h: one worker-day each, 5 in all. The 1 h between
+    // them is a lunch clock-out, not a daily rest of less than 11 h.
+    let (a, b) = (pattern(6 * 3600, 12 * 3600, 600, &[]), pattern(13 * 3600, 18 * 3600, 600, &[]));
+    let mut events = five(&names, &a, 2);
+    events.extend(five(&names, &b, 2));
+    let e = evaluate(&events, &policy);
+    let f = find(&e, "worktime.daily_max_10h", "site", "2026-W10");
+    assert_eq!((f.observed, f.status, f.unit.as_str()), (Some(5.0), Status::Breach, "worker-days"));
+    assert!(f.explanation.contains("5 of 5 worker-days"), "{}", f.explanation);
+    assert_eq!(find(&e, "worktime.daily_rest_11h", "site", "2026-W10").observed, Some(0.0));
+    // A lunch clock-out (09:00-12:00, 13:00-17:00): 7 h, no breach at all.
+    let (a, b) = (pattern(9 * 3600, 12 * 3600, 600, &[]), pattern(13 * 3600, 17 * 3600, 600, &[]));
+    let mut events = five(&names, &a, 2);
+    events.extend(five(&names, &b, 2));
+    let e = evaluate(&events, &policy);
+    assert_eq!(find(&e, "worktime.daily_max_10h", "site", "2026-W10").observed, Some(0.0));
+    assert_eq!(find(&e, "worktime.daily_rest_11h", "site", "2026-W10").observed, Some(0.0));
+}
+
+#[test]
+fn a_night_shift_belongs_to_the_day_it_starts() {
+    let names = names(5);
+    let policy = policy_k5();
+    // Monday 22:00 to Tuesday 06:00, then Tuesday 14:00-22:00: the night shift is Monday's working day, so the
+    // 8 h between them is a daily rest of less than 11 h (one per worker).
+    let night: Vec<(u32, String, &str)> = (0..=48)
+        .map(|i| {
+            let s = 22 * 3600 + i * 600;
+            let kind = match i {
+                0 => "shift_start",
+                48 => "shift_end",
+                _ => "scan",
+            };
+            (if s >= 86_400 { 3 } else { 2 }, hms(s % 86_400), kind)
+        })
+        .collect();
+    let mut events = Vec::new();
+    for n in &names {
+        events.extend(night.iter().map(|(d, t, k)| ev(n, t, k).day(*d)));
+    }
+    let day = pattern(14 * 3600, 22 * 3600, 600, &[]);
+    events.extend(five(&names, &day, 3));
+    let e = evaluate(&events, &policy);
+    assert_eq!(find(&e, "worktime.daily_rest_11h", "site", "2026-W10").observed, Some(5.0));
+    // Each working day has 8 h: no daily maximum crossed.
+    assert_eq!(find(&e, "worktime.daily_max_10h", "site", "2026-W10").observed, Some(0.0));
+}
+
+#[test]
 fn daily_and_weekly_maxima() {
     let names = names(5);
     let policy = policy_k5();

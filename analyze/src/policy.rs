@@ -194,7 +194,7 @@ impl Policy {
                 0.0,
                 Above,
                 Breach,
-                "shift pairs",
+                "rest periods",
                 &[src("Code du travail L3131-1", "Directive 2003/88/EC art. 3")],
                 Some(11.0),
                 "At least 11 consecutive hours of rest between two working days.",
@@ -206,7 +206,7 @@ impl Policy {
                 0.0,
                 Above,
                 Breach,
-                "shifts",
+                "worker-days",
                 &[src(
                     "Code du travail L3121-18",
                     "National law (Directive 2003/88/EC sets no daily maximum)",

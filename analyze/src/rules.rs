@@ -321,6 +321,8 @@ pub fn evaluate_with(
     let rest_every_h = policy.limit("worktime.ca_rest_period", 4.0);
     let mut weekly: HashMap<Key, [u64; 6]> = HashMap::new();
     let mut worker_week: WorkerWeeks = BTreeMap::new();
+    // Effective time, groups and week of each (site, worker, local date).
+    let mut worker_day: BTreeMap<(Arc<str>, u64, String), (i64, BTreeSet<String>, String)> = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         let mut add = |slot: usize, groups: &[String], week: &str| {
             for g in groups {
@@ -330,17 +332,18 @@ pub fn evaluate_with(
         if r.s.longest_stretch_us as f64 > break_limit {
             add(0, &r.groups, &r.week);
         }
+        // Daily rest: between two working days (a shift belongs to the
+        // local date it starts on). A gap between two shifts of the same
+        // day (a lunch clock-out) is not a rest period.
         if i > 0 {
             let p = &rows[i - 1];
             if p.s.site == r.s.site
                 && p.s.worker == r.s.worker
+                && p.day != r.day
                 && ((r.s.start_us - p.s.end_us) as f64) < rest_limit
             {
                 add(1, &r.groups, &r.week);
             }
-        }
-        if r.s.effective_us() as f64 > daily_limit {
-            add(2, &r.groups, &r.week);
         }
         let worked_h = r.s.effective_us() as f64 / US_PER_H;
         if worked_h > meal_limit_h && r.s.meal_after_us.is_none_or(|m| m as f64 > meal_limit_h * US_PER_H) {
@@ -352,6 +355,20 @@ pub fn evaluate_with(
         let e = worker_week.entry((r.s.site.clone(), r.s.worker, r.week.clone())).or_default();
         e.0 += r.s.effective_us();
         e.1.extend(r.groups.iter().cloned());
+        let d = worker_day.entry((r.s.site.clone(), r.s.worker, r.day.clone())).or_default();
+        d.0 += r.s.effective_us();
+        d.1.extend(r.groups.iter().cloned());
+        d.2.clone_from(&r.week);
+    }
+    // Daily maximum: the effective time of a working day, summed over the
+    // shifts that start on that local date.
+    for ((site, _, _), (eff, groups, week)) in &worker_day {
+        for g in groups {
+            let c = weekly.entry((site.clone(), g.clone(), week.clone())).or_default();
+            if *eff as f64 > daily_limit {
+                c[2] += 1;
+            }
+        }
     }
     for ((site, _, week), (eff, groups)) in &worker_week {
         if *eff as f64 > weekly_limit {
@@ -360,6 +377,15 @@ pub fn evaluate_with(
             }
         }
     }
+    let worker_days_in: HashMap<Key, u64> = {
+        let mut m = HashMap::new();
+        for ((site, _, _), (_, groups, week)) in &worker_day {
+            for g in groups {
+                *m.entry((site.clone(), g.clone(), week.clone())).or_default() += 1;
+            }
+        }
+        m
+    };
     let worker_weeks_in: HashMap<Key, u64> = {
         let mut m = HashMap::new();
         for ((site, _, week), (_, groups)) in &worker_week {
@@ -402,17 +428,18 @@ pub fn evaluate_with(
             &at,
             Some(c[1] as f64),
             format!(
-                "{} times a worker started a shift less than {} h after the end of the previous one.",
+                "{} times a worker started a working day less than {} h after the end of the previous one (a gap between two shifts of the same day is not counted).",
                 c[1],
                 h(rest_limit)
             ),
         );
+        let wd = worker_days_in.get(key).copied().unwrap_or(0);
         emit.push(
             WEEKLY_RULES[2],
             &at,
             Some(c[2] as f64),
             format!(
-                "{} of {shifts} shifts had more than {} h of effective time (span minus declared breaks).",
+                "{} of {wd} worker-days had more than {} h of effective time (the day's shifts summed, each its span minus declared breaks).",
                 c[2],
                 h(daily_limit)
             ),
