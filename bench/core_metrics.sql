@@ -96,7 +96,8 @@ SELECT *, strftime(make_timestamp(local_start_us), '%G-W%V') AS week,
 SELECT
     (SELECT count(*) FROM ev) AS events,
     (SELECT count(*) FROM shifts) AS shifts,
-    (SELECT count(*) FROM shifts WHERE longest_us > 21600000000) AS break_after_6h,
+    -- French law: a break is due once work reaches 6 h (L3121-16).
+    (SELECT count(*) FROM shifts WHERE longest_us >= 21600000000) AS break_after_6h,
     -- Rest between two working days (a shift's day is the local date it
     -- starts on), and the effective time of a working day, its shifts summed.
     (SELECT count(*) FROM (

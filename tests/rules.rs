@@ -59,17 +59,34 @@ const T8: u32 = 8 * 3600;
 fn break_after_6h_edges() {
     let names = names(5);
     let policy = policy_k5();
+    let mut eu = vigie_analyze::policy::Policy::profile("eu").unwrap();
+    eu.k = 5;
     // 08:00:00 to 14:00:00 with a scan every 10 min: one stretch of exactly
-    // 6 h: not more than 6 h, no breach.
+    // 6 h. Under French law the break is due once work "reaches" 6 h
+    // (L3121-16): each of the 5 shifts breaches. Under the Directive, only
+    // a day "longer than" 6 h (art. 4): none.
     let p = pattern(T8, T8 + 6 * 3600, 600, &[]);
     let e = evaluate(&five(&names, &p, 2), &policy);
     let f = find(&e, "worktime.break_after_6h", "site", "2026-W10");
-    assert_eq!((f.observed, f.status, f.population), (Some(0.0), Status::Ok, 5));
-    // Ending at 14:00:01: 6 h 00 min 01 s, each of the 5 shifts breaches.
+    assert_eq!((f.observed, f.status, f.population), (Some(5.0), Status::Breach, 5));
+    assert!(f.explanation.contains("at least 6 h"), "{}", f.explanation);
+    let e = evaluate(&five(&names, &p, 2), &eu);
+    let f = find(&e, "worktime.break_after_6h", "site", "2026-W10");
+    assert_eq!((f.observed, f.status), (Some(0.0), Status::Ok));
+    // Ending at 13:59:59, 1 s short of 6 h: none under either.
+    let p = pattern(T8, T8 + 6 * 3600 - 1, 600, &[]);
+    let e = evaluate(&five(&names, &p, 2), &policy);
+    assert_eq!(find(&e, "worktime.break_after_6h", "site", "2026-W10").observed, Some(0.0));
+    // Ending at 14:00:01: 6 h 00 min 01 s, each of the 5 shifts breaches
+    // under both.
     let p = pattern(T8, T8 + 6 * 3600 + 1, 600, &[]);
+    for pol in [&policy, &eu] {
+        let e = evaluate(&five(&names, &p, 2), pol);
+        let f = find(&e, "worktime.break_after_6h", "site", "2026-W10");
+        assert_eq!((f.observed, f.status), (Some(5.0), Status::Breach), "{}", pol.name);
+    }
     let e = evaluate(&five(&names, &p, 2), &policy);
     let f = find(&e, "worktime.break_after_6h", "site", "2026-W10");
-    assert_eq!((f.observed, f.status), (Some(5.0), Status::Breach));
     assert_eq!(f.sources, vec!["Code du travail L3121-16"]);
 }
 

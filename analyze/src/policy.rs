@@ -66,6 +66,11 @@ pub struct RulePolicy {
     /// its name says; absent for rules without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<f64>,
+    /// Whether reaching `limit` already crosses it (`>=`, as the French
+    /// "atteint six heures") rather than only exceeding it (`>`, as the
+    /// Directive's "longer than six hours").
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub limit_inclusive: bool,
     /// Plain-language note on where the threshold comes from, including
     /// contested positions.
     #[serde(default)]
@@ -150,6 +155,7 @@ fn rule(
         unit: unit.into(),
         sources: sources.iter().map(|s| s.to_string()).collect(),
         limit,
+        limit_inclusive: false,
         note: note.into(),
     }
 }
@@ -185,7 +191,11 @@ impl Policy {
                 "shifts",
                 &[src("Code du travail L3121-16", "Directive 2003/88/EC art. 4")],
                 Some(6.0),
-                "A break of at least 20 consecutive minutes is due once daily work reaches 6 hours.",
+                if fr {
+                    "A break of at least 20 consecutive minutes is due as soon as daily work reaches 6 hours (L3121-16: \"atteint\")."
+                } else {
+                    "A rest break is due where the working day is longer than 6 hours (Directive art. 4); its length is set by national law or agreement (20 minutes here)."
+                },
             ),
         );
         add(
@@ -304,6 +314,13 @@ impl Policy {
                 r.enabled = false;
             }
         }
+        // L3121-16: the break is due once daily work "atteint" (reaches) six
+        // hours; the Directive says "longer than six hours".
+        if fr {
+            if let Some(r) = rules.get_mut("worktime.break_after_6h") {
+                r.limit_inclusive = true;
+            }
+        }
         Ok(Policy {
             name: name.to_string(),
             k: 10,
@@ -377,6 +394,16 @@ impl Policy {
 
     pub fn rule(&self, id: &str) -> Option<&RulePolicy> {
         self.rules.get(id).filter(|r| r.enabled)
+    }
+
+    /// Whether a measure `x` crosses rule `id`'s limit (`limit`, or
+    /// `default`): `x >= limit` for an inclusive limit, else `x > limit`.
+    pub fn crosses_limit(&self, id: &str, default: f64, x: f64) -> bool {
+        let limit = self.limit(id, default);
+        match self.rules.get(id).is_some_and(|r| r.limit_inclusive) {
+            true => x >= limit,
+            false => x > limit,
+        }
     }
 
     pub fn limit(&self, id: &str, default: f64) -> f64 {

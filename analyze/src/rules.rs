@@ -155,6 +155,8 @@ impl At<'_> {
 
 /// Distinct workers by (site, group, period).
 type Populations = BTreeMap<Key, BTreeSet<u64>>;
+/// Effective time, groups and ISO week of a (site, worker, local date).
+type WorkerDays = BTreeMap<(Arc<str>, u64, String), (i64, BTreeSet<String>, String)>;
 /// Effective time and groups of a (site, worker, week).
 type WorkerWeeks = BTreeMap<(Arc<str>, u64, String), (i64, BTreeSet<String>)>;
 
@@ -322,14 +324,14 @@ pub fn evaluate_with(
     let mut weekly: HashMap<Key, [u64; 6]> = HashMap::new();
     let mut worker_week: WorkerWeeks = BTreeMap::new();
     // Effective time, groups and week of each (site, worker, local date).
-    let mut worker_day: BTreeMap<(Arc<str>, u64, String), (i64, BTreeSet<String>, String)> = BTreeMap::new();
+    let mut worker_day: WorkerDays = BTreeMap::new();
     for (i, r) in rows.iter().enumerate() {
         let mut add = |slot: usize, groups: &[String], week: &str| {
             for g in groups {
                 weekly.entry((r.s.site.clone(), g.clone(), week.to_string())).or_default()[slot] += 1;
             }
         };
-        if r.s.longest_stretch_us as f64 > break_limit {
+        if policy.crosses_limit("worktime.break_after_6h", 6.0, r.s.longest_stretch_us as f64 / US_PER_H) {
             add(0, &r.groups, &r.week);
         }
         // Daily rest: between two working days (a shift belongs to the
@@ -421,8 +423,9 @@ pub fn evaluate_with(
         let ww = worker_weeks_in.get(key).copied().unwrap_or(0);
         let h = |x: f64| x / US_PER_H;
         emit.push(WEEKLY_RULES[0], &at, Some(c[0] as f64), format!(
-            "{} of {shifts} shifts held a stretch of more than {} h of activity with no break of {} min or more.",
-            c[0], h(break_limit), policy.break_min_minutes));
+            "{} of {shifts} shifts held a stretch of {} {} h of activity with no break of {} min or more.",
+            c[0], if policy.rules.get("worktime.break_after_6h").is_some_and(|r| r.limit_inclusive) { "at least" } else { "more than" },
+            h(break_limit), policy.break_min_minutes));
         emit.push(
             WEEKLY_RULES[1],
             &at,
