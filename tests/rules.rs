@@ -670,14 +670,15 @@ fn a_site_under_k_gets_only_insufficient_data() {
 fn employer_declaration() {
     let names = names(5);
     let policy = policy_k5();
-    let p = pattern(T8, 12 * 3600, 600, &[]);
+    // An inactivity flag at 10:00: the first monitoring indicator (2 March).
+    let p = pattern(T8, 12 * 3600, 600, &[(10 * 3600 + 1, "idle_flag")]);
     let shifts = shifts_of(&five(&names, &p, 2), &policy);
     let employer: vigie_analyze::employer::Employer = toml::from_str(
         "works_council_consulted = 2026-02-01\ndpia = false\n[retention_days]\nindividual_events = 45\naggregates = 400\n",
     )
     .unwrap();
     let e = vigie_analyze::rules::evaluate(&shifts, &policy, Some(&employer));
-    // Consulted on 1 February, before the first event (2 March): 0, ok.
+    // Consulted on 1 February, before the first indicator (2 March): 0, ok.
     let f = find(&e, "consultation.works_council", "site", "all");
     assert_eq!((f.observed, f.status), (Some(0.0), Status::Ok));
     // No DPIA: 1 missing, breach.
@@ -692,6 +693,22 @@ fn employer_declaration() {
     let e = vigie_analyze::rules::evaluate(&shifts, &policy, Some(&late));
     assert_eq!(find(&e, "consultation.works_council", "site", "all").observed, Some(1.0));
     assert_eq!(find(&e, "consultation.dpia", "site", "all").status, Status::Ok);
+    // A declaration silent on the DPIA: insufficient data, not a breach.
+    let silent: vigie_analyze::employer::Employer =
+        toml::from_str("works_council_consulted = 2026-02-01\n").unwrap();
+    let e = vigie_analyze::rules::evaluate(&shifts, &policy, Some(&silent));
+    let f = find(&e, "consultation.dpia", "site", "all");
+    assert_eq!((f.observed, f.status), (None, Status::InsufficientData));
+    // Consulted on 5 March, after the first scan (2 March) but before the
+    // first indicator: scans on 2 March, the first flag on 5 March.
+    let scans = pattern(T8, 12 * 3600, 600, &[]);
+    let mut events = five(&names, &scans, 2);
+    events.extend(five(&names, &p, 5));
+    let shifts2 = shifts_of(&events, &policy);
+    let mid: vigie_analyze::employer::Employer =
+        toml::from_str("works_council_consulted = 2026-03-05\ndpia = true\n").unwrap();
+    let e = vigie_analyze::rules::evaluate(&shifts2, &policy, Some(&mid));
+    assert_eq!(find(&e, "consultation.works_council", "site", "all").observed, Some(0.0));
     // Without a declaration, neither rule is evaluated.
     let e = vigie_analyze::rules::evaluate(&shifts, &policy, None);
     assert!(!e.findings.iter().any(|f| f.rule.starts_with("consultation.")));

@@ -280,7 +280,7 @@ impl Policy {
                 Above,
                 Breach,
                 "missing DPIAs",
-                &["GDPR art. 35", "AI Act Annex III 4(b)"],
+                &["GDPR art. 35(4)", "CNIL deliberation 2018-327 (list of processing requiring a DPIA: constant monitoring of employees' activity)"],
                 None,
                 "Systematic monitoring of employees calls for a data protection impact assessment.",
             ),

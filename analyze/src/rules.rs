@@ -614,26 +614,36 @@ pub fn evaluate_with(
         // Employer declaration (site group only).
         if group == "site" {
             if let Some(e) = employer {
-                let first_event = members.iter().map(|r| r.s.local_start_us()).min().map(local_date);
-                let (missing, text) = match (e.works_council_consulted, first_event) {
-                    (Some(d), Some(first)) if d <= first => (0.0, format!("The employer declares the works council was consulted on {d}, before the first event of the input ({first}).")),
-                    (Some(d), Some(first)) => (1.0, format!("The employer declares the works council was consulted on {d}, after monitoring data already existed ({first}).")),
-                    (Some(d), None) => (0.0, format!("The employer declares the works council was consulted on {d}.")),
+                // Compared with the first monitoring indicator (an idle,
+                // speed or justification flag), not the first scan: the
+                // consultation is due before a means of monitoring is used.
+                let first_indicator = members
+                    .iter()
+                    .filter(|r| r.s.idle_flags + r.s.speed_flags + r.s.justifications > 0)
+                    .map(|r| r.s.local_start_us())
+                    .min()
+                    .map(local_date);
+                let (missing, text) = match (e.works_council_consulted, first_indicator) {
+                    (Some(d), Some(first)) if d <= first => (0.0, format!("The employer declares the works council was consulted on {d}, before the first monitoring indicator of the input (an idle, speed or justification flag, {first}).")),
+                    (Some(d), Some(first)) => (1.0, format!("The employer declares the works council was consulted on {d}, after the monitoring indicators were already in use ({first}).")),
+                    (Some(d), None) => (0.0, format!("The employer declares the works council was consulted on {d}; the input holds no monitoring indicator to compare with.")),
                     (None, _) => (1.0, "The employer's declaration gives no date of works-council consultation.".to_string()),
                 };
                 emit.push("consultation.works_council", &at, Some(missing), text);
                 let (missing, text) = match e.dpia {
-                    Some(true) => {
-                        (0.0, "The employer declares a data protection impact assessment exists.".to_string())
-                    }
+                    Some(true) => (
+                        Some(0.0),
+                        "The employer declares a data protection impact assessment exists.".to_string(),
+                    ),
                     Some(false) => {
-                        (1.0, "The employer declares no data protection impact assessment.".to_string())
+                        (Some(1.0), "The employer declares no data protection impact assessment.".to_string())
                     }
+                    // Nothing declared: nothing to judge.
                     None => {
-                        (1.0, "The employer's declaration does not say whether a DPIA exists.".to_string())
+                        (None, "The employer's declaration does not say whether a DPIA exists.".to_string())
                     }
                 };
-                emit.push("consultation.dpia", &at, Some(missing), text);
+                emit.push("consultation.dpia", &at, missing, text);
             }
         }
     }
