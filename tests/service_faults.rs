@@ -479,3 +479,42 @@ fn a_flood_of_sites_makes_smaller_flushes_never_one_file_per_site_without_bound(
     let (ids, _) = raw_event_ids(&c.store.path);
     assert_eq!(ids.len(), 100);
 }
+
+#[test]
+fn a_message_that_arrives_after_its_partition_was_revoked_is_left_to_the_new_owner() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), "");
+    let (mut p, _) = pipeline(&c, Faults::default());
+    let records = recent_records(3, 2, 9);
+    let topic: Arc<str> = Arc::from(TOPIC);
+    assert_eq!(start_offset(p.assign(&topic, 0, view(None, records.len()))), 0);
+    for (i, r) in records.iter().enumerate().take(100) {
+        p.offer(&topic, 0, i as i64, Some(r)).unwrap();
+    }
+    // Revoked: what was read is flushed and committed up to 99.
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition(TOPIC, 0);
+    let committed = Cell::new(None);
+    let commit = |t: &TopicPartitionList| {
+        committed.set(Some(t.elements()[0].offset().to_raw().unwrap()));
+        Ok(())
+    };
+    p.flush_and_release(Some(&tpl), &commit);
+    assert_eq!(committed.get(), Some(100));
+    // Messages fetched before the revocation still arrive, among them one
+    // already stored (it must not look like the source going backwards):
+    // they belong to the new owner, who reads them from offset 100.
+    for i in [100usize, 101, 50] {
+        p.offer(&topic, 0, i as i64, Some(&records[i])).unwrap();
+    }
+    p.flush(&topic, 0, &commit).unwrap();
+    assert_eq!(range_problems(&c.store.path, TOPIC), Vec::<String>::new());
+    let (_, rows) = raw_event_ids(&c.store.path);
+    assert_eq!(rows, good_ids(&records[..100]).len());
+    assert_eq!(store::read_checkpoint(&c.store.path, TOPIC, 0).best.unwrap().last, 99);
+    // Given back, the partition is read on from its checkpoint.
+    assert_eq!(start_offset(p.assign(&topic, 0, view(Some(100), records.len()))), 100);
+    p.offer(&topic, 0, 100, Some(&records[100])).unwrap();
+    p.flush(&topic, 0, &commit).unwrap();
+    assert_eq!(store::read_checkpoint(&c.store.path, TOPIC, 0).best.unwrap().last, 100);
+}

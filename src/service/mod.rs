@@ -187,6 +187,11 @@ pub struct Pipeline {
     state: StoreState,
     /// Partitions held back after a source reset.
     held: std::collections::HashSet<(Arc<str>, i32)>,
+    /// Partitions this instance gave up (revoked) and has not been given
+    /// again: a message of theirs that arrives late (fetched before the
+    /// revocation) is not this instance's to store. The new owner reads it
+    /// from the committed offset.
+    released: HashSet<(Arc<str>, i32)>,
     /// Set when the service must stop (an error that cannot heal).
     pub fatal: Option<String>,
 }
@@ -212,6 +217,7 @@ impl Pipeline {
             faults,
             state: StoreState { writable: true, failures: 0, next_attempt: None },
             held: Default::default(),
+            released: HashSet::new(),
             fatal: None,
         }
     }
@@ -239,6 +245,13 @@ impl Pipeline {
     ) -> Result<(), IngestError> {
         if self.held.contains(&(topic.clone(), partition)) {
             // Held after a reset (on_source_reset = "stop"): not read.
+            return Ok(());
+        }
+        if self.released.contains(&(topic.clone(), partition)) {
+            // Revoked: another instance owns it now (a stale message must
+            // not reopen a buffer here, nor look like the source going
+            // backwards).
+            tracing::debug!(topic = %topic, partition, offset, "A message of a revoked partition, left to its new owner");
             return Ok(());
         }
         let buf = self.part(topic, partition);
@@ -552,7 +565,7 @@ impl Pipeline {
     /// Flushes the partitions of `tpl` (all when None), once each, and
     /// forgets them. What cannot be flushed is dropped uncommitted: the next
     /// owner (or the next start) reads it again.
-    fn flush_and_release(
+    pub fn flush_and_release(
         &mut self,
         which: Option<&TopicPartitionList>,
         commit: &dyn Fn(&TopicPartitionList) -> KafkaResult<()>,
@@ -575,6 +588,7 @@ impl Pipeline {
                 self.forget_unstored();
             }
             self.parts.remove(&(topic.clone(), partition));
+            self.released.insert((topic.clone(), partition));
             if self.held.remove(&(topic.clone(), partition)) {
                 self.metrics.source_reset_blocked.with_label_values(&[&topic]).dec();
             }
@@ -600,6 +614,7 @@ impl Pipeline {
     /// incomplete flush left (docs/design.md, "Where offsets live" and "A
     /// source that goes backwards").
     pub fn assign(&mut self, topic: &Arc<str>, partition: i32, view: SourceView) -> Start {
+        self.released.remove(&(topic.clone(), partition));
         let read = store::read_checkpoint(&self.root, topic, partition);
         for path in &read.damaged {
             tracing::error!(path = %path.display(), "A checkpoint slot does not read; using what is known to be complete");
