@@ -396,14 +396,10 @@ impl Policy {
         self.rules.get(id).filter(|r| r.enabled)
     }
 
-    /// Whether a measure `x` crosses rule `id`'s limit (`limit`, or
-    /// `default`): `x >= limit` for an inclusive limit, else `x > limit`.
-    pub fn crosses_limit(&self, id: &str, default: f64, x: f64) -> bool {
-        let limit = self.limit(id, default);
-        match self.rules.get(id).is_some_and(|r| r.limit_inclusive) {
-            true => x >= limit,
-            false => x > limit,
-        }
+    /// Whether reaching rule `id`'s limit already crosses it (`>=`), or
+    /// only exceeding it does (`>`).
+    pub fn limit_inclusive(&self, id: &str) -> bool {
+        self.rules.get(id).is_some_and(|r| r.limit_inclusive)
     }
 
     pub fn limit(&self, id: &str, default: f64) -> f64 {

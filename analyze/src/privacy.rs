@@ -95,10 +95,6 @@ impl Table {
         }
     }
 
-    pub fn workers(&self, cell: usize) -> usize {
-        self.cells[cell].workers
-    }
-
     pub fn name(&self, cell: usize) -> &CellName {
         &self.cells[cell].name
     }
@@ -114,13 +110,8 @@ impl Table {
     /// Which cells to hide: `true` at the index of a hidden cell.
     pub fn suppress(&self, k: usize) -> Vec<bool> {
         let mut hidden: Vec<bool> = self.cells.iter().map(|c| c.workers < k).collect();
-        let pairs = self.overlapping_pairs();
-        let mut of_atom: Vec<Vec<usize>> = vec![Vec::new(); self.atoms.len()];
-        for (i, c) in self.cells.iter().enumerate() {
-            for a in &c.atoms {
-                of_atom[*a as usize].push(i);
-            }
-        }
+        let of_atom = self.cells_of_atoms();
+        let pairs = overlapping_pairs(&of_atom);
         let mut s = Scratch { seen: HashSet::new(), mark: vec![0; self.atoms.len()], stamp: 0 };
         loop {
             let mut changed = false;
@@ -228,27 +219,32 @@ impl Table {
         self.cells[parent].atoms.iter().copied().filter(|a| s.mark[*a as usize] != s.stamp).collect()
     }
 
-    /// Pairs of cells that share an atom (disjoint published cells differ
-    /// by at least k workers).
-    fn overlapping_pairs(&self) -> Vec<(usize, usize)> {
+    /// The cells each atom belongs to.
+    fn cells_of_atoms(&self) -> Vec<Vec<usize>> {
         let mut of_atom: Vec<Vec<usize>> = vec![Vec::new(); self.atoms.len()];
         for (i, c) in self.cells.iter().enumerate() {
             for a in &c.atoms {
                 of_atom[*a as usize].push(i);
             }
         }
-        let mut pairs = HashSet::new();
-        for cells in &of_atom {
-            for (i, a) in cells.iter().enumerate() {
-                for b in &cells[i + 1..] {
-                    pairs.insert((*a.min(b), *a.max(b)));
-                }
+        of_atom
+    }
+}
+
+/// Pairs of cells that share an atom (disjoint published cells differ by
+/// at least k workers).
+fn overlapping_pairs(of_atom: &[Vec<usize>]) -> Vec<(usize, usize)> {
+    let mut pairs = HashSet::new();
+    for cells in of_atom {
+        for (i, a) in cells.iter().enumerate() {
+            for b in &cells[i + 1..] {
+                pairs.insert((*a.min(b), *a.max(b)));
             }
         }
-        let mut pairs: Vec<(usize, usize)> = pairs.into_iter().collect();
-        pairs.sort_unstable();
-        pairs
     }
+    let mut pairs: Vec<(usize, usize)> = pairs.into_iter().collect();
+    pairs.sort_unstable();
+    pairs
 }
 
 struct Scratch {

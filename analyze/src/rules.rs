@@ -232,26 +232,20 @@ pub fn evaluate_with(
         })
         .collect();
 
-    // Populations: distinct workers per (site, group, period).
+    // Populations: distinct workers per (site, group, period); and the
+    // rows of each, so that each group is read once.
     let mut pop: Populations = BTreeMap::new();
-    for r in &rows {
-        for g in &r.groups {
-            for period in [r.week.as_str(), "all"] {
-                pop.entry((r.s.site.clone(), g.clone(), period.to_string())).or_default().insert(r.s.worker);
-            }
-        }
-    }
-    let sites: BTreeSet<Arc<str>> = rows.iter().map(|r| r.s.site.clone()).collect();
-
-    // Rows of each (site, group, period), so that each group is read once.
     let mut members_of: HashMap<Key, Vec<usize>> = HashMap::new();
     for (i, r) in rows.iter().enumerate() {
         for g in &r.groups {
             for period in [r.week.as_str(), "all"] {
-                members_of.entry((r.s.site.clone(), g.clone(), period.to_string())).or_default().push(i);
+                let key = (r.s.site.clone(), g.clone(), period.to_string());
+                pop.entry(key.clone()).or_default().insert(r.s.worker);
+                members_of.entry(key).or_default().push(i);
             }
         }
     }
+    let sites: BTreeSet<Arc<str>> = rows.iter().map(|r| r.s.site.clone()).collect();
 
     // Suppression, per site, over every cell published about it: groups of
     // every kind, weeks, the whole input and days (docs/privacy.md).
@@ -316,6 +310,14 @@ pub fn evaluate_with(
 
     // Weekly working-time counts.
     let break_limit = policy.limit("worktime.break_after_6h", 6.0) * US_PER_H;
+    let break_inclusive = policy.limit_inclusive("worktime.break_after_6h");
+    let break_crossed = |stretch_us: f64| {
+        if break_inclusive {
+            stretch_us >= break_limit
+        } else {
+            stretch_us > break_limit
+        }
+    };
     let rest_limit = policy.limit("worktime.daily_rest_11h", 11.0) * US_PER_H;
     let daily_limit = policy.limit("worktime.daily_max_10h", 10.0) * US_PER_H;
     let weekly_limit = policy.limit("worktime.weekly_max_48h", 48.0) * US_PER_H;
@@ -331,7 +333,7 @@ pub fn evaluate_with(
                 weekly.entry((r.s.site.clone(), g.clone(), week.to_string())).or_default()[slot] += 1;
             }
         };
-        if policy.crosses_limit("worktime.break_after_6h", 6.0, r.s.longest_stretch_us as f64 / US_PER_H) {
+        if break_crossed(r.s.longest_stretch_us as f64) {
             add(0, &r.groups, &r.week);
         }
         // Daily rest: between two working days (a shift belongs to the
@@ -363,13 +365,16 @@ pub fn evaluate_with(
         d.2.clone_from(&r.week);
     }
     // Daily maximum: the effective time of a working day, summed over the
-    // shifts that start on that local date.
+    // shifts that start on that local date; and the worker-days of each
+    // group-week.
+    let mut worker_days_in: HashMap<Key, u64> = HashMap::new();
     for ((site, _, _), (eff, groups, week)) in &worker_day {
         for g in groups {
-            let c = weekly.entry((site.clone(), g.clone(), week.clone())).or_default();
+            let key = (site.clone(), g.clone(), week.clone());
             if *eff as f64 > daily_limit {
-                c[2] += 1;
+                weekly.entry(key.clone()).or_default()[2] += 1;
             }
+            *worker_days_in.entry(key).or_default() += 1;
         }
     }
     for ((site, _, week), (eff, groups)) in &worker_week {
@@ -379,15 +384,6 @@ pub fn evaluate_with(
             }
         }
     }
-    let worker_days_in: HashMap<Key, u64> = {
-        let mut m = HashMap::new();
-        for ((site, _, _), (_, groups, week)) in &worker_day {
-            for g in groups {
-                *m.entry((site.clone(), g.clone(), week.clone())).or_default() += 1;
-            }
-        }
-        m
-    };
     let worker_weeks_in: HashMap<Key, u64> = {
         let mut m = HashMap::new();
         for ((site, _, week), (_, groups)) in &worker_week {
@@ -422,10 +418,15 @@ pub fn evaluate_with(
         let shifts = members_of.get(key).map_or(0, |m| m.len() as u64);
         let ww = worker_weeks_in.get(key).copied().unwrap_or(0);
         let h = |x: f64| x / US_PER_H;
-        emit.push(WEEKLY_RULES[0], &at, Some(c[0] as f64), format!(
+        emit.push(
+            WEEKLY_RULES[0],
+            &at,
+            Some(c[0] as f64),
+            format!(
             "{} of {shifts} shifts held a stretch of {} {} h of activity with no break of {} min or more.",
-            c[0], if policy.rules.get("worktime.break_after_6h").is_some_and(|r| r.limit_inclusive) { "at least" } else { "more than" },
-            h(break_limit), policy.break_min_minutes));
+            c[0], if break_inclusive { "at least" } else { "more than" },
+            h(break_limit), policy.break_min_minutes),
+        );
         emit.push(
             WEEKLY_RULES[1],
             &at,
