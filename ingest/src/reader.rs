@@ -622,8 +622,10 @@ fn check_pages(path: &Path, reader: &mut ParquetReader<File>, wanted: &[String])
     use polars_parquet_format::{PageHeader, PageType};
     use std::io::{Seek, SeekFrom};
     let meta = reader.get_metadata().map_err(|_| "its footer does not decode".to_string())?.clone();
-    let mut f = File::open(path).map_err(|e| e.to_string())?;
-    let size = f.metadata().map_err(|e| e.to_string())?.len();
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map_err(|e| e.to_string())?.len();
+    // Only the headers are read: each page's data is skipped.
+    let mut f = BufReader::with_capacity(64 << 10, file);
     for (g, rg) in meta.row_groups.iter().enumerate() {
         let rows = rg.num_rows();
         if rows > MAX_ROW_GROUP_ROWS {
@@ -637,18 +639,18 @@ fn check_pages(path: &Path, reader: &mut ParquetReader<File>, wanted: &[String])
                 if range.start > range.end || range.end > size {
                     return Err(format!("column `{name}` of row group {g} lies outside the file"));
                 }
-                let mut bytes = vec![0u8; (range.end - range.start) as usize];
                 f.seek(SeekFrom::Start(range.start)).map_err(|e| e.to_string())?;
-                f.read_exact(&mut bytes).map_err(|e| e.to_string())?;
                 let bad = |what: &str| format!("a page of column `{name}` in row group {g} claims {what}");
                 // The decoder reads pages until it has seen the chunk's
                 // number of values; so does this check.
-                let (total, mut seen) = (chunk.num_values(), 0i64);
-                let mut cur = std::io::Cursor::new(&bytes[..]);
-                while seen < total && (cur.position() as usize) < bytes.len() {
-                    let mut prot = TCompactInputProtocol::new(&mut cur, MAX_PAGE_BYTES);
+                let (total, mut seen, mut pos) = (chunk.num_values(), 0i64, range.start);
+                while seen < total && pos < range.end {
+                    let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
+                    let mut counted = Counting { inner: &mut f, done: read.clone() };
+                    let mut prot = TCompactInputProtocol::new(&mut counted, MAX_PAGE_BYTES);
                     let h = PageHeader::read_from_in_protocol(&mut prot)
                         .map_err(|_| format!("a page header of column `{name}` does not decode"))?;
+                    pos += read.get();
                     let size_ok = |n: i32| n >= 0 && n as usize <= MAX_PAGE_BYTES;
                     if !size_ok(h.compressed_page_size) || !size_ok(h.uncompressed_page_size) {
                         return Err(bad("an impossible size"));
@@ -675,11 +677,12 @@ fn check_pages(path: &Path, reader: &mut ParquetReader<File>, wanted: &[String])
                     if !ok {
                         return Err(bad("more values than its row group has rows, or fewer than none"));
                     }
-                    let next = cur.position() + h.compressed_page_size as u64;
-                    if next > bytes.len() as u64 {
+                    let next = pos + h.compressed_page_size as u64;
+                    if next > range.end {
                         return Err(bad("more bytes than its column chunk holds"));
                     }
-                    cur.set_position(next);
+                    f.seek_relative(i64::from(h.compressed_page_size)).map_err(|e| e.to_string())?;
+                    pos = next;
                 }
             }
         }
