@@ -104,22 +104,21 @@ fn every_reject_reason_from_a_real_file() {
     assert_no_secret(&out, &o, &["SECRET-"]);
 }
 
-/// `vigie audit` of one file into `dir/out` with a key file; it must
-/// succeed.
-fn audit_keyed(dir: &Path, input: &Path) -> (std::path::PathBuf, std::process::Output) {
+/// `vigie audit` of one file into `dir/out`, with `extra` arguments; it
+/// must succeed.
+fn audit_ok(dir: &Path, input: &Path, extra: &[&str]) -> (std::path::PathBuf, std::process::Output) {
     let out = dir.join("out");
-    let key = key_file(dir);
-    let o = run(&[
-        "audit",
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--key-file",
-        key.to_str().unwrap(),
-    ]);
+    let mut args = vec!["audit", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let o = run(&args);
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     (out, o)
+}
+
+/// [`audit_ok`] with a key file.
+fn audit_keyed(dir: &Path, input: &Path) -> (std::path::PathBuf, std::process::Output) {
+    let key = key_file(dir);
+    audit_ok(dir, input, &["--key-file", key.to_str().unwrap()])
 }
 
 /// The lines of `out/rejects.ndjson`.
@@ -521,17 +520,7 @@ fn past_its_cap_the_rejects_store_counts_and_keeps_nothing_more() {
         text.push_str(&format!("{{\"event_id\":\"bad-{i}\",\"worker\":\"SECRET-{i}\"\n"));
     }
     std::fs::write(&input, text).unwrap();
-    let out = dir.path().join("out");
-    let o = run(&[
-        "audit",
-        "--input",
-        input.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--max-rejects-mib",
-        "0",
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let (out, o) = audit_ok(dir.path(), &input, &["--max-rejects-mib", "0"]);
     let f = read_json(&out.join("findings.json"));
     assert_eq!(f["input"]["rejected"], 50);
     assert_eq!(f["input"]["rejects_not_kept"], 50);
