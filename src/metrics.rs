@@ -38,7 +38,6 @@ pub struct Published {
     /// Team and zone findings that are `ok`, left out when even the
     /// group details had to go.
     pub dropped_group_ok_findings: usize,
-    pub dropped_group_ok_series: usize,
     /// Team and zone weeks whose details (percentiles, intervals, gaps) were
     /// left out first.
     pub dropped_group_details: usize,
@@ -494,7 +493,6 @@ impl Metrics {
             }
         } else {
             published.dropped_group_ok_findings = group_ok.len();
-            published.dropped_group_ok_series = group_ok_series;
             *dropped.entry("group_ok_findings").or_default() += group_ok_series;
         }
         let group_weeks: Vec<&&AggregateRow> = weeks.iter().filter(|r| !is_site(&r.group)).collect();
