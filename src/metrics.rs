@@ -627,6 +627,7 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
                         population: 10,
                         sources: vec![],
                         explanation: String::new(),
+                        facts: Default::default(),
                     });
                 }
             }
@@ -651,5 +652,12 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
             }
         }
     }
-    Evaluation { findings, suppressed: sites as u64, suppressed_by_site, aggregates, coverage: vec![] }
+    Evaluation {
+        findings,
+        suppressed: sites as u64,
+        suppressed_by_site,
+        aggregates,
+        coverage: vec![],
+        overlapping_shifts: 0,
+    }
 }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use vigie_analyze::catalogue::{catalogue, RuleDef};
 use vigie_analyze::findings::{Finding, Findings, Status};
 use vigie_analyze::policy::Policy;
 use vigie_analyze::rules::Evaluation;
@@ -38,140 +39,42 @@ fn t<'a>(fr: bool, en: &'a str, fr_text: &'a str) -> &'a str {
     }
 }
 
+/// Statuses worded for dialogue: the data can show a presumed breach or
+/// that none was seen, not that all is in order.
 fn status_label(s: Status, fr: bool) -> &'static str {
     match s {
-        Status::Ok => t(fr, "ok", "conforme"),
-        Status::Attention => t(fr, "attention", "à examiner"),
-        Status::Breach => t(fr, "breach", "manquement"),
+        Status::Ok => t(fr, "no breach seen", "pas de dépassement relevé"),
+        Status::Attention => t(fr, "to examine", "à examiner"),
+        Status::Breach => t(fr, "presumed breach", "dépassement présumé"),
         Status::InsufficientData => t(fr, "insufficient data", "données insuffisantes"),
     }
 }
 
-/// Plain-language text of a rule: title, what is measured, questions.
-struct RuleText {
-    title: [&'static str; 2],
-    what: [&'static str; 2],
-    questions: [&'static [&'static str]; 2],
+/// The rule catalogue's entry for a rule (texts, sources, notes).
+fn rule_def(id: &str) -> Option<&'static RuleDef> {
+    catalogue().rule(id)
 }
 
-fn rule_text(id: &str) -> RuleText {
-    let r = |title: [&'static str; 2],
-             what: [&'static str; 2],
-             q_en: &'static [&'static str],
-             q_fr: &'static [&'static str]| RuleText { title, what, questions: [q_en, q_fr] };
-    match id {
-        "worktime.break_after_6h" => r(
-            ["Break after 6 hours", "Pause après 6 heures"],
-            ["Shifts in which a worker was active for more than 6 hours without a break of at least 20 minutes.",
-             "Postes où un salarié a été actif plus de 6 heures sans pause d'au moins 20 minutes."],
-            &["How are breaks scheduled, and who decides when they are taken?", "Does the pace or the voice system ever delay a break?"],
-            &["Comment les pauses sont-elles planifiées, et qui décide du moment ?", "La cadence ou le guidage vocal retarde-t-il parfois une pause ?"],
-        ),
-        "worktime.daily_rest_11h" => r(
-            ["Daily rest of 11 hours", "Repos quotidien de 11 heures"],
-            ["Times a worker started a working day less than 11 hours after the end of the previous one (a break between two shifts of the same day is not a rest period).",
-             "Cas où un salarié a repris sa journée de travail moins de 11 heures après la fin de la précédente (une coupure entre deux postes du même jour n'est pas un repos)."],
-            &["Which rotations or overtime produce rest periods under 11 hours?"],
-            &["Quelles rotations ou heures supplémentaires produisent des repos de moins de 11 heures ?"],
-        ),
-        "worktime.daily_max_10h" => r(
-            ["Maximum of 10 hours a day", "Durée maximale de 10 heures par jour"],
-            ["Working days with more than 10 hours of effective time, the day's shifts summed (each its span minus declared breaks).",
-             "Journées de plus de 10 heures de travail effectif, postes du jour additionnés (chacun : amplitude moins pauses déclarées)."],
-            &["Were these long days authorised, and under which derogation?"],
-            &["Ces journées longues étaient-elles autorisées, et au titre de quelle dérogation ?"],
-        ),
-        "worktime.weekly_max_48h" => r(
-            ["Maximum of 48 hours a week", "Durée maximale de 48 heures par semaine"],
-            ["Weeks in which a worker had more than 48 hours of effective time.",
-             "Semaines où un salarié a eu plus de 48 heures de temps effectif."],
-            &["How is weekly working time recorded and checked?"],
-            &["Comment le temps de travail hebdomadaire est-il décompté et contrôlé ?"],
-        ),
-        "pause.idle_flag_threshold" => r(
-            ["Inactivity flag threshold", "Seuil de l'indicateur d'inactivité"],
-            ["The shortest inactivity after which the employer's system flags a worker.",
-             "La plus courte inactivité après laquelle le système de l'employeur signale un salarié."],
-            &["What is the inactivity indicator used for, who sees it, and how long is it kept?", "Are breaks excluded from it?"],
-            &["À quoi sert l'indicateur d'inactivité, qui le consulte, combien de temps est-il conservé ?", "Les pauses en sont-elles exclues ?"],
-        ),
-        "pause.flags_during_breaks" => r(
-            ["Flags during declared breaks", "Signalements pendant les pauses déclarées"],
-            ["Inactivity flags or requests to justify a gap that fell inside a declared break.",
-             "Signalements d'inactivité ou demandes de justification tombés pendant une pause déclarée."],
-            &["Why does the system flag workers during their breaks?"],
-            &["Pourquoi le système signale-t-il des salariés pendant leurs pauses ?"],
-        ),
-        "pause.justification_burden" => r(
-            ["Requests to justify pauses", "Demandes de justification des pauses"],
-            ["The share of shifts in which a worker was asked to justify a gap.",
-             "La part des postes où un salarié a dû justifier une interruption."],
-            &["From how many minutes is a justification requested, and what follows from it?"],
-            &["À partir de combien de minutes une justification est-elle demandée, et quelles suites lui sont données ?"],
-        ),
-        "speed.speed_flags" => r(
-            ["Speed flags", "Signalements de vitesse"],
-            ["Gestures the employer's system flagged as too fast.", "Gestes signalés comme trop rapides par le système de l'employeur."],
-            &["Is the speed indicator used only to detect errors, as the Conseil d'Etat required?"],
-            &["L'indicateur de vitesse sert-il uniquement à détecter des erreurs, comme l'exige le Conseil d'État ?"],
-        ),
-        "cadence.intensification" => r(
-            ["Change of pace", "Évolution de la cadence"],
-            ["The change of the median units per hour between the first and the last weeks of the data.",
-             "L'évolution de la médiane des unités par heure entre les premières et les dernières semaines des données."],
-            &["What changed between these weeks: targets, tools, staffing, product mix?", "Were the works council and occupational health informed?"],
-            &["Qu'est-ce qui a changé entre ces semaines : objectifs, outils, effectifs, produits ?", "Le CSE et la médecine du travail ont-ils été informés ?"],
-        ),
-        "cadence.rush_share" => r(
-            ["Very short intervals between scans", "Intervalles très courts entre deux scans"],
-            ["The share of intervals between consecutive scans shorter than 1.25 seconds.",
-             "La part des intervalles entre deux scans consécutifs de moins de 1,25 seconde."],
-            &["Do targets push workers to scan in bursts?"],
-            &["Les objectifs poussent-ils les salariés à scanner en rafale ?"],
-        ),
-        "retention.individual_data" => r(
-            ["Retention of individual data", "Conservation des données individuelles"],
-            ["How long individual scan data are kept, from the data themselves or the employer's declaration.",
-             "Durée de conservation des données individuelles de scan, d'après les données ou la déclaration de l'employeur."],
-            &["Why are individual data kept longer than a month, and who can access them?"],
-            &["Pourquoi les données individuelles sont-elles conservées plus d'un mois, et qui y a accès ?"],
-        ),
-        "load.daily_mass" => r(
-            ["Daily load handled", "Charge manutentionnée par jour"],
-            ["Shifts in which the summed mass handled exceeded 7.5 tonnes.", "Postes où la masse cumulée manutentionnée a dépassé 7,5 tonnes."],
-            &["How is the cumulated tonnage assessed in the risk assessment (DUERP)?"],
-            &["Comment le tonnage cumulé est-il évalué dans le document unique (DUERP) ?"],
-        ),
-        "consultation.works_council" => r(
-            ["Works council consultation", "Consultation du CSE"],
-            ["Whether the works council was consulted before monitoring began.", "Si le CSE a été consulté avant la mise en place du contrôle."],
-            &["When and how was the works council informed and consulted on this system?"],
-            &["Quand et comment le CSE a-t-il été informé et consulté sur ce dispositif ?"],
-        ),
-        "consultation.dpia" => r(
-            ["Impact assessment (DPIA)", "Analyse d'impact (AIPD)"],
-            ["Whether a data protection impact assessment exists.", "Si une analyse d'impact relative à la protection des données existe."],
-            &["Can the works council read the DPIA?"],
-            &["Le CSE peut-il consulter l'AIPD ?"],
-        ),
-        "worktime.ca_meal_period" => r(
-            ["California meal period", "Pause repas (Californie)"],
-            ["Shifts over 5 hours with no 30-minute break starting within the first 5 hours.",
-             "Postes de plus de 5 heures sans pause de 30 minutes commencée dans les 5 premières heures."],
-            &["Do quotas leave room for the meal period (Labor Code 2100-2112)?"],
-            &["Les quotas laissent-ils place à la pause repas (Labor Code 2100-2112) ?"],
-        ),
-        "worktime.ca_rest_period" => r(
-            ["California rest periods", "Pauses de repos (Californie)"],
-            ["Shifts with fewer 10-minute breaks than one per 4 hours worked.", "Postes comptant moins d'une pause de 10 minutes par 4 heures travaillées."],
-            &["Are rest periods counted against the quota?"],
-            &["Les pauses de repos sont-elles décomptées du quota ?"],
-        ),
-        _ => r(["", ""], ["", ""], &[], &[]),
+/// A finding's evidence sentence in the report's language, from its facts
+/// and the catalogue; what was added to the English sentence afterwards
+/// (the service's note on incomplete data) follows it.
+fn evidence(x: &Finding, lang: &str) -> String {
+    let cat = catalogue();
+    let text = cat.render(&x.rule, &x.facts, lang);
+    if text.is_empty() {
+        return x.explanation.clone();
+    }
+    let en = cat.render(&x.rule, &x.facts, "en");
+    match x.explanation.strip_prefix(en.as_str()) {
+        Some(tail) => format!("{text}{tail}"),
+        None => text,
     }
 }
 
-const CONTESTED: [&str; 2] = ["pause.idle_flag_threshold", "speed.speed_flags"];
+/// A catalogue text in the report's language, empty for unknown rules.
+fn rule_name(id: &str, lang: &str) -> String {
+    rule_def(id).map(|r| r.name.get(lang).to_string()).unwrap_or_else(|| id.to_string())
+}
 
 fn num(x: f64) -> String {
     if x.fract() == 0.0 && x.abs() < 1e15 {
@@ -390,7 +293,6 @@ fn readable_list(names: &[String], fr: bool) -> String {
 
 pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> String {
     let fr = lang == "fr";
-    let li = usize::from(fr);
     let mut h = String::new();
     let title = t(fr, "vigie audit report", "Rapport d'audit vigie");
     let _ = write!(
@@ -409,7 +311,7 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
         esc(i.to.as_deref().unwrap_or("-")),
         t(fr, "Sites", "Sites"),
         esc(&readable_list(&i.sites, fr)),
-        t(fr, "Policy", "Politique"),
+        t(fr, "Profile", "Profil"),
         esc(&policy.name),
         f.privacy.k,
         t(fr, "Generated", "Produit le"),
@@ -471,7 +373,7 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
                 "<tr class=\"{}\"><td><a href=\"#rule-{}\">{}</a></td><td>{}</td><td>{n}</td></tr>",
                 s.as_str(),
                 esc(rule),
-                esc(rule_text(rule).title[li]),
+                esc(&rule_name(rule, lang)),
                 status_label(s, fr)
             );
         }
@@ -496,18 +398,32 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
             rules.push(&x.rule);
         }
     }
+    // The policy is a built-in profile when its rules are the profile's:
+    // then its sources and notes are given in the report's language.
+    let builtin = Policy::profile(&policy.name).is_ok_and(|p| {
+        p.rules
+            .iter()
+            .all(|(id, r)| policy.rules.get(id).is_some_and(|q| q.sources == r.sources && q.note == r.note))
+    });
     for rule in rules {
-        let text = rule_text(rule);
+        let def = rule_def(rule);
         let p = policy.rules.get(rule);
         let _ = write!(
             h,
             "<article class=\"rule\" id=\"rule-{}\"><h3>{} <code>{}</code></h3>",
             esc(rule),
-            esc(text.title[li]),
+            esc(&rule_name(rule, lang)),
             esc(rule)
         );
-        let _ = write!(h, "<p>{}</p>", esc(text.what[li]));
+        if let Some(d) = def {
+            let _ = write!(h, "<p>{}</p>", esc(d.description.get(lang)));
+        }
+        let profile_rule = def.and_then(|d| d.profiles.get(&policy.name)).filter(|_| builtin);
         if let Some(p) = p {
+            let sources = match profile_rule {
+                Some(pr) => pr.sources.get(lang).join("; "),
+                None => p.sources.join("; "),
+            };
             let _ = write!(
                 h,
                 "<p><b>{}</b> {} {} {} &#8594; {}. <b>{}</b> {}</p>",
@@ -524,26 +440,25 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
                     fr
                 ),
                 t(fr, "Sources:", "Sources :"),
-                esc(&p.sources.join("; "))
+                esc(&sources)
             );
-            // The policy's notes are written in English.
-            if !p.note.is_empty() && !fr {
-                let _ = write!(h, "<p class=\"note\">{}</p>", esc(&p.note));
+            let note = match profile_rule {
+                Some(pr) => pr.note.get(lang).to_string(),
+                None => p.note.clone(),
+            };
+            if !note.is_empty() {
+                let _ = write!(h, "<p class=\"note\">{}</p>", esc(&note));
             }
         }
-        if CONTESTED.contains(&rule) {
-            let _ = write!(
-                h,
-                "<div class=\"contested\"><div><h4>CNIL, SAN-2023-021 (2023)</h4><p>{}</p></div><div><h4>Conseil d'Etat, n. 492830 (2025)</h4><p>{}</p></div></div>",
-                t(fr,
-                  "Found excessive: flagging scanner inactivity of 10 minutes or more, interruptions of 1 to 10 minutes, and scans less than 1.25 s apart; keeping every indicator for 31 days.",
-                  "A jugé excessifs : le signalement d'une inactivité du scanner de 10 minutes ou plus, des interruptions de 1 à 10 minutes et des scans espacés de moins de 1,25 s ; la conservation de tous les indicateurs pendant 31 jours."),
-                t(fr,
-                  "Held lawful the 1.25 s flag used only to detect errors, and the flag for 10 minutes or more of inactivity that excludes breaks; reduced the fine. Thresholds are indicators for dialogue, not verdicts.",
-                  "A jugé licites l'indicateur à 1,25 s utilisé pour détecter des erreurs et l'indicateur d'inactivité de 10 minutes ou plus excluant les pauses ; a réduit l'amende. Ces seuils sont des indicateurs pour le dialogue, non des verdicts.")
-            );
+        if let Some(d) = def.filter(|d| !d.contested.is_empty()) {
+            h.push_str("<div class=\"contested\">");
+            for c in &d.contested {
+                let _ =
+                    write!(h, "<div><h4>{}</h4><p>{}</p></div>", esc(c.who.get(lang)), esc(c.held.get(lang)));
+            }
+            h.push_str("</div>");
         }
-        let questions = text.questions[li];
+        let questions = def.map(|d| d.questions.get(lang)).unwrap_or_default();
         if !questions.is_empty() {
             let _ = write!(
                 h,
@@ -589,7 +504,7 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
                 esc(&x.unit),
                 num(x.threshold),
                 x.population,
-                esc(&x.explanation)
+                esc(&evidence(x, lang))
             );
         }
         if rows.len() > shown.len() {
@@ -767,10 +682,10 @@ fn methods(f: &Findings, policy: &Policy, fr: bool) -> String {
          "Les identifiants des salariés ont été remplacés dès la lecture par une empreinte à clé (HMAC-SHA256) ; aucun n'apparaît dans ce rapport ni dans les fichiers produits."),
         ("No figure is given for a group of fewer than k workers; further groups are withheld so that none can be worked out by subtraction from the site's figures.",
          "Aucun chiffre n'est donné pour un groupe de moins de k salariés ; d'autres groupes sont masqués pour qu'aucun ne puisse être retrouvé par soustraction."),
-        ("A shift runs from clock-in to clock-out, or is a run of activity without a gap of 3 hours. A break is a declared break or a gap of 20 minutes or more. Effective time is the shift's span minus declared breaks. Days and weeks are those of each timestamp's own offset.",
-         "Un poste va du badgeage d'entrée à celui de sortie, ou est une suite d'activité sans interruption de 3 heures. Une pause est une pause déclarée ou une interruption de 20 minutes ou plus. Le temps effectif est l'amplitude moins les pauses déclarées. Jours et semaines sont ceux du fuseau de chaque horodatage."),
+        ("A shift runs from clock-in to clock-out, or is a run of activity without a gap of 3 hours. A break is a declared break or a gap of the profile's break length (20 minutes) or more. Effective time has two bounds: the span minus declared breaks (upper) and minus undeclared stops of the break length too (lower); a maximum is presumed breached only by the lower bound, and to examine when only the upper bound exceeds it. The law's limits are counted per working day (the shifts that start on one local date) and per calendar week, in each timestamp's own offset.",
+         "Un poste va du badgeage d'entrée à celui de sortie, ou est une suite d'activité sans interruption de 3 heures. Une pause est une pause déclarée ou une interruption de la durée de pause du profil (20 minutes) ou plus. Le temps effectif a deux bornes : l'amplitude moins les pauses déclarées (borne haute), et moins aussi les arrêts non déclarés de la durée d'une pause (borne basse) ; une durée maximale n'est présumée dépassée que par la borne basse, et « à examiner » quand seule la borne haute la dépasse. Les limites légales sont comptées par journée de travail (les postes qui commencent à une même date locale) et par semaine civile, dans le fuseau de chaque horodatage."),
         ("Scans are not working time: walking, waiting and the time before the first scan are work too. Pauses measured from scans are therefore upper bounds, and work measured from scans lower bounds.",
-         "Les scans ne sont pas le temps de travail : déplacements, attentes et temps avant le premier scan sont aussi du travail. Les pauses mesurées à partir des scans sont donc des majorants, et le travail un minorant."),
+         "Les scans ne sont pas le temps de travail : déplacements, attentes et temps avant le premier scan sont aussi du travail. Les pauses mesurées à partir des scans sont donc surestimées, et le travail sous-estimé."),
         ("Thresholds are indicators for dialogue. Where the law is contested, both positions are given.",
          "Les seuils sont des indicateurs pour le dialogue. Quand le droit est discuté, les deux positions sont données."),
     ];
@@ -796,29 +711,13 @@ fn annex(fr: bool) -> String {
         "<section id=\"annex\"><h2>{}</h2>",
         t(fr, "Annex: data request templates", "Annexe : modèles de demandes de données")
     );
-    let letters: [(&str, &str, &str); 5] = [
-        ("GDPR art. 15 and 20 (EU)",
-         "I ask, under Articles 15 and 20 of the GDPR, for a copy of the personal data about me processed by the scanning and voice-picking systems (events, indicators, flags and justification requests), the purposes, the recipients, the retention period and the source of the data, and for the data I provided in a structured, commonly used and machine-readable format. Please answer within one month.",
-         "Je vous demande, en application des articles 15 et 20 du RGPD, la copie des données me concernant traitées par les systèmes de scan et de guidage vocal (événements, indicateurs, signalements et demandes de justification), les finalités, les destinataires, la durée de conservation et l'origine des données, ainsi que les données que j'ai fournies dans un format structuré, couramment utilisé et lisible par machine. Merci de répondre sous un mois."),
-        ("California Labor Code 2104",
-         "Under Labor Code section 2104, I request a written description of each quota to which I am subject and a copy of my own personal work speed data for the last 90 days. Please provide them within 14 calendar days.",
-         "En application de l'article 2104 du Labor Code de Californie, je demande la description écrite de chaque quota qui m'est applicable et une copie de mes données de vitesse de travail des 90 derniers jours, sous 14 jours."),
-        ("New York Labor Law 780-788",
-         "Under the Warehouse Worker Protection Act, I request a written description of each quota that applies to me and my personal work speed data for the last 90 days.",
-         "En application du Warehouse Worker Protection Act de New York, je demande la description de chaque quota qui m'est applicable et mes données de vitesse de travail des 90 derniers jours."),
-        ("Washington RCW 49.84",
-         "Under RCW 49.84, I request a written description of each quota that applies to me and my work speed data for the last six months.",
-         "En application du RCW 49.84 (État de Washington), je demande la description de chaque quota qui m'est applicable et mes données de vitesse des six derniers mois."),
-        ("Oregon HB 4127 (2024)",
-         "Under Oregon's warehouse quota law, I request a written description of each quota that applies to me and my work speed data for the last 90 days.",
-         "En application de la loi de l'Oregon sur les quotas en entrepôt, je demande la description de chaque quota qui m'est applicable et mes données de vitesse des 90 derniers jours."),
-    ];
-    for (title, en, frt) in letters {
+    let lang = if fr { "fr" } else { "en" };
+    for l in &catalogue().letter {
         let _ = write!(
             o,
             "<article class=\"letter\"><h3>{}</h3><p>{}</p></article>",
-            esc(title),
-            esc(t(fr, en, frt))
+            esc(l.title.get(lang)),
+            esc(l.body.get(lang))
         );
     }
     o.push_str("</section>\n");

@@ -43,6 +43,18 @@ pub struct Employer {
     /// Whether a data protection impact assessment exists.
     #[serde(default)]
     pub dpia: Option<bool>,
+    /// California: whether employer and workers agreed to waive the first
+    /// meal period on days of at most 6 hours (Labor Code s. 512(a)).
+    #[serde(default)]
+    pub meal_waiver: Option<bool>,
+    /// California: whether they agreed to waive the second meal period on
+    /// days of at most 12 hours when the first was not waived.
+    #[serde(default)]
+    pub second_meal_waiver: Option<bool>,
+    /// Whether the employer's system schedules breaks (then a rest period
+    /// missing from the data was not permitted, not merely not taken).
+    #[serde(default)]
+    pub breaks_scheduled_by_system: Option<bool>,
 }
 
 fn date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {

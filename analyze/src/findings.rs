@@ -51,7 +51,36 @@ pub struct Finding {
     /// Distinct workers of the group in the period.
     pub population: u64,
     pub sources: Vec<String>,
+    /// The evidence sentence, in English (the report writes it in its
+    /// own language from `facts` and the rule catalogue).
     pub explanation: String,
+    /// The figures behind the explanation: the catalogue's evidence case
+    /// and its values (docs/findings.md).
+    #[serde(default, skip_serializing_if = "Facts::is_empty")]
+    pub facts: Facts,
+}
+
+/// The figures behind a finding's evidence sentence.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Facts {
+    /// The evidence case of the rule catalogue (`count`, `bounded`, ...).
+    pub case: String,
+    #[serde(default)]
+    pub values: BTreeMap<String, Fact>,
+}
+
+impl Facts {
+    pub fn is_empty(&self) -> bool {
+        self.case.is_empty() && self.values.is_empty()
+    }
+}
+
+/// One value of a finding's facts: a number or a label (a week, a date).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Fact {
+    Number(f64),
+    Text(String),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

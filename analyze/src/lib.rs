@@ -3,6 +3,7 @@
 //! policy, with k-anonymous groups, and open-data aggregates.
 
 pub mod aggregates;
+pub mod catalogue;
 pub mod employer;
 pub mod findings;
 pub mod policy;

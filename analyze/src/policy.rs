@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalogue::catalogue;
 use crate::shifts::ShiftModel;
 use crate::AnalyzeError;
 
@@ -71,6 +72,10 @@ pub struct RulePolicy {
     /// Directive's "longer than six hours").
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub limit_inclusive: bool,
+    /// The rule's other parameters (e.g. `window_weeks` of the weekly
+    /// average), by name; docs/policy.md lists them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, f64>,
     /// Plain-language note on where the threshold comes from, including
     /// contested positions.
     #[serde(default)]
@@ -116,7 +121,7 @@ fn d_lang() -> String {
     "en".into()
 }
 
-/// Rule ids of version 1, in report order.
+/// Rule ids of version 1: a policy file must name each (enabled or not).
 pub const RULES_V1: [&str; 12] = [
     "worktime.break_after_6h",
     "worktime.daily_rest_11h",
@@ -132,202 +137,45 @@ pub const RULES_V1: [&str; 12] = [
     "load.daily_mass",
 ];
 
-/// Rules of the `us-ca` profile on top of version 1.
-pub const RULES_US_CA: [&str; 2] = ["worktime.ca_meal_period", "worktime.ca_rest_period"];
-
-/// Rules that only an employer declaration feeds.
-pub const RULES_EMPLOYER: [&str; 2] = ["consultation.works_council", "consultation.dpia"];
-
-fn rule(
-    threshold: f64,
-    compare: Compare,
-    severity: Severity,
-    unit: &str,
-    sources: &[&str],
-    limit: Option<f64>,
-    note: &str,
-) -> RulePolicy {
-    RulePolicy {
-        enabled: true,
-        threshold,
-        compare,
-        severity,
-        unit: unit.into(),
-        sources: sources.iter().map(|s| s.to_string()).collect(),
-        limit,
-        limit_inclusive: false,
-        note: note.into(),
-    }
-}
-
-const CNIL: &str = "CNIL SAN-2023-021 (27 Dec 2023)";
-const CE: &str = "Conseil d'Etat n. 492830 (23 Dec 2025)";
-
 impl Policy {
-    /// A built-in profile by name.
+    /// A built-in profile by name, from the rule catalogue
+    /// (`analyze/catalogue/rules.toml`): every rule the profile lists,
+    /// with its sources and note in the profile's language.
     pub fn profile(name: &str) -> Result<Policy, AnalyzeError> {
-        use Compare::*;
-        use Severity::*;
-        let fr = name == "fr";
-        let src = |fr_src: &'static str, eu_src: &'static str| if fr { fr_src } else { eu_src };
+        let cat = catalogue();
+        let Some(p) = cat.profile(name) else {
+            return Err(AnalyzeError::Policy(vec![format!(
+                "unknown profile `{name}`: the built-in profiles are {}",
+                cat.profile_ids().join(", ")
+            )]));
+        };
+        let lang = p.lang.as_str();
         let mut rules = BTreeMap::new();
-        let mut add = |id: &str, r: RulePolicy| {
-            rules.insert(id.to_string(), r);
-        };
-        match name {
-            "fr" | "eu" | "us-ca" => {}
-            other => {
-                return Err(AnalyzeError::Policy(vec![format!(
-                    "unknown profile `{other}`: the built-in profiles are fr, eu and us-ca"
-                )]))
-            }
-        }
-        add(
-            "worktime.break_after_6h",
-            rule(
-                0.0,
-                Above,
-                Breach,
-                "shifts",
-                &[src("Code du travail L3121-16", "Directive 2003/88/EC art. 4")],
-                Some(6.0),
-                if fr {
-                    "A break of at least 20 consecutive minutes is due as soon as daily work reaches 6 hours (L3121-16: \"atteint\")."
-                } else {
-                    "A rest break is due where the working day is longer than 6 hours (Directive art. 4); its length is set by national law or agreement (20 minutes here)."
+        for r in &cat.rule {
+            let Some(pr) = r.profiles.get(name) else { continue };
+            rules.insert(
+                r.id.clone(),
+                RulePolicy {
+                    enabled: pr.enabled,
+                    threshold: pr.threshold,
+                    compare: r.compare,
+                    severity: pr.status,
+                    unit: r.unit.clone(),
+                    sources: pr.sources.get(lang).to_vec(),
+                    limit: pr.limit,
+                    limit_inclusive: pr.limit_inclusive,
+                    params: pr.params.clone(),
+                    note: pr.note.get(lang).to_string(),
                 },
-            ),
-        );
-        add(
-            "worktime.daily_rest_11h",
-            rule(
-                0.0,
-                Above,
-                Breach,
-                "rest periods",
-                &[src("Code du travail L3131-1", "Directive 2003/88/EC art. 3")],
-                Some(11.0),
-                "At least 11 consecutive hours of rest between two working days.",
-            ),
-        );
-        add(
-            "worktime.daily_max_10h",
-            rule(
-                0.0,
-                Above,
-                Breach,
-                "worker-days",
-                &[src(
-                    "Code du travail L3121-18",
-                    "National law (Directive 2003/88/EC sets no daily maximum)",
-                )],
-                Some(10.0),
-                "Effective daily work may not exceed 10 hours, save for derogations.",
-            ),
-        );
-        add("worktime.weekly_max_48h", rule(0.0, Above, Breach, "worker-weeks",
-            &[src("Code du travail L3121-20", "Directive 2003/88/EC art. 6")], Some(48.0),
-            "No more than 48 hours of work in one week (the Directive averages over 4 months; this checks single weeks)."));
-        add("pause.idle_flag_threshold", rule(600.0, Below, Attention, "seconds",
-            &[CNIL, CE], None,
-            "The CNIL found flagging scanner inactivity below 10 minutes excessive; the Conseil d'Etat held a flag at 10 minutes or more that excludes breaks lawful. Shorter thresholds are an indicator for dialogue, not a verdict."));
-        add("pause.flags_during_breaks", rule(0.0, Above, Attention, "flags",
-            &[CE, "GDPR art. 5(1)(c)"], None,
-            "The Conseil d'Etat upheld the idle indicator because it excludes breaks: flags inside declared breaks lose that justification. No ruling makes them a breach in themselves."));
-        add(
-            "pause.justification_burden",
-            rule(
-                0.0,
-                Above,
-                Attention,
-                "share of shifts",
-                &[CNIL],
-                None,
-                "The CNIL found that asking workers to justify pauses of a few minutes was excessive.",
-            ),
-        );
-        add("speed.speed_flags", rule(0.0, Above, Attention, "flags",
-            &[CNIL, CE], None,
-            "The CNIL found the 'stow machine gun' flag (scans under 1.25 s apart) excessive; the Conseil d'Etat held it lawful as error detection only. Present it as an indicator for dialogue."));
-        add("cadence.intensification", rule(0.10, AtLeast, Attention, "relative change",
-            &["INRS studies of voice picking", "Field study: about +20 % productivity after voice picking (Manor)"], None,
-            "A rising median pace since a change of system is a question for the works council, not a breach."));
-        add("cadence.rush_share", rule(0.05, AtLeast, Attention, "share of intervals",
-            &[CNIL], Some(1.25),
-            "Intervals under 1.25 s are the CNIL's 'machine gun' threshold; a large share suggests pressure for speed."));
-        add("retention.individual_data", rule(30.0, Above, Attention, "days",
-            &[CNIL, "GDPR art. 5(1)(c)"], None,
-            "The CNIL found keeping all scanner data and indicators for 31 days excessive; real-time data and weekly aggregates were judged sufficient."));
-        add(
-            "load.daily_mass",
-            rule(
-                0.0,
-                Above,
-                Attention,
-                "shifts",
-                &["NF X35-109", "INRS ED 6161"],
-                Some(7500.0),
-                "A cumulative tonnage of about 7.5 t per 8 h is a recommended ceiling; sources differ.",
-            ),
-        );
-        add("consultation.works_council", rule(0.0, Above, Breach, "missing consultations",
-            &[src("Code du travail L2312-38", "Directive 2002/14/EC; BetrVG s. 87(1) no. 6")], None,
-            "The works council must be informed and consulted before a means of monitoring activity is introduced."));
-        add(
-            "consultation.dpia",
-            rule(
-                0.0,
-                Above,
-                Breach,
-                "missing DPIAs",
-                &["GDPR art. 35(4)", "CNIL deliberation 2018-327 (list of processing requiring a DPIA: constant monitoring of employees' activity)"],
-                None,
-                "Systematic monitoring of employees calls for a data protection impact assessment.",
-            ),
-        );
-        if name == "us-ca" {
-            add("worktime.ca_meal_period", rule(0.0, Above, Breach, "shifts",
-                &["Cal. Labor Code 512", "Cal. Labor Code 2100-2112 (AB 701)"], Some(5.0),
-                "A 30-minute meal period is due before the end of the 5th hour of work; quotas may not prevent it (AB 701)."));
-            add("worktime.ca_rest_period", rule(0.0, Above, Breach, "shifts",
-                &["IWC Wage Order 9 s. 12", "Cal. Labor Code 2100-2112 (AB 701)"], Some(4.0),
-                "A 10-minute rest period is due per 4 hours worked or major fraction; quotas may not prevent it (AB 701)."));
-        }
-        // The Directive sets no daily maximum of working time (its limits
-        // are daily rest, art. 3, breaks, art. 4, weekly rest, art. 5, and
-        // the average week, art. 6): the `eu` profile checks none. The
-        // `us-ca` profile holds only California law: the French and EU
-        // working-time limits are not checked there. Both keep the rules,
-        // disabled, so that a policy file can turn them on.
-        let disabled: &[&str] = match name {
-            "eu" => &["worktime.daily_max_10h"],
-            "us-ca" => &[
-                "worktime.break_after_6h",
-                "worktime.daily_rest_11h",
-                "worktime.daily_max_10h",
-                "worktime.weekly_max_48h",
-            ],
-            _ => &[],
-        };
-        for id in disabled {
-            if let Some(r) = rules.get_mut(*id) {
-                r.enabled = false;
-            }
-        }
-        // L3121-16: the break is due once daily work "atteint" (reaches) six
-        // hours; the Directive says "longer than six hours".
-        if fr {
-            if let Some(r) = rules.get_mut("worktime.break_after_6h") {
-                r.limit_inclusive = true;
-            }
+            );
         }
         Ok(Policy {
             name: name.to_string(),
-            k: 10,
+            k: p.k,
             shift_gap_h: d_shift_gap(),
-            break_min_minutes: d_break_min(),
+            break_min_minutes: p.break_min_minutes,
             intensification_weeks: d_weeks(),
-            lang: if fr { "fr".into() } else { "en".into() },
+            lang: p.lang.clone(),
             rules,
         })
     }
@@ -367,9 +215,9 @@ impl Policy {
         if !matches!(self.lang.as_str(), "fr" | "en") {
             out.push(format!("lang must be fr or en, not {:?}", self.lang));
         }
-        let known: Vec<&str> = RULES_V1.iter().chain(&RULES_US_CA).chain(&RULES_EMPLOYER).copied().collect();
+        let cat = catalogue();
         for (id, r) in &self.rules {
-            if !known.contains(&id.as_str()) {
+            if cat.rule(id).is_none() {
                 out.push(format!("unknown rule `{id}`"));
             }
             if !r.threshold.is_finite() {
@@ -381,6 +229,16 @@ impl Policy {
             if let Some(l) = r.limit {
                 if l.is_nan() || l <= 0.0 {
                     out.push(format!("rule `{id}`: limit must be > 0"));
+                }
+            }
+            for (name, v) in &r.params {
+                if !v.is_finite() || *v < 0.0 {
+                    out.push(format!("rule `{id}`: params.{name} must be a number >= 0"));
+                }
+            }
+            if let Some(w) = r.params.get("window_weeks") {
+                if *w < 1.0 || w.fract() != 0.0 {
+                    out.push(format!("rule `{id}`: params.window_weeks must be a whole number of weeks"));
                 }
             }
         }
@@ -406,6 +264,11 @@ impl Policy {
         self.rules.get(id).and_then(|r| r.limit).unwrap_or(default)
     }
 
+    /// A parameter of rule `id`, or `default`.
+    pub fn param(&self, id: &str, name: &str, default: f64) -> f64 {
+        self.rules.get(id).and_then(|r| r.params.get(name).copied()).unwrap_or(default)
+    }
+
     /// The shift model this policy implies.
     pub fn shift_model(&self) -> ShiftModel {
         ShiftModel {
@@ -428,7 +291,7 @@ mod tests {
 
     #[test]
     fn profiles_are_complete_and_round_trip() {
-        for name in ["fr", "eu", "us-ca"] {
+        for name in ["fr", "eu", "de", "us-ca"] {
             let p = Policy::profile(name).unwrap();
             assert!(p.problems().is_empty(), "{name}: {:?}", p.problems());
             let back: Policy = toml::from_str(&p.to_toml()).unwrap();

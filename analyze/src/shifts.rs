@@ -71,6 +71,10 @@ pub struct Shift {
     pub break_us: i64,
     /// Longest stretch without a break of 20 min or more.
     pub longest_stretch_us: i64,
+    /// Undeclared stops of the break length (20 min) or more between two
+    /// events outside declared breaks: breaks by the lower bound of
+    /// effective time, work by its upper bound.
+    pub inferred_break_us: i64,
     pub scans: u64,
     pub units: u64,
     /// Sum of `weight_kg`, when any scan carried one.
@@ -94,6 +98,8 @@ pub struct Shift {
     /// shift start (meal period).
     pub rest_breaks: u64,
     pub meal_after_us: Option<i64>,
+    /// Gaps of 30 min or more between activity events (meal periods).
+    pub meal_breaks: u64,
 }
 
 impl Shift {
@@ -101,9 +107,17 @@ impl Shift {
         self.end_us - self.start_us
     }
 
-    /// Span minus declared breaks.
+    /// Span minus declared breaks: the upper bound of effective time
+    /// (every undeclared stop counted as work).
     pub fn effective_us(&self) -> i64 {
         (self.span_us() - self.break_us).max(0)
+    }
+
+    /// Span minus declared and inferred breaks: the lower bound of
+    /// effective time (every undeclared stop of the break length counted
+    /// as a break).
+    pub fn effective_lower_us(&self) -> i64 {
+        (self.span_us() - self.break_us - self.inferred_break_us).max(0)
     }
 
     /// Local start, microseconds since the epoch in the shift's offset.
@@ -256,6 +270,16 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
                 .then(col("gap_us"))
                 .otherwise(lit(NULL))
                 .alias("act_gap_us"),
+            // Stops between kept events that no declared break explains.
+            when(
+                col("kept")
+                    .and(col("new_shift").not())
+                    .and(k().eq(kind(Kind::BreakEnd)).and(col("in_break_before").eq(lit(1i32))).not())
+                    .and((ts() - col("prev_kept_ts")).gt_eq(us(m.break_min_s))),
+            )
+            .then(ts() - col("prev_kept_ts"))
+            .otherwise(lit(NULL))
+            .alias("inferred_us"),
         ])
         .filter(col("shift_id").is_not_null());
 
@@ -279,6 +303,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
         col("ts_us").filter(col("act")).max().alias("end_us"),
         col("offset_s").filter(col("act")).first().alias("offset_s"),
         col("break_us").sum().alias("break_us"),
+        col("inferred_us").sum().alias("inferred_break_us"),
         count(k().eq(kind(Kind::Scan))).alias("scans"),
         col("quantity").filter(k().eq(kind(Kind::Scan))).cast(DataType::UInt64).sum().alias("units"),
         col("weight_kg").filter(k().eq(kind(Kind::Scan))).sum().alias("weight_kg"),
@@ -319,6 +344,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
     aggs.push(count(g().gt_eq(us(m.idle_from_s)).and(brk.clone().not())).alias("gap_idle"));
     aggs.push(count(brk).alias("gap_break"));
     aggs.push(count(g().gt_eq(lit(600_000_000i64))).alias("rest_breaks"));
+    aggs.push(count(g().gt_eq(lit(1_800_000_000i64))).alias("meal_breaks"));
     aggs.push(
         (col("prev_act_ts").filter(g().gt_eq(lit(1_800_000_000i64))).min()
             - col("ts_us").filter(col("act")).min())
@@ -365,12 +391,18 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
         Ok(s(n)?.cast(&DataType::Float64)?.f64()?.clone())
     };
     let worker = u64c("worker")?;
-    let (start, end, offset, brk, longest) = (
+    let (start, end, offset, brk, longest, inferred) = (
         i64c("start_us")?,
         i64c("end_us")?,
         i64c("offset_s")?,
         i64c("break_us")?,
         i64c("longest_stretch_us")?,
+        // Summaries written before this column existed read as zero.
+        if df.column("inferred_break_us").is_ok() {
+            i64c("inferred_break_us")?
+        } else {
+            Int64Chunked::full("inferred_break_us".into(), 0, df.height())
+        },
     );
     let (scans, units, weight_n, intervals, rush) =
         (u64c("scans")?, u64c("units")?, u64c("weight_n")?, u64c("intervals")?, u64c("rush")?);
@@ -378,7 +410,15 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
     let (idle, speed, just, inbrk) =
         (u64c("idle_flags")?, u64c("speed_flags")?, u64c("justifications")?, u64c("flags_in_breaks")?);
     let (idle_min, speed_min) = (f64c("idle_min_s")?, f64c("speed_min_s")?);
-    let (rest_breaks, meal_after) = (u64c("rest_breaks")?, i64c("meal_after_us")?);
+    let (rest_breaks, meal_after, meal_breaks) = (
+        u64c("rest_breaks")?,
+        i64c("meal_after_us")?,
+        if df.column("meal_breaks").is_ok() {
+            u64c("meal_breaks")?
+        } else {
+            UInt64Chunked::full("meal_breaks".into(), 0, df.height())
+        },
+    );
     let hist: Vec<UInt64Chunked> =
         (0..=HIST_BOUNDS_S.len()).map(|i| u64c(&format!("hist_{i}"))).collect::<Result<_, _>>()?;
     let gaps: Vec<UInt64Chunked> =
@@ -408,6 +448,7 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
             offset_s: offset.get(i).unwrap_or(0) as i32,
             break_us: brk.get(i).unwrap_or(0),
             longest_stretch_us: longest.get(i).unwrap_or(0),
+            inferred_break_us: inferred.get(i).unwrap_or(0),
             scans: z(&scans),
             units: z(&units),
             weight_kg: (z(&weight_n) > 0).then(|| weight.get(i).unwrap_or(0.0)),
@@ -423,6 +464,7 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
             flags_in_breaks: z(&inbrk),
             rest_breaks: z(&rest_breaks),
             meal_after_us: meal_after.get(i),
+            meal_breaks: z(&meal_breaks),
         });
     }
     out.sort_by(|a, b| (&a.site, a.worker, a.start_us).cmp(&(&b.site, b.worker, b.start_us)));

@@ -1,0 +1,421 @@
+//! The rule catalogue (`analyze/catalogue/rules.toml`): one definition per
+//! rule, read by the policy profiles, the evaluation's evidence sentences,
+//! the report and the dashboards generator; `vigie rules` prints it.
+
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+use crate::findings::{Fact, Facts};
+use crate::policy::{Compare, Severity};
+
+const SOURCE: &str = include_str!("../catalogue/rules.toml");
+
+/// A text in each language of the report.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Text {
+    pub en: String,
+    pub fr: String,
+}
+
+impl Text {
+    pub fn get(&self, lang: &str) -> &str {
+        if lang == "fr" {
+            &self.fr
+        } else {
+            &self.en
+        }
+    }
+}
+
+/// A list of texts in each language.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Texts {
+    pub en: Vec<String>,
+    pub fr: Vec<String>,
+}
+
+impl Texts {
+    pub fn get(&self, lang: &str) -> &[String] {
+        if lang == "fr" {
+            &self.fr
+        } else {
+            &self.en
+        }
+    }
+}
+
+/// A built-in profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileDef {
+    pub id: String,
+    pub lang: String,
+    pub k: u32,
+    pub break_min_minutes: f64,
+    pub name: Text,
+}
+
+/// The period the law counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Counted {
+    /// A local calendar day (the day a shift starts on).
+    CalendarDay,
+    /// The rest between two working days.
+    RestPeriod,
+    /// A calendar (ISO) week, Monday to Sunday.
+    CivilWeek,
+    /// A rolling window of ISO weeks.
+    RollingWeeks,
+    /// One shift.
+    Shift,
+    /// The whole input.
+    WholeInput,
+}
+
+impl Counted {
+    /// Whether findings are given per ISO week (else once, period `all`).
+    pub fn weekly(self) -> bool {
+        !matches!(self, Counted::WholeInput | Counted::Shift)
+    }
+
+    pub fn label(self, lang: &str) -> &'static str {
+        let fr = lang == "fr";
+        match self {
+            Counted::CalendarDay => ["per calendar day", "par jour civil"][fr as usize],
+            Counted::RestPeriod => {
+                ["per rest between working days", "par repos entre deux journées"][fr as usize]
+            }
+            Counted::CivilWeek => ["per calendar week", "par semaine civile"][fr as usize],
+            Counted::RollingWeeks => ["over rolling weeks", "sur semaines glissantes"][fr as usize],
+            Counted::Shift => ["per shift", "par poste"][fr as usize],
+            Counted::WholeInput => ["over the whole input", "sur l'ensemble des données"][fr as usize],
+        }
+    }
+}
+
+/// A position taken on a contested rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contested {
+    pub who: Text,
+    pub held: Text,
+}
+
+/// One rule's setting in one profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileRule {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub status: Severity,
+    pub threshold: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<f64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub limit_inclusive: bool,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, f64>,
+    pub sources: Texts,
+    pub note: Text,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleDef {
+    pub id: String,
+    pub family: String,
+    pub unit: String,
+    pub counted: Counted,
+    pub compare: Compare,
+    /// A maximum held against the two bounds of effective time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bounded: bool,
+    pub name: Text,
+    pub description: Text,
+    pub questions: Texts,
+    /// Evidence sentences by case, with `{placeholders}`.
+    pub evidence: BTreeMap<String, Text>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contested: Vec<Contested>,
+    pub profiles: BTreeMap<String, ProfileRule>,
+}
+
+/// A request letter of the report's annex.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Letter {
+    pub title: Text,
+    pub body: Text,
+}
+
+/// The whole catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Catalogue {
+    pub profile: Vec<ProfileDef>,
+    /// Evidence sentences shared by every rule (withheld weeks, ...).
+    pub evidence: BTreeMap<String, Text>,
+    pub rule: Vec<RuleDef>,
+    #[serde(default)]
+    pub letter: Vec<Letter>,
+}
+
+/// The catalogue built into vigie.
+pub fn catalogue() -> &'static Catalogue {
+    static CAT: OnceLock<Catalogue> = OnceLock::new();
+    CAT.get_or_init(|| match toml::from_str(SOURCE) {
+        Ok(c) => c,
+        // The file is part of the build and checked by its tests.
+        Err(e) => panic!("analyze/catalogue/rules.toml: {e}"),
+    })
+}
+
+impl Catalogue {
+    pub fn rule(&self, id: &str) -> Option<&RuleDef> {
+        self.rule.iter().find(|r| r.id == id)
+    }
+
+    pub fn profile(&self, id: &str) -> Option<&ProfileDef> {
+        self.profile.iter().find(|p| p.id == id)
+    }
+
+    pub fn profile_ids(&self) -> Vec<&str> {
+        self.profile.iter().map(|p| p.id.as_str()).collect()
+    }
+
+    /// Position of a rule in report order (unknown rules last).
+    pub fn order(&self, id: &str) -> usize {
+        self.rule.iter().position(|r| r.id == id).unwrap_or(usize::MAX)
+    }
+
+    /// The evidence template of a rule's case, in a language.
+    pub fn template(&self, rule: &str, case: &str, lang: &str) -> Option<&str> {
+        self.rule(rule)
+            .and_then(|r| r.evidence.get(case))
+            .or_else(|| self.evidence.get(case))
+            .map(|t| t.get(lang))
+    }
+
+    /// A finding's evidence sentence in `lang`, from its facts (empty when
+    /// the rule or case is unknown).
+    pub fn render(&self, rule: &str, facts: &Facts, lang: &str) -> String {
+        match self.template(rule, &facts.case, lang) {
+            Some(t) => fill(t, &facts.values, lang),
+            None => String::new(),
+        }
+    }
+
+    /// Every problem of the catalogue (tests run it; empty when sound).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let profiles = self.profile_ids();
+        let mut seen = std::collections::BTreeSet::new();
+        for r in &self.rule {
+            if !seen.insert(&r.id) {
+                out.push(format!("{}: defined twice", r.id));
+            }
+            if !r.id.starts_with(&format!("{}.", r.family)) {
+                out.push(format!("{}: id does not start with its family `{}`", r.id, r.family));
+            }
+            for (what, t) in [("name", &r.name), ("description", &r.description)] {
+                if t.en.is_empty() || t.fr.is_empty() {
+                    out.push(format!("{}: {what} needs en and fr", r.id));
+                }
+            }
+            if r.questions.en.len() != r.questions.fr.len() || r.questions.en.is_empty() {
+                out.push(format!("{}: questions need as many en as fr, at least one", r.id));
+            }
+            for (case, t) in &r.evidence {
+                if placeholders(&t.en) != placeholders(&t.fr) {
+                    out.push(format!("{}: evidence `{case}` has different placeholders in en and fr", r.id));
+                }
+            }
+            if r.profiles.is_empty() {
+                out.push(format!("{}: no profile evaluates it", r.id));
+            }
+            for (p, pr) in &r.profiles {
+                if !profiles.contains(&p.as_str()) {
+                    out.push(format!("{}: unknown profile `{p}`", r.id));
+                }
+                if pr.sources.en.is_empty() || pr.sources.en.len() != pr.sources.fr.len() {
+                    out.push(format!("{}/{p}: sources need as many en as fr, at least one", r.id));
+                }
+                if pr.note.en.is_empty() || pr.note.fr.is_empty() {
+                    out.push(format!("{}/{p}: note needs en and fr", r.id));
+                }
+            }
+        }
+        for (case, t) in &self.evidence {
+            if placeholders(&t.en) != placeholders(&t.fr) {
+                out.push(format!("evidence `{case}` has different placeholders in en and fr"));
+            }
+        }
+        out
+    }
+}
+
+/// The `{names}` of a template, sorted.
+pub fn placeholders(t: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = t;
+    while let Some(i) = rest.find('{') {
+        let Some(j) = rest[i..].find('}') else { break };
+        out.push(rest[i + 1..i + j].to_string());
+        rest = &rest[i + j + 1..];
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Fills a template's `{names}` with values written the way `lang` writes
+/// numbers; a name without a value is left as `{name}`.
+pub fn fill(template: &str, values: &BTreeMap<String, Fact>, lang: &str) -> String {
+    let mut out = String::with_capacity(template.len() + 32);
+    let mut rest = template;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let Some(j) = rest[i..].find('}') else {
+            out.push_str(&rest[i..]);
+            return out;
+        };
+        let name = &rest[i + 1..i + j];
+        match values.get(name) {
+            Some(Fact::Number(x)) => out.push_str(&number(*x, lang)),
+            Some(Fact::Text(s)) => out.push_str(s),
+            None => out.push_str(&rest[i..i + j + 1]),
+        }
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// A number as `lang` writes it: at most 4 decimals, trailing zeros cut;
+/// French groups thousands with a narrow no-break space and uses a decimal
+/// comma, English a comma and a point.
+pub fn number(x: f64, lang: &str) -> String {
+    if !x.is_finite() {
+        return x.to_string();
+    }
+    let r = (x * 1e4).round() / 1e4;
+    let s = format!("{:.4}", r.abs());
+    let (int, frac) = s.split_once('.').unwrap_or((&s, ""));
+    let frac = frac.trim_end_matches('0');
+    let (group, point) = if lang == "fr" { ('\u{202f}', ',') } else { (',', '.') };
+    let mut grouped = String::new();
+    for (i, c) in int.chars().enumerate() {
+        if i > 0 && (int.len() - i) % 3 == 0 {
+            grouped.push(group);
+        }
+        grouped.push(c);
+    }
+    let sign = if r < 0.0 { "-" } else { "" };
+    if frac.is_empty() {
+        format!("{sign}{grouped}")
+    } else {
+        format!("{sign}{grouped}{point}{frac}")
+    }
+}
+
+/// The catalogue as a Markdown table (docs/metrics.md carries it): one row
+/// per rule and profile, or per rule for one profile.
+pub fn markdown(profile: Option<&str>, lang: &str) -> String {
+    let cat = catalogue();
+    let mut o = String::new();
+    o.push_str("| rule | counted | unit | profile | status when crossed | threshold | limit | sources |\n");
+    o.push_str("|---|---|---|---|---|---|---|---|\n");
+    for r in &cat.rule {
+        for (p, pr) in &r.profiles {
+            if profile.is_some_and(|want| want != p) {
+                continue;
+            }
+            let status = if !pr.enabled {
+                "off".to_string()
+            } else {
+                match pr.status {
+                    Severity::Breach => "breach".into(),
+                    Severity::Attention => "attention".into(),
+                }
+            };
+            let limit = match pr.limit {
+                Some(l) => {
+                    let mut s =
+                        format!("{}{}", if pr.limit_inclusive { ">= " } else { "> " }, number(l, "en"));
+                    for (k, v) in &pr.params {
+                        s.push_str(&format!(", {k} {}", number(*v, "en")));
+                    }
+                    s
+                }
+                None => "-".into(),
+            };
+            o.push_str(&format!(
+                "| `{}` | {} | {} | {p} | {status} | {} {} | {limit} | {} |\n",
+                r.id,
+                r.counted.label(lang),
+                r.unit,
+                r.compare.symbol(),
+                number(pr.threshold, "en"),
+                pr.sources.get(lang).join("; ")
+            ));
+        }
+    }
+    o
+}
+
+/// Facts built field by field.
+pub fn facts(case: &str) -> Facts {
+    Facts { case: case.to_string(), values: BTreeMap::new() }
+}
+
+impl Facts {
+    pub fn n(mut self, name: &str, x: impl Into<f64>) -> Self {
+        self.values.insert(name.to_string(), Fact::Number(x.into()));
+        self
+    }
+
+    pub fn t(mut self, name: &str, s: impl Into<String>) -> Self {
+        self.values.insert(name.to_string(), Fact::Text(s.into()));
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_catalogue_parses_and_is_complete() {
+        let c = catalogue();
+        assert!(c.problems().is_empty(), "{:#?}", c.problems());
+        assert_eq!(c.profile_ids(), ["fr", "eu", "de", "us-ca"]);
+    }
+
+    #[test]
+    fn numbers_are_written_per_language() {
+        assert_eq!(number(3784577.0, "fr"), "3\u{202f}784\u{202f}577");
+        assert_eq!(number(3784577.0, "en"), "3,784,577");
+        assert_eq!(number(0.12, "fr"), "0,12");
+        assert_eq!(number(1.25, "en"), "1.25");
+        assert_eq!(number(-1234.5, "en"), "-1,234.5");
+        assert_eq!(number(600.0, "en"), "600");
+        assert_eq!(number(0.33333, "en"), "0.3333");
+    }
+
+    #[test]
+    fn templates_are_filled_and_missing_names_kept() {
+        let f = facts("x").n("count", 3).t("week", "2026-W10");
+        assert_eq!(fill("{count} in {week}, {other}", &f.values, "en"), "3 in 2026-W10, {other}");
+        assert_eq!(placeholders("{b} {a} {b}"), ["a", "b"]);
+    }
+}

@@ -1,0 +1,93 @@
+//! Cadence rules: the change of pace, very short intervals between scans,
+//! the employer's speed flags, the load handled.
+
+use std::collections::BTreeSet;
+
+use super::{quantile, round, Ctx, Emit, Outcome};
+use crate::catalogue::facts;
+
+pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
+    let p = ctx.policy;
+    ctx.whole(emit, "speed.speed_flags", |_, members| {
+        let n: u64 = members.iter().map(|r| r.s.speed_flags).sum();
+        let min = members.iter().filter_map(|r| r.s.speed_min_s).reduce(f64::min);
+        let f = match min {
+            Some(t) => facts("count_threshold").n("flags", n as f64).n("threshold", round(t, 3)),
+            None => facts("count").n("flags", n as f64),
+        };
+        Some(Outcome::Value(Some(n as f64), f))
+    });
+
+    // cadence.intensification: the first n weeks of the site's input
+    // against its last n.
+    let n_weeks = p.intensification_weeks as usize;
+    ctx.whole(emit, "cadence.intensification", |key, members| {
+        let weeks: Vec<&str> = ctx
+            .members(&(key.0.clone(), "site".into(), "all".into()))
+            .iter()
+            .map(|r| r.week.as_str())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if weeks.len() < 2 * n_weeks {
+            return Some(Outcome::Value(
+                None,
+                facts("too_short")
+                    .n("weeks", weeks.len() as f64)
+                    .n("n", n_weeks as f64)
+                    .n("need", (2 * n_weeks) as f64),
+            ));
+        }
+        let first: BTreeSet<&str> = weeks[..n_weeks].iter().copied().collect();
+        let last: BTreeSet<&str> = weeks[weeks.len() - n_weeks..].iter().copied().collect();
+        let median = |set: &BTreeSet<&str>| {
+            let mut v: Vec<f64> = members
+                .iter()
+                .filter(|r| set.contains(r.week.as_str()))
+                .filter_map(|r| r.s.units_per_hour())
+                .collect();
+            v.sort_by(f64::total_cmp);
+            quantile(&v, 0.5)
+        };
+        Some(match (median(&first), median(&last)) {
+            (Some(a), Some(b)) if a > 0.0 => Outcome::Value(
+                Some(round((b - a) / a, 4)),
+                facts("change")
+                    .n("from_uph", round(a, 1))
+                    .n("to_uph", round(b, 1))
+                    .t("first_from", weeks[0])
+                    .t("first_to", weeks[n_weeks - 1])
+                    .t("last_from", weeks[weeks.len() - n_weeks])
+                    .t("last_to", weeks[weeks.len() - 1]),
+            ),
+            _ => Outcome::Value(None, facts("no_scans")),
+        })
+    });
+
+    let rush_s = p.limit("cadence.rush_share", 1.25);
+    ctx.whole(emit, "cadence.rush_share", |_, members| {
+        let intervals: u64 = members.iter().map(|r| r.s.intervals).sum();
+        let rush: u64 = members.iter().map(|r| r.s.rush).sum();
+        Some(if intervals > 0 {
+            Outcome::Value(
+                Some(round(rush as f64 / intervals as f64, 4)),
+                facts("share").n("rush", rush as f64).n("intervals", intervals as f64).n("limit", rush_s),
+            )
+        } else {
+            Outcome::Value(None, facts("none"))
+        })
+    });
+
+    // load.daily_mass: only when weights are present.
+    let limit = p.limit("load.daily_mass", 7500.0);
+    ctx.whole(emit, "load.daily_mass", |_, members| {
+        if !members.iter().any(|r| r.s.weight_kg.is_some()) {
+            return None;
+        }
+        let heavy = members.iter().filter(|r| r.s.weight_kg.unwrap_or(0.0) > limit).count() as u64;
+        Some(Outcome::Value(
+            Some(heavy as f64),
+            facts("count").n("count", heavy as f64).n("shifts", members.len() as f64).n("limit", limit),
+        ))
+    });
+}

@@ -1,0 +1,44 @@
+//! Consultation rules, fed by the employer's declaration (site group
+//! only): the works council before monitoring, the impact assessment.
+
+use super::{local_date, Ctx, Emit, Outcome};
+use crate::catalogue::facts;
+
+pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
+    let Some(e) = ctx.employer else { return };
+    ctx.whole(emit, "consultation.works_council", |key, members| {
+        if key.1 != "site" {
+            return None;
+        }
+        // Compared with the first monitoring indicator (an idle, speed or
+        // justification flag), not the first scan: the consultation is due
+        // before a means of monitoring is used.
+        let first = members
+            .iter()
+            .filter(|r| r.s.idle_flags + r.s.speed_flags + r.s.justifications > 0)
+            .map(|r| r.s.local_start_us())
+            .min()
+            .map(local_date);
+        Some(match (e.works_council_consulted, first) {
+            (Some(d), Some(f)) if d <= f => {
+                Outcome::Value(Some(0.0), facts("before").t("date", d.to_string()).t("first", f.to_string()))
+            }
+            (Some(d), Some(f)) => {
+                Outcome::Value(Some(1.0), facts("after").t("date", d.to_string()).t("first", f.to_string()))
+            }
+            (Some(d), None) => Outcome::Value(Some(0.0), facts("no_indicator").t("date", d.to_string())),
+            (None, _) => Outcome::Value(Some(1.0), facts("undated")),
+        })
+    });
+    ctx.whole(emit, "consultation.dpia", |key, _| {
+        if key.1 != "site" {
+            return None;
+        }
+        Some(match e.dpia {
+            Some(true) => Outcome::Value(Some(0.0), facts("yes")),
+            Some(false) => Outcome::Value(Some(1.0), facts("no")),
+            // Nothing declared: nothing to judge.
+            None => Outcome::Value(None, facts("silent")),
+        })
+    });
+}

@@ -1,0 +1,546 @@
+//! The rules, evaluated on shifts per site, group and period, with
+//! k-anonymity and complementary suppression applied before anything is
+//! published. This module builds the shared context (groups, populations,
+//! suppression) and hands it to one module per rule family; every rule's
+//! definition, texts and sources live in the rule catalogue
+//! (`analyze/catalogue/rules.toml`).
+
+mod cadence;
+mod consultation;
+mod pauses;
+mod retention;
+#[cfg(test)]
+mod testkit;
+mod worktime;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike};
+
+use crate::catalogue::{catalogue, facts};
+use crate::employer::Employer;
+use crate::findings::{Facts, Finding, Status};
+use crate::policy::{Policy, Severity};
+use crate::privacy;
+use crate::shifts::{Shift, GAP_CLASSES, HIST_BOUNDS_S};
+
+pub use worktime::ca_rest_required;
+
+pub(crate) const US_PER_H: f64 = 3.6e9;
+
+/// The ISO week (`2026-W10`) of a local instant.
+pub fn iso_week(local_us: i64) -> String {
+    week_label(local_date(local_us))
+}
+
+/// The ISO week (`2026-W10`) of a date.
+pub fn week_label(d: chrono::NaiveDate) -> String {
+    let w = d.iso_week();
+    format!("{:04}-W{:02}", w.year(), w.week())
+}
+
+/// The local calendar date of a local instant.
+pub fn local_date(local_us: i64) -> chrono::NaiveDate {
+    DateTime::from_timestamp_micros(local_us).unwrap_or_default().naive_utc().date()
+}
+
+/// Everything the analysis publishes.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    pub findings: Vec<Finding>,
+    /// Hidden (site, group, period) triples.
+    pub suppressed: u64,
+    pub suppressed_by_site: BTreeMap<String, u64>,
+    pub aggregates: Vec<AggregateRow>,
+    /// Data coverage per site and local day (site level only).
+    pub coverage: Vec<DayCoverage>,
+    /// Pairs of shifts of one worker that overlap in time (at two sites,
+    /// or by clock): an input problem, reported as such.
+    pub overlapping_shifts: u64,
+}
+
+/// How much data a site has on one local day. Days with fewer than k
+/// distinct workers are withheld: `shifts` is then `None`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DayCoverage {
+    pub site: String,
+    pub date: chrono::NaiveDate,
+    pub shifts: Option<u64>,
+}
+
+/// One row of the open data: a published group in one ISO week.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateRow {
+    pub site: String,
+    pub group: String,
+    pub week: String,
+    pub workers: u64,
+    pub shifts: u64,
+    pub effective_hours: f64,
+    pub units: u64,
+    pub uph_p10: Option<f64>,
+    pub uph_p50: Option<f64>,
+    pub uph_p90: Option<f64>,
+    pub hist: [u64; HIST_BOUNDS_S.len() + 1],
+    pub gaps: [u64; GAP_CLASSES.len()],
+    pub idle_flags: u64,
+    pub speed_flags: u64,
+    pub justification_requests: u64,
+}
+
+/// Quantile with linear interpolation between closest ranks (the
+/// "linear" method of NumPy and Polars). `sorted` must be sorted.
+pub fn quantile(sorted: &[f64], q: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let pos = q * (sorted.len() - 1) as f64;
+    let lo = pos.floor() as usize;
+    let hi = pos.ceil() as usize;
+    Some(sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64))
+}
+
+/// One shift with where it belongs.
+pub(crate) struct Row<'a> {
+    pub s: &'a Shift,
+    pub week: String,
+    /// Local date of the shift start.
+    pub date: chrono::NaiveDate,
+    /// The same, `2026-03-02`.
+    pub day: String,
+    /// `site`, then `team:NAME` and `zone:NAME` when the shift has them.
+    pub groups: Vec<String>,
+    pub team: Option<String>,
+    pub zone: Option<String>,
+}
+
+/// (site, group, period).
+pub(crate) type Key = (Arc<str>, String, String);
+
+fn groups_of(s: &Shift) -> Vec<String> {
+    let mut g = vec!["site".to_string()];
+    if let Some(t) = &s.team {
+        g.push(format!("team:{t}"));
+    }
+    if let Some(z) = &s.zone {
+        g.push(format!("zone:{z}"));
+    }
+    g
+}
+
+pub(crate) fn round(x: f64, digits: i32) -> f64 {
+    let p = 10f64.powi(digits);
+    (x * p).round() / p
+}
+
+/// Hours from microseconds.
+pub(crate) fn hours(us: f64) -> f64 {
+    us / US_PER_H
+}
+
+/// Where a finding applies.
+pub(crate) struct At<'a> {
+    pub site: &'a str,
+    pub group: &'a str,
+    pub period: &'a str,
+    pub population: u64,
+}
+
+/// What a rule found for one group and period.
+pub(crate) enum Outcome {
+    /// An observed value (none: insufficient data), held against the
+    /// threshold.
+    Value(Option<f64>, Facts),
+    /// A maximum held against the two bounds of effective time: items over
+    /// the limit by the lower bound (`certain`) and by the upper bound only
+    /// (`possible`). Crossed by `certain`: the rule's status; by
+    /// `certain + possible` only: attention. `observed` is `certain`.
+    /// `severity` replaces the policy's when the rule's own logic sets it.
+    Bounded { certain: u64, possible: u64, facts: Facts, severity: Option<Severity> },
+    /// Nothing to judge, but not a lack of data: ok, no observed value.
+    Nothing(Facts),
+}
+
+pub(crate) struct Emit<'a> {
+    policy: &'a Policy,
+    out: Vec<Finding>,
+}
+
+impl Emit<'_> {
+    pub fn push(&mut self, id: &str, at: &At, outcome: Outcome) {
+        let Some(r) = self.policy.rule(id) else { return };
+        let crossed = |o: f64| r.compare.crossed(o, r.threshold);
+        let severity = match &outcome {
+            Outcome::Bounded { severity: Some(s), .. } => *s,
+            _ => r.severity,
+        };
+        let severe = match severity {
+            Severity::Attention => Status::Attention,
+            Severity::Breach => Status::Breach,
+        };
+        let (status, observed, facts) = match outcome {
+            Outcome::Value(None, f) => (Status::InsufficientData, None, f),
+            Outcome::Value(Some(o), f) => (if crossed(o) { severe } else { Status::Ok }, Some(o), f),
+            Outcome::Bounded { certain, possible, facts, .. } => {
+                let status = if crossed(certain as f64) {
+                    severe
+                } else if crossed((certain + possible) as f64) {
+                    Status::Attention
+                } else {
+                    Status::Ok
+                };
+                (
+                    status,
+                    Some(certain as f64),
+                    facts.n("certain", certain as f64).n("possible", possible as f64),
+                )
+            }
+            Outcome::Nothing(f) => (Status::Ok, None, f),
+        };
+        let explanation = catalogue().render(id, &facts, "en");
+        self.out.push(Finding {
+            rule: id.to_string(),
+            status,
+            site: at.site.to_string(),
+            group: at.group.to_string(),
+            period: at.period.to_string(),
+            observed,
+            threshold: r.threshold,
+            unit: r.unit.clone(),
+            population: at.population,
+            sources: r.sources.clone(),
+            explanation,
+            facts,
+        });
+    }
+}
+
+/// Distinct workers by (site, group, period).
+type Populations = BTreeMap<Key, BTreeSet<u64>>;
+
+/// What every rule family reads.
+pub(crate) struct Ctx<'a> {
+    pub policy: &'a Policy,
+    pub employer: Option<&'a Employer>,
+    pub evidence: &'a Evidence,
+    pub k: usize,
+    /// Shifts sorted by site, worker and start.
+    pub rows: Vec<Row<'a>>,
+    pub pop: Populations,
+    pub members_of: HashMap<Key, Vec<usize>>,
+    pub hidden: BTreeSet<Key>,
+    pub small_sites: BTreeSet<Arc<str>>,
+}
+
+impl<'a> Ctx<'a> {
+    /// Whether a (site, group, period) is published.
+    pub fn visible(&self, key: &Key) -> bool {
+        !self.hidden.contains(key) && self.pop.get(key).is_some_and(|w| w.len() >= self.k)
+    }
+
+    /// The published (site, group, ISO week) cells and their populations.
+    pub fn published_weeks(&self) -> Vec<(&Key, u64)> {
+        self.pop
+            .iter()
+            .filter(|(key, _)| key.2 != "all" && !self.small_sites.contains(&key.0) && self.visible(key))
+            .map(|(key, w)| (key, w.len() as u64))
+            .collect()
+    }
+
+    /// The published (site, group, `all`) cells and their populations.
+    pub fn published_all(&self) -> Vec<(&Key, u64)> {
+        self.pop
+            .iter()
+            .filter(|(key, _)| key.2 == "all" && !self.small_sites.contains(&key.0) && self.visible(key))
+            .map(|(key, w)| (key, w.len() as u64))
+            .collect()
+    }
+
+    pub fn members(&self, key: &Key) -> Vec<&Row<'a>> {
+        self.members_of.get(key).map(|m| m.iter().map(|i| &self.rows[*i]).collect()).unwrap_or_default()
+    }
+
+    pub fn enabled(&self, id: &str) -> bool {
+        self.policy.rule(id).is_some()
+    }
+
+    /// Runs a weekly rule over every published group-week.
+    pub fn weekly(&self, emit: &mut Emit, id: &str, mut f: impl FnMut(&Key) -> Outcome) {
+        if !self.enabled(id) {
+            return;
+        }
+        for (key, n) in self.published_weeks() {
+            let at = At { site: &key.0, group: &key.1, period: &key.2, population: n };
+            emit.push(id, &at, f(key));
+        }
+    }
+
+    /// Runs a whole-input rule over every published group.
+    pub fn whole(&self, emit: &mut Emit, id: &str, mut f: impl FnMut(&Key, &[&Row<'a>]) -> Option<Outcome>) {
+        if !self.enabled(id) {
+            return;
+        }
+        for (key, n) in self.published_all() {
+            let at = At { site: &key.0, group: &key.1, period: "all", population: n };
+            let members = self.members(key);
+            if let Some(o) = f(key, &members) {
+                emit.push(id, &at, o);
+            }
+        }
+    }
+}
+
+/// Evaluates every enabled rule. `shifts` must be sorted by site, worker
+/// and start (as [`crate::shifts`] returns them).
+pub fn evaluate(shifts: &[Shift], policy: &Policy, employer: Option<&Employer>) -> Evaluation {
+    evaluate_with(shifts, policy, employer, &Evidence::default())
+}
+
+/// What the service observed of the source itself, beside the events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evidence {
+    /// How long the source keeps individual events, days, and how that was
+    /// seen (the earliest record still in the topic, its `retention.ms`).
+    pub source_retention: Option<(f64, String)>,
+}
+
+/// [`evaluate`] with evidence about the source: builds the context, then
+/// runs each rule family.
+pub fn evaluate_with(
+    shifts: &[Shift],
+    policy: &Policy,
+    employer: Option<&Employer>,
+    evidence: &Evidence,
+) -> Evaluation {
+    let ctx = context(shifts, policy, employer, evidence);
+    let mut emit = Emit { policy, out: Vec::new() };
+    withheld(&ctx, &mut emit);
+    worktime::evaluate(&ctx, &mut emit);
+    pauses::evaluate(&ctx, &mut emit);
+    cadence::evaluate(&ctx, &mut emit);
+    retention::evaluate(&ctx, &mut emit);
+    consultation::evaluate(&ctx, &mut emit);
+
+    let mut findings = emit.out;
+    let cat = catalogue();
+    let group_rank = |g: &str| (g != "site", g.to_string());
+    findings.sort_by(|a, b| {
+        (&a.site, cat.order(&a.rule), group_rank(&a.group), &a.period).cmp(&(
+            &b.site,
+            cat.order(&b.rule),
+            group_rank(&b.group),
+            &b.period,
+        ))
+    });
+    // Hidden days are counted apart (coverage shows them withheld).
+    let mut suppressed_by_site: BTreeMap<String, u64> = BTreeMap::new();
+    let mut suppressed = 0;
+    for (site, group, _) in &ctx.hidden {
+        if group != "day" {
+            *suppressed_by_site.entry(site.to_string()).or_default() += 1;
+            suppressed += 1;
+        }
+    }
+    Evaluation {
+        findings,
+        suppressed,
+        suppressed_by_site,
+        aggregates: aggregates(&ctx),
+        coverage: coverage(&ctx),
+        overlapping_shifts: overlaps(shifts),
+    }
+}
+
+fn context<'a>(
+    shifts: &'a [Shift],
+    policy: &'a Policy,
+    employer: Option<&'a Employer>,
+    evidence: &'a Evidence,
+) -> Ctx<'a> {
+    let k = policy.k as usize;
+    let rows: Vec<Row> = shifts
+        .iter()
+        .map(|s| {
+            let date = local_date(s.local_start_us());
+            Row {
+                s,
+                week: week_label(date),
+                date,
+                day: date.to_string(),
+                groups: groups_of(s),
+                team: s.team.as_ref().map(|t| format!("team:{t}")),
+                zone: s.zone.as_ref().map(|z| format!("zone:{z}")),
+            }
+        })
+        .collect();
+
+    // Populations: distinct workers per (site, group, period); and the
+    // rows of each, so that each group is read once.
+    let mut pop: Populations = BTreeMap::new();
+    let mut members_of: HashMap<Key, Vec<usize>> = HashMap::new();
+    for (i, r) in rows.iter().enumerate() {
+        for g in &r.groups {
+            for period in [r.week.as_str(), "all"] {
+                let key = (r.s.site.clone(), g.clone(), period.to_string());
+                pop.entry(key.clone()).or_default().insert(r.s.worker);
+                members_of.entry(key).or_default().push(i);
+            }
+        }
+    }
+    let sites: BTreeSet<Arc<str>> = rows.iter().map(|r| r.s.site.clone()).collect();
+    let site_key = |site: &Arc<str>| (site.clone(), "site".to_string(), "all".to_string());
+    let small_sites: BTreeSet<Arc<str>> =
+        sites.iter().filter(|s| pop.get(&site_key(s)).map_or(0, |w| w.len()) < k).cloned().collect();
+
+    // Suppression, per site, over every cell published about it: groups of
+    // every kind, weeks, the whole input and days (docs/privacy.md).
+    let mut hidden: BTreeSet<Key> = BTreeSet::new();
+    for site in &sites {
+        if small_sites.contains(site) {
+            // The whole site is withheld; its groups are hidden.
+            for ((s, g, p), _) in pop.range((site.clone(), String::new(), String::new())..) {
+                if s != site {
+                    break;
+                }
+                if g != "site" {
+                    hidden.insert((s.clone(), g.clone(), p.clone()));
+                }
+            }
+            continue;
+        }
+        let slots: Vec<privacy::Slot> = members_of[&site_key(site)]
+            .iter()
+            .map(|i| {
+                let r = &rows[*i];
+                privacy::Slot {
+                    worker: r.s.worker,
+                    day: &r.day,
+                    week: &r.week,
+                    team: r.team.as_deref(),
+                    zone: r.zone.as_deref(),
+                }
+            })
+            .collect();
+        for (group, period) in privacy::suppress_site(&slots, k) {
+            // Hidden days are `("day", date)`: coverage reads them there.
+            hidden.insert((site.clone(), group, period));
+        }
+    }
+    Ctx { policy, employer, evidence, k, rows, pop, members_of, hidden, small_sites }
+}
+
+/// Sites under k, and site weeks withheld: insufficient data for every
+/// enabled rule (of the whole input, or weekly).
+fn withheld(ctx: &Ctx, emit: &mut Emit) {
+    let cat = catalogue();
+    let k = ctx.k as f64;
+    let enabled: Vec<&str> = cat.rule.iter().map(|r| r.id.as_str()).filter(|id| ctx.enabled(id)).collect();
+    for site in &ctx.small_sites {
+        let n = ctx.pop.get(&(site.clone(), "site".into(), "all".into())).map_or(0, |w| w.len()) as u64;
+        let at = At { site, group: "site", period: "all", population: n };
+        for id in &enabled {
+            emit.push(id, &at, Outcome::Value(None, facts("site_small").n("workers", n as f64).n("k", k)));
+        }
+    }
+    let weekly: Vec<&str> =
+        enabled.iter().copied().filter(|id| cat.rule(id).is_some_and(|r| r.counted.weekly())).collect();
+    for (key, workers) in &ctx.pop {
+        let (site, group, period) = key;
+        if period == "all" || group != "site" || ctx.small_sites.contains(site) {
+            continue;
+        }
+        let n = workers.len() as u64;
+        let case = if (n as usize) < ctx.k {
+            "week_small"
+        } else if ctx.hidden.contains(key) {
+            "week_subtraction"
+        } else {
+            continue;
+        };
+        let at = At { site, group, period, population: n };
+        for id in &weekly {
+            emit.push(id, &at, Outcome::Value(None, facts(case).n("workers", n as f64).n("k", k)));
+        }
+    }
+}
+
+/// Open data, per visible group and week.
+fn aggregates(ctx: &Ctx) -> Vec<AggregateRow> {
+    let mut out = Vec::new();
+    for (key, workers) in ctx.published_weeks() {
+        let (site, group, period) = key;
+        let members = ctx.members(key);
+        let mut uph: Vec<f64> = members.iter().filter_map(|r| r.s.units_per_hour()).collect();
+        uph.sort_by(f64::total_cmp);
+        let mut hist = [0u64; HIST_BOUNDS_S.len() + 1];
+        let mut gaps = [0u64; GAP_CLASSES.len()];
+        for r in &members {
+            for (a, b) in hist.iter_mut().zip(r.s.hist) {
+                *a += b;
+            }
+            for (a, b) in gaps.iter_mut().zip(r.s.gaps) {
+                *a += b;
+            }
+        }
+        out.push(AggregateRow {
+            site: site.to_string(),
+            group: group.clone(),
+            week: period.clone(),
+            workers,
+            shifts: members.len() as u64,
+            effective_hours: round(hours(members.iter().map(|r| r.s.effective_us() as f64).sum::<f64>()), 3),
+            units: members.iter().map(|r| r.s.units).sum(),
+            uph_p10: quantile(&uph, 0.1).map(|x| round(x, 2)),
+            uph_p50: quantile(&uph, 0.5).map(|x| round(x, 2)),
+            uph_p90: quantile(&uph, 0.9).map(|x| round(x, 2)),
+            hist,
+            gaps,
+            idle_flags: members.iter().map(|r| r.s.idle_flags).sum(),
+            speed_flags: members.iter().map(|r| r.s.speed_flags).sum(),
+            justification_requests: members.iter().map(|r| r.s.justifications).sum(),
+        });
+    }
+    out
+}
+
+/// Coverage per local day, site level, withheld under k or to protect a
+/// cell.
+fn coverage(ctx: &Ctx) -> Vec<DayCoverage> {
+    let mut days: BTreeMap<(Arc<str>, chrono::NaiveDate), (BTreeSet<u64>, u64)> = BTreeMap::new();
+    for r in &ctx.rows {
+        let e = days.entry((r.s.site.clone(), r.date)).or_default();
+        e.0.insert(r.s.worker);
+        e.1 += 1;
+    }
+    days.into_iter()
+        .filter(|((site, _), _)| !ctx.small_sites.contains(site))
+        .map(|((site, date), (workers, shifts))| DayCoverage {
+            shifts: (workers.len() >= ctx.k
+                && !ctx.hidden.contains(&(site.clone(), "day".to_string(), date.to_string())))
+            .then_some(shifts),
+            site: site.to_string(),
+            date,
+        })
+        .collect()
+}
+
+/// Pairs of shifts of one worker that overlap in time, across sites.
+fn overlaps(shifts: &[Shift]) -> u64 {
+    let mut by_worker: HashMap<u64, Vec<(i64, i64)>> = HashMap::new();
+    for s in shifts {
+        by_worker.entry(s.worker).or_default().push((s.start_us, s.end_us));
+    }
+    let mut n = 0;
+    for spans in by_worker.values_mut() {
+        spans.sort_unstable();
+        let mut reach = i64::MIN;
+        for (start, end) in spans.iter() {
+            if *start < reach {
+                n += 1;
+            }
+            reach = reach.max(*end);
+        }
+    }
+    n
+}
