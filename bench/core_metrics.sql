@@ -50,13 +50,22 @@ FROM w2;
 
 -- Stretches: kept activity, cut at a new shift or a gap of 20 min or more.
 CREATE TEMP TABLE kept AS
-SELECT site, worker, shift_no, ts_us,
+SELECT site, worker, shift_no, ts_us, new_shift, kord, in_break_before, prev_kept,
     sum(CASE WHEN new_shift OR prev_kept IS NULL OR ts_us - prev_kept >= 1200000000 THEN 1 ELSE 0 END)
         OVER (PARTITION BY site, worker ORDER BY ts_us, kord ROWS UNBOUNDED PRECEDING) AS stretch_no
 FROM (
     SELECT *, lag(ts_us) OVER (PARTITION BY site, worker ORDER BY ts_us, kord) AS prev_kept
     FROM w3 WHERE kept
 );
+
+-- Undeclared stops of 20 min or more between kept events: breaks by the
+-- lower bound of effective time, work by its upper bound.
+CREATE TEMP TABLE inferred AS
+SELECT site, worker, shift_no, sum(ts_us - prev_kept) AS inferred_us
+FROM kept
+WHERE NOT new_shift AND prev_kept IS NOT NULL AND ts_us - prev_kept >= 1200000000
+    AND NOT (kord = 3 AND in_break_before)
+GROUP BY ALL;
 
 CREATE TEMP TABLE longest AS
 SELECT site, worker, shift_no, max(len) AS longest_us FROM (
@@ -71,7 +80,8 @@ SELECT site, worker, shift_no,
 FROM w3 WHERE kord = 4;
 
 CREATE TEMP TABLE shifts AS
-SELECT s.*, l.longest_us, s.end_us - s.start_us - s.break_us AS effective_us
+SELECT s.*, l.longest_us, s.end_us - s.start_us - s.break_us AS effective_us,
+    greatest(s.end_us - s.start_us - s.break_us - coalesce(i.inferred_us, 0), 0) AS lower_us
 FROM (
     SELECT site, worker, shift_no,
         min(ts_us) FILTER (WHERE act) AS start_us,
@@ -85,7 +95,8 @@ FROM (
         count(*) FILTER (WHERE kord = 7) AS speed_flags,
         min(coalesce(threshold_s, (ts_us - prev_act_ts) / 1e6)) FILTER (WHERE kord = 6) AS idle_min_s
     FROM w3 WHERE shift_no IS NOT NULL GROUP BY ALL
-) s JOIN longest l USING (site, worker, shift_no);
+) s JOIN longest l USING (site, worker, shift_no)
+LEFT JOIN inferred i USING (site, worker, shift_no);
 
 CREATE TEMP TABLE weeks AS
 SELECT *, strftime(make_timestamp(local_start_us), '%G-W%V') AS week,
@@ -96,19 +107,23 @@ SELECT *, strftime(make_timestamp(local_start_us), '%G-W%V') AS week,
 SELECT
     (SELECT count(*) FROM ev) AS events,
     (SELECT count(*) FROM shifts) AS shifts,
-    -- French law: a break is due once work reaches 6 h (L3121-16).
-    (SELECT count(*) FROM shifts WHERE longest_us >= 21600000000) AS break_after_6h,
+    -- French law: a break is due once work reaches 6 h (L3121-16), counted
+    -- per working day (the shifts that start on one local date).
+    (SELECT count(*) FROM (
+        SELECT site, worker, day, max(longest_us) AS m FROM weeks GROUP BY ALL
+     ) WHERE m >= 21600000000) AS break_after_6h,
     -- Rest between two working days (a shift's day is the local date it
-    -- starts on), and the effective time of a working day, its shifts summed.
+    -- starts on), and the effective time of a working day, its shifts
+    -- summed, by its lower bound (what findings.json counts as observed).
     (SELECT count(*) FROM (
         SELECT start_us - lag(end_us) OVER w AS rest, day <> lag(day) OVER w AS new_day FROM weeks
         WINDOW w AS (PARTITION BY site, worker ORDER BY start_us)
      ) WHERE new_day AND rest < 39600000000) AS daily_rest_11h,
     (SELECT count(*) FROM (
-        SELECT site, worker, day, sum(effective_us) AS e FROM weeks GROUP BY ALL
+        SELECT site, worker, day, sum(lower_us) AS e FROM weeks GROUP BY ALL
      ) WHERE e > 36000000000) AS daily_max_10h,
     (SELECT count(*) FROM (
-        SELECT site, worker, week, sum(effective_us) AS e FROM weeks GROUP BY ALL
+        SELECT site, worker, week, sum(lower_us) AS e FROM weeks GROUP BY ALL
      ) WHERE e > 172800000000) AS weekly_max_48h,
     (SELECT min(idle_min_s) FROM shifts) AS idle_flag_threshold,
     (SELECT sum(flags_in_breaks) FROM shifts) AS flags_during_breaks,

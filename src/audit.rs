@@ -205,6 +205,7 @@ pub fn run(
             dropped_fields: stats.dropped_fields.clone(),
             files,
             rejects_not_kept,
+            overlapping_shifts: evaluation.overlapping_shifts,
         },
         privacy: PrivacySummary {
             k: setup.policy.k,

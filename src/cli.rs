@@ -35,6 +35,9 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Check a policy file and report every problem at once.
     CheckPolicy(CheckPolicyArgs),
+    /// Print the rule catalogue: each rule, how the law counts it, and its
+    /// status, threshold and sources in each profile.
+    Rules(RulesArgs),
     /// Work on the service's store.
     #[command(subcommand)]
     Store(StoreCommand),
@@ -63,7 +66,7 @@ pub struct StoreCheckArgs {
 
 #[derive(Args, Debug)]
 pub struct PolicyArgs {
-    /// Built-in policy profile: fr (default), eu or us-ca.
+    /// Built-in policy profile: fr (default), eu, de or us-ca (`vigie rules`).
     #[arg(long, value_name = "NAME", conflicts_with = "policy")]
     pub profile: Option<String>,
     /// Policy file (TOML; see docs/policy.md).
@@ -149,6 +152,21 @@ pub struct IngestArgs {
 pub struct CheckPolicyArgs {
     /// The policy file to check.
     pub file: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct RulesArgs {
+    /// Only this profile's rules (fr, eu, de, us-ca), resolved as the
+    /// analysis uses them.
+    #[arg(long, value_name = "NAME")]
+    pub profile: Option<String>,
+    /// md: a Markdown table (docs/metrics.md carries it); json: every
+    /// definition, text and source.
+    #[arg(long, value_parser = ["md", "json"], default_value = "md")]
+    pub format: String,
+    /// Language of the texts and citations in the Markdown table.
+    #[arg(long, value_parser = ["fr", "en"], default_value = "en")]
+    pub lang: String,
 }
 
 /// An error with the exit code it maps to.
@@ -270,6 +288,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             crate::service::main(&i.config)
         }
         Command::Store(StoreCommand::Check(c)) => store_check(&c),
+        Command::Rules(r) => rules(&r),
         Command::CheckPolicy(c) => {
             let p = Policy::from_file(&c.file).map_err(|e| Failure::usage(e.to_string()))?;
             println!(
@@ -282,6 +301,51 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+/// `vigie rules`: the catalogue, whole or for one profile.
+fn rules(r: &RulesArgs) -> Result<(), Failure> {
+    use vigie_analyze::catalogue::{catalogue, markdown};
+    let cat = catalogue();
+    if let Some(p) = &r.profile {
+        if cat.profile(p).is_none() {
+            return Err(Failure::usage(format!(
+                "unknown profile `{p}`: the built-in profiles are {}",
+                cat.profile_ids().join(", ")
+            )));
+        }
+    }
+    let text = match (r.format.as_str(), &r.profile) {
+        ("md", p) => markdown(p.as_deref(), &r.lang),
+        (_, None) => serde_json::to_string_pretty(cat).map_err(|e| Failure::run(e.to_string()))? + "\n",
+        (_, Some(p)) => {
+            // The profile's rules as the analysis resolves them, with the
+            // catalogue's texts.
+            let policy = Policy::profile(p).map_err(|e| Failure::usage(e.to_string()))?;
+            let rules: Vec<serde_json::Value> = cat
+                .rule
+                .iter()
+                .filter_map(|d| {
+                    let setting = policy.rules.get(&d.id)?;
+                    Some(serde_json::json!({
+                        "id": d.id,
+                        "family": d.family,
+                        "counted": d.counted,
+                        "bounded": d.bounded,
+                        "name": d.name,
+                        "description": d.description,
+                        "questions": d.questions,
+                        "evidence": d.evidence,
+                        "contested": d.contested,
+                        "setting": setting,
+                    }))
+                })
+                .collect();
+            let out = serde_json::json!({ "profile": cat.profile(p), "rules": rules });
+            serde_json::to_string_pretty(&out).map_err(|e| Failure::run(e.to_string()))? + "\n"
+        }
+    };
+    std::io::stdout().write_all(text.as_bytes()).map_err(|e| Failure::run(e.to_string()))
 }
 
 fn store_check(c: &StoreCheckArgs) -> Result<(), Failure> {

@@ -351,6 +351,18 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
             "groupes-périodes masqués pour protéger les petits groupes"
         )
     );
+    if i.overlapping_shifts > 0 {
+        let _ = write!(
+            h,
+            "<p class=\"note\">{} {}</p>",
+            i.overlapping_shifts,
+            t(
+                fr,
+                "pairs of shifts of one worker overlap in time (one pseudonym at two sites at once, or clocks that disagree): a question to put to whoever produced the export.",
+                "paires de postes d'un même salarié se chevauchent dans le temps (un même pseudonyme sur deux sites à la fois, ou des horloges en désaccord) : une question à poser à qui a produit l'export."
+            )
+        );
+    }
     let notable: Vec<&Finding> =
         f.findings.iter().filter(|x| matches!(x.status, Status::Breach | Status::Attention)).collect();
     if !notable.is_empty() {

@@ -784,3 +784,48 @@ fn open_data_row_by_hand() {
     // Gaps: start -> scan 30 min (break), scan -> end 30 min (break).
     assert_eq!(a.gaps, [0, 0, 0, 10]);
 }
+
+// The rule catalogue round-trips: `vigie rules` lists every rule each
+// profile evaluates, and docs/metrics.md carries its table.
+
+#[test]
+fn docs_metrics_carries_the_catalogue_table() {
+    let out = run(&["rules"]);
+    assert!(out.status.success());
+    let table = String::from_utf8(out.stdout).unwrap();
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md")).unwrap();
+    let (_, rest) = doc.split_once("<!-- rules:begin -->\n").expect("begin marker");
+    let (block, _) = rest.split_once("<!-- rules:end -->").expect("end marker");
+    assert_eq!(
+        block, table,
+        "docs/metrics.md is stale: paste `target/release/vigie rules` between the markers"
+    );
+}
+
+#[test]
+fn rules_json_lists_every_rule_each_profile_evaluates() {
+    for profile in ["fr", "eu", "de", "us-ca"] {
+        let out = run(&["rules", "--profile", profile, "--format", "json"]);
+        assert!(out.status.success(), "{profile}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let listed: Vec<&str> =
+            v["rules"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+        let policy = vigie_analyze::policy::Policy::profile(profile).unwrap();
+        let evaluated: Vec<&str> = policy.rules.keys().map(String::as_str).collect();
+        let mut sorted = listed.clone();
+        sorted.sort();
+        assert_eq!(sorted, evaluated, "{profile}");
+        for r in v["rules"].as_array().unwrap() {
+            let id = r["id"].as_str().unwrap();
+            let setting = &r["setting"];
+            assert_eq!(setting["enabled"], policy.rules[id].enabled, "{profile} {id}");
+            assert!(!r["name"]["fr"].as_str().unwrap().is_empty(), "{profile} {id}");
+            assert!(!setting["sources"].as_array().unwrap().is_empty(), "{profile} {id}");
+        }
+    }
+    let out = run(&["rules", "--profile", "xx"]);
+    assert_eq!(out.status.code(), Some(2));
+    let whole: serde_json::Value =
+        serde_json::from_slice(&run(&["rules", "--format", "json"]).stdout).unwrap();
+    assert_eq!(whole["profile"].as_array().unwrap().len(), 4);
+}

@@ -128,11 +128,29 @@ fn yes() -> bool {
     true
 }
 
+/// How a rule's limit applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitKind {
+    /// Values above the limit (or reaching it, when inclusive) count.
+    #[default]
+    Above,
+    /// Values below the limit count (a minimum rest, a shortest interval).
+    Below,
+    /// One item is owed per each limit's worth (a rest period per 4 h).
+    Every,
+}
+
 /// One rule.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDef {
     pub id: String,
+    /// The unit of the profiles' `limit` (h, s, kg, days).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub limit_unit: String,
+    #[serde(default)]
+    pub limit_kind: LimitKind,
     pub family: String,
     pub unit: String,
     pub counted: Counted,
@@ -239,6 +257,9 @@ impl Catalogue {
                 if placeholders(&t.en) != placeholders(&t.fr) {
                     out.push(format!("{}: evidence `{case}` has different placeholders in en and fr", r.id));
                 }
+            }
+            if r.profiles.values().any(|p| p.limit.is_some()) && r.limit_unit.is_empty() {
+                out.push(format!("{}: a limit needs a limit_unit", r.id));
             }
             if r.profiles.is_empty() {
                 out.push(format!("{}: no profile evaluates it", r.id));
@@ -350,10 +371,15 @@ pub fn markdown(profile: Option<&str>, lang: &str) -> String {
             };
             let limit = match pr.limit {
                 Some(l) => {
-                    let mut s =
-                        format!("{}{}", if pr.limit_inclusive { ">= " } else { "> " }, number(l, "en"));
+                    let op = match (r.limit_kind, pr.limit_inclusive) {
+                        (LimitKind::Above, true) => ">= ",
+                        (LimitKind::Above, false) => "> ",
+                        (LimitKind::Below, _) => "< ",
+                        (LimitKind::Every, _) => "per ",
+                    };
+                    let mut s = format!("{op}{} {}", number(l, lang), r.limit_unit);
                     for (k, v) in &pr.params {
-                        s.push_str(&format!(", {k} {}", number(*v, "en")));
+                        s.push_str(&format!(", {k} {}", number(*v, lang)));
                     }
                     s
                 }
@@ -365,7 +391,7 @@ pub fn markdown(profile: Option<&str>, lang: &str) -> String {
                 r.counted.label(lang),
                 r.unit,
                 r.compare.symbol(),
-                number(pr.threshold, "en"),
+                number(pr.threshold, lang),
                 pr.sources.get(lang).join("; ")
             ));
         }

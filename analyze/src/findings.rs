@@ -101,6 +101,11 @@ pub struct InputSummary {
     /// keeps a bounded amount); absent when none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rejects_not_kept: u64,
+    /// Pairs of shifts of one worker that overlap in time (the same
+    /// pseudonym at two sites at once, or clocks that disagree): an input
+    /// problem; absent when none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overlapping_shifts: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -248,6 +248,7 @@ pub fn analysis_cycle(
             to: rfc(all.iter().map(|s| s.end_us).max()),
             sites,
             files: vec![format!("store: {}", root.display())],
+            overlapping_shifts: evaluation.overlapping_shifts,
             ..Default::default()
         },
         privacy: PrivacySummary {

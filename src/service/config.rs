@@ -461,8 +461,9 @@ impl Config {
         if a.interval_s == 0 {
             bad("analysis.interval_s must be at least 1".into());
         }
-        if a.policy.is_none() && !["fr", "eu", "us-ca"].contains(&a.profile.as_str()) {
-            bad(format!("analysis.profile {:?}: one of fr, eu, us-ca", a.profile));
+        let profiles = vigie_analyze::catalogue::catalogue().profile_ids();
+        if a.policy.is_none() && !profiles.contains(&a.profile.as_str()) {
+            bad(format!("analysis.profile {:?}: one of {}", a.profile, profiles.join(", ")));
         }
         for f in a.policy.iter().chain(a.employer.iter()) {
             if !f.is_file() {

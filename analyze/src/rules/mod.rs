@@ -544,3 +544,29 @@ fn overlaps(shifts: &[Shift]) -> u64 {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::{events, run_lines};
+
+    #[test]
+    fn overlapping_shifts_of_one_worker_are_an_input_problem() {
+        // The same five workers at a second site from 10:00 to 11:00 while
+        // their 08:00-12:00 shift runs at the first: five overlaps.
+        let mut lines = events("Mon 08:00-12:00");
+        lines.push_str(
+            &events("Mon 10:00-11:00")
+                .replace("\"s1\"", "\"s2\"")
+                .replace("\"event_id\":\"e", "\"event_id\":\"x"),
+        );
+        assert_eq!(run_lines("fr", &lines, None).overlapping_shifts, 5);
+        // One after the other: none.
+        let mut lines = events("Mon 08:00-12:00");
+        lines.push_str(
+            &events("Mon 13:00-14:00")
+                .replace("\"s1\"", "\"s2\"")
+                .replace("\"event_id\":\"e", "\"event_id\":\"x"),
+        );
+        assert_eq!(run_lines("fr", &lines, None).overlapping_shifts, 0);
+    }
+}

@@ -126,11 +126,16 @@ pub fn events(script: &str) -> String {
 /// Evaluates a schedule under a profile (k = 5), with an optional
 /// employer declaration (TOML).
 pub fn run(profile: &str, script: &str, employer: Option<&str>) -> Evaluation {
+    run_lines(profile, &events(script), employer)
+}
+
+/// Evaluates NDJSON events under a profile (k = 5).
+pub fn run_lines(profile: &str, lines: &str, employer: Option<&str>) -> Evaluation {
     let mut policy = Policy::profile(profile).expect("profile");
     policy.k = 5;
     let pseudo = Pseudonymiser::new(&[b'k'; 32]).expect("key");
     let mut ing = Ingestor::new(pseudo, None, Vec::new(), MemoryRejects::default());
-    for (i, l) in events(script).lines().enumerate() {
+    for (i, l) in lines.lines().enumerate() {
         ing.offer_json(l.as_bytes(), || Origin::File { file: "t".into(), line: i as u64 + 1 })
             .expect("offer");
     }

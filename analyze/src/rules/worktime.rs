@@ -33,6 +33,7 @@ const AVERAGE: &str = "worktime.weekly_average";
 const WEEKLY_REST: &str = "worktime.weekly_rest_35h";
 const SIX_DAYS: &str = "worktime.max_6_days";
 const NIGHT: &str = "worktime.night_daily_8h";
+const NIGHT_AVERAGE: &str = "worktime.night_weekly_average";
 const MEAL: &str = "worktime.ca_meal_period";
 const CA_REST: &str = "worktime.ca_rest_period";
 
@@ -217,12 +218,14 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         *f = (*f).min(m);
     }
 
+    let night_workers = night_workers(ctx, &days);
     per_day(ctx, emit, &days, break_min);
     rest_between_days(ctx, emit, &days);
     per_week(ctx, emit, &weeks, break_min);
-    weekly_average(ctx, emit, &weeks, &first_monday, break_min);
+    weekly_average(ctx, emit, AVERAGE, &weeks, &first_monday, break_min, |_| true);
+    weekly_average(ctx, emit, NIGHT_AVERAGE, &weeks, &first_monday, break_min, |k| night_workers.contains(k));
     weekly_rest(ctx, emit, &weeks);
-    night_days(ctx, emit, &days, break_min);
+    night_days(ctx, emit, &days, &night_workers, break_min);
     california(ctx, emit, &days, meal_h);
 }
 
@@ -367,27 +370,30 @@ fn per_week(ctx: &Ctx, emit: &mut Emit, weeks: &Weeks, break_min: f64) {
 }
 
 /// The average week over a rolling window ending with each week a worker
-/// worked; weeks without work in the window count as 0 h.
+/// worked; weeks without work in the window count as 0 h. Only workers
+/// `who` selects are counted.
 fn weekly_average(
     ctx: &Ctx,
     emit: &mut Emit,
+    id: &str,
     weeks: &Weeks,
     first_monday: &HashMap<&Arc<str>, NaiveDate>,
     break_min: f64,
+    who: impl Fn(&(&Arc<str>, u64)) -> bool,
 ) {
-    if !ctx.enabled(AVERAGE) {
+    if !ctx.enabled(id) {
         return;
     }
     let p = ctx.policy;
-    let limit = p.limit(AVERAGE, 48.0);
-    let n = p.param(AVERAGE, "window_weeks", 17.0).max(1.0) as i64;
+    let limit = p.limit(id, 48.0);
+    let n = p.param(id, "window_weeks", 17.0).max(1.0) as i64;
     let mut t = Tallies::new();
     // (site, week) -> the window's first Monday.
     let mut window_of: HashMap<(Arc<str>, String), NaiveDate> = HashMap::new();
     for ((site, worker, m), w) in weeks {
         let start = *m - Duration::weeks(n - 1);
         window_of.insert(((*site).clone(), w.week.to_string()), start);
-        if first_monday.get(site).is_some_and(|f| start < *f) {
+        if first_monday.get(site).is_some_and(|f| start < *f) || !who(&(*site, *worker)) {
             continue;
         }
         let (mut lower, mut upper) = (0i64, 0i64);
@@ -403,7 +409,7 @@ fn weekly_average(
             x.possible += u64::from(possible);
         });
     }
-    ctx.weekly(emit, AVERAGE, |key| {
+    ctx.weekly(emit, id, |key| {
         let start = window_of.get(&(key.0.clone(), key.2.clone())).copied();
         let first = first_monday.get(&key.0).copied();
         match (start, first) {
@@ -488,15 +494,14 @@ fn weekly_rest(ctx: &Ctx, emit: &mut Emit, weeks: &Weeks) {
     });
 }
 
-/// Night workers' daily maximum. A night worker, here, had at least
-/// `night_min_h` of night work on at least `night_days` days in at least
-/// half of the weeks they worked.
-fn night_days(ctx: &Ctx, emit: &mut Emit, days: &[Day], break_min: f64) {
-    if !ctx.enabled(NIGHT) {
-        return;
+/// Night workers: at least `night_min_h` of night work on at least
+/// `night_days` days in at least half of the weeks they worked (the
+/// profile's reading of "habitually, at least twice a week").
+fn night_workers<'a>(ctx: &Ctx, days: &[Day<'a>]) -> BTreeSet<(&'a Arc<str>, u64)> {
+    if !ctx.enabled(NIGHT) && !ctx.enabled(NIGHT_AVERAGE) {
+        return BTreeSet::new();
     }
     let p = ctx.policy;
-    let limit = p.limit(NIGHT, 8.0);
     let min_us = (p.param(NIGHT, "night_min_h", 3.0) * US_PER_H) as i64;
     let need_days = p.param(NIGHT, "night_days", 2.0);
     // (site, worker) -> week -> days with enough night work.
@@ -505,14 +510,28 @@ fn night_days(ctx: &Ctx, emit: &mut Emit, days: &[Day], break_min: f64) {
         *nightly.entry((d.site, d.worker)).or_default().entry(d.week).or_default() +=
             u64::from(d.night_us >= min_us);
     }
-    let night_worker: BTreeSet<(&Arc<str>, u64)> = nightly
+    nightly
         .iter()
         .filter(|(_, w)| {
             let qualifying = w.values().filter(|n| **n as f64 >= need_days).count();
             qualifying > 0 && 2 * qualifying >= w.len()
         })
         .map(|(k, _)| *k)
-        .collect();
+        .collect()
+}
+
+/// Night workers' daily maximum.
+fn night_days(
+    ctx: &Ctx,
+    emit: &mut Emit,
+    days: &[Day],
+    night_worker: &BTreeSet<(&Arc<str>, u64)>,
+    break_min: f64,
+) {
+    if !ctx.enabled(NIGHT) {
+        return;
+    }
+    let limit = ctx.policy.limit(NIGHT, 8.0);
     let mut t = Tallies::new();
     let mut seen: BTreeSet<(&Arc<str>, u64, &str, &str)> = BTreeSet::new();
     for d in days.iter().filter(|d| night_worker.contains(&(d.site, d.worker))) {
@@ -795,6 +814,26 @@ mod tests {
         // each day over 8 h. A 9 h day shift is not night work.
         check("fr", "Mon..Thu 21:00-06:00", &[Want::site(NIGHT, "2026-W10", Breach, 20.0)]);
         check("fr", "Mon..Thu 08:00-17:00", &[Want::site(NIGHT, "2026-W10", Ok, 0.0)]);
+        // Twice a week 22:00-01:00 (3 h of night work) is enough to be a
+        // night worker; 22:00-00:59 is not.
+        check("fr", "Mon..Tue 22:00-01:00 | Wed 08:00-17:00", &[Want::site(NIGHT, "2026-W10", Breach, 5.0)]);
+        check("fr", "Mon..Tue 22:00-00:59 | Wed 08:00-17:00", &[Want::site(NIGHT, "2026-W10", Ok, 0.0)]);
+    }
+
+    #[test]
+    fn night_workers_average_40_hours_over_12_weeks() {
+        // Twelve weeks of four nights 21:00-08:00 (11 h, 44 h a week):
+        // night workers over 40 h on average; the day workers' 44 h limit
+        // over 12 weeks is not crossed (44 is not more than 44).
+        let mut script = String::new();
+        for w in 0..12 {
+            script.push_str(&format!("week+{w} Mon..Thu 21:00-08:00 | "));
+        }
+        check(
+            "fr",
+            script.trim_end_matches(" | "),
+            &[Want::site(NIGHT_AVERAGE, "2026-W21", Breach, 5.0), Want::site(AVERAGE, "2026-W21", Ok, 0.0)],
+        );
     }
 
     #[test]
