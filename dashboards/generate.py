@@ -7,8 +7,31 @@ real Prometheus that scraped vigie (tests/prometheus.rs).
 """
 import json
 import pathlib
+import tomllib
 
 HERE = pathlib.Path(__file__).resolve().parent
+# The rule catalogue: rule names, descriptions and per-profile settings
+# come from it, so that a panel says what the report and `vigie rules` say.
+CATALOGUE = tomllib.loads((HERE.parent / "analyze" / "catalogue" / "rules.toml").read_text())
+RULES = {r["id"]: r for r in CATALOGUE["rule"]}
+
+
+def rule_title(rule_id):
+    """The rule's English name in the catalogue."""
+    return RULES[rule_id]["name"]["en"]
+
+
+def rule_text(rule_id, lead=""):
+    """A panel description from the catalogue: what the rule measures and,
+    per profile, when it is crossed."""
+    r = RULES[rule_id]
+    sym = {"above": ">", "at_least": ">=", "below": "<"}[r["compare"]]
+    settings = []
+    for name, p in r["profiles"].items():
+        if p.get("enabled", True):
+            settings.append(f"{name}: {p['status']} if {sym} {p['threshold']:g}")
+    text = f"{lead}{r['description']['en']} (rule {rule_id}; {', '.join(settings)}.)"
+    return text
 DS = {"type": "prometheus", "uid": "${datasource}"}
 SG = 'site=~"$site",group=~"$group"'
 
@@ -165,9 +188,8 @@ def intensity():
     )
     b.panel(
         "timeseries",
-        "Intensification against the baseline",
-        "Relative change of the median units per hour between the baseline weeks and the latest "
-        "weeks (rule cadence.intensification; attention at +10 % with the fr profile).",
+        rule_title("cadence.intensification"),
+        rule_text("cadence.intensification"),
         "percentunit",
         [(f'vigie_finding_observed{{{SG},rule="cadence.intensification"}}', "{{site}} {{group}}")],
     )
@@ -182,16 +204,15 @@ def intensity():
     )
     b.panel(
         "timeseries",
-        "Share of rushed intervals",
-        "Share of intervals between consecutive scans shorter than the policy's rush bound "
-        "(rule cadence.rush_share).",
+        rule_title("cadence.rush_share"),
+        rule_text("cadence.rush_share"),
         "percentunit",
         [(f'vigie_finding_observed{{{SG},rule="cadence.rush_share"}}', "{{site}} {{group}}")],
     )
     b.panel(
         "timeseries",
-        "Speed flags raised by the employer's system",
-        "Gestures the employer's system flagged as too fast (rule speed.speed_flags), latest period.",
+        rule_title("speed.speed_flags"),
+        rule_text("speed.speed_flags"),
         "short",
         [(f'vigie_finding_observed{{{SG},rule="speed.speed_flags"}}', "{{site}} {{group}}")],
     )
@@ -223,24 +244,22 @@ def pauses():
     )
     b.panel(
         "timeseries",
-        "Justification burden",
-        "Share of shifts with at least one request to justify a pause (rule pause.justification_burden).",
+        rule_title("pause.justification_burden"),
+        rule_text("pause.justification_burden"),
         "percentunit",
         [(f'vigie_finding_observed{{{SG},rule="pause.justification_burden"}}', "{{site}} {{group}}")],
     )
     b.panel(
         "timeseries",
-        "Smallest inactivity threshold",
-        "The smallest idle threshold the employer's system used, seconds (rule "
-        "pause.idle_flag_threshold; the CNIL found a 10-minute threshold disproportionate).",
+        rule_title("pause.idle_flag_threshold"),
+        rule_text("pause.idle_flag_threshold", "Seconds. "),
         "s",
         [(f'vigie_finding_observed{{{SG},rule="pause.idle_flag_threshold"}}', "{{site}} {{group}}")],
     )
     b.panel(
         "stat",
-        "Inactivity flags during declared breaks",
-        "Idle flags and justification requests raised inside a declared break (rule "
-        "pause.flags_during_breaks): any is a point for attention.",
+        rule_title("pause.flags_during_breaks"),
+        rule_text("pause.flags_during_breaks"),
         "short",
         [(f'sum(vigie_finding_observed{{{SG},rule="pause.flags_during_breaks"}})', "flags")],
         w=24,
@@ -253,8 +272,9 @@ def worktime():
     b = Board(
         "vigie-worktime",
         "vigie / Working-time compliance",
-        "Breaks, daily rest, daily and weekly maxima against the policy's limits (French Labour "
-        "Code and the EU Working Time Directive with the fr profile). Definitions: docs/findings.md.",
+        "Working-time rules of the rule catalogue against the profile's limits: "
+        + "; ".join(rule_title(i) for i in RULES if i.startswith("worktime."))
+        + ". Definitions: docs/metrics.md (vigie rules).",
         ["worktime"],
     )
     b.panel(
@@ -269,7 +289,8 @@ def worktime():
     b.panel(
         "barchart",
         "Breaches by rule",
-        "Shifts or worker-weeks over the limit in the latest ISO week, summed over the selected groups.",
+        "Worker-days, rests, worker-weeks or workers over the limit in the latest ISO week (by the "
+        "lower bound of effective time), summed over the selected groups.",
         "short",
         [(f"sum by (rule) (vigie_worktime_breaches{{{SG}}})", "{{rule}}")],
         options={"xField": "rule"},
@@ -322,9 +343,8 @@ def privacy():
     )
     b.panel(
         "timeseries",
-        "Employer's retention of individual data",
-        "Days the employer keeps individual events: the longest of what it declares, the span of "
-        "the data, and what the source topic still holds (rule retention.individual_data).",
+        rule_title("retention.individual_data"),
+        rule_text("retention.individual_data", "Days. "),
         "d",
         [('vigie_finding_observed{site=~"$site",group="site",rule="retention.individual_data"}', "{{site}}")],
     )
@@ -406,10 +426,25 @@ def pipeline():
 
 
 def main():
+    """Writes the dashboards; with --check, only says (exit 1) which
+    committed file differs from what this generator and the rule
+    catalogue make."""
+    import sys
+
+    check = "--check" in sys.argv[1:]
+    stale = []
     for board in (intensity(), pauses(), worktime(), privacy(), pipeline()):
         path = HERE / f"{board.uid}.json"
-        path.write_text(json.dumps(board.json(), indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(board.json(), indent=2, ensure_ascii=False) + "\n"
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(str(path.relative_to(HERE.parent)))
+            continue
+        path.write_text(text)
         print(f"wrote {path.relative_to(HERE.parent)} ({len(board.panels)} panels)")
+    if stale:
+        print("stale, run python3 dashboards/generate.py:", ", ".join(stale))
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -230,6 +230,15 @@ fn dashboards() -> Vec<(String, serde_json::Value)> {
 }
 
 #[test]
+fn dashboards_are_what_the_generator_and_the_rule_catalogue_make() {
+    let out = std::process::Command::new("python3")
+        .args([concat!(env!("CARGO_MANIFEST_DIR"), "/dashboards/generate.py"), "--check"])
+        .output()
+        .expect("python3 runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
 fn dashboards_pass_the_lint() {
     let boards = dashboards();
     assert_eq!(boards.len(), 5, "five dashboards");
