@@ -387,6 +387,7 @@ fn weekly_average(
     let p = ctx.policy;
     let limit = p.limit(id, 48.0);
     let n = p.param(id, "window_weeks", 17.0).max(1.0) as i64;
+    let night = id == NIGHT_AVERAGE;
     let mut t = Tallies::new();
     // (site, week) -> the window's first Monday.
     let mut window_of: HashMap<(Arc<str>, String), NaiveDate> = HashMap::new();
@@ -420,6 +421,9 @@ fn weekly_average(
                     .t("week", key.2.clone())
                     .t("first_week", week_label(f)),
             ),
+            (_, _) if night && get(&t, key).total == 0 => {
+                Outcome::Value(Some(0.0), facts("no_night_workers"))
+            }
             (s, _) => {
                 let x = get(&t, key);
                 bounded(
@@ -548,6 +552,9 @@ fn night_days(
     }
     ctx.weekly(emit, NIGHT, |key| {
         let x = get(&t, key);
+        if x.extra == 0 {
+            return Outcome::Value(Some(0.0), facts("no_night_workers"));
+        }
         bounded(
             x,
             facts("bounded")
