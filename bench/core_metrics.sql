@@ -68,7 +68,7 @@ WHERE NOT new_shift AND prev_kept IS NOT NULL AND ts_us - prev_kept >= 120000000
 GROUP BY ALL;
 
 CREATE TEMP TABLE longest AS
-SELECT site, worker, shift_no, max(len) AS longest_us FROM (
+SELECT site, worker, shift_no, max(len) AS longest_us, arg_min(len, stretch_no) AS first_us FROM (
     SELECT site, worker, shift_no, stretch_no, max(ts_us) - min(ts_us) AS len
     FROM kept GROUP BY ALL
 ) GROUP BY ALL;
@@ -80,7 +80,7 @@ SELECT site, worker, shift_no,
 FROM w3 WHERE kord = 4;
 
 CREATE TEMP TABLE shifts AS
-SELECT s.*, l.longest_us, s.end_us - s.start_us - s.break_us AS effective_us,
+SELECT s.*, l.longest_us, l.first_us, s.end_us - s.start_us - s.break_us AS effective_us,
     greatest(s.end_us - s.start_us - s.break_us - coalesce(i.inferred_us, 0), 0) AS lower_us
 FROM (
     SELECT site, worker, shift_no,
@@ -107,11 +107,12 @@ SELECT *, strftime(make_timestamp(local_start_us), '%G-W%V') AS week,
 SELECT
     (SELECT count(*) FROM ev) AS events,
     (SELECT count(*) FROM shifts) AS shifts,
-    -- French law: a break is due once work reaches 6 h (L3121-16), counted
-    -- per working day (the shifts that start on one local date).
+    -- French law: a break is due once daily work reaches 6 h (L3121-16),
+    -- so the work before the first break of a working day (the shifts that
+    -- start on one local date) may not reach 6 h.
     (SELECT count(*) FROM (
-        SELECT site, worker, day, max(longest_us) AS m FROM weeks GROUP BY ALL
-     ) WHERE m >= 21600000000) AS break_after_6h,
+        SELECT site, worker, day, arg_min(first_us, start_us) AS f FROM weeks GROUP BY ALL
+     ) WHERE f >= 21600000000) AS break_after_6h,
     -- Rest between two working days (a shift's day is the local date it
     -- starts on), and the effective time of a working day, its shifts
     -- summed, by its lower bound (what findings.json counts as observed).

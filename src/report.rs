@@ -727,9 +727,13 @@ fn annex(fr: bool) -> String {
     for l in &catalogue().letter {
         let _ = write!(
             o,
-            "<article class=\"letter\"><h3>{}</h3><p>{}</p></article>",
+            "<article class=\"letter\"><h3>{}</h3><p>{}</p>{}</article>",
             esc(l.title.get(lang)),
-            esc(l.body.get(lang))
+            esc(l.body.get(lang)),
+            l.note
+                .as_ref()
+                .map(|n| format!("<p class=\"note\">{}</p>", esc(n.get(lang))))
+                .unwrap_or_default()
         );
     }
     o.push_str("</section>\n");

@@ -118,6 +118,8 @@ pub struct ProfileRule {
     pub limit: Option<f64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub limit_inclusive: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, f64>,
     pub sources: Texts,
@@ -174,6 +176,9 @@ pub struct RuleDef {
 pub struct Letter {
     pub title: Text,
     pub body: Text,
+    /// What the letter rests on, when a reader should check it first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<Text>,
 }
 
 /// The whole catalogue.
@@ -187,6 +192,10 @@ pub struct Catalogue {
     #[serde(default)]
     pub letter: Vec<Letter>,
 }
+
+/// The rules that can measure more than one thing, and their measures.
+pub const MEASURES: [(&str, &[&str]); 1] =
+    [("worktime.break_after_6h", &["first_stretch", "longest_stretch", "unbroken_day"])];
 
 /// The catalogue built into vigie.
 pub fn catalogue() -> &'static Catalogue {
@@ -270,6 +279,11 @@ impl Catalogue {
                 }
                 if pr.sources.en.is_empty() || pr.sources.en.len() != pr.sources.fr.len() {
                     out.push(format!("{}/{p}: sources need as many en as fr, at least one", r.id));
+                }
+                if let Some(m) = &pr.measure {
+                    if !MEASURES.iter().any(|(rule, ms)| *rule == r.id && ms.contains(&m.as_str())) {
+                        out.push(format!("{}/{p}: unknown measure {m:?}", r.id));
+                    }
                 }
                 if pr.note.en.is_empty() || pr.note.fr.is_empty() {
                     out.push(format!("{}/{p}: note needs en and fr", r.id));
@@ -378,6 +392,9 @@ pub fn markdown(profile: Option<&str>, lang: &str) -> String {
                         (LimitKind::Every, _) => "per ",
                     };
                     let mut s = format!("{op}{} {}", number(l, lang), r.limit_unit);
+                    if let Some(m) = &pr.measure {
+                        s.push_str(&format!(", {m}"));
+                    }
                     for (k, v) in &pr.params {
                         s.push_str(&format!(", {k} {}", number(*v, lang)));
                     }

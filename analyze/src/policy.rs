@@ -72,6 +72,11 @@ pub struct RulePolicy {
     /// Directive's "longer than six hours").
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub limit_inclusive: bool,
+    /// What a rule measures, where it can measure more than one thing
+    /// (`worktime.break_after_6h`: `first_stretch`, `longest_stretch` or
+    /// `unbroken_day`; docs/policy.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<String>,
     /// The rule's other parameters (e.g. `window_weeks` of the weekly
     /// average), by name; docs/policy.md lists them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -164,6 +169,7 @@ impl Policy {
                     sources: pr.sources.get(lang).to_vec(),
                     limit: pr.limit,
                     limit_inclusive: pr.limit_inclusive,
+                    measure: pr.measure.clone(),
                     params: pr.params.clone(),
                     note: pr.note.get(lang).to_string(),
                 },
@@ -234,6 +240,12 @@ impl Policy {
             for (name, v) in &r.params {
                 if !v.is_finite() || *v < 0.0 {
                     out.push(format!("rule `{id}`: params.{name} must be a number >= 0"));
+                }
+            }
+            if let Some(m) = &r.measure {
+                if !crate::catalogue::MEASURES.iter().any(|(rule, ms)| rule == id && ms.contains(&m.as_str()))
+                {
+                    out.push(format!("rule `{id}`: unknown measure {m:?}"));
                 }
             }
             if let Some(w) = r.params.get("window_weeks") {

@@ -71,6 +71,10 @@ pub struct Shift {
     pub break_us: i64,
     /// Longest stretch without a break of 20 min or more.
     pub longest_stretch_us: i64,
+    /// The shift's first stretch (work before its first break), and how
+    /// many stretches it has (1: no break at all).
+    pub first_stretch_us: i64,
+    pub stretches: u64,
     /// Undeclared stops of the break length (20 min) or more between two
     /// events outside declared breaks: breaks by the lower bound of
     /// effective time, work by its upper bound.
@@ -290,7 +294,14 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
         .group_by([col("shift_id"), col("stretch_id")])
         .agg([(col("ts_us").max() - col("ts_us").min()).alias("len_us")])
         .group_by([col("shift_id")])
-        .agg([col("len_us").max().alias("longest_stretch_us")]);
+        .agg([
+            col("len_us").max().alias("longest_stretch_us"),
+            col("len_us")
+                .sort_by([col("stretch_id")], SortMultipleOptions::default())
+                .first()
+                .alias("first_stretch_us"),
+            col("len_us").count().cast(DataType::UInt64).alias("stretches"),
+        ]);
 
     let iv = || col("interval_us");
     let count = |e: Expr| e.cast(DataType::UInt64).sum();
@@ -410,6 +421,15 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
     let (idle, speed, just, inbrk) =
         (u64c("idle_flags")?, u64c("speed_flags")?, u64c("justifications")?, u64c("flags_in_breaks")?);
     let (idle_min, speed_min) = (f64c("idle_min_s")?, f64c("speed_min_s")?);
+    // Summaries written before these columns existed: the longest stretch
+    // stands for the first, and one stretch for the count.
+    let first_stretch =
+        if df.column("first_stretch_us").is_ok() { i64c("first_stretch_us")? } else { longest.clone() };
+    let stretches = if df.column("stretches").is_ok() {
+        u64c("stretches")?
+    } else {
+        UInt64Chunked::full("stretches".into(), 1, df.height())
+    };
     let (rest_breaks, meal_after, meal_breaks) = (
         u64c("rest_breaks")?,
         i64c("meal_after_us")?,
@@ -449,6 +469,8 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
             break_us: brk.get(i).unwrap_or(0),
             longest_stretch_us: longest.get(i).unwrap_or(0),
             inferred_break_us: inferred.get(i).unwrap_or(0),
+            first_stretch_us: first_stretch.get(i).unwrap_or(0),
+            stretches: stretches.get(i).unwrap_or(1),
             scans: z(&scans),
             units: z(&units),
             weight_kg: (z(&weight_n) > 0).then(|| weight.get(i).unwrap_or(0.0)),

@@ -51,6 +51,10 @@ pub(crate) struct Day<'a> {
     pub start_us: i64,
     pub end_us: i64,
     pub longest_stretch_us: i64,
+    /// Work before the day's first break; stretches in the day (1: no
+    /// break at all).
+    pub first_stretch_us: i64,
+    pub stretches: u64,
     /// Breaks by their upper bound: declared, inferred, and stops of the
     /// break length between the day's shifts.
     pub breaks_us: i64,
@@ -76,8 +80,21 @@ fn days<'a>(ctx: &'a Ctx, break_min_us: i64, meal_h: f64, night: (f64, f64)) -> 
         if same {
             let d = out.last_mut().expect("checked");
             let gap = s.start_us - d.end_us;
-            if gap >= break_min_us {
+            let joined = gap < break_min_us;
+            if joined {
+                // A stop shorter than a break does not end a stretch: when
+                // the day so far is one stretch, it runs on into this
+                // shift's first. (When it is not, the day's last stretch is
+                // not known and the two are kept apart: the break rules can
+                // then only miss, never invent, a breach.)
+                if d.stretches == 1 {
+                    d.first_stretch_us += gap + s.first_stretch_us;
+                    d.longest_stretch_us = d.longest_stretch_us.max(d.first_stretch_us);
+                }
+                d.stretches += s.stretches - 1;
+            } else {
                 d.breaks_us += gap;
+                d.stretches += s.stretches;
             }
             if gap >= 600_000_000 {
                 d.rest_breaks += 1;
@@ -108,6 +125,8 @@ fn days<'a>(ctx: &'a Ctx, break_min_us: i64, meal_h: f64, night: (f64, f64)) -> 
                 start_us: s.start_us,
                 end_us: s.end_us,
                 longest_stretch_us: s.longest_stretch_us,
+                first_stretch_us: s.first_stretch_us,
+                stretches: s.stretches,
                 breaks_us: s.break_us + s.inferred_break_us,
                 rest_breaks: s.rest_breaks,
                 meal_breaks: s.meal_breaks,
@@ -233,6 +252,7 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
 fn per_day(ctx: &Ctx, emit: &mut Emit, days: &[Day], break_min: f64) {
     let p = ctx.policy;
     let (b_limit, b_incl) = (p.limit(BREAK, 6.0), p.limit_inclusive(BREAK));
+    let measure = p.rules.get(BREAK).and_then(|r| r.measure.as_deref()).unwrap_or("longest_stretch");
     let d_limit = p.limit(DAILY, 10.0);
     // Break total (ArbZG s. 4): minutes owed beyond each step of work.
     let first_h = p.limit(BREAK_TOTAL, 6.0);
@@ -243,7 +263,16 @@ fn per_day(ctx: &Ctx, emit: &mut Emit, days: &[Day], break_min: f64) {
     let (mut brk, mut total, mut daily) = (Tallies::new(), Tallies::new(), Tallies::new());
     for d in days {
         let g = || d.groups.iter().copied();
-        let crossed = over(d.longest_stretch_us, b_limit, b_incl);
+        let crossed = match measure {
+            // Work before the day's first break (French law: the break is
+            // due once daily work reaches the limit).
+            "first_stretch" => over(d.first_stretch_us, b_limit, b_incl),
+            // A day with no break at all (the Directive: a working day
+            // longer than the limit gives a right to a break).
+            "unbroken_day" => d.stretches == 1 && over(d.longest_stretch_us, b_limit, b_incl),
+            // Any stretch (German law: never more than the limit in a row).
+            _ => over(d.longest_stretch_us, b_limit, b_incl),
+        };
         add(&mut brk, d.site, g(), d.week, |t| {
             t.total += 1;
             t.certain += u64::from(crossed);
@@ -269,7 +298,12 @@ fn per_day(ctx: &Ctx, emit: &mut Emit, days: &[Day], break_min: f64) {
             t.possible += u64::from(possible);
         });
     }
-    let case = if b_incl { "count_inclusive" } else { "count" };
+    let case = match (measure, b_incl) {
+        ("first_stretch", _) => "first",
+        ("unbroken_day", _) => "unbroken",
+        (_, true) => "count_inclusive",
+        (_, false) => "count",
+    };
     ctx.weekly(emit, BREAK, |key| {
         let t = get(&brk, key);
         Outcome::Value(
@@ -662,6 +696,32 @@ mod tests {
         let more = "Mon 08:00-14:00:01";
         check("eu", more, &[Want::site(BREAK, "2026-W10", Attention, 5.0)]);
         check("fr", "Mon 08:00-13:59:59", &[Want::site(BREAK, "2026-W10", Ok, 0.0)]);
+    }
+
+    #[test]
+    fn each_text_counts_the_break_its_own_way() {
+        // 2 h, a declared 30-min break, then 6 h 10: French law wants the
+        // break before daily work reaches 6 h (it was: none); the Directive
+        // a break in a day over 6 h (there was one: none); German law no
+        // more than 6 h in a row (6 h 10: a breach).
+        let late = "Mon 08:00-16:40 break 10:00-10:30";
+        check("fr", late, &[Want::site(BREAK, "2026-W10", Ok, 0.0)]);
+        check("eu", late, &[Want::site(BREAK, "2026-W10", Ok, 0.0)]);
+        check("de", late, &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
+        // 4 h, a 10-min stop (not a break), 4 h: 8 h 10 without a break
+        // under every text.
+        let short_stop = "Mon 08:00-16:10 gap 12:00-12:10";
+        check("fr", short_stop, &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
+        check("eu", short_stop, &[Want::site(BREAK, "2026-W10", Attention, 5.0)]);
+        check("de", short_stop, &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
+        // 6 h 30, a break, 1 h: the French break came too late (after 6 h
+        // of work); the Directive's day had a break.
+        let after = "Mon 08:00-16:00 break 14:30-15:00";
+        check("fr", after, &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
+        check("eu", after, &[Want::site(BREAK, "2026-W10", Ok, 0.0)]);
+        // Two shifts 5 minutes apart (3 h 30 and 3 h): one stretch of 6 h
+        // 35 for the day.
+        check("fr", "Mon 08:00-11:30 | Mon 11:35-14:35", &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
     }
 
     #[test]
