@@ -107,14 +107,14 @@ fn the_report_holds_every_finding_in_both_languages_and_fetches_nothing() {
         // Both positions on the contested thresholds, and the annex.
         let (cnil, ce, ca, gdpr) = if lang == "fr" {
             (
-                "CNIL, délib. SAN-2023-021 du 27 déc. 2023",
+                "CNIL, délib. n° SAN-2023-021 du 27 déc. 2023",
                 "CE, 23 déc. 2025, n° 492830",
                 "§ 2104",
                 "RGPD, art. 15",
             )
         } else {
             (
-                "CNIL, decision SAN-2023-021, 27 Dec 2023",
+                "CNIL, Deliberation No. SAN-2023-021, 27 Dec 2023",
                 "Conseil d&#39;État, 23 Dec 2025, no. 492830",
                 "s. 2104",
                 "GDPR art. 15",
@@ -126,7 +126,10 @@ fn the_report_holds_every_finding_in_both_languages_and_fetches_nothing() {
         // apply to processing based on legitimate interest), and the
         // quota request's deadline is 21 calendar days.
         assert!(!html.contains("15 and 20") && !html.contains("articles 15 et 20"), "{lang}");
-        assert!(html.contains(if lang == "fr" { "21 jours civils" } else { "21 calendar days" }), "{lang}");
+        assert!(
+            html.contains(if lang == "fr" { "21 jours calendaires" } else { "21 calendar days" }),
+            "{lang}"
+        );
         let questions =
             if lang == "fr" { "Questions à poser à l'employeur" } else { "Questions for the employer" };
         assert!(html.contains(questions), "{lang}");
