@@ -409,7 +409,7 @@ impl Metrics {
         // rule (breaches); 1 when it has no observed value.
         let weight = |f: &Finding| match f.observed {
             None => 1,
-            Some(_) if f.rule.starts_with("worktime.") => 3,
+            Some(_) if is_worktime(&f.rule) => 3,
             Some(_) => 2,
         };
         let mut published = Published::default();
@@ -439,7 +439,7 @@ impl Metrics {
                 self.finding_status.with_label_values(&l).set(f.status.gauge());
                 if let Some(o) = f.observed {
                     self.finding_observed.with_label_values(&l).set(o);
-                    if f.rule.starts_with("worktime.") {
+                    if is_worktime(&f.rule) {
                         self.worktime_breaches.with_label_values(&l).set(o);
                     }
                 }
@@ -535,6 +535,12 @@ impl Metrics {
 /// Detail series of one published group: 3 percentiles, 14 interval
 /// buckets, 4 gap classes, justification requests and workers.
 pub const DETAIL_SERIES: usize = UPH_QUANTILES.len() + HIST_BOUNDS_S.len() + 1 + GAP_CLASSES.len() + 2;
+
+/// Whether a rule is of the working-time family (its counts also go to
+/// `vigie_worktime_breaches`), as the rule catalogue says.
+fn is_worktime(rule: &str) -> bool {
+    vigie_analyze::catalogue::catalogue().rule(rule).is_some_and(|r| r.family == "worktime")
+}
 
 fn series_of(f: &prometheus::proto::MetricFamily) -> usize {
     let per = match f.get_field_type() {

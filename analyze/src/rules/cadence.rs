@@ -91,3 +91,31 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         ))
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{check, Want};
+    use crate::findings::Status::*;
+
+    #[test]
+    fn speed_flags_and_the_pace() {
+        // Two speed flags a worker: 10, with the employer's 1.25 s. Scans
+        // 5 min apart: no interval under 1.25 s (share 0). Two ISO weeks
+        // only: the first two cannot be compared with the last two.
+        check(
+            "fr",
+            "Mon 08:00-12:00 speed@09:00 speed@10:00 | week+1 Mon 08:00-12:00",
+            &[
+                Want::site("speed.speed_flags", "all", Attention, 10.0),
+                Want::site("cadence.rush_share", "all", Ok, 0.0),
+                Want::site("cadence.intensification", "all", InsufficientData, f64::NAN),
+            ],
+        );
+        // Four weeks of the same pace: no change.
+        check(
+            "fr",
+            "Mon 08:00-12:00 | week+1 Mon 08:00-12:00 | week+2 Mon 08:00-12:00 | week+3 Mon 08:00-12:00",
+            &[Want::site("cadence.intensification", "all", Ok, 0.0)],
+        );
+    }
+}

@@ -42,3 +42,44 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         })
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{check_with, Want};
+    use crate::findings::Status::*;
+
+    #[test]
+    fn the_works_council_before_the_first_indicator_and_the_impact_assessment() {
+        // The first indicator is Tuesday 3 March's idle flag (Monday has
+        // none): a consultation on 3 March is in time, on 4 March late.
+        let script = "Mon 08:00-12:00 | Tue 08:00-12:00 idle@09:00";
+        check_with(
+            "fr",
+            script,
+            Some("works_council_consulted = 2026-03-03\ndpia = true"),
+            &[
+                Want::site("consultation.works_council", "all", Ok, 0.0),
+                Want::site("consultation.dpia", "all", Ok, 0.0),
+            ],
+        );
+        check_with(
+            "fr",
+            script,
+            Some("works_council_consulted = 2026-03-04"),
+            &[
+                Want::site("consultation.works_council", "all", Breach, 1.0),
+                Want::site("consultation.dpia", "all", InsufficientData, f64::NAN),
+            ],
+        );
+        // In the eu profile the Directive was not checked here: attention.
+        check_with(
+            "eu",
+            script,
+            Some("dpia = false"),
+            &[
+                Want::site("consultation.works_council", "all", Attention, 1.0),
+                Want::site("consultation.dpia", "all", Breach, 1.0),
+            ],
+        );
+    }
+}

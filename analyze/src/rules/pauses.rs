@@ -34,16 +34,37 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testkit::{run, Want};
-    use crate::findings::Status;
+    use super::super::testkit::{check, Want};
+    use crate::findings::Status::*;
 
     #[test]
     fn no_flag_means_nothing_to_assess() {
-        let e = run("fr", "Mon 08:00-12:00", None);
-        let f = e.findings.iter().find(|f| f.rule == "pause.idle_flag_threshold").expect("finding");
-        assert_eq!((f.status, f.observed), (Status::Ok, None));
-        let f = e.findings.iter().find(|f| f.rule == "pause.justification_burden").expect("finding");
-        assert_eq!((f.status, f.observed), (Status::Ok, Some(0.0)));
-        let _ = Want::site("pause.flags_during_breaks", "all", Status::Ok, 0.0);
+        check(
+            "fr",
+            "Mon 08:00-12:00",
+            &[
+                Want::site("pause.idle_flag_threshold", "all", Ok, f64::NAN),
+                Want::site("pause.flags_during_breaks", "all", Ok, 0.0),
+                Want::site("pause.justification_burden", "all", Ok, 0.0),
+            ],
+        );
+    }
+
+    #[test]
+    fn flags_thresholds_and_requests() {
+        // Each of the 5 workers: Monday with an idle flag (threshold 300 s)
+        // and a request to justify, both inside a declared break; Tuesday
+        // with nothing. 5 of the 10 shifts had a request: 0.5. The idle
+        // threshold, 300 s, is under 600: attention. 10 flags fell inside
+        // breaks (5 idle flags, 5 requests).
+        check(
+            "fr",
+            "Mon 08:00-12:00 break 10:00-10:30 idle@10:10 justify@10:20 | Tue 08:00-12:00",
+            &[
+                Want::site("pause.idle_flag_threshold", "all", Attention, 300.0),
+                Want::site("pause.flags_during_breaks", "all", Attention, 10.0),
+                Want::site("pause.justification_burden", "all", Attention, 0.5),
+            ],
+        );
     }
 }

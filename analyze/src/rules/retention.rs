@@ -31,3 +31,27 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         Some(Outcome::Value(Some(observed), f))
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{check, check_with, Want};
+    use crate::findings::Status::*;
+
+    #[test]
+    fn the_span_of_the_data_and_the_declared_retention() {
+        // Monday 2 March 08:00 to Wednesday 4 March 12:00: 2 days and 4 h,
+        // 2.17 days.
+        check(
+            "fr",
+            "Mon 08:00-12:00 | Wed 08:00-12:00",
+            &[Want::site("retention.individual_data", "all", Ok, 2.17)],
+        );
+        // Declared 45 days: the longer of the two, over 30.
+        check_with(
+            "fr",
+            "Mon 08:00-12:00 | Wed 08:00-12:00",
+            Some("[retention_days]\nindividual_events = 45"),
+            &[Want::site("retention.individual_data", "all", Attention, 45.0)],
+        );
+    }
+}

@@ -9,7 +9,10 @@
 //! `shift_start`, a scan every 5 minutes of the shift's clock strictly
 //! inside it, `shift_end`; an end before the start is on the next day. A
 //! `break` adds `break_start`/`break_end` and no scan strictly inside it;
-//! a `gap` is an undeclared stop (no scan strictly inside it).
+//! a `gap` is an undeclared stop (no scan strictly inside it). `idle@HH:MM`,
+//! `justify@HH:MM` and `speed@HH:MM` add the employer's `idle_flag` (with
+//! `threshold_s` 300), `justification_request` and `speed_flag` (with
+//! `threshold_s` 1.25) at that time.
 
 use chrono::{Duration, NaiveDate, NaiveTime};
 
@@ -73,7 +76,18 @@ pub fn events(script: &str) -> String {
         let (from, to) = span(words.next().expect("span"));
         let mut breaks = Vec::new();
         let mut gaps = Vec::new();
+        let mut flags = Vec::new();
         while let Some(w) = words.next() {
+            if let Some((kind, at)) = w.split_once('@') {
+                let (kind, extra) = match kind {
+                    "idle" => ("idle_flag", ",\"threshold_s\":300"),
+                    "justify" => ("justification_request", ""),
+                    "speed" => ("speed_flag", ",\"threshold_s\":1.25"),
+                    other => panic!("unknown flag {other:?}"),
+                };
+                flags.push((time(at), kind, extra));
+                continue;
+            }
             let s = span(words.next().expect("span after break/gap"));
             match w {
                 "break" => breaks.push(s),
@@ -89,10 +103,13 @@ pub fn events(script: &str) -> String {
                 let dt = if t < from { (date + Duration::days(1)).and_time(t) } else { date.and_time(t) };
                 dt
             };
-            let mut evs = vec![(start, "shift_start"), (end, "shift_end")];
+            let mut evs = vec![(start, "shift_start", ""), (end, "shift_end", "")];
             for (b0, b1) in &breaks {
-                evs.push((at(*b0), "break_start"));
-                evs.push((at(*b1), "break_end"));
+                evs.push((at(*b0), "break_start", ""));
+                evs.push((at(*b1), "break_end", ""));
+            }
+            for (t, kind, extra) in &flags {
+                evs.push((at(*t), kind, extra));
             }
             let mut t = start + Duration::minutes(5);
             while t < end {
@@ -105,15 +122,15 @@ pub fn events(script: &str) -> String {
                     }
                 };
                 if !breaks.iter().any(|b| inside(b, false)) && !gaps.iter().any(|g| inside(g, true)) {
-                    evs.push((t, "scan"));
+                    evs.push((t, "scan", ""));
                 }
                 t += Duration::minutes(5);
             }
             for w in 0..5 {
-                for (t, kind) in &evs {
+                for (t, kind, extra) in &evs {
                     n += 1;
                     out.push_str(&format!(
-                        "{{\"event_id\":\"e{n}\",\"ts\":\"{}+01:00\",\"site\":\"s1\",\"worker\":\"w{w}\",\"kind\":\"{kind}\"}}\n",
+                        "{{\"event_id\":\"e{n}\",\"ts\":\"{}+01:00\",\"site\":\"s1\",\"worker\":\"w{w}\",\"kind\":\"{kind}\"{extra}}}\n",
                         t.format("%Y-%m-%dT%H:%M:%S")
                     ));
                 }
