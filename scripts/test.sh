@@ -14,7 +14,8 @@ fi
 
 # System packages: a C toolchain for crates that build C code (librdkafka
 # among them); Chromium to render the report (screenshot and PDF tests);
-# /usr/bin/time for the DuckDB cross-check; Prometheus and promtool for the
+# pdfinfo and pdftoppm to check the printed report's pages; /usr/bin/time
+# for the DuckDB cross-check; Prometheus and promtool for the
 # exporter's tests.
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
@@ -24,6 +25,7 @@ dpkg -s zlib1g-dev >/dev/null 2>&1 || need+=(zlib1g-dev)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ -x /usr/bin/time ] || need+=(time)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v pdfinfo >/dev/null 2>&1 || need+=(poppler-utils)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 if [ ${#need[@]} -gt 0 ]; then
   log "Installing ${need[*]}"

@@ -131,7 +131,7 @@ fn the_report_holds_every_finding_in_both_languages_and_fetches_nothing() {
             "{lang}"
         );
         let questions =
-            if lang == "fr" { "Questions à poser à l'employeur" } else { "Questions for the employer" };
+            if lang == "fr" { "Questions à poser à l&#39;employeur" } else { "Questions for the employer" };
         assert!(html.contains(questions), "{lang}");
     }
 }
@@ -157,7 +157,7 @@ fn the_report_renders_with_its_charts_in_headless_chromium() {
     let mut args = vigie::report::chromium_args(&profile);
     args.extend([
         "--hide-scrollbars".to_string(),
-        "--window-size=1000,2400".to_string(),
+        "--window-size=1000,4200".to_string(),
         format!("--screenshot={}", png.display()),
         format!("file://{}", out.join("report.html").display()),
     ]);
@@ -200,6 +200,19 @@ fn pdf_with_chromium_and_a_clear_message_without() {
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     let pdf = std::fs::read(out.join("report.pdf")).unwrap();
     assert!(pdf.starts_with(b"%PDF-") && pdf.len() > 10_000);
+    // A4 pages, a plausible number of them.
+    let info = std::process::Command::new("pdfinfo")
+        .arg(out.join("report.pdf"))
+        .output()
+        .expect("pdfinfo (poppler-utils)");
+    let info = String::from_utf8_lossy(&info.stdout);
+    let pages: u32 = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("page count");
+    assert!((4..=80).contains(&pages), "{pages} pages");
+    assert!(info.lines().any(|l| l.starts_with("Page size:") && l.contains("(A4)")), "not A4: {info}");
 
     let o = common::vigie()
         .args(["audit", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap(), "--pdf"])
@@ -244,9 +257,141 @@ fn past_a_readable_number_of_groups_the_report_shows_the_most_serious_and_counts
     assert!(breaches > 0 && breaches < vigie::report::MAX_ROWS_PER_RULE);
     assert_eq!(shown.iter().filter(|r| r["data-status"] == "breach").count(), breaches);
     assert!(
-        html.contains(&format!("{} more findings of this rule", 1_200 - vigie::report::MAX_ROWS_PER_RULE))
+        html.contains("1,080 more findings of this rule"),
+        "{} more findings, written 1,080",
+        1_200 - vigie::report::MAX_ROWS_PER_RULE
     );
     // The header names 12 sites and counts the others.
     assert!(html.contains("site-11 and 18 more"), "sites not summarised");
     assert!(!html.contains("site-12,"));
+}
+
+/// Text a reader sees: the markup without tags, styles, titles and code.
+fn visible_text(html: &str) -> String {
+    let mut doc = html.to_string();
+    for (open, close) in [("<style>", "</style>"), ("<code>", "</code>"), ("<title>", "</title>")] {
+        while let Some(i) = doc.find(open) {
+            let end = doc[i..].find(close).map_or(doc.len(), |j| i + j + close.len());
+            doc.replace_range(i..end, " ");
+        }
+    }
+    let mut text = String::new();
+    let mut in_tag = false;
+    for c in doc.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                text.push(' ');
+            }
+            c if !in_tag => text.push(c),
+            _ => {}
+        }
+    }
+    text.replace("&#39;", "'").replace("&amp;", "&").replace("&quot;", "\"")
+}
+
+#[test]
+fn the_french_report_is_french() {
+    let (_dir, out) = audited("fr");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let text = visible_text(&html);
+    // No sentence of the English locale.
+    for key in vigie::report::locale_keys() {
+        let l = vigie::report::sentence(&key, "en");
+        let f = vigie::report::sentence(&key, "fr");
+        if l != f && l.len() > 12 && !l.contains('{') {
+            assert!(!text.contains(l), "English sentence `{key}` in the French report: {l}");
+        }
+    }
+    // No English word (names from the data aside: sites, teams, zones).
+    let words = [
+        "shift",
+        "shifts",
+        "breach",
+        "breaches",
+        "worker",
+        "workers",
+        "rule",
+        "rules",
+        "week",
+        "weeks",
+        "threshold",
+        "evidence",
+        "findings",
+        "insufficient",
+        "flags",
+        "intervals",
+        "worker-days",
+        "seen",
+        "more",
+        "of",
+        "the",
+        "and",
+        "with",
+        "per",
+        "Labour",
+    ];
+    let cleaned =
+        text.replace("findings.json", "").replace("rejects.ndjson", "").replace("docs/policy.md", "");
+    for w in cleaned.split(|c: char| !(c.is_alphanumeric() || c == '-')) {
+        assert!(!words.contains(&w), "English word {w:?} in the French report");
+    }
+    // Numbers and dates as French writes them.
+    assert!(text.contains("semaine 10 (du 2 au 8 mars 2026)") && text.contains(" mars 2026"), "dates");
+    assert!(!text.contains("2026-W1") && !text.contains("T00:") && !text.contains("Z "), "raw timestamps");
+}
+
+#[test]
+fn chart_legends_and_captions_stay_out_of_the_plot_area() {
+    let (_dir, out) = audited("en");
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let (w, h) = (640.0, 220.0);
+    let (left, top, right, bottom) = (56.0, 22.0, w - 8.0, h - 36.0);
+    let mut texts = 0;
+    for svg in html.split("<svg").skip(1) {
+        let svg = &svg[..svg.find("</svg>").unwrap()];
+        for t in svg.split("<text ").skip(1) {
+            let attr = |name: &str| -> f64 {
+                let key = format!("{name}=\"");
+                let i = t.find(&key).unwrap() + key.len();
+                t[i..i + t[i..].find('"').unwrap()].parse().unwrap()
+            };
+            let (x, y) = (attr("x"), attr("y"));
+            texts += 1;
+            // Axis labels sit left of the plot or under it; the unit above.
+            let inside = x > left && x < right && y > top && y < bottom;
+            assert!(!inside, "text at ({x}, {y}) inside the plot area: <text {}", &t[..t.len().min(120)]);
+        }
+    }
+    assert!(texts > 20);
+    // Each chart has its legend (when it has series) and its figures.
+    assert_eq!(html.matches("<details class=\"chart-data\">").count(), 5);
+    assert!(html.contains("<ul class=\"legend\">"));
+}
+
+#[test]
+fn ten_thousand_groups_give_a_report_under_5_mb() {
+    use vigie_analyze::findings::{Findings, PrivacySummary};
+    // 100 sites of 100 groups, two weeks.
+    let eval = vigie::metrics::budget_fixture(100, 100, 23);
+    let input = vigie_analyze::findings::InputSummary {
+        sites: (0..100).map(|s| format!("site-{s:02}")).collect(),
+        ..Default::default()
+    };
+    let f = Findings {
+        schema: "vigie.findings.v1".into(),
+        generated_at: "2026-11-29T00:00:00Z".into(),
+        policy: "fr".into(),
+        input,
+        privacy: PrivacySummary { k: 10, suppressed_groups: 0, pseudonymisation: "hmac-sha256".into() },
+        findings: eval.findings.clone(),
+        incomplete: vec![],
+    };
+    let policy = vigie_analyze::policy::Policy::profile("fr").unwrap();
+    for lang in ["fr", "en"] {
+        let html = vigie::report::render(&f, &eval, &policy, lang);
+        assert!(html.len() < 5 << 20, "{lang}: {} bytes", html.len());
+        parse(&html);
+    }
 }

@@ -299,13 +299,15 @@ impl Catalogue {
     }
 }
 
-/// The `{names}` of a template, sorted.
+/// The `{names}` of a template, sorted (a plural choice `{n|one|many}`
+/// names `n`).
 pub fn placeholders(t: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut rest = t;
     while let Some(i) = rest.find('{') {
         let Some(j) = rest[i..].find('}') else { break };
-        out.push(rest[i + 1..i + j].to_string());
+        let inner = &rest[i + 1..i + j];
+        out.push(inner.split('|').next().unwrap_or(inner).to_string());
         rest = &rest[i + j + 1..];
     }
     out.sort();
@@ -314,7 +316,9 @@ pub fn placeholders(t: &str) -> Vec<String> {
 }
 
 /// Fills a template's `{names}` with values written the way `lang` writes
-/// numbers; a name without a value is left as `{name}`.
+/// numbers; a name without a value is left as `{name}`. `{n|one|many}`
+/// writes `one` or `many` as the number `n` asks in `lang` (French: one
+/// below 2; English: one for exactly 1).
 pub fn fill(template: &str, values: &BTreeMap<String, Fact>, lang: &str) -> String {
     let mut out = String::with_capacity(template.len() + 32);
     let mut rest = template;
@@ -324,11 +328,18 @@ pub fn fill(template: &str, values: &BTreeMap<String, Fact>, lang: &str) -> Stri
             out.push_str(&rest[i..]);
             return out;
         };
-        let name = &rest[i + 1..i + j];
-        match values.get(name) {
-            Some(Fact::Number(x)) => out.push_str(&number(*x, lang)),
-            Some(Fact::Text(s)) => out.push_str(s),
-            None => out.push_str(&rest[i..i + j + 1]),
+        let inner = &rest[i + 1..i + j];
+        let mut parts = inner.split('|');
+        let name = parts.next().unwrap_or(inner);
+        let forms: Vec<&str> = parts.collect();
+        match (values.get(name), forms.as_slice()) {
+            (Some(Fact::Number(x)), [one, many]) => {
+                let singular = if lang == "fr" { x.abs() < 2.0 } else { *x == 1.0 };
+                out.push_str(if singular { one } else { many });
+            }
+            (Some(Fact::Number(x)), _) => out.push_str(&number(*x, lang)),
+            (Some(Fact::Text(s)), _) => out.push_str(s),
+            (None, _) => out.push_str(&rest[i..i + j + 1]),
         }
         rest = &rest[i + j + 1..];
     }
@@ -460,5 +471,15 @@ mod tests {
         let f = facts("x").n("count", 3).t("week", "2026-W10");
         assert_eq!(fill("{count} in {week}, {other}", &f.values, "en"), "3 in 2026-W10, {other}");
         assert_eq!(placeholders("{b} {a} {b}"), ["a", "b"]);
+        let one = facts("x").n("n", 1);
+        let two = facts("x").n("n", 2);
+        let zero = facts("x").n("n", 0);
+        let t = "{n} {n|journée|journées} {n|a|ont}";
+        assert_eq!(fill(t, &one.values, "fr"), "1 journée a");
+        assert_eq!(fill(t, &zero.values, "fr"), "0 journée a");
+        assert_eq!(fill(t, &two.values, "fr"), "2 journées ont");
+        assert_eq!(fill("{n} {n|flag|flags}", &zero.values, "en"), "0 flags");
+        assert_eq!(fill("{n} {n|flag|flags}", &one.values, "en"), "1 flag");
+        assert_eq!(placeholders("{n|a|b} {m}"), ["m", "n"]);
     }
 }

@@ -100,8 +100,11 @@ pub fn events(script: &str) -> String {
             let start = date.and_time(from);
             let end = if to <= from { (date + Duration::days(1)).and_time(to) } else { date.and_time(to) };
             let at = |t: NaiveTime| {
-                let dt = if t < from { (date + Duration::days(1)).and_time(t) } else { date.and_time(t) };
-                dt
+                if t < from {
+                    (date + Duration::days(1)).and_time(t)
+                } else {
+                    date.and_time(t)
+                }
             };
             let mut evs = vec![(start, "shift_start", ""), (end, "shift_end", "")];
             for (b0, b1) in &breaks {
