@@ -291,11 +291,45 @@ fn visible_text(html: &str) -> String {
     text.replace("&#39;", "'").replace("&amp;", "&").replace("&quot;", "\"")
 }
 
+/// The French report of a generated scenario.
+fn french_report(scenario: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("site.ndjson");
+    let args =
+        ["generate", "--out", input.to_str().unwrap(), "--workers", "40", "--days", "21", "--seed", "4"];
+    let o = common::run(&[&args[..], &["--scenario", scenario]].concat());
+    assert_eq!(o.status.code(), Some(0));
+    let out = dir.path().join("out");
+    let o = common::run(&[
+        "audit",
+        "--input",
+        input.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--lang",
+        "fr",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::read_to_string(out.join("report.html")).unwrap()
+}
+
 #[test]
 fn the_french_report_is_french() {
     let (_dir, out) = audited("fr");
-    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
-    let text = visible_text(&html);
+    let mut reports = vec![std::fs::read_to_string(out.join("report.html")).unwrap()];
+    for scenario in ["cnil-like", "worktime", "small-team"] {
+        reports.push(french_report(scenario));
+    }
+    for html in &reports {
+        french_only(html);
+    }
+    let text = visible_text(&reports[0]);
+    // Numbers and dates as French writes them.
+    assert!(text.contains("semaine 10 (du 2 au 8 mars 2026)") && text.contains(" mars 2026"), "dates");
+}
+
+fn french_only(html: &str) {
+    let text = visible_text(html);
     // No sentence of the English locale.
     for key in vigie::report::locale_keys() {
         let l = vigie::report::sentence(&key, "en");
@@ -337,9 +371,9 @@ fn the_french_report_is_french() {
     for w in cleaned.split(|c: char| !(c.is_alphanumeric() || c == '-')) {
         assert!(!words.contains(&w), "English word {w:?} in the French report");
     }
-    // Numbers and dates as French writes them.
-    assert!(text.contains("semaine 10 (du 2 au 8 mars 2026)") && text.contains(" mars 2026"), "dates");
     assert!(!text.contains("2026-W1") && !text.contains("T00:") && !text.contains("Z "), "raw timestamps");
+    // Rows are never cut across printed pages, and headers repeat.
+    assert!(html.contains("tr{break-inside:avoid") && html.contains("thead{display:table-header-group}"));
 }
 
 #[test]

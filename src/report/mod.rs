@@ -177,6 +177,10 @@ pub const MAX_ROWS_PER_RULE: usize = 120;
 pub const MAX_SITES_NAMED: usize = 12;
 /// Findings put first, on page one.
 pub const TOP_FINDINGS: usize = 5;
+/// Up to this many groups, units per hour get one small chart per group;
+/// past it, one chart with the site and the groups whose median moved
+/// most.
+pub const SMALL_MULTIPLES: usize = 6;
 
 fn rank(s: Status) -> u8 {
     match s {
@@ -603,23 +607,61 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
         })
         .collect();
     groups.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-    let mut series = vec![(l.group("site"), uph("site"))];
-    for (_, g) in groups.into_iter().take(COLORS.len() - 1) {
-        series.push((l.group(&g), uph(&g)));
-    }
     let n_base = policy.intensification_weeks as usize;
-    let base: Vec<f64> = series[0].1.iter().take(n_base).flatten().copied().collect();
+    let site_uph = uph("site");
+    let base: Vec<f64> = site_uph.iter().take(n_base).flatten().copied().collect();
     let reference = (!base.is_empty())
         .then(|| (base.iter().sum::<f64>() / base.len() as f64, l.t("chart_baseline").to_string()));
-    out.push(charts::lines(
-        "chart-uph",
-        l.t("chart_uph").to_string(),
-        l.t("chart_uph_unit"),
-        &week_labels,
-        &series,
-        reference,
-        lang,
-    ));
+    if !groups.is_empty() && groups.len() <= SMALL_MULTIPLES {
+        // Few groups: one small chart per group, the site beside it.
+        let mut svg = String::from("<div class=\"multiples\">");
+        let mut legend: Vec<(String, String)> = Vec::new();
+        let mut table = Vec::new();
+        let mut names: Vec<String> = groups.iter().map(|(_, g)| g.clone()).collect();
+        names.sort();
+        for g in names {
+            let c = charts::lines(
+                "chart-uph",
+                l.group(&g),
+                l.t("chart_uph_unit"),
+                &week_labels,
+                &[(l.group(&g), uph(&g)), (l.group("site"), site_uph.clone())],
+                reference.clone(),
+                lang,
+            );
+            svg.push_str(&format!("<div class=\"small\"><p>{}</p>{}</div>", esc(&l.group(&g)), c.svg));
+            let (mark, group_line, site_line) = (c.legend.first(), c.legend.get(1), c.legend.get(2));
+            for item in [mark, site_line].into_iter().flatten() {
+                if !legend.iter().any(|x| x.1 == item.1) {
+                    legend.push(item.clone());
+                }
+            }
+            if let Some((color, _)) = group_line {
+                if !legend.iter().any(|x| x.0 == *color) {
+                    legend.push((color.clone(), l.t("chart_uph_group").to_string()));
+                }
+            }
+            let site_name = l.group("site");
+            table.extend(c.table.into_iter().filter(|(label, _)| !label.starts_with(&site_name)));
+        }
+        svg.push_str("</div>");
+        out.push(Chart { id: "chart-uph", title: l.t("chart_uph_groups").to_string(), svg, legend, table });
+    } else {
+        // Many groups: the site and those whose median moved most.
+        let mut series = vec![(l.group("site"), site_uph)];
+        for (_, g) in groups.into_iter().take(COLORS.len() - 1) {
+            series.push((l.group(&g), uph(&g)));
+        }
+        out.push(charts::lines(
+            "chart-uph",
+            l.t("chart_uph").to_string(),
+            l.t("chart_uph_unit"),
+            &week_labels,
+            &series,
+            reference,
+            lang,
+        ));
+    }
     // 2. Intervals between scans, site, all weeks, with the rush limit.
     let mut hist = [0u64; HIST_BOUNDS_S.len() + 1];
     for a in agg.iter().filter(|a| a.group == "site") {
@@ -728,6 +770,7 @@ table.audited{width:auto}table.audited th{font-weight:normal;color:#444}\
 ol.top li{margin:.4em 0;padding:.3em .5em;border-radius:.2em}p.counts span{padding:0 .3em}\
 .meta{color:#555}.note{color:#444;font-style:italic}.contested{display:flex;gap:1em}.contested div{flex:1;border:1px solid #999;padding:.4em;background:#f7f7fb}\
 figure.chart{margin:1em 0}figure.chart figcaption{font-weight:bold;margin:.3em 0}svg{max-width:100%;height:auto}\
+div.multiples{display:flex;flex-wrap:wrap;gap:.5em}div.multiples div.small{width:48%}div.multiples p{margin:.2em 0;font-size:.85em;font-weight:bold}\
 ul.legend{list-style:none;padding:0;margin:.2em 0;display:flex;flex-wrap:wrap;gap:1em;font-size:.85em}\
 ul.legend .swatch{display:inline-block;width:1.2em;height:.6em;margin-right:.3em;vertical-align:middle}\
 details.chart-data summary,details.groups summary{cursor:pointer;color:#333}\
