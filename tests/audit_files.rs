@@ -565,3 +565,36 @@ fn a_hostile_csv_keeps_no_identifier_and_reads_on_past_a_record_cut_for_its_size
     assert_eq!(lines[0]["raw_withheld"], true);
     assert_no_secret(&out, &o, &["SECRET-"]);
 }
+
+#[test]
+fn a_byte_order_mark_at_the_start_of_an_ndjson_file_or_line_is_not_a_record_error() {
+    // A file saved with a UTF-8 byte-order mark, plain and gzipped, and a
+    // line that starts with one (two files concatenated): every record is
+    // accepted.
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = String::from("\u{feff}");
+    text.push_str(&good("m1", "W-1", 0, "scan"));
+    text.push('\n');
+    text.push_str(&good("m2", "W-1", 1, "scan"));
+    text.push_str("\n\u{feff}");
+    text.push_str(&good("m3", "W-1", 2, "scan"));
+    text.push('\n');
+    let plain = dir.path().join("bom.ndjson");
+    std::fs::write(&plain, &text).unwrap();
+    let gz = dir.path().join("bom.ndjson.gz");
+    let mut enc =
+        flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    enc.write_all(text.as_bytes()).unwrap();
+    enc.finish().unwrap();
+    for input in [&plain, &gz] {
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let (out, o) = audit_ok(sub.path(), input, &[]);
+        assert_eq!(o.status.code(), Some(0));
+        let f = read_json(&out.join("findings.json"));
+        assert_eq!(
+            (f["input"]["events"].as_u64(), f["input"]["rejected"].as_u64()),
+            (Some(3), Some(0)),
+            "{input:?}"
+        );
+    }
+}

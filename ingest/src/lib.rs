@@ -175,8 +175,11 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         self.seen.reserve(events);
     }
 
-    /// One NDJSON line or Kafka message payload.
+    /// One NDJSON line or Kafka message payload. A leading UTF-8
+    /// byte-order mark (a file saved by a spreadsheet or an editor, a
+    /// producer that writes one) is not part of the record.
     pub fn offer_json(&mut self, bytes: &[u8], at: impl FnOnce() -> Origin) -> Result<(), IngestError> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         self.stats.records += 1;
         // Whatever step refuses the record, it is redacted and stored once.
         let rej = match validate::check_bytes(bytes).and_then(validate::parse_json) {
