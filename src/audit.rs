@@ -28,6 +28,16 @@ pub struct AuditSetup {
     pub lang: String,
     /// Bytes the rejects store keeps at most.
     pub rejects_cap_bytes: u64,
+    /// The mapping the files are read through, and its file's SHA-256.
+    pub mapping: Option<(vigie_ingest::mapping::Mapping, [u8; 32])>,
+}
+
+/// What feeding the door read.
+#[derive(Debug, Default)]
+pub struct Fed {
+    pub files: Vec<String>,
+    /// What reading through the mapping saw, when there was one.
+    pub mapping: Option<vigie_ingest::mapping::MappingStats>,
 }
 
 /// What an audit produced.
@@ -137,7 +147,7 @@ fn rfc3339(us: Option<i64>) -> Option<String> {
 pub fn run(
     setup: AuditSetup,
     expected_events: u64,
-    feed: impl FnOnce(&mut AuditIngestor) -> Result<Vec<String>, IngestError>,
+    feed: impl FnOnce(&mut AuditIngestor, Option<&vigie_ingest::mapping::Mapping>) -> Result<Fed, IngestError>,
 ) -> anyhow::Result<AuditOutcome> {
     let out = &setup.out;
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
@@ -167,7 +177,18 @@ pub fn run(
     // An estimate from a file's own claims (a Parquet footer may lie):
     // never more than 4 Mi ids up front; the filter grows as it must.
     ing.reserve(expected_events.min(1 << 22) as usize);
-    let files = feed(&mut ing)?;
+    let fed = feed(&mut ing, setup.mapping.as_ref().map(|(m, _)| m))?;
+    let files = fed.files;
+    let mapping = match (&setup.mapping, fed.mapping) {
+        (Some((m, sha)), Some(ms)) => Some(vigie_analyze::findings::MappingSummary {
+            name: m.name.clone(),
+            sha256: sha.iter().map(|b| format!("{b:02x}")).collect(),
+            unmapped_codes: ms.unmapped_codes,
+            dst_ambiguous: ms.dst_ambiguous,
+            dst_nonexistent: ms.dst_nonexistent,
+        }),
+        _ => None,
+    };
     let (spill, rejects, stats) = ing.finish()?;
     let rejects_not_kept = rejects.not_kept();
     let buckets: Vec<PathBuf> = spill.finish()?;
@@ -206,6 +227,7 @@ pub fn run(
             files,
             rejects_not_kept,
             overlapping_shifts: evaluation.overlapping_shifts,
+            mapping,
         },
         privacy: PrivacySummary {
             k: setup.policy.k,
@@ -233,22 +255,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(vigie_ingest::store::write_bytes_atomic(path, bytes, vigie_ingest::store::Durability::Synced)?)
 }
 
-/// Reads every input file into the ingestor.
-pub fn feed_files(inputs: &[PathBuf], ing: &mut AuditIngestor) -> Result<Vec<String>, IngestError> {
+/// Reads every input file into the ingestor, through the mapping when
+/// there is one.
+pub fn feed_files(
+    inputs: &[PathBuf],
+    ing: &mut AuditIngestor,
+    mapping: Option<&vigie_ingest::mapping::Mapping>,
+) -> Result<Fed, IngestError> {
+    let mut mstats = vigie_ingest::mapping::MappingStats::default();
     let total: u64 = inputs.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     let pb = progress_bar(total.max(1), "reading");
     let mut done = 0u64;
     let mut names = Vec::new();
     for path in inputs {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        vigie_ingest::reader::read_file(path, ing, &mut |f| {
-            pb.set_position(done + (f * size as f64) as u64)
-        })?;
+        let mut progress = |f: f64| pb.set_position(done + (f * size as f64) as u64);
+        match mapping {
+            Some(m) => vigie_ingest::reader::read_mapped_csv(path, m, &mut mstats, ing, &mut progress)?,
+            None => vigie_ingest::reader::read_file(path, ing, &mut progress)?,
+        }
         done += size;
         names.push(path.display().to_string());
     }
     pb.finish_and_clear();
-    Ok(names)
+    Ok(Fed { files: names, mapping: mapping.map(|_| mstats) })
 }
 
 /// The summary table printed after an audit: every finding that is not

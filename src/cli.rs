@@ -35,6 +35,8 @@ pub enum Command {
     Ingest(IngestArgs),
     /// Check a policy file and report every problem at once.
     CheckPolicy(CheckPolicyArgs),
+    /// Check a mapping file and report every problem at once.
+    CheckMapping(CheckMappingArgs),
     /// Print the rule catalogue: each rule, how the law counts it, and its
     /// status, threshold and sources in each profile.
     Rules(RulesArgs),
@@ -114,6 +116,11 @@ pub struct AuditArgs {
     /// otherwise: whoever reads the key can link pseudonyms to people).
     #[arg(long)]
     pub allow_shared_key: bool,
+    /// Read the CSV inputs through this mapping (TOML; see
+    /// docs/mapping.md): the export's own columns, codes, local times and
+    /// dialect.
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
     /// Most MiB of refused records kept in rejects.ndjson; past it they
     /// are counted (findings.json, input.rejects_not_kept), not kept.
     #[arg(long, value_name = "MIB", default_value_t = 64)]
@@ -146,6 +153,12 @@ pub struct IngestArgs {
     /// Service configuration (TOML; see docs/service.md).
     #[arg(long)]
     pub config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckMappingArgs {
+    /// The mapping file to check.
+    pub file: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -229,6 +242,12 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 Some(f) => Some(Employer::from_file(f).map_err(|e| Failure::usage(e.to_string()))?),
                 None => None,
             };
+            let mapping = match &a.mapping {
+                Some(f) => Some(
+                    vigie_ingest::mapping::Mapping::from_file(f).map_err(|p| Failure::usage(p.join("\n")))?,
+                ),
+                None => None,
+            };
             let pseudo = load_key(&a.key_file, a.allow_shared_key)?;
             let setup = AuditSetup {
                 policy,
@@ -237,10 +256,11 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 out: a.out.clone(),
                 lang,
                 rejects_cap_bytes: a.max_rejects_mib.saturating_mul(1 << 20),
+                mapping,
             };
             let inputs = a.input.clone();
             let expected = inputs.iter().map(|p| vigie_ingest::reader::estimate_events(p)).sum();
-            let outcome = audit::run(setup, expected, |ing| audit::feed_files(&inputs, ing))?;
+            let outcome = audit::run(setup, expected, |ing, m| audit::feed_files(&inputs, ing, m))?;
             print_summary(&outcome, &a.out);
             pdf_if_asked(a.policy.pdf, &a.out)
         }
@@ -289,6 +309,19 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Store(StoreCommand::Check(c)) => store_check(&c),
         Command::Rules(r) => rules(&r),
+        Command::CheckMapping(c) => {
+            let (m, sha) = vigie_ingest::mapping::Mapping::from_file(&c.file)
+                .map_err(|p| Failure::usage(p.join("\n")))?;
+            println!(
+                "{}: mapping `{}` is valid ({} fields, {} event codes, SHA-256 {})",
+                c.file.display(),
+                m.name,
+                m.fields.len(),
+                m.kinds.len(),
+                sha.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            );
+            Ok(())
+        }
         Command::CheckPolicy(c) => {
             let p = Policy::from_file(&c.file).map_err(|e| Failure::usage(e.to_string()))?;
             println!(

@@ -33,9 +33,10 @@ pub fn run(policy: Policy, lang: String, out: &Path) -> anyhow::Result<AuditOutc
         out: out.to_path_buf(),
         lang,
         rejects_cap_bytes: vigie_ingest::rejects::DEFAULT_REJECTS_CAP_BYTES,
+        mapping: None,
     };
     // About 3 M events.
-    audit::run(setup, 3_000_000, |ing| {
+    audit::run(setup, 3_000_000, |ing, _| {
         let name: Arc<str> = Arc::from("demo:generated");
         let mut g = Generator::new(SiteSpec::new(DEMO_WORKERS, DEMO_DAYS, 2026, Scenario::Demo));
         let writer = NdjsonWriter::new(&g);
@@ -74,6 +75,9 @@ pub fn run(policy: Policy, lang: String, out: &Path) -> anyhow::Result<AuditOutc
             pb.inc(1);
         }
         pb.finish_and_clear();
-        Ok(vec![format!("generated: {} workers, {} days, scenario demo", DEMO_WORKERS, DEMO_DAYS)])
+        Ok(audit::Fed {
+            files: vec![format!("generated: {} workers, {} days, scenario demo", DEMO_WORKERS, DEMO_DAYS)],
+            mapping: None,
+        })
     })
 }

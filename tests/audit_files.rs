@@ -598,3 +598,215 @@ fn a_byte_order_mark_at_the_start_of_an_ndjson_file_or_line_is_not_a_record_erro
         );
     }
 }
+
+/// A French spreadsheet export of the same events as an NDJSON file:
+/// `;` between cells, decimal comma, Windows-1252 with a byte-order mark,
+/// date and time in two columns in local time (Europe/Paris), vendor
+/// event codes, and rows whose code has no kind.
+fn french_export(ndjson: &str) -> Vec<u8> {
+    let codes = [
+        ("scan", "PICK_CONFIRM"),
+        ("voice_prompt", "VOCAL"),
+        ("shift_start", "LOGIN"),
+        ("shift_end", "LOGOUT"),
+        ("break_start", "PAUSE_DEB"),
+        ("break_end", "PAUSE_FIN"),
+        ("idle_flag", "INACTIF"),
+        ("speed_flag", "VITESSE"),
+        ("justification_request", "JUSTIF"),
+        ("rate_target", "OBJECTIF"),
+    ];
+    let mut out: Vec<u8> = b"\xEF\xBB\xBF".to_vec();
+    out.extend_from_slice(
+        b"N\xB0 mouvement;Date;Heure;Matricule;Type de transaction;Qt\xE9;Poids;Seuil (s);Equipe;Zone\r\n",
+    );
+    for (i, line) in ndjson.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let ts = v["ts"].as_str().unwrap();
+        // The local wall-clock time: the timestamp without its offset.
+        let (date, time) = ts[..ts.len() - 6].split_once('T').unwrap();
+        let (y, rest) = date.split_once('-').unwrap();
+        let (m, d) = rest.split_once('-').unwrap();
+        let kind = v["kind"].as_str().unwrap();
+        let code = codes.iter().find(|c| c.0 == kind).unwrap().1;
+        let num = |k: &str| v[k].as_f64().map(|x| x.to_string().replace('.', ",")).unwrap_or_default();
+        let cell = |k: &str| v[k].as_str().unwrap_or("").to_string();
+        let row = format!(
+            "{};{d}/{m}/{y};{time};{};{code};{};{};{};{};{}\r\n",
+            cell("event_id"),
+            cell("worker"),
+            num("quantity"),
+            num("weight_kg"),
+            num("threshold_s"),
+            cell("team"),
+            cell("zone")
+        );
+        out.extend(row.chars().map(|c| c as u32 as u8));
+        if i % 1000 == 0 {
+            // A row whose code the mapping does not know: counted, not
+            // refused.
+            out.extend_from_slice(
+                format!("x{i};{d}/{m}/{y};{time};{};INVENTAIRE;;;;;\r\n", cell("worker")).as_bytes(),
+            );
+        }
+    }
+    out
+}
+
+const FRENCH_MAPPING: &str = r#"
+name = "export-fr-exemple"
+[csv]
+delimiter = ";"
+decimal = ","
+encoding = "windows-1252"
+[time]
+format = "%d/%m/%Y %H:%M:%S%.f"
+zone = "Europe/Paris"
+[fields]
+event_id = { column = "N° mouvement" }
+ts = { columns = ["Date", "Heure"] }
+site = { value = "lyon-1" }
+worker = { column = "Matricule" }
+kind = { column = "Type de transaction" }
+quantity = { column = "Qté" }
+weight_kg = { column = "Poids" }
+threshold_s = { column = "Seuil (s)" }
+team = { column = "Equipe" }
+zone = { column = "Zone" }
+[kinds]
+PICK_CONFIRM = "scan"
+VOCAL = "voice_prompt"
+LOGIN = "shift_start"
+LOGOUT = "shift_end"
+PAUSE_DEB = "break_start"
+PAUSE_FIN = "break_end"
+INACTIF = "idle_flag"
+VITESSE = "speed_flag"
+JUSTIF = "justification_request"
+OBJECTIF = "rate_target"
+"#;
+
+#[test]
+fn a_french_spreadsheet_export_through_a_mapping_gives_the_findings_of_the_contract_file() {
+    // Two weeks over the last Sunday of October (25 October 2026: the
+    // repeated hour), with working-time breaches to find.
+    let dir = tempfile::tempdir().unwrap();
+    let nd = dir.path().join("site.ndjson");
+    let o = run(&[
+        "generate",
+        "--out",
+        nd.to_str().unwrap(),
+        "--workers",
+        "24",
+        "--days",
+        "14",
+        "--seed",
+        "5",
+        "--scenario",
+        "worktime",
+        "--start",
+        "2026-10-19",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = std::fs::read_to_string(&nd).unwrap();
+    let csv = dir.path().join("export.csv");
+    std::fs::write(&csv, french_export(&text)).unwrap();
+    let mapping = dir.path().join("mapping.toml");
+    std::fs::write(&mapping, FRENCH_MAPPING).unwrap();
+    let o = run(&["check-mapping", mapping.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let a = tempfile::tempdir_in(dir.path()).unwrap();
+    let (out_nd, _) = audit_keyed(a.path(), &nd);
+    let b = tempfile::tempdir_in(dir.path()).unwrap();
+    let (out_csv, _) = audit_ok(
+        b.path(),
+        &csv,
+        &["--mapping", mapping.to_str().unwrap(), "--key-file", key_file(b.path()).to_str().unwrap()],
+    );
+    let fa = read_json(&out_nd.join("findings.json"));
+    let fb = read_json(&out_csv.join("findings.json"));
+    assert_eq!(fb["input"]["rejected"], 0, "{:#}", fb["input"]);
+    assert_eq!(fa["input"]["events"], fb["input"]["events"]);
+    let m = &fb["input"]["mapping"];
+    assert_eq!(m["name"], "export-fr-exemple");
+    assert_eq!(m["sha256"].as_str().unwrap().len(), 64);
+    assert_eq!(m["unmapped_codes"]["INVENTAIRE"].as_u64(), Some(text.lines().count().div_ceil(1000) as u64));
+    let key = |f: &serde_json::Value| {
+        f["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                format!(
+                    "{} {} {} {} {} {} {}",
+                    x["rule"],
+                    x["site"],
+                    x["group"],
+                    x["period"],
+                    x["status"],
+                    x["observed"],
+                    x["population"]
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(key(&fa), key(&fb));
+    assert!(key(&fa).iter().any(|r| r.contains("\"breach\"")), "the scenario's breaches are found");
+}
+
+#[test]
+fn a_shift_over_a_change_of_hour_counts_the_hours_worked() {
+    // Ten workers, a night shift from 22:00 to 06:00 local time, a scan
+    // every 10 minutes of real time: over the autumn change (24 to 25
+    // October 2026) that is 9 hours of work, over the spring change (28
+    // to 29 March 2026) 7 hours; written in local time, as an export
+    // would.
+    let dir = tempfile::tempdir().unwrap();
+    let mapping = dir.path().join("mapping.toml");
+    std::fs::write(
+        &mapping,
+        "name = \"local\"\n[time]\nformat = \"%Y-%m-%d %H:%M:%S\"\nzone = \"Europe/Paris\"\n[fields]\nevent_id = { line = true }\nts = { column = \"time\" }\nsite = { value = \"s1\" }\nworker = { column = \"worker\" }\nkind = { column = \"kind\" }\n",
+    )
+    .unwrap();
+    for (start_utc, hours, week) in
+        [("2026-10-24T20:00:00Z", 9.0, "2026-W43"), ("2026-03-28T21:00:00Z", 7.0, "2026-W13")]
+    {
+        let start = chrono::DateTime::parse_from_rfc3339(start_utc).unwrap().timestamp();
+        let mut csv = String::from("time,worker,kind\n");
+        for w in 0..10 {
+            let steps = (hours * 6.0) as i64;
+            for i in 0..=steps {
+                let t = start + i * 600;
+                // Paris local time: +2 h in summer time, +1 h in winter.
+                let summer = if week == "2026-W43" { t < 1_792_890_000 } else { t >= 1_774_746_000 };
+                let local =
+                    chrono::DateTime::from_timestamp(t + if summer { 7200 } else { 3600 }, 0).unwrap();
+                let kind = if i == 0 {
+                    "shift_start"
+                } else if i == steps {
+                    "shift_end"
+                } else {
+                    "scan"
+                };
+                csv.push_str(&format!("{},w{w},{kind}\n", local.format("%Y-%m-%d %H:%M:%S")));
+            }
+        }
+        let input = dir.path().join(format!("{week}.csv"));
+        std::fs::write(&input, csv).unwrap();
+        let sub = tempfile::tempdir_in(dir.path()).unwrap();
+        let (out, _) = audit_ok(sub.path(), &input, &["--mapping", mapping.to_str().unwrap()]);
+        let agg = std::fs::read_to_string(out.join("aggregates/group_weeks.csv")).unwrap();
+        let mut rows = csv::Reader::from_reader(agg.as_bytes());
+        let headers = rows.headers().unwrap().clone();
+        let col = |n: &str| headers.iter().position(|h| h == n).unwrap();
+        let row = rows.records().map(|r| r.unwrap()).find(|r| &r[col("group")] == "site").expect("site row");
+        assert_eq!(&row[col("week")], week);
+        let eff: f64 = row[col("effective_hours")].parse().unwrap();
+        assert!(
+            (eff - 10.0 * hours).abs() < 1e-6,
+            "{week}: {eff} hours for 10 workers, want {}",
+            10.0 * hours
+        );
+    }
+}

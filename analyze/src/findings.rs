@@ -106,6 +106,27 @@ pub struct InputSummary {
     /// problem; absent when none.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub overlapping_shifts: u64,
+    /// How the files were read when a mapping was used (docs/mapping.md);
+    /// absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping: Option<MappingSummary>,
+}
+
+/// The mapping an audit read its files through.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MappingSummary {
+    pub name: String,
+    /// SHA-256 of the mapping file, hexadecimal.
+    pub sha256: String,
+    /// Records skipped because their event code has no kind, by code.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unmapped_codes: BTreeMap<String, u64>,
+    /// Local times in the repeated autumn hour and in the skipped spring
+    /// hour.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dst_ambiguous: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dst_nonexistent: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -7,6 +7,7 @@
 //! ever sees a received identifier.
 
 pub mod event;
+pub mod mapping;
 pub mod planted;
 pub mod pseudo;
 pub mod reader;

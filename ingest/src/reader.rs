@@ -240,9 +240,13 @@ struct CsvRecords<R> {
 
 impl<R: BufRead> CsvRecords<R> {
     fn new(input: R) -> Self {
+        Self::with_dialect(input, b',', b'"')
+    }
+
+    fn with_dialect(input: R, delimiter: u8, quote: u8) -> Self {
         CsvRecords {
             input,
-            rdr: csv_core::Reader::new(),
+            rdr: csv_core::ReaderBuilder::new().delimiter(delimiter).quote(quote).build(),
             out: vec![0; MAX_RECORD_BYTES],
             ends: vec![0; MAX_RECORD_BYTES + 1],
             line: 1,
@@ -1035,4 +1039,222 @@ mod regressions {
         let lying = root.join("parquet_reader/footer-list-of-billions.parquet");
         assert_eq!(check_footer(&lying), Err("its footer does not decode".to_string()));
     }
+}
+
+/// Reads one CSV file through a mapping (docs/mapping.md): the export's
+/// dialect and encoding, its columns as contract fields, its codes as
+/// kinds, its local times as instants. Each record then goes through the
+/// door like any other; a record whose code has no kind is counted in
+/// `stats`, not refused.
+pub fn read_mapped_csv<S: EventSink, R: RejectSink>(
+    path: &Path,
+    mapping: &crate::mapping::Mapping,
+    stats: &mut crate::mapping::MappingStats,
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(), IngestError> {
+    use crate::mapping::{count_code, decode, Clock};
+    let name: Arc<str> = Arc::from(path.display().to_string());
+    let gz = match Format::from_path(path)? {
+        Format::Csv { gz } => gz,
+        _ => {
+            return Err(IngestError::Input(format!(
+            "{name}: a mapping reads CSV files (.csv, .csv.gz); NDJSON and Parquet files follow the contract"
+        )))
+        }
+    };
+    let done = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let f = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let counted = Counting { inner: f, done: done.clone() };
+    let r: Box<dyn Read> =
+        if gz { Box::new(MultiGzDecoder::new(BufReader::new(counted))) } else { Box::new(counted) };
+    let d = &mapping.csv;
+    let mut rdr =
+        CsvRecords::with_dialect(BufReader::with_capacity(1 << 20, r), d.delimiter as u8, d.quote as u8);
+    let io_err = |e: std::io::Error| IngestError::Input(format!("{name}: CSV read failed: {e}"));
+    let mut first: Option<(csv::ByteRecord, u64)> = None;
+    let headers: Vec<String> = if d.header {
+        match rdr.next_record().map_err(io_err)? {
+            CsvNext::Record { fields, .. } => fields
+                .iter()
+                .map(|c| decode(c, &d.encoding).unwrap_or_else(|| String::from_utf8_lossy(c).into()).trim().to_string())
+                .collect(),
+            CsvNext::TooLarge { bytes, .. } => {
+                return Err(IngestError::Input(format!(
+                    "{name}: cannot read the CSV header: it is {bytes} bytes long, over the limit of {MAX_RECORD_BYTES}"
+                )))
+            }
+            CsvNext::End => Vec::new(),
+        }
+    } else {
+        // Columns are numbered from 1.
+        match rdr.next_record().map_err(io_err)? {
+            CsvNext::Record { fields, line } => {
+                let n = fields.len();
+                first = Some((fields, line));
+                (1..=n).map(|i| i.to_string()).collect()
+            }
+            _ => Vec::new(),
+        }
+    };
+    let column = |c: &str| headers.iter().position(|h| h == c);
+    let mut missing = Vec::new();
+    for src in mapping.fields.values() {
+        for c in src.column.iter().chain(src.columns.iter().flatten()) {
+            if column(c).is_none() {
+                missing.push(c.clone());
+            }
+        }
+    }
+    if !missing.is_empty() {
+        return Err(IngestError::Input(format!(
+            "{name}: the mapping `{}` names columns the file does not have: {}",
+            mapping.name,
+            missing.join(", ")
+        )));
+    }
+    // Columns an identifier comes from: pseudonymised in the rejects store.
+    let identifier_cols: Vec<usize> = ["worker", "device"]
+        .iter()
+        .filter_map(|f| mapping.fields.get(*f))
+        .flat_map(|s| s.column.iter().chain(s.columns.iter().flatten()))
+        .filter_map(|c| column(c))
+        .collect();
+    let used: Vec<usize> = mapping
+        .fields
+        .values()
+        .flat_map(|s| s.column.iter().chain(s.columns.iter().flatten()))
+        .filter_map(|c| column(c))
+        .collect();
+    let numeric = ["quantity", "weight_kg", "threshold_s", "gap_s", "target_per_hour"];
+    let mut clock = Clock::new(mapping);
+    let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
+    let mut rows = 0u64;
+    loop {
+        let (rec, line) = match first.take() {
+            Some(x) => x,
+            None => match rdr.next_record().map_err(io_err)? {
+                CsvNext::End => break,
+                CsvNext::TooLarge { line, bytes } => {
+                    rows += 1;
+                    let rej = Rejection::new(
+                        RejectReason::TooLarge,
+                        format!("record of {bytes} bytes, over the limit of {MAX_RECORD_BYTES}"),
+                    );
+                    ing.offer_refused(rej, Origin::File { file: name.clone(), line }, &[], bytes)?;
+                    continue;
+                }
+                CsvNext::Record { fields, line } => (fields, line),
+            },
+        };
+        rows += 1;
+        let at = || Origin::File { file: name.clone(), line };
+        let cells: Vec<Option<String>> = rec.iter().map(|c| decode(c, &d.encoding)).collect();
+        let shown: Vec<Cow<'_, str>> = cells
+            .iter()
+            .zip(rec.iter())
+            .map(|(c, raw)| c.as_deref().map(Cow::Borrowed).unwrap_or_else(|| String::from_utf8_lossy(raw)))
+            .collect();
+        let render = |ps: &mut crate::pseudo::Pseudonymiser| {
+            let mut obj = serde_json::Map::new();
+            for (i, cell) in shown.iter().enumerate() {
+                let key = headers.get(i).cloned().unwrap_or_else(|| format!("column_{}", i + 1));
+                let value = if identifier_cols.contains(&i) || i >= headers.len() {
+                    format!("~{}", ps.pseudonym(cell))
+                } else {
+                    cell.to_string()
+                };
+                obj.insert(key, serde_json::Value::String(value));
+            }
+            serde_json::to_vec(&obj).unwrap_or_default()
+        };
+        if let Some(bad) = cells.iter().position(Option::is_none) {
+            let col = headers.get(bad).cloned().unwrap_or_default();
+            let rej =
+                Rejection::new(RejectReason::InvalidUtf8, format!("column `{col}` is not {}", d.encoding));
+            let raw = render(ing.pseudonymiser());
+            ing.offer_refused(rej, at(), &raw, rec.as_slice().len())?;
+            continue;
+        }
+        if rec.len() != headers.len() {
+            let rej = Rejection::new(
+                RejectReason::InvalidValue,
+                format!("row has {} cells, the header has {}", rec.len(), headers.len()),
+            );
+            let raw = render(ing.pseudonymiser());
+            ing.offer_refused(rej, at(), &raw, raw.len())?;
+            continue;
+        }
+        let cell = |c: &str| column(c).and_then(|i| cells[i].as_deref()).unwrap_or("");
+        // Each field's text from its source.
+        let mut values: Vec<(&'static str, String)> = Vec::new();
+        for (field, src) in &mapping.fields {
+            let text = if let Some(c) = &src.column {
+                cell(c).trim().to_string()
+            } else if let Some(cs) = &src.columns {
+                cs.iter().map(|c| cell(c).trim()).collect::<Vec<_>>().join(" ")
+            } else if let Some(v) = &src.value {
+                v.clone()
+            } else {
+                format!("{name}:{line}")
+            };
+            if let Some(f) = crate::validate::FIELDS.iter().find(|f| **f == field.as_str()) {
+                values.push((f, text));
+            }
+        }
+        let get = |f: &str| values.iter().find(|(n, _)| *n == f).map(|(_, v)| v.as_str()).unwrap_or("");
+        // The event code: its kind, or counted and skipped.
+        let code = get("kind").to_string();
+        let kind = if mapping.kinds.is_empty() {
+            code.clone()
+        } else {
+            match mapping.kinds.get(&code) {
+                Some(k) => k.clone(),
+                None => {
+                    count_code(stats, &code);
+                    continue;
+                }
+            }
+        };
+        let worker_key = xxhash_rust::xxh3::xxh3_64(get("worker").as_bytes());
+        let ts = match clock.read(get("ts"), worker_key, stats) {
+            Ok((ts_us, offset_s)) => Some(Val::Instant { ts_us, offset_s }),
+            Err(why) => {
+                let rej = Rejection::new(RejectReason::InvalidTimestamp, format!("`ts`: {why}"));
+                let raw = render(ing.pseudonymiser());
+                ing.offer_refused(rej, at(), &raw, raw.len())?;
+                continue;
+            }
+        };
+        if d.decimal == ',' {
+            for (field, text) in values.iter_mut() {
+                if numeric.contains(field) {
+                    *text = text.replace(',', ".");
+                }
+            }
+        }
+        let mut raw = RawFields::default();
+        for (field, text) in &values {
+            if text.is_empty() || *field == "ts" || *field == "kind" {
+                continue;
+            }
+            // Untyped text, parsed as the field requires (as a CSV cell).
+            if let Some((_, slot)) = raw.slot(field) {
+                *slot = Some(Val::Cell(text));
+            }
+        }
+        raw.ts = ts;
+        raw.kind = Some(Val::Str(Cow::Owned(kind)));
+        for (i, h) in headers.iter().enumerate() {
+            if !used.contains(&i) && cells[i].as_deref().is_some_and(|c| !c.trim().is_empty()) {
+                raw.unknown.push(Cow::Owned(h.clone()));
+            }
+        }
+        ing.offer_fields(&raw, at, render)?;
+        if rows.is_multiple_of(65_536) {
+            progress(done.get() as f64 / size as f64);
+        }
+    }
+    progress(1.0);
+    Ok(())
 }
