@@ -227,22 +227,9 @@ fn pdf_with_chromium_and_a_clear_message_without() {
 
 #[test]
 fn past_a_readable_number_of_groups_the_report_shows_the_most_serious_and_counts_the_rest() {
-    use vigie_analyze::findings::{Findings, PrivacySummary, Status};
+    use vigie_analyze::findings::Status;
     // 30 sites of 20 groups, two weeks: 1,200 findings per rule.
-    let eval = vigie::metrics::budget_fixture(30, 20, 23);
-    let input = vigie_analyze::findings::InputSummary {
-        sites: (0..30).map(|s| format!("site-{s:02}")).collect(),
-        ..Default::default()
-    };
-    let f = Findings {
-        schema: "vigie.findings.v1".into(),
-        generated_at: "2026-11-29T00:00:00Z".into(),
-        policy: "fr".into(),
-        input,
-        privacy: PrivacySummary { k: 10, suppressed_groups: 0, pseudonymisation: "hmac-sha256".into() },
-        findings: eval.findings.clone(),
-        incomplete: vec![],
-    };
+    let (f, eval) = many_groups(30, 20);
     let policy = vigie_analyze::policy::Policy::profile("fr").unwrap();
     let html = vigie::report::render(&f, &eval, &policy, "en");
     let (rows, _) = parse(&html);
@@ -406,13 +393,25 @@ fn chart_legends_and_captions_stay_out_of_the_plot_area() {
 
 #[test]
 fn ten_thousand_groups_give_a_report_under_5_mb() {
-    use vigie_analyze::findings::{Findings, PrivacySummary};
     // 100 sites of 100 groups, two weeks.
-    let eval = vigie::metrics::budget_fixture(100, 100, 23);
-    let input = vigie_analyze::findings::InputSummary {
-        sites: (0..100).map(|s| format!("site-{s:02}")).collect(),
-        ..Default::default()
-    };
+    let (f, eval) = many_groups(100, 100);
+    let policy = vigie_analyze::policy::Policy::profile("fr").unwrap();
+    for lang in ["fr", "en"] {
+        let html = vigie::report::render(&f, &eval, &policy, lang);
+        assert!(html.len() < 5 << 20, "{lang}: {} bytes", html.len());
+        parse(&html);
+    }
+}
+
+/// Findings of `sites` sites of `groups` groups each, two weeks.
+fn many_groups(
+    sites: usize,
+    groups: usize,
+) -> (vigie_analyze::findings::Findings, vigie_analyze::rules::Evaluation) {
+    use vigie_analyze::findings::{Findings, InputSummary, PrivacySummary};
+    let eval = vigie::metrics::budget_fixture(sites, groups, 23);
+    let input =
+        InputSummary { sites: (0..sites).map(|s| format!("site-{s:02}")).collect(), ..Default::default() };
     let f = Findings {
         schema: "vigie.findings.v1".into(),
         generated_at: "2026-11-29T00:00:00Z".into(),
@@ -422,10 +421,5 @@ fn ten_thousand_groups_give_a_report_under_5_mb() {
         findings: eval.findings.clone(),
         incomplete: vec![],
     };
-    let policy = vigie_analyze::policy::Policy::profile("fr").unwrap();
-    for lang in ["fr", "en"] {
-        let html = vigie::report::render(&f, &eval, &policy, lang);
-        assert!(html.len() < 5 << 20, "{lang}: {} bytes", html.len());
-        parse(&html);
-    }
+    (f, eval)
 }

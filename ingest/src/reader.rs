@@ -320,6 +320,21 @@ fn redact_cell(name: Option<&String>, cell: &str, pseudo: &mut crate::pseudo::Ps
     }
 }
 
+/// A CSV record over the size limit, cut while reading: refused, no byte
+/// of it kept.
+fn refuse_too_large<S: EventSink, R: RejectSink>(
+    ing: &mut Ingestor<S, R>,
+    name: &Arc<str>,
+    line: u64,
+    bytes: usize,
+) -> Result<(), IngestError> {
+    let rej = Rejection::new(
+        RejectReason::TooLarge,
+        format!("record of {bytes} bytes, over the limit of {MAX_RECORD_BYTES}"),
+    );
+    ing.offer_refused(rej, Origin::File { file: name.clone(), line }, &[], bytes)
+}
+
 fn read_csv<S: EventSink, R: RejectSink>(
     path: &Path,
     gz: bool,
@@ -357,12 +372,7 @@ fn read_csv<S: EventSink, R: RejectSink>(
             CsvNext::End => break,
             CsvNext::TooLarge { line, bytes } => {
                 rows += 1;
-                // Cut while reading: no byte of it is kept.
-                let rej = Rejection::new(
-                    RejectReason::TooLarge,
-                    format!("record of {bytes} bytes, over the limit of {MAX_RECORD_BYTES}"),
-                );
-                ing.offer_refused(rej, Origin::File { file: name.clone(), line }, &[], bytes)?;
+                refuse_too_large(ing, &name, line, bytes)?;
                 continue;
             }
             CsvNext::Record { fields, line } => (fields, line),
@@ -1137,11 +1147,7 @@ pub fn read_mapped_csv<S: EventSink, R: RejectSink>(
                 CsvNext::End => break,
                 CsvNext::TooLarge { line, bytes } => {
                     rows += 1;
-                    let rej = Rejection::new(
-                        RejectReason::TooLarge,
-                        format!("record of {bytes} bytes, over the limit of {MAX_RECORD_BYTES}"),
-                    );
-                    ing.offer_refused(rej, Origin::File { file: name.clone(), line }, &[], bytes)?;
+                    refuse_too_large(ing, &name, line, bytes)?;
                     continue;
                 }
                 CsvNext::Record { fields, line } => (fields, line),
