@@ -378,7 +378,7 @@ mod tests {
         m.time.zone = Some("Europe/Lyon".into());
         m.fields.remove("kind");
         let p = m.problems();
-        assert_eq!(p.len(), 5, "{p:#?}");
+        assert_eq!(p.len(), 6, "{p:#?}");
     }
 
     #[test]
