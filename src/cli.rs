@@ -37,6 +37,8 @@ pub enum Command {
     CheckPolicy(CheckPolicyArgs),
     /// Check a mapping file and report every problem at once.
     CheckMapping(CheckMappingArgs),
+    /// Look at an employer's CSV export and draft a mapping for it.
+    Inspect(InspectArgs),
     /// Print the rule catalogue: each rule, how the law counts it, and its
     /// status, threshold and sources in each profile.
     Rules(RulesArgs),
@@ -153,6 +155,20 @@ pub struct IngestArgs {
     /// Service configuration (TOML; see docs/service.md).
     #[arg(long)]
     pub config: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// The CSV export to look at.
+    pub file: PathBuf,
+    /// Write the draft mapping here (default: standard output).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Instead of drafting, read the file through this (completed)
+    /// mapping and say how many records it would accept; nothing is
+    /// written.
+    #[arg(long = "try", value_name = "MAPPING", conflicts_with = "out")]
+    pub try_mapping: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -309,6 +325,30 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Store(StoreCommand::Check(c)) => store_check(&c),
         Command::Rules(r) => rules(&r),
+        Command::Inspect(i) => {
+            if !i.file.is_file() {
+                return Err(Failure::usage(format!("{}: no such file", i.file.display())));
+            }
+            if let Some(m) = &i.try_mapping {
+                let (mapping, _) =
+                    vigie_ingest::mapping::Mapping::from_file(m).map_err(|p| Failure::usage(p.join("\n")))?;
+                let text = crate::inspect::try_mapping(&i.file, &mapping)
+                    .map_err(|e| Failure::run(format!("{}: {e}", i.file.display())))?;
+                print!("{text}");
+                return Ok(());
+            }
+            let draft = crate::inspect::inspect(&i.file)
+                .map_err(|e| Failure::run(format!("{}: {e}", i.file.display())))?;
+            match &i.out {
+                Some(out) => {
+                    std::fs::write(out, &draft)
+                        .map_err(|e| Failure::run(format!("{}: {e}", out.display())))?;
+                    eprintln!("Draft mapping written to {}", out.display());
+                }
+                None => print!("{draft}"),
+            }
+            Ok(())
+        }
         Command::CheckMapping(c) => {
             let (m, sha) = vigie_ingest::mapping::Mapping::from_file(&c.file)
                 .map_err(|p| Failure::usage(p.join("\n")))?;

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod demo;
 pub mod generate;
 pub mod http;
+pub mod inspect;
 pub mod metrics;
 pub mod report;
 pub mod service;

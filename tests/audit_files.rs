@@ -810,3 +810,90 @@ fn a_shift_over_a_change_of_hour_counts_the_hours_worked() {
         );
     }
 }
+
+#[test]
+fn inspect_drafts_a_mapping_that_once_completed_accepts_every_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let nd = dir.path().join("site.ndjson");
+    let o = run(&[
+        "generate",
+        "--out",
+        nd.to_str().unwrap(),
+        "--workers",
+        "12",
+        "--days",
+        "3",
+        "--seed",
+        "6",
+        "--start",
+        "2026-10-19",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = std::fs::read_to_string(&nd).unwrap();
+    let csv = dir.path().join("export.csv");
+    std::fs::write(&csv, french_export(&text)).unwrap();
+    let draft = dir.path().join("draft.toml");
+    let o = run(&["inspect", csv.to_str().unwrap(), "--out", draft.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let draft_text = std::fs::read_to_string(&draft).unwrap();
+    // What it guessed: the dialect, the encoding, the time format, the
+    // columns; no worker value in clear.
+    for needle in [
+        "delimiter = \";\"",
+        "decimal = \",\"",
+        "encoding = \"windows-1252\"",
+        "format = \"%d/%m/%Y %H:%M:%S%.f\"",
+        "ts = { columns = [\"Date\", \"Heure\"] }",
+        "worker = { column = \"Matricule\" }",
+        "kind = { column = \"Type de transaction\" }",
+        "\"PICK_CONFIRM\" = \"scan\"",
+        "\"LOGIN\" = \"shift_start\"",
+    ] {
+        assert!(draft_text.contains(needle), "draft lacks {needle}:\n{draft_text}");
+    }
+    let v: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(!draft_text.contains(v["worker"].as_str().unwrap()), "a worker value in clear");
+    // Its blanks filled as a user would: the zone, the site, the codes it
+    // could not name.
+    let named = [
+        ("VOCAL", "voice_prompt"),
+        ("LOGOUT", "shift_end"),
+        ("PAUSE_DEB", "break_start"),
+        ("PAUSE_FIN", "break_end"),
+        ("INACTIF", "idle_flag"),
+        ("VITESSE", "speed_flag"),
+        ("JUSTIF", "justification_request"),
+        ("OBJECTIF", "rate_target"),
+    ];
+    let mut done = String::new();
+    for line in draft_text.lines() {
+        let line = if line.starts_with("zone = \"TODO\"") {
+            "zone = \"Europe/Paris\"".to_string()
+        } else if line.starts_with("site = { value = \"TODO\" }") {
+            "site = { value = \"lyon-1\" }".to_string()
+        } else if let Some((code, kind)) = named.iter().find(|(c, _)| line.starts_with(&format!("# \"{c}\"")))
+        {
+            format!("\"{code}\" = \"{kind}\"")
+        } else {
+            line.to_string()
+        };
+        done.push_str(&line);
+        done.push('\n');
+    }
+    for (code, kind) in named {
+        if !done.contains(&format!("\"{code}\" =")) {
+            done.push_str(&format!("\"{code}\" = \"{kind}\"\n"));
+        }
+    }
+    // A code the user does not know stays commented out: counted, not
+    // refused.
+    assert!(done.lines().all(|l| l.starts_with('#') || !l.contains("TODO")), "{done}");
+    let filled = dir.path().join("mapping.toml");
+    std::fs::write(&filled, done).unwrap();
+    let o = run(&["inspect", csv.to_str().unwrap(), "--try", filled.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let said = String::from_utf8_lossy(&o.stdout);
+    let events = text.lines().count();
+    assert!(said.contains(&format!("{events} accepted, 0 rejected")), "{said}");
+    assert!(said.contains("code without a kind, \"INVENTAIRE\""), "{said}");
+}

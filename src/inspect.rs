@@ -1,0 +1,298 @@
+//! `vigie inspect FILE`: looks at an employer's CSV export and drafts a
+//! mapping (docs/mapping.md): encoding, delimiter, decimal mark, columns
+//! with sample values (identifier-like columns shown as pseudonyms, never
+//! in clear), the time format, which column is which, and the event codes.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use vigie_ingest::mapping::decode;
+use vigie_ingest::pseudo::Pseudonymiser;
+
+/// Bytes looked at.
+const SAMPLE_BYTES: usize = 4 << 20;
+
+/// What a column's name says it holds, by common French and English
+/// names (lower case, accents kept).
+const NAMES: [(&str, &[&str]); 10] = [
+    (
+        "worker",
+        &[
+            "matricule",
+            "employee",
+            "employee id",
+            "worker",
+            "salarié",
+            "salarie",
+            "operator",
+            "opérateur",
+            "user",
+            "badge",
+        ],
+    ),
+    (
+        "kind",
+        &["type de transaction", "transaction", "type", "code", "event", "événement", "evenement", "kind"],
+    ),
+    ("event_id", &["id", "event_id", "n° mouvement", "mouvement", "transaction id", "numéro"]),
+    ("site", &["site", "entrepôt", "entrepot", "warehouse", "dépôt"]),
+    ("team", &["equipe", "équipe", "team", "shift team"]),
+    ("zone", &["zone", "area", "allée"]),
+    ("quantity", &["qté", "qte", "quantité", "quantity", "qty"]),
+    ("weight_kg", &["poids", "weight", "weight_kg", "kg"]),
+    ("device", &["terminal", "device", "scanner", "casque"]),
+    ("threshold_s", &["seuil", "threshold", "seuil (s)"]),
+];
+
+/// Vendor codes whose meaning is plain.
+const CODES: [(&str, &str); 12] = [
+    ("login", "shift_start"),
+    ("logon", "shift_start"),
+    ("logout", "shift_end"),
+    ("logoff", "shift_end"),
+    ("pause_deb", "break_start"),
+    ("pause_fin", "break_end"),
+    ("break_start", "break_start"),
+    ("break_end", "break_end"),
+    ("pick_confirm", "scan"),
+    ("scan", "scan"),
+    ("confirm", "scan"),
+    ("prompt", "voice_prompt"),
+];
+
+/// The time formats tried, on the joined date and time cells.
+const TIME_FORMATS: [&str; 6] = [
+    "%d/%m/%Y %H:%M:%S%.f",
+    "%d/%m/%Y %H:%M",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%d.%m.%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M:%S",
+];
+
+/// The draft mapping and what was seen, as text.
+pub fn inspect(path: &Path) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    let f = std::fs::File::open(path)?;
+    f.take(SAMPLE_BYTES as u64).read_to_end(&mut bytes)?;
+    let name = path.display().to_string();
+    let bom = bytes.starts_with(b"\xEF\xBB\xBF");
+    let body = if bom { &bytes[3..] } else { &bytes[..] };
+    // Cut at the last full line.
+    let body = &body[..body.iter().rposition(|b| *b == b'\n').map_or(body.len(), |i| i + 1)];
+    let encoding = if std::str::from_utf8(body).is_ok() { "utf-8" } else { "windows-1252" };
+    let text = decode(body, encoding).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(50_000).collect();
+    // The delimiter that splits every line into the same number of cells.
+    let delimiter = [';', ',', '\t', '|']
+        .into_iter()
+        .max_by_key(|d| {
+            let counts: Vec<usize> = lines.iter().take(50).map(|l| l.matches(*d).count()).collect();
+            let first = counts.first().copied().unwrap_or(0);
+            if first > 0 && counts.iter().all(|c| *c == first) {
+                first * 1000
+            } else {
+                first
+            }
+        })
+        .unwrap_or(',');
+    let joined = lines.join("\n");
+    let mut rdr =
+        csv::ReaderBuilder::new().delimiter(delimiter as u8).flexible(true).from_reader(joined.as_bytes());
+    let headers: Vec<String> =
+        rdr.headers().map(|h| h.iter().map(|c| c.trim().to_string()).collect()).unwrap_or_default();
+    let rows: Vec<Vec<String>> =
+        rdr.records().flatten().map(|r| r.iter().map(|c| c.trim().to_string()).collect()).collect();
+    let col = |i: usize| rows.iter().filter_map(move |r| r.get(i)).filter(|c| !c.is_empty());
+    // Which column is which, by name.
+    let mut role: BTreeMap<&str, usize> = BTreeMap::new();
+    for (field, names) in NAMES {
+        if let Some(i) = headers.iter().position(|h| names.contains(&h.to_lowercase().as_str())) {
+            role.entry(field).or_insert(i);
+        }
+    }
+    // Time: one column, or a date column and a time column.
+    let lower: Vec<String> = headers.iter().map(|h| h.to_lowercase()).collect();
+    let date_col = lower.iter().position(|h| h == "date" || h.starts_with("date"));
+    let time_col =
+        lower.iter().position(|h| h == "heure" || h == "time" || h == "hour" || h.starts_with("heure"));
+    let ts_sample = |r: &Vec<String>| match (date_col, time_col) {
+        (Some(d), Some(t)) if d != t => {
+            format!("{} {}", r.get(d).map_or("", |s| s), r.get(t).map_or("", |s| s))
+        }
+        (Some(d), _) => r.get(d).cloned().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let samples: Vec<String> =
+        rows.iter().take(200).map(ts_sample).filter(|s| !s.trim().is_empty()).collect();
+    let format = if !samples.is_empty()
+        && samples.iter().all(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok())
+    {
+        Some("rfc3339")
+    } else {
+        TIME_FORMATS.into_iter().find(|f| {
+            !samples.is_empty() && samples.iter().all(|s| chrono::NaiveDateTime::parse_from_str(s, f).is_ok())
+        })
+    };
+    // Numbers written with a decimal comma.
+    let decimal = if delimiter != ','
+        && role
+            .iter()
+            .filter(|(f, _)| matches!(**f, "quantity" | "weight_kg" | "threshold_s"))
+            .any(|(_, i)| col(*i).any(|c| c.contains(',') && c.replace(',', ".").parse::<f64>().is_ok()))
+    {
+        ','
+    } else {
+        '.'
+    };
+    // Identifier-like columns are never shown in clear.
+    let mut pseudo = Pseudonymiser::ephemeral();
+    let masked = |i: usize| {
+        role.get("worker") == Some(&i)
+            || role.get("device") == Some(&i)
+            || vigie_ingest::rejects::is_identifier_field(&headers[i])
+    };
+    let mut o = String::new();
+    o.push_str(&format!(
+        "# Draft mapping for {name}, written by `vigie inspect` from its first {} rows.\n",
+        rows.len()
+    ));
+    o.push_str("# Complete the lines marked TODO, then: vigie check-mapping THIS_FILE\n");
+    o.push_str("#\n# Columns (identifier-like values shown as pseudonyms of a key used once):\n");
+    for (i, h) in headers.iter().enumerate() {
+        let mut seen: Vec<String> = Vec::new();
+        for c in col(i) {
+            let shown =
+                if masked(i) { format!("~{}", pseudo.pseudonym(c)) } else { c.chars().take(30).collect() };
+            if !seen.contains(&shown) {
+                seen.push(shown);
+            }
+            if seen.len() == 3 {
+                break;
+            }
+        }
+        o.push_str(&format!("#   {:?}: {}\n", h, seen.join(" | ")));
+    }
+    o.push_str(&format!(
+        "\nname = {:?}\n\n[csv]\ndelimiter = {:?}\ndecimal = {:?}\nencoding = {:?}\nheader = true\n",
+        path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default(),
+        delimiter.to_string(),
+        decimal.to_string(),
+        encoding
+    ));
+    o.push_str("\n[time]\n");
+    match format {
+        Some(f) => o.push_str(&format!("format = {f:?}\n")),
+        None => o.push_str("format = \"TODO\"   # no common format matched the samples\n"),
+    }
+    if format != Some("rfc3339") {
+        o.push_str("zone = \"TODO\"       # the IANA zone of the site, e.g. \"Europe/Paris\"\n");
+    }
+    o.push_str("\n[fields]\n");
+    let q = |i: usize| format!("{:?}", headers[i]);
+    let ts_line = match (date_col, time_col) {
+        (Some(d), Some(t)) if d != t => format!("ts = {{ columns = [{}, {}] }}", q(d), q(t)),
+        (Some(d), _) => format!("ts = {{ column = {} }}", q(d)),
+        _ => "ts = { column = \"TODO\" }".to_string(),
+    };
+    for field in [
+        "event_id",
+        "ts",
+        "site",
+        "worker",
+        "kind",
+        "zone",
+        "team",
+        "device",
+        "quantity",
+        "weight_kg",
+        "threshold_s",
+    ] {
+        let line = match (field, role.get(field)) {
+            ("ts", _) => ts_line.clone(),
+            (_, Some(i)) => format!("{field} = {{ column = {} }}", q(*i)),
+            ("event_id", None) => {
+                "event_id = { line = true }   # no id column: the file and line".to_string()
+            }
+            ("site", None) => "site = { value = \"TODO\" }   # the site's name".to_string(),
+            ("worker" | "kind", None) => format!("{field} = {{ column = \"TODO\" }}"),
+            _ => continue,
+        };
+        o.push_str(&line);
+        o.push('\n');
+    }
+    if let Some(k) = role.get("kind") {
+        let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+        for c in col(*k) {
+            *codes.entry(c.to_string()).or_default() += 1;
+        }
+        o.push_str("\n[kinds]   # the export's codes, by frequency in the sample; an unlisted code is counted, not refused\n");
+        let mut by_count: Vec<(String, u64)> = codes.into_iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        for (code, n) in by_count.into_iter().take(40) {
+            let lc = code.to_lowercase();
+            match CODES.iter().find(|(c, _)| *c == lc) {
+                Some((_, kind)) => o.push_str(&format!("{code:?} = {kind:?}   # {n} rows\n")),
+                None if vigie_ingest::event::Kind::parse(&lc).is_some() => {
+                    o.push_str(&format!("{code:?} = {lc:?}   # {n} rows\n"))
+                }
+                None => o.push_str(&format!("# {code:?} = \"TODO\"   # {n} rows\n")),
+            }
+        }
+    }
+    Ok(o)
+}
+
+/// Counts accepted events without keeping them.
+struct Count(u64);
+
+impl vigie_ingest::EventSink for Count {
+    fn push(&mut self, _: vigie_ingest::event::Event) -> Result<(), vigie_ingest::IngestError> {
+        self.0 += 1;
+        Ok(())
+    }
+}
+
+/// Keeps nothing of a refused record (the counts are in the stats).
+struct Drop;
+
+impl vigie_ingest::rejects::RejectSink for Drop {
+    fn reject(
+        &mut self,
+        _: &vigie_ingest::event::Origin,
+        _: &vigie_ingest::validate::Rejection,
+        _: &[u8],
+        _: usize,
+    ) -> Result<(), vigie_ingest::IngestError> {
+        Ok(())
+    }
+}
+
+/// What a mapping would make of a file: read through it with a key used
+/// once, nothing written.
+pub fn try_mapping(path: &Path, mapping: &vigie_ingest::mapping::Mapping) -> anyhow::Result<String> {
+    let mut ing = vigie_ingest::Ingestor::new(Pseudonymiser::ephemeral(), None, Count(0), Drop);
+    let mut ms = vigie_ingest::mapping::MappingStats::default();
+    vigie_ingest::reader::read_mapped_csv(path, mapping, &mut ms, &mut ing, &mut |_| {})?;
+    let (count, _, stats) = ing.finish()?;
+    let skipped: u64 = ms.unmapped_codes.values().sum();
+    let mut o = format!(
+        "{}: the mapping `{}` reads {} records: {} accepted, {} rejected, {} duplicates; {} skipped for codes without a kind",
+        path.display(),
+        mapping.name,
+        stats.records + skipped,
+        count.0,
+        stats.rejected_total(),
+        stats.duplicates,
+        skipped
+    );
+    for (reason, n) in stats.rejected_by_reason() {
+        o.push_str(&format!("\n  rejected, {reason}: {n}"));
+    }
+    for (code, n) in &ms.unmapped_codes {
+        o.push_str(&format!("\n  code without a kind, {code:?}: {n}"));
+    }
+    o.push('\n');
+    Ok(o)
+}
