@@ -196,9 +196,19 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
         (Some(d), _) => format!("ts = {{ column = {} }}", q(d)),
         _ => "ts = { column = \"TODO\" }".to_string(),
     };
-    // The contract's fields in its order; those no column was taken for
-    // are left out.
-    for field in vigie_ingest::validate::FIELDS {
+    for field in [
+        "event_id",
+        "ts",
+        "site",
+        "worker",
+        "kind",
+        "zone",
+        "team",
+        "device",
+        "quantity",
+        "weight_kg",
+        "threshold_s",
+    ] {
         let line = match (field, role.get(field)) {
             ("ts", _) => ts_line.clone(),
             (_, Some(i)) => format!("{field} = {{ column = {} }}", q(*i)),

@@ -324,10 +324,14 @@ pub fn evaluate_with(
 
     let mut findings = emit.out;
     let cat = catalogue();
-    // Sorted by site, rule (catalogue order), group (the site's first) and
-    // period; each finding's key is computed once.
-    findings.sort_by_cached_key(|f| {
-        (f.site.clone(), cat.order(&f.rule), f.group != "site", f.group.clone(), f.period.clone())
+    let group_rank = |g: &str| (g != "site", g.to_string());
+    findings.sort_by(|a, b| {
+        (&a.site, cat.order(&a.rule), group_rank(&a.group), &a.period).cmp(&(
+            &b.site,
+            cat.order(&b.rule),
+            group_rank(&b.group),
+            &b.period,
+        ))
     });
     // Hidden days are counted apart (coverage shows them withheld).
     let mut suppressed_by_site: BTreeMap<String, u64> = BTreeMap::new();
