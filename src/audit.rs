@@ -262,7 +262,7 @@ pub fn feed_files(
     ing: &mut AuditIngestor,
     mapping: Option<&vigie_ingest::mapping::Mapping>,
 ) -> Result<Fed, IngestError> {
-    let mut mstats = vigie_ingest::mapping::MappingStats::default();
+    let mut mapper = mapping.map(|m| vigie_ingest::mapping::Mapper::new(m.clone()));
     let total: u64 = inputs.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     let pb = progress_bar(total.max(1), "reading");
     let mut done = 0u64;
@@ -270,15 +270,15 @@ pub fn feed_files(
     for path in inputs {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mut progress = |f: f64| pb.set_position(done + (f * size as f64) as u64);
-        match mapping {
-            Some(m) => vigie_ingest::reader::read_mapped_csv(path, m, &mut mstats, ing, &mut progress)?,
+        match mapper.as_mut() {
+            Some(m) => vigie_ingest::reader::read_mapped_file(path, m, ing, &mut progress)?,
             None => vigie_ingest::reader::read_file(path, ing, &mut progress)?,
         }
         done += size;
         names.push(path.display().to_string());
     }
     pb.finish_and_clear();
-    Ok(Fed { files: names, mapping: mapping.map(|_| mstats) })
+    Ok(Fed { files: names, mapping: mapper.map(|m| m.stats) })
 }
 
 /// The summary table printed after an audit: every finding that is not

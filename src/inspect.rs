@@ -84,37 +84,25 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
     let encoding = if std::str::from_utf8(body).is_ok() { "utf-8" } else { "windows-1252" };
     let text = decode(body, encoding).unwrap_or_default();
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).take(50_000).collect();
-    // The delimiter that splits every line into the same number of cells.
-    let delimiter = [';', ',', '\t', '|']
-        .into_iter()
-        .max_by_key(|d| {
-            let counts: Vec<usize> = lines.iter().take(50).map(|l| l.matches(*d).count()).collect();
-            let first = counts.first().copied().unwrap_or(0);
-            if first > 0 && counts.iter().all(|c| *c == first) {
-                first * 1000
-            } else {
-                first
-            }
-        })
-        .unwrap_or(',');
-    let joined = lines.join("\n");
-    let mut rdr =
-        csv::ReaderBuilder::new().delimiter(delimiter as u8).flexible(true).from_reader(joined.as_bytes());
-    let headers: Vec<String> =
-        rdr.headers().map(|h| h.iter().map(|c| c.trim().to_string()).collect()).unwrap_or_default();
-    let rows: Vec<Vec<String>> =
-        rdr.records().flatten().map(|r| r.iter().map(|c| c.trim().to_string()).collect()).collect();
+    // NDJSON (one JSON object a line) or CSV.
+    let ndjson = lines.first().is_some_and(|l| l.trim_start().starts_with('{'));
+    let (delimiter, headers, rows) = if ndjson { json_rows(&lines) } else { csv_rows(&lines) };
     let col = |i: usize| rows.iter().filter_map(move |r| r.get(i)).filter(|c| !c.is_empty());
     // Which column is which, by name.
     let mut role: BTreeMap<&str, usize> = BTreeMap::new();
     for (field, names) in NAMES {
-        if let Some(i) = headers.iter().position(|h| names.contains(&h.to_lowercase().as_str())) {
+        // A nested key (`a.b`) by its own name.
+        let own = |h: &String| h.rsplit('.').next().unwrap_or(h).to_lowercase();
+        if let Some(i) = headers.iter().position(|h| names.contains(&own(h).as_str())) {
             role.entry(field).or_insert(i);
         }
     }
     // Time: one column, or a date column and a time column.
-    let lower: Vec<String> = headers.iter().map(|h| h.to_lowercase()).collect();
-    let date_col = lower.iter().position(|h| h == "date" || h.starts_with("date"));
+    let lower: Vec<String> =
+        headers.iter().map(|h| h.rsplit('.').next().unwrap_or(h).to_lowercase()).collect();
+    let date_col = lower.iter().position(|h| {
+        h.starts_with("date") || matches!(h.as_str(), "ts" | "timestamp" | "horodatage" | "confirmed_at")
+    });
     let time_col =
         lower.iter().position(|h| h == "heure" || h == "time" || h == "hour" || h.starts_with("heure"));
     let ts_sample = |r: &Vec<String>| match (date_col, time_col) {
@@ -130,13 +118,21 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
         && samples.iter().all(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok())
     {
         Some("rfc3339")
+    } else if !samples.is_empty()
+        && samples.iter().all(|s| s.len() == 10 && s.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Some("epoch_s")
+    } else if !samples.is_empty()
+        && samples.iter().all(|s| s.len() == 13 && s.bytes().all(|b| b.is_ascii_digit()))
+    {
+        Some("epoch_ms")
     } else {
         TIME_FORMATS.into_iter().find(|f| {
             !samples.is_empty() && samples.iter().all(|s| chrono::NaiveDateTime::parse_from_str(s, f).is_ok())
         })
     };
     // Numbers written with a decimal comma.
-    let decimal = if delimiter != ','
+    let decimal = if (delimiter != ',' || ndjson)
         && role
             .iter()
             .filter(|(f, _)| matches!(**f, "quantity" | "weight_kg" | "threshold_s"))
@@ -174,19 +170,30 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
         }
         o.push_str(&format!("#   {:?}: {}\n", h, seen.join(" | ")));
     }
-    o.push_str(&format!(
-        "\nname = {:?}\n\n[csv]\ndelimiter = {:?}\ndecimal = {:?}\nencoding = {:?}\nheader = true\n",
-        path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default(),
-        delimiter.to_string(),
-        decimal.to_string(),
-        encoding
-    ));
+    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    if ndjson {
+        // Keys, not columns; the `[csv]` section only gives the decimal
+        // mark of numbers written as strings.
+        o.push_str(&format!("\nname = {stem:?}\n"));
+        if decimal == ',' {
+            o.push_str("\n[csv]\ndecimal = \",\"   # numbers written as strings with a decimal comma\n");
+        }
+    } else {
+        o.push_str(&format!(
+            "\nname = {:?}\n\n[csv]\ndelimiter = {:?}\ndecimal = {:?}\nencoding = {:?}\nheader = true\n",
+            stem,
+            delimiter.to_string(),
+            decimal.to_string(),
+            encoding
+        ));
+    }
     o.push_str("\n[time]\n");
     match format {
         Some(f) => o.push_str(&format!("format = {f:?}\n")),
         None => o.push_str("format = \"TODO\"   # no common format matched the samples\n"),
     }
     if format != Some("rfc3339") {
+        // Epoch instants need no zone, but it gives their local offset.
         o.push_str("zone = \"TODO\"       # the IANA zone of the site, e.g. \"Europe/Paris\"\n");
     }
     o.push_str("\n[fields]\n");
@@ -244,6 +251,58 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
     Ok(o)
 }
 
+/// The keys of NDJSON records (a nested object's keys as `a.b`), in the
+/// order first seen, and each record's values by key.
+fn json_rows(lines: &[&str]) -> (char, Vec<String>, Vec<Vec<String>>) {
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> =
+        lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let mut headers: Vec<String> = Vec::new();
+    for o in &objects {
+        for (k, v) in o {
+            let keys: Vec<String> = match v {
+                serde_json::Value::Object(inner) => inner.keys().map(|i| format!("{k}.{i}")).collect(),
+                _ => vec![k.clone()],
+            };
+            for key in keys {
+                if !headers.contains(&key) && headers.len() < 200 {
+                    headers.push(key);
+                }
+            }
+        }
+    }
+    let rows = objects
+        .iter()
+        .map(|o| headers.iter().map(|h| vigie_ingest::mapping::json_text(o, h).trim().to_string()).collect())
+        .collect();
+    (',', headers, rows)
+}
+
+/// The delimiter that splits every line into the same number of cells,
+/// the header and the rows.
+fn csv_rows(lines: &[&str]) -> (char, Vec<String>, Vec<Vec<String>>) {
+    // The delimiter that splits every line into the same number of cells.
+    let delimiter = [';', ',', '\t', '|']
+        .into_iter()
+        .max_by_key(|d| {
+            let counts: Vec<usize> = lines.iter().take(50).map(|l| l.matches(*d).count()).collect();
+            let first = counts.first().copied().unwrap_or(0);
+            if first > 0 && counts.iter().all(|c| *c == first) {
+                first * 1000
+            } else {
+                first
+            }
+        })
+        .unwrap_or(',');
+    let joined = lines.join("\n");
+    let mut rdr =
+        csv::ReaderBuilder::new().delimiter(delimiter as u8).flexible(true).from_reader(joined.as_bytes());
+    let headers: Vec<String> =
+        rdr.headers().map(|h| h.iter().map(|c| c.trim().to_string()).collect()).unwrap_or_default();
+    let rows: Vec<Vec<String>> =
+        rdr.records().flatten().map(|r| r.iter().map(|c| c.trim().to_string()).collect()).collect();
+    (delimiter, headers, rows)
+}
+
 /// Counts accepted events without keeping them.
 struct Count(u64);
 
@@ -273,9 +332,10 @@ impl vigie_ingest::rejects::RejectSink for Drop {
 /// once, nothing written.
 pub fn try_mapping(path: &Path, mapping: &vigie_ingest::mapping::Mapping) -> anyhow::Result<String> {
     let mut ing = vigie_ingest::Ingestor::new(Pseudonymiser::ephemeral(), None, Count(0), Drop);
-    let mut ms = vigie_ingest::mapping::MappingStats::default();
-    vigie_ingest::reader::read_mapped_csv(path, mapping, &mut ms, &mut ing, &mut |_| {})?;
+    let mut mapper = vigie_ingest::mapping::Mapper::new(mapping.clone());
+    vigie_ingest::reader::read_mapped_file(path, &mut mapper, &mut ing, &mut |_| {})?;
     let (count, _, stats) = ing.finish()?;
+    let ms = mapper.stats;
     let skipped: u64 = ms.unmapped_codes.values().sum();
     let mut o = format!(
         "{}: the mapping `{}` reads {} records: {} accepted, {} rejected, {} duplicates; {} skipped for codes without a kind",

@@ -69,6 +69,7 @@ pub struct Metrics {
     pub events_ingested: IntCounter,
     pub events_rejected: IntCounterVec,
     pub events_duplicate: IntCounter,
+    pub events_unmapped: IntCounterVec,
     pub consumer_lag: IntGaugeVec,
     pub batch_write_seconds: Histogram,
     pub store_bytes: IntGaugeVec,
@@ -189,6 +190,13 @@ impl Metrics {
         let events_duplicate = reg!(IntCounter::new(
             "vigie_events_duplicate_total",
             "Valid records dropped because their event id was already accepted."
+        ));
+        let events_unmapped = reg!(IntCounterVec::new(
+            opts(
+                "vigie_events_unmapped_total",
+                "Messages of a topic read through a mapping skipped because their event code has no kind in it (a mapping question, not bad data)."
+            ),
+            &["topic"]
         ));
         let consumer_lag = reg!(IntGaugeVec::new(
             opts(
@@ -312,6 +320,7 @@ impl Metrics {
             events_ingested,
             events_rejected,
             events_duplicate,
+            events_unmapped,
             consumer_lag,
             batch_write_seconds,
             store_bytes,

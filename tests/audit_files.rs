@@ -732,27 +732,88 @@ fn a_french_spreadsheet_export_through_a_mapping_gives_the_findings_of_the_contr
     assert_eq!(m["name"], "export-fr-exemple");
     assert_eq!(m["sha256"].as_str().unwrap().len(), 64);
     assert_eq!(m["unmapped_codes"]["INVENTAIRE"].as_u64(), Some(text.lines().count().div_ceil(1000) as u64));
-    let key = |f: &serde_json::Value| {
-        f["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| {
-                format!(
-                    "{} {} {} {} {} {} {}",
-                    x["rule"],
-                    x["site"],
-                    x["group"],
-                    x["period"],
-                    x["status"],
-                    x["observed"],
-                    x["population"]
-                )
-            })
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(key(&fa), key(&fb));
-    assert!(key(&fa).iter().any(|r| r.contains("\"breach\"")), "the scenario's breaches are found");
+    assert_eq!(findings_key(&fa), findings_key(&fb));
+    assert!(findings_key(&fa).iter().any(|r| r.contains("\"breach\"")), "the scenario's breaches are found");
+}
+
+/// Each finding's rule, place, period, status, figure and population.
+fn findings_key(f: &serde_json::Value) -> Vec<String> {
+    f["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            format!(
+                "{} {} {} {} {} {} {}",
+                x["rule"], x["site"], x["group"], x["period"], x["status"], x["observed"], x["population"]
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn an_ndjson_export_with_its_own_keys_reads_through_a_mapping_like_the_contract_file() {
+    // The same events with a vendor's keys (a nested worker key whose name
+    // does not say it is one, epoch milliseconds, vendor codes, decimal
+    // commas in strings), a byte-order mark, a record whose code has no
+    // kind, one that is not JSON and one whose time is not a number.
+    let dir = tempfile::tempdir().unwrap();
+    let nd = dir.path().join("site.ndjson");
+    let o = run(&[
+        "generate",
+        "--out",
+        nd.to_str().unwrap(),
+        "--workers",
+        "12",
+        "--days",
+        "10",
+        "--seed",
+        "8",
+        "--scenario",
+        "worktime",
+        "--start",
+        "2026-10-19",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let text = std::fs::read_to_string(&nd).unwrap();
+    let mut vendor = b"\xEF\xBB\xBF".to_vec();
+    for line in text.lines() {
+        vendor.extend(vendor_json(line.as_bytes()));
+        vendor.push(b'\n');
+    }
+    vendor.extend_from_slice(b"{\"TxnId\":\"inv-1\",\"Horodatage\":1792900000000,\"Depot\":\"lyon-1\",\"Qui\":{\"code\":\"SECRET-A\"},\"Code\":\"INVENTAIRE\"}\n");
+    vendor.extend_from_slice(b"{\"TxnId\":\"bad-1\",\"Qui\":{\"code\":\"SECRET-B\"}\n");
+    vendor.extend_from_slice(b"{\"TxnId\":\"bad-2\",\"Horodatage\":\"hier\",\"Depot\":\"lyon-1\",\"Qui\":{\"code\":\"SECRET-C\"},\"Code\":\"PICK_CONFIRM\"}\n");
+    let input = dir.path().join("vendor.ndjson");
+    std::fs::write(&input, vendor).unwrap();
+    let mapping = dir.path().join("vendor.toml");
+    std::fs::write(&mapping, vendor_mapping()).unwrap();
+
+    let a = tempfile::tempdir_in(dir.path()).unwrap();
+    let (out_nd, _) = audit_keyed(a.path(), &nd);
+    let b = tempfile::tempdir_in(dir.path()).unwrap();
+    let (out_v, o) = audit_ok(
+        b.path(),
+        &input,
+        &["--mapping", mapping.to_str().unwrap(), "--key-file", key_file(b.path()).to_str().unwrap()],
+    );
+    let fa = read_json(&out_nd.join("findings.json"));
+    let fb = read_json(&out_v.join("findings.json"));
+    assert_eq!(fa["input"]["events"], fb["input"]["events"]);
+    assert_eq!(fb["input"]["rejected"], 2, "{:#}", fb["input"]);
+    assert_eq!(fb["input"]["mapping"]["unmapped_codes"]["INVENTAIRE"], 1);
+    assert_eq!(findings_key(&fa), findings_key(&fb));
+    let mut reasons: Vec<String> =
+        rejects_of(&out_v).iter().map(|r| r["reason"].as_str().unwrap().to_string()).collect();
+    reasons.sort();
+    assert_eq!(reasons, ["invalid_json", "invalid_timestamp"]);
+    let late = rejects_of(&out_v).into_iter().find(|r| r["reason"] == "invalid_timestamp").unwrap();
+    let raw: serde_json::Value = serde_json::from_str(late["raw"].as_str().unwrap()).unwrap();
+    assert!(raw["Qui"]["code"].as_str().unwrap().starts_with('~'), "{raw}");
+    assert_eq!(raw["Horodatage"], "hier", "the rest of the record is kept to say what was wrong");
+    // The worker value under a key the mapping names is pseudonymised in
+    // the rejects store, whatever the key is called.
+    assert_no_secret(&out_v, &o, &["SECRET-B", "SECRET-C"]);
 }
 
 #[test]

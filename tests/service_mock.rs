@@ -261,3 +261,67 @@ async fn a_damaged_store_file_is_quarantined_counted_and_reported_and_the_rest_i
     // The check at start quarantined them: the analysis never failed.
     assert!(text.contains("vigie_analysis_failures_total 0"), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_topic_read_through_a_mapping_stores_the_events_of_the_contract() {
+    // A vendor's JSON messages (its own keys, a nested worker key, epoch
+    // milliseconds, vendor codes) on one topic, read through the mapping
+    // named for that topic: the events stored are those of the contract
+    // records; a code without a kind is counted, not dead-lettered; a bad
+    // time is dead-lettered with the worker value pseudonymised.
+    let cluster = MockCluster::new(1).unwrap();
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic("vendor", 2, 1).unwrap();
+    let contract = recent_records(6, 2, 9);
+    let good = expected_ids(&contract);
+    let mut records: Vec<Vec<u8>> = contract.iter().map(|r| vendor_json(r)).collect();
+    records.push(br#"{"TxnId":"inv-1","Horodatage":1792900000000,"Depot":"lyon-1","Qui":{"code":"SECRET-A"},"Code":"INVENTAIRE"}"#.to_vec());
+    records.push(br#"{"TxnId":"bad-1","Horodatage":"hier","Depot":"lyon-1","Qui":{"code":"SECRET-B"},"Code":"PICK_CONFIRM"}"#.to_vec());
+    produce(&brokers, "vendor", &records, 2);
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("vendor.toml"), vendor_mapping()).unwrap();
+    let store = dir.path().join("store");
+    let cfg = load_cfg(
+        dir.path(),
+        &service_toml(&brokers, "vendor", "g-map", &store, "mappings = { vendor = \"vendor.toml\" }"),
+    );
+    assert_eq!(cfg.loaded_mappings["vendor"].0.name, "vendor-json");
+    let run = start(cfg);
+    let total = records.len() as i64;
+    wait_async("every offset committed", 60, || committed_total(&brokers, "g-map", "vendor", 2) == total)
+        .await;
+    let unmapped = run.metrics.events_unmapped.with_label_values(&["vendor"]).get();
+    let summary = run.stop().await;
+    let (ids, rows) = raw_event_ids(&store);
+    assert_eq!((ids, rows), (good.clone(), good.len()));
+    assert_eq!(unmapped, 1);
+    assert_eq!(summary.rejected, 1);
+    let dl = vigie::service::store::files_under(&store.join("dead-letter"), "ndjson");
+    let text: String = dl.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
+    assert!(text.contains("invalid_timestamp"), "{text}");
+    assert!(!text.contains("SECRET-"), "a received worker value reached the dead-letter store: {text}");
+}
+
+#[test]
+fn a_mapping_for_a_topic_not_read_or_a_bad_mapping_is_refused_with_every_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.toml"), "name = \"b\"\n[fields]\nts = { column = \"t\" }\n").unwrap();
+    let p = dir.path().join("vigie.toml");
+    std::fs::write(
+        &p,
+        service_toml(
+            "127.0.0.1:1",
+            "events",
+            "g",
+            &dir.path().join("store"),
+            "mappings = { other = \"bad.toml\", events = \"missing.toml\" }",
+        ),
+    )
+    .unwrap();
+    let problems = config::load(&p, std::iter::empty()).unwrap_err();
+    let all = problems.join("\n");
+    assert!(all.contains("kafka.mappings.\"other\" is not one of kafka.topics"), "{all}");
+    assert!(all.contains("fields.worker is required"), "{all}");
+    assert!(all.contains("missing.toml"), "{all}");
+}

@@ -197,6 +197,52 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         self.reject(&at(), &rej, &redacted, bytes.len())
     }
 
+    /// One NDJSON line or Kafka message payload read through a mapping
+    /// (docs/mapping.md): the mapping names the keys (`a.b` reaches into a
+    /// nested object); a record whose code has no kind is counted in the
+    /// mapper's stats and skipped.
+    pub fn offer_json_mapped(
+        &mut self,
+        bytes: &[u8],
+        mapper: &mut mapping::Mapper,
+        at: impl Fn() -> Origin,
+    ) -> Result<(), IngestError> {
+        let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+        let parsed = validate::check_bytes(bytes).and_then(|b| match serde_json::from_str(b) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            Ok(_) => Err(Rejection::new(RejectReason::InvalidJson, "not a JSON object".to_string())),
+            Err(e) => Err(Rejection::new(RejectReason::InvalidJson, format!("not JSON: {e}"))),
+        });
+        let obj = match parsed {
+            Ok(obj) => obj,
+            Err(rej) => {
+                // Nothing of a record that does not parse is kept.
+                self.stats.records += 1;
+                return self.reject(&at(), &rej, &[], bytes.len());
+            }
+        };
+        let get = |key: &str| mapping::json_text(&obj, key);
+        let rec = match mapper.map(get, || at().to_string()) {
+            mapping::Mapped::Record(r) => r,
+            mapping::Mapped::Skipped => return Ok(()),
+            mapping::Mapped::BadTime(why) => {
+                self.stats.records += 1;
+                let rej = Rejection::new(RejectReason::InvalidTimestamp, format!("`ts`: {why}"));
+                let raw = mapping::redact_json(&obj, &mapper.identifier_sources(), &mut self.pseudo);
+                return self.reject(&at(), &rej, &raw, bytes.len());
+            }
+        };
+        let used: Vec<&str> = mapper.sources().map(|s| s.split('.').next().unwrap_or(s)).collect();
+        let unknown = obj
+            .iter()
+            .filter(|(k, v)| !used.contains(&k.as_str()) && !v.is_null())
+            .map(|(k, _)| std::borrow::Cow::Borrowed(k.as_str()))
+            .collect();
+        let raw = rec.raw(unknown);
+        let ids = mapper.identifier_sources();
+        self.offer_fields(&raw, at, |ps| mapping::redact_json(&obj, &ids, ps))
+    }
+
     /// A record refused for a missing `worker` that carries an identifier
     /// under another name (`Worker`, `employee_id`...): the message says
     /// which field was expected (the other name is quoted only when it is

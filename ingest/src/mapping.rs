@@ -40,8 +40,10 @@ pub struct Source {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dialect {
-    #[serde(default = "comma")]
-    pub delimiter: char,
+    /// Between cells; by default `;` when the decimal mark is a comma (as
+    /// spreadsheets write it), else `,`.
+    #[serde(default)]
+    pub delimiter: Option<char>,
     #[serde(default = "dquote")]
     pub quote: char,
     /// The decimal mark of numbers: `.` or `,`.
@@ -56,9 +58,6 @@ pub struct Dialect {
     pub header: bool,
 }
 
-fn comma() -> char {
-    ','
-}
 fn dquote() -> char {
     '"'
 }
@@ -74,7 +73,14 @@ fn yes() -> bool {
 
 impl Default for Dialect {
     fn default() -> Self {
-        Dialect { delimiter: ',', quote: '"', decimal: '.', encoding: utf8(), header: true }
+        Dialect { delimiter: None, quote: '"', decimal: '.', encoding: utf8(), header: true }
+    }
+}
+
+impl Dialect {
+    /// The delimiter given, or the one that goes with the decimal mark.
+    pub fn delimiter(&self) -> char {
+        self.delimiter.unwrap_or(if self.decimal == ',' { ';' } else { ',' })
     }
 }
 
@@ -91,6 +97,11 @@ pub struct TimeSpec {
     /// offset of epoch instants.
     #[serde(default)]
     pub zone: Option<String>,
+    /// The pattern's times are UTC (SAP's UTC time stamps, Odoo's stored
+    /// date-times), not local: `zone` then only gives each instant's local
+    /// offset, as for epoch instants.
+    #[serde(default)]
+    pub utc: bool,
 }
 
 fn rfc3339() -> String {
@@ -99,7 +110,7 @@ fn rfc3339() -> String {
 
 impl Default for TimeSpec {
     fn default() -> Self {
-        TimeSpec { format: rfc3339(), zone: None }
+        TimeSpec { format: rfc3339(), zone: None, utc: false }
     }
 }
 
@@ -181,26 +192,35 @@ impl Mapping {
             }
         }
         let d = &self.csv;
-        for (what, c) in [("delimiter", d.delimiter), ("quote", d.quote)] {
+        for (what, c) in [("delimiter", d.delimiter()), ("quote", d.quote)] {
             if !c.is_ascii() || c.is_ascii_alphanumeric() || c == '\n' || c == '\r' {
                 out.push(format!("csv.{what} must be one ASCII punctuation or space character, not {c:?}"));
             }
         }
-        if d.delimiter == d.quote {
+        if d.delimiter() == d.quote {
             out.push("csv.delimiter and csv.quote must differ".into());
         }
         if !matches!(d.decimal, '.' | ',') {
             out.push(format!("csv.decimal must be `.` or `,`, not {:?}", d.decimal));
         }
-        if d.decimal == d.delimiter {
+        if d.decimal == d.delimiter() {
             out.push("csv.decimal and csv.delimiter must differ".into());
         }
         if !ENCODINGS.contains(&d.encoding.to_ascii_lowercase().as_str()) {
             out.push(format!("csv.encoding must be one of {}, not {:?}", ENCODINGS.join(", "), d.encoding));
         }
         let f = self.time.format.as_str();
-        let local =
-            !matches!(f, "rfc3339" | "epoch_s" | "epoch_ms") && !f.contains("%z") && !f.contains("%:z");
+        let local = !matches!(f, "rfc3339" | "epoch_s" | "epoch_ms")
+            && !f.contains("%z")
+            && !f.contains("%:z")
+            && !self.time.utc;
+        if self.time.utc
+            && (matches!(f, "rfc3339" | "epoch_s" | "epoch_ms") || f.contains("%z") || f.contains("%:z"))
+        {
+            out.push(format!(
+                "time.utc: the format {f:?} carries its own offset; utc = true is for patterns without one"
+            ));
+        }
         if !matches!(f, "rfc3339" | "epoch_s" | "epoch_ms" | "excel") && !f.contains('%') {
             out.push(format!("time.format {f:?}: rfc3339, epoch_s, epoch_ms, excel or a strftime pattern"));
         }
@@ -236,6 +256,7 @@ pub struct MappingStats {
 pub struct Clock {
     format: String,
     zone: Option<Tz>,
+    utc: bool,
     last: HashMap<u64, i64>,
 }
 
@@ -244,7 +265,7 @@ pub type TimeError = String;
 
 impl Clock {
     pub fn new(m: &Mapping) -> Self {
-        Clock { format: m.time.format.clone(), zone: m.zone(), last: HashMap::new() }
+        Clock { format: m.time.format.clone(), zone: m.zone(), utc: m.time.utc, last: HashMap::new() }
     }
 
     /// The instant (UTC microseconds) and offset (seconds) of `text`, for
@@ -298,6 +319,9 @@ impl Clock {
             f => NaiveDateTime::parse_from_str(text, f)
                 .map_err(|_| format!("{text:?} does not match the format {f:?}"))?,
         };
+        if self.utc {
+            return Ok(at_zone(local.and_utc().timestamp_micros(), self.zone));
+        }
         let zone = self.zone.ok_or_else(|| "local time without a zone".to_string())?;
         let (utc_us, off) = match zone.from_local_datetime(&local) {
             chrono::LocalResult::Single(t) => (t.timestamp_micros(), t.offset().fix().local_minus_utc()),
@@ -323,6 +347,203 @@ impl Clock {
         };
         self.last.insert(worker, utc_us);
         Ok((utc_us, off))
+    }
+}
+
+/// The contract fields whose text is a number (the mapping's decimal mark
+/// applies to them).
+const NUMERIC: [&str; 5] = ["quantity", "weight_kg", "threshold_s", "gap_s", "target_per_hour"];
+
+/// A mapping being applied to a stream of records (a CSV file, an NDJSON
+/// file, a Kafka topic): its clock and what it saw. The same reading
+/// serves every source, which only says how a column or key is looked up.
+pub struct Mapper {
+    mapping: Mapping,
+    clock: Clock,
+    /// Codes skipped, changes of hour met.
+    pub stats: MappingStats,
+}
+
+/// One record read through a mapping.
+pub enum Mapped {
+    /// The record, ready for the door.
+    Record(MappedRecord),
+    /// Its event code has no kind in the mapping: counted by code in the
+    /// stats, and skipped (a mapping question, not bad data).
+    Skipped,
+    /// Its time could not be read (why).
+    BadTime(String),
+}
+
+/// The contract fields of one mapped record, as text (numbers with a `.`
+/// decimal mark), with its instant and kind already read.
+pub struct MappedRecord {
+    values: Vec<(&'static str, String)>,
+    ts: (i64, i32),
+    kind: String,
+}
+
+impl MappedRecord {
+    /// The record as the door's fields; `unknown` names the source columns
+    /// or keys the mapping does not use (counted, never stored).
+    pub fn raw<'a>(&'a self, unknown: Vec<std::borrow::Cow<'a, str>>) -> crate::validate::RawFields<'a> {
+        use crate::validate::Scalar;
+        let mut raw = crate::validate::RawFields::default();
+        for (field, text) in &self.values {
+            if text.is_empty() || *field == "ts" || *field == "kind" {
+                continue;
+            }
+            // Untyped text, parsed as the field requires (as a CSV cell).
+            if let Some((_, slot)) = raw.slot(field) {
+                *slot = Some(Scalar::Cell(text));
+            }
+        }
+        raw.ts = Some(Scalar::Instant { ts_us: self.ts.0, offset_s: self.ts.1 });
+        raw.kind = Some(Scalar::Str(std::borrow::Cow::Borrowed(&self.kind)));
+        raw.unknown = unknown;
+        raw
+    }
+}
+
+impl Mapper {
+    pub fn new(mapping: Mapping) -> Self {
+        let clock = Clock::new(&mapping);
+        Mapper { mapping, clock, stats: MappingStats::default() }
+    }
+
+    pub fn mapping(&self) -> &Mapping {
+        &self.mapping
+    }
+
+    /// Every column or key the mapping reads.
+    pub fn sources(&self) -> impl Iterator<Item = &str> {
+        self.mapping
+            .fields
+            .values()
+            .flat_map(|s| s.column.iter().chain(s.columns.iter().flatten()))
+            .map(String::as_str)
+    }
+
+    /// The columns or keys an identifier (`worker`, `device`) comes from:
+    /// pseudonymised in the rejects store whatever their name.
+    pub fn identifier_sources(&self) -> Vec<&str> {
+        ["worker", "device"]
+            .iter()
+            .filter_map(|f| self.mapping.fields.get(*f))
+            .flat_map(|s| s.column.iter().chain(s.columns.iter().flatten()))
+            .map(String::as_str)
+            .collect()
+    }
+
+    /// Reads one record: `get` gives the text of a source column or key
+    /// (empty when the record has none), `position` the record's place
+    /// (`FILE:LINE`, or a Kafka message's `topic/partition@offset`) for
+    /// `line = true`.
+    pub fn map(&mut self, get: impl Fn(&str) -> String, position: impl Fn() -> String) -> Mapped {
+        let mut values: Vec<(&'static str, String)> = Vec::with_capacity(self.mapping.fields.len());
+        for (field, src) in &self.mapping.fields {
+            let Some(f) = crate::validate::FIELDS.iter().find(|f| **f == field.as_str()) else { continue };
+            let text = if let Some(c) = &src.column {
+                get(c).trim().to_string()
+            } else if let Some(cs) = &src.columns {
+                cs.iter().map(|c| get(c).trim().to_string()).collect::<Vec<_>>().join(" ")
+            } else if let Some(v) = &src.value {
+                v.clone()
+            } else {
+                position()
+            };
+            values.push((f, text));
+        }
+        let get = |f: &str| values.iter().find(|(n, _)| *n == f).map(|(_, v)| v.as_str()).unwrap_or("");
+        // The event code: its kind, or counted and skipped.
+        let code = get("kind");
+        let kind = if self.mapping.kinds.is_empty() {
+            code.to_string()
+        } else {
+            match self.mapping.kinds.get(code) {
+                Some(k) => k.clone(),
+                None => {
+                    count_code(&mut self.stats, code);
+                    return Mapped::Skipped;
+                }
+            }
+        };
+        let worker_key = xxhash_rust::xxh3::xxh3_64(get("worker").as_bytes());
+        let ts = match self.clock.read(get("ts"), worker_key, &mut self.stats) {
+            Ok(ts) => ts,
+            Err(why) => return Mapped::BadTime(why),
+        };
+        if self.mapping.csv.decimal == ',' {
+            for (field, text) in values.iter_mut() {
+                if NUMERIC.contains(field) {
+                    *text = text.replace(',', ".");
+                }
+            }
+        }
+        Mapped::Record(MappedRecord { values, ts, kind })
+    }
+}
+
+/// The text of a key of a JSON record (`a.b` reaches into a nested
+/// object): a string as it is, a number or a boolean as written, empty
+/// when absent or null.
+pub fn json_text(obj: &serde_json::Map<String, serde_json::Value>, key: &str) -> String {
+    let value = obj.get(key).or_else(|| {
+        let mut parts = key.split('.');
+        let mut v = obj.get(parts.next()?)?;
+        for p in parts {
+            v = v.as_object()?.get(p)?;
+        }
+        Some(v)
+    });
+    match value {
+        None | Some(serde_json::Value::Null) => String::new(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// A JSON record as the rejects store keeps it: the keys the mapping takes
+/// an identifier from are replaced by pseudonyms whatever their name, and
+/// every field whose name says it holds one, as in any record.
+pub fn redact_json(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    identifier_keys: &[&str],
+    pseudo: &mut crate::pseudo::Pseudonymiser,
+) -> Vec<u8> {
+    let mut v = serde_json::Value::Object(obj.clone());
+    for key in identifier_keys {
+        // A key whose own name says it holds an identifier is replaced
+        // below, with every other such key.
+        if crate::rejects::is_identifier_field(key.rsplit('.').next().unwrap_or(key)) {
+            continue;
+        }
+        let mut parts = key.split('.').peekable();
+        let mut at = &mut v;
+        // The exact key first, then the nested path.
+        if let Some(slot) = at.as_object_mut().and_then(|m| m.get_mut(*key)) {
+            let text = json_value_text(slot);
+            *slot = serde_json::Value::String(format!("~{}", pseudo.pseudonym(&text)));
+            continue;
+        }
+        while let Some(p) = parts.next() {
+            let Some(next) = at.as_object_mut().and_then(|m| m.get_mut(p)) else { break };
+            if parts.peek().is_none() {
+                let text = json_value_text(next);
+                *next = serde_json::Value::String(format!("~{}", pseudo.pseudonym(&text)));
+                break;
+            }
+            at = next;
+        }
+    }
+    crate::rejects::redact_value(&mut v, pseudo);
+    serde_json::to_vec(&v).unwrap_or_default()
+}
+
+fn json_value_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -94,7 +94,7 @@ pub fn read_file<S: EventSink, R: RejectSink>(
 ) -> Result<(), IngestError> {
     let name: Arc<str> = Arc::from(path.display().to_string());
     match Format::from_path(path)? {
-        Format::Ndjson { gz } => read_ndjson(path, gz, name, ing, progress),
+        Format::Ndjson { gz } => read_ndjson(path, gz, name, None, ing, progress),
         Format::Csv { gz } => read_csv(path, gz, name, ing, progress),
         Format::Parquet => {
             // The Parquet decoder is not ours: a crafted file that makes it
@@ -145,6 +145,7 @@ fn read_ndjson<S: EventSink, R: RejectSink>(
     path: &Path,
     gz: bool,
     name: Arc<str>,
+    mut mapper: Option<&mut crate::mapping::Mapper>,
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<(), IngestError> {
@@ -178,7 +179,10 @@ fn read_ndjson<S: EventSink, R: RejectSink>(
             // Cut: it cannot be parsed whole, so no byte of it is kept.
             ing.offer_refused(rej, at(), &[], len)?;
         } else {
-            ing.offer_json(&buf, at)?;
+            match mapper.as_deref_mut() {
+                Some(m) => ing.offer_json_mapped(&buf, m, at)?,
+                None => ing.offer_json(&buf, at)?,
+            }
         }
         if line_no.is_multiple_of(65_536) {
             progress(done.get() as f64 / size as f64);
@@ -1051,6 +1055,25 @@ mod regressions {
     }
 }
 
+/// Reads one input file through a mapping (docs/mapping.md): a CSV file by
+/// its columns, an NDJSON file by its keys. Parquet files carry their own
+/// types and follow the contract.
+pub fn read_mapped_file<S: EventSink, R: RejectSink>(
+    path: &Path,
+    mapper: &mut crate::mapping::Mapper,
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(), IngestError> {
+    let name: Arc<str> = Arc::from(path.display().to_string());
+    match Format::from_path(path)? {
+        Format::Ndjson { gz } => read_ndjson(path, gz, name, Some(mapper), ing, progress),
+        Format::Csv { .. } => read_mapped_csv(path, mapper, ing, progress),
+        Format::Parquet => Err(IngestError::Input(format!(
+            "{name}: a mapping reads CSV and NDJSON files; a Parquet file follows the contract (audit it without --mapping)"
+        ))),
+    }
+}
+
 /// Reads one CSV file through a mapping (docs/mapping.md): the export's
 /// dialect and encoding, its columns as contract fields, its codes as
 /// kinds, its local times as instants. Each record then goes through the
@@ -1058,12 +1081,12 @@ mod regressions {
 /// `stats`, not refused.
 pub fn read_mapped_csv<S: EventSink, R: RejectSink>(
     path: &Path,
-    mapping: &crate::mapping::Mapping,
-    stats: &mut crate::mapping::MappingStats,
+    mapper: &mut crate::mapping::Mapper,
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<(), IngestError> {
-    use crate::mapping::{count_code, decode, Clock};
+    use crate::mapping::{decode, Mapped};
+    let mapping = mapper.mapping().clone();
     let name: Arc<str> = Arc::from(path.display().to_string());
     let gz = match Format::from_path(path)? {
         Format::Csv { gz } => gz,
@@ -1080,7 +1103,7 @@ pub fn read_mapped_csv<S: EventSink, R: RejectSink>(
         if gz { Box::new(MultiGzDecoder::new(BufReader::new(counted))) } else { Box::new(counted) };
     let d = &mapping.csv;
     let mut rdr =
-        CsvRecords::with_dialect(BufReader::with_capacity(1 << 20, r), d.delimiter as u8, d.quote as u8);
+        CsvRecords::with_dialect(BufReader::with_capacity(1 << 20, r), d.delimiter() as u8, d.quote as u8);
     let io_err = |e: std::io::Error| IngestError::Input(format!("{name}: CSV read failed: {e}"));
     let mut first: Option<(csv::ByteRecord, u64)> = None;
     let headers: Vec<String> = if d.header {
@@ -1124,20 +1147,8 @@ pub fn read_mapped_csv<S: EventSink, R: RejectSink>(
         )));
     }
     // Columns an identifier comes from: pseudonymised in the rejects store.
-    let identifier_cols: Vec<usize> = ["worker", "device"]
-        .iter()
-        .filter_map(|f| mapping.fields.get(*f))
-        .flat_map(|s| s.column.iter().chain(s.columns.iter().flatten()))
-        .filter_map(|c| column(c))
-        .collect();
-    let used: Vec<usize> = mapping
-        .fields
-        .values()
-        .flat_map(|s| s.column.iter().chain(s.columns.iter().flatten()))
-        .filter_map(|c| column(c))
-        .collect();
-    let numeric = ["quantity", "weight_kg", "threshold_s", "gap_s", "target_per_hour"];
-    let mut clock = Clock::new(mapping);
+    let identifier_cols: Vec<usize> = mapper.identifier_sources().into_iter().filter_map(column).collect();
+    let used: Vec<usize> = mapper.sources().filter_map(column).collect();
     let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
     let mut rows = 0u64;
     loop {
@@ -1191,71 +1202,24 @@ pub fn read_mapped_csv<S: EventSink, R: RejectSink>(
             ing.offer_refused(rej, at(), &raw, raw.len())?;
             continue;
         }
-        let cell = |c: &str| column(c).and_then(|i| cells[i].as_deref()).unwrap_or("");
-        // Each field's text from its source.
-        let mut values: Vec<(&'static str, String)> = Vec::new();
-        for (field, src) in &mapping.fields {
-            let text = if let Some(c) = &src.column {
-                cell(c).trim().to_string()
-            } else if let Some(cs) = &src.columns {
-                cs.iter().map(|c| cell(c).trim()).collect::<Vec<_>>().join(" ")
-            } else if let Some(v) = &src.value {
-                v.clone()
-            } else {
-                format!("{name}:{line}")
-            };
-            if let Some(f) = crate::validate::FIELDS.iter().find(|f| **f == field.as_str()) {
-                values.push((f, text));
-            }
-        }
-        let get = |f: &str| values.iter().find(|(n, _)| *n == f).map(|(_, v)| v.as_str()).unwrap_or("");
-        // The event code: its kind, or counted and skipped.
-        let code = get("kind").to_string();
-        let kind = if mapping.kinds.is_empty() {
-            code.clone()
-        } else {
-            match mapping.kinds.get(&code) {
-                Some(k) => k.clone(),
-                None => {
-                    count_code(stats, &code);
-                    continue;
-                }
-            }
-        };
-        let worker_key = xxhash_rust::xxh3::xxh3_64(get("worker").as_bytes());
-        let ts = match clock.read(get("ts"), worker_key, stats) {
-            Ok((ts_us, offset_s)) => Some(Val::Instant { ts_us, offset_s }),
-            Err(why) => {
+        let cell = |c: &str| column(c).and_then(|i| cells[i].as_deref()).unwrap_or("").to_string();
+        let rec = match mapper.map(cell, || format!("{name}:{line}")) {
+            Mapped::Record(r) => r,
+            Mapped::Skipped => continue,
+            Mapped::BadTime(why) => {
                 let rej = Rejection::new(RejectReason::InvalidTimestamp, format!("`ts`: {why}"));
                 let raw = render(ing.pseudonymiser());
                 ing.offer_refused(rej, at(), &raw, raw.len())?;
                 continue;
             }
         };
-        if d.decimal == ',' {
-            for (field, text) in values.iter_mut() {
-                if numeric.contains(field) {
-                    *text = text.replace(',', ".");
-                }
-            }
-        }
-        let mut raw = RawFields::default();
-        for (field, text) in &values {
-            if text.is_empty() || *field == "ts" || *field == "kind" {
-                continue;
-            }
-            // Untyped text, parsed as the field requires (as a CSV cell).
-            if let Some((_, slot)) = raw.slot(field) {
-                *slot = Some(Val::Cell(text));
-            }
-        }
-        raw.ts = ts;
-        raw.kind = Some(Val::Str(Cow::Owned(kind)));
-        for (i, h) in headers.iter().enumerate() {
-            if !used.contains(&i) && cells[i].as_deref().is_some_and(|c| !c.trim().is_empty()) {
-                raw.unknown.push(Cow::Owned(h.clone()));
-            }
-        }
+        let unknown = headers
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !used.contains(i) && cells[*i].as_deref().is_some_and(|c| !c.trim().is_empty()))
+            .map(|(_, h)| Cow::Borrowed(h.as_str()))
+            .collect();
+        let raw = rec.raw(unknown);
         ing.offer_fields(&raw, at, render)?;
         if rows.is_multiple_of(65_536) {
             progress(done.get() as f64 / size as f64);

@@ -250,7 +250,7 @@ pub fn redact_record(raw: &[u8], pseudo: &mut Pseudonymiser) -> Option<Vec<u8>> 
     serde_json::to_vec(&v).ok()
 }
 
-fn redact_value(v: &mut serde_json::Value, pseudo: &mut Pseudonymiser) {
+pub(crate) fn redact_value(v: &mut serde_json::Value, pseudo: &mut Pseudonymiser) {
     match v {
         serde_json::Value::Object(map) => {
             for (k, val) in map.iter_mut() {

@@ -24,6 +24,10 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
+    /// The mappings of `kafka.mappings`, read and checked when the
+    /// configuration is loaded: topic -> mapping and its file's SHA-256.
+    #[serde(skip)]
+    pub loaded_mappings: BTreeMap<String, (vigie_ingest::mapping::Mapping, [u8; 32])>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -70,6 +74,11 @@ pub struct KafkaConfig {
     /// operator decides (docs/design.md, "A source that goes backwards").
     #[serde(default)]
     pub on_source_reset: OnSourceReset,
+    /// Topic -> mapping file (docs/mapping.md): that topic's messages are
+    /// read by the mapping's keys, codes and times. A path is relative to
+    /// the configuration file's folder.
+    #[serde(default)]
+    pub mappings: BTreeMap<String, PathBuf>,
 }
 
 /// `kafka.on_source_reset`.
@@ -258,6 +267,7 @@ const KNOWN: [(&str, &[&str]); 4] = [
             "max_write_retries",
             "max_retry_backoff_ms",
             "on_source_reset",
+            "mappings",
         ],
     ),
     (
@@ -331,9 +341,24 @@ pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Res
     if !problems.is_empty() {
         return Err(problems);
     }
-    let config: Config =
+    let mut config: Config =
         table.try_into().map_err(|e: toml::de::Error| vec![format!("{file}: {}", e.to_string().trim())])?;
-    let problems = config.problems(&file);
+    let mut problems = config.problems(&file);
+    // Each topic's mapping, read and checked now (every problem at once).
+    let base = path.parent().unwrap_or(Path::new("."));
+    for (topic, m) in &config.kafka.mappings {
+        if !config.kafka.topics.contains(topic) {
+            problems.push(format!("{file}: kafka.mappings.{topic:?} is not one of kafka.topics"));
+        }
+        match vigie_ingest::mapping::Mapping::from_file(&base.join(m)) {
+            Ok(loaded) => {
+                config.loaded_mappings.insert(topic.clone(), loaded);
+            }
+            Err(ps) => {
+                problems.extend(ps.into_iter().map(|p| format!("{file}: kafka.mappings.{topic:?}: {p}")))
+            }
+        }
+    }
     if problems.is_empty() {
         Ok(config)
     } else {

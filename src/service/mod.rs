@@ -176,6 +176,8 @@ struct StoreState {
 pub struct Pipeline {
     root: PathBuf,
     door: Ingestor<Vec<Event>, DeadLetter>,
+    /// Topics read through a mapping (`kafka.mappings`).
+    mappers: HashMap<Arc<str>, vigie_ingest::mapping::Mapper>,
     parts: HashMap<(Arc<str>, i32), PartBuf>,
     metrics: Arc<Metrics>,
     max_retries: u32,
@@ -207,6 +209,11 @@ impl Pipeline {
         Pipeline {
             root: cfg.store.path.clone(),
             door,
+            mappers: cfg
+                .loaded_mappings
+                .iter()
+                .map(|(t, (m, _))| (Arc::from(t.as_str()), vigie_ingest::mapping::Mapper::new(m.clone())))
+                .collect(),
             parts: HashMap::new(),
             metrics,
             max_retries: cfg.kafka.max_write_retries,
@@ -268,7 +275,17 @@ impl Pipeline {
         let epoch = self.part(topic, partition).epoch;
         self.door.rejects.set_epoch(epoch);
         let bytes = payload.unwrap_or(b"");
-        self.door.offer_json(bytes, origin)?;
+        match self.mappers.get_mut(topic) {
+            Some(mapper) => {
+                let skipped = mapper.stats.unmapped_codes.values().sum::<u64>();
+                self.door.offer_json_mapped(bytes, mapper, origin)?;
+                let now = mapper.stats.unmapped_codes.values().sum::<u64>();
+                if now > skipped {
+                    self.metrics.events_unmapped.with_label_values(&[topic.as_ref()]).inc_by(now - skipped);
+                }
+            }
+            None => self.door.offer_json(bytes, origin)?,
+        }
         let mut accepted = std::mem::take(&mut self.door.sink);
         let buf = self.part(topic, partition);
         for e in &accepted {

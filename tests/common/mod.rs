@@ -301,3 +301,68 @@ pub fn committed_total(brokers: &str, group: &str, topic: &str, partitions: i32)
         .map(|t| t.elements().iter().map(|e| e.offset().to_raw().unwrap_or(0).max(0)).sum())
         .unwrap_or(-1)
 }
+
+/// A contract NDJSON record rewritten as a vendor's JSON export would hold
+/// it: its own key names, the worker under a nested key whose name does
+/// not say it is an identifier (`Qui.code`), epoch milliseconds, vendor
+/// event codes, numbers as strings with a decimal comma.
+pub fn vendor_json(line: &[u8]) -> Vec<u8> {
+    let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+    let ts = chrono::DateTime::parse_from_rfc3339(v["ts"].as_str().unwrap()).unwrap();
+    let code = VENDOR_CODES.iter().find(|c| c.1 == v["kind"].as_str().unwrap()).unwrap().0;
+    let mut o = serde_json::json!({
+        "TxnId": v["event_id"],
+        "Horodatage": ts.timestamp_millis(),
+        "Depot": v["site"],
+        "Qui": { "code": v["worker"] },
+        "Code": code,
+    });
+    for (from, to) in [("team", "Equipe"), ("zone", "Zone"), ("process", "Processus"), ("device", "Terminal")]
+    {
+        if let Some(s) = v[from].as_str() {
+            o[to] = serde_json::Value::String(s.to_string());
+        }
+    }
+    for (from, to) in [
+        ("quantity", "Qte"),
+        ("weight_kg", "Poids"),
+        ("threshold_s", "Seuil"),
+        ("gap_s", "Ecart"),
+        ("target_per_hour", "Objectif"),
+    ] {
+        if let Some(x) = v[from].as_f64() {
+            o[to] = serde_json::Value::String(x.to_string().replace('.', ","));
+        }
+    }
+    serde_json::to_vec(&o).unwrap()
+}
+
+/// The vendor codes of `vendor_json`, and their kinds.
+pub const VENDOR_CODES: [(&str, &str); 10] = [
+    ("PICK_CONFIRM", "scan"),
+    ("VOCAL", "voice_prompt"),
+    ("LOGIN", "shift_start"),
+    ("LOGOUT", "shift_end"),
+    ("PAUSE_DEB", "break_start"),
+    ("PAUSE_FIN", "break_end"),
+    ("INACTIF", "idle_flag"),
+    ("VITESSE", "speed_flag"),
+    ("JUSTIF", "justification_request"),
+    ("OBJECTIF", "rate_target"),
+];
+
+/// The mapping that reads `vendor_json` records.
+pub fn vendor_mapping() -> String {
+    let mut m = String::from(
+        "name = \"vendor-json\"\n[csv]\ndecimal = \",\"\n[time]\nformat = \"epoch_ms\"\nzone = \"Europe/Paris\"\n\
+         [fields]\nevent_id = { column = \"TxnId\" }\nts = { column = \"Horodatage\" }\nsite = { column = \"Depot\" }\n\
+         worker = { column = \"Qui.code\" }\nkind = { column = \"Code\" }\nteam = { column = \"Equipe\" }\n\
+         zone = { column = \"Zone\" }\nprocess = { column = \"Processus\" }\ndevice = { column = \"Terminal\" }\n\
+         quantity = { column = \"Qte\" }\nweight_kg = { column = \"Poids\" }\nthreshold_s = { column = \"Seuil\" }\n\
+         gap_s = { column = \"Ecart\" }\ntarget_per_hour = { column = \"Objectif\" }\n[kinds]\n",
+    );
+    for (code, kind) in VENDOR_CODES {
+        m.push_str(&format!("{code} = \"{kind}\"\n"));
+    }
+    m
+}
