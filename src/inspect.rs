@@ -29,14 +29,27 @@ const NAMES: [(&str, &[&str]); 10] = [
             "opérateur",
             "user",
             "badge",
+            "confirmed_by",
+            "confirmed by",
+            "processor",
         ],
     ),
     (
         "kind",
-        &["type de transaction", "transaction", "type", "code", "event", "événement", "evenement", "kind"],
+        &[
+            "type de transaction",
+            "transaction",
+            "type",
+            "code",
+            "event",
+            "événement",
+            "evenement",
+            "kind",
+            "status",
+        ],
     ),
     ("event_id", &["id", "event_id", "n° mouvement", "mouvement", "transaction id", "numéro"]),
-    ("site", &["site", "entrepôt", "entrepot", "warehouse", "dépôt"]),
+    ("site", &["site", "entrepôt", "entrepot", "warehouse", "dépôt", "lgnum"]),
     ("team", &["equipe", "équipe", "team", "shift team"]),
     ("zone", &["zone", "area", "allée"]),
     ("quantity", &["qté", "qte", "quantité", "quantity", "qty"]),
@@ -62,7 +75,8 @@ const CODES: [(&str, &str); 12] = [
 ];
 
 /// The time formats tried, on the joined date and time cells.
-const TIME_FORMATS: [&str; 6] = [
+const TIME_FORMATS: [&str; 7] = [
+    "%Y%m%d%H%M%S",
     "%d/%m/%Y %H:%M:%S%.f",
     "%d/%m/%Y %H:%M",
     "%Y-%m-%d %H:%M:%S%.f",
@@ -112,8 +126,14 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
         (Some(d), _) => r.get(d).cloned().unwrap_or_default(),
         _ => String::new(),
     };
-    let samples: Vec<String> =
-        rows.iter().take(200).map(ts_sample).filter(|s| !s.trim().is_empty()).collect();
+    // An empty time, or zero (a time stamp not yet set), says nothing of
+    // the format.
+    let samples: Vec<String> = rows
+        .iter()
+        .take(200)
+        .map(ts_sample)
+        .filter(|s| !s.trim().is_empty() && !s.trim().bytes().all(|b| b == b'0'))
+        .collect();
     let format = if !samples.is_empty()
         && samples.iter().all(|s| chrono::DateTime::parse_from_rfc3339(s).is_ok())
     {
@@ -142,20 +162,26 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
     } else {
         '.'
     };
-    // Identifier-like columns are never shown in clear.
+    // Only columns known not to identify anyone are shown in clear: those
+    // taken for codes, places, teams, quantities and times. Any other
+    // column may hold identifiers whatever its name (a "CONFIRMED_BY", a
+    // "Qui"), so its values are shown as pseudonyms of a key used once.
     let mut pseudo = Pseudonymiser::ephemeral();
-    let masked = |i: usize| {
-        role.get("worker") == Some(&i)
-            || role.get("device") == Some(&i)
-            || vigie_ingest::rejects::is_identifier_field(&headers[i])
-    };
+    let clear: Vec<usize> = ["kind", "site", "team", "zone", "quantity", "weight_kg", "threshold_s"]
+        .iter()
+        .filter_map(|f| role.get(f).copied())
+        .chain(date_col)
+        .chain(time_col)
+        .filter(|i| !vigie_ingest::rejects::is_identifier_field(&headers[*i]))
+        .collect();
+    let masked = |i: usize| !clear.contains(&i);
     let mut o = String::new();
     o.push_str(&format!(
         "# Draft mapping for {name}, written by `vigie inspect` from its first {} rows.\n",
         rows.len()
     ));
     o.push_str("# Complete the lines marked TODO, then: vigie check-mapping THIS_FILE\n");
-    o.push_str("#\n# Columns (identifier-like values shown as pseudonyms of a key used once):\n");
+    o.push_str("#\n# Columns (values shown in clear only for columns taken for codes, places, teams,\n# quantities or times; any other as pseudonyms of a key used once):\n");
     for (i, h) in headers.iter().enumerate() {
         let mut seen: Vec<String> = Vec::new();
         for c in col(i) {
@@ -191,6 +217,11 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
     match format {
         Some(f) => o.push_str(&format!("format = {f:?}\n")),
         None => o.push_str("format = \"TODO\"   # no common format matched the samples\n"),
+    }
+    if format.is_some_and(|f| f.starts_with('%')) {
+        o.push_str(
+            "# utc = true     # if these times are UTC, not local (the zone then gives their local offset)\n",
+        );
     }
     if format != Some("rfc3339") {
         // Epoch instants need no zone, but it gives their local offset.

@@ -238,25 +238,36 @@ fn to_csv(ndjson: &str) -> String {
     String::from_utf8(w.into_inner().unwrap()).unwrap()
 }
 
+/// Generates a site's events into `out` (`extra`: more `generate`
+/// options) and returns the NDJSON text when `out` is NDJSON.
+fn generate(out: &Path, workers: &str, days: &str, seed: &str, extra: &[&str]) -> String {
+    let mut args = vec![
+        "generate",
+        "--out",
+        out.to_str().unwrap(),
+        "--workers",
+        workers,
+        "--days",
+        days,
+        "--seed",
+        seed,
+    ];
+    args.extend_from_slice(extra);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    if out.extension().and_then(|e| e.to_str()) == Some("ndjson") {
+        std::fs::read_to_string(out).unwrap()
+    } else {
+        String::new()
+    }
+}
+
 #[test]
 fn the_same_events_in_every_format_give_the_same_findings() {
     let dir = tempfile::tempdir().unwrap();
     let p = |n: &str| dir.path().join(n);
     for name in ["site.ndjson", "site.parquet"] {
-        let o = run(&[
-            "generate",
-            "--out",
-            p(name).to_str().unwrap(),
-            "--workers",
-            "24",
-            "--days",
-            "14",
-            "--seed",
-            "5",
-            "--scenario",
-            "worktime",
-        ]);
-        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        generate(&p(name), "24", "14", "5", &["--scenario", "worktime"]);
     }
     let text = std::fs::read_to_string(p("site.ndjson")).unwrap();
     std::fs::write(p("site.csv"), to_csv(&text)).unwrap();
@@ -398,18 +409,7 @@ fn an_interrupted_audit_leaves_no_spill_and_the_spill_is_private() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("big.parquet");
-    let g = run(&[
-        "generate",
-        "--out",
-        input.to_str().unwrap(),
-        "--workers",
-        "300",
-        "--days",
-        "28",
-        "--seed",
-        "9",
-    ]);
-    assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+    generate(&input, "300", "28", "9", &[]);
     let out = dir.path().join("out");
     let mut child = vigie()
         .args(["audit", "--input", input.to_str().unwrap(), "--out", out.to_str().unwrap()])
@@ -604,18 +604,6 @@ fn a_byte_order_mark_at_the_start_of_an_ndjson_file_or_line_is_not_a_record_erro
 /// date and time in two columns in local time (Europe/Paris), vendor
 /// event codes, and rows whose code has no kind.
 fn french_export(ndjson: &str) -> Vec<u8> {
-    let codes = [
-        ("scan", "PICK_CONFIRM"),
-        ("voice_prompt", "VOCAL"),
-        ("shift_start", "LOGIN"),
-        ("shift_end", "LOGOUT"),
-        ("break_start", "PAUSE_DEB"),
-        ("break_end", "PAUSE_FIN"),
-        ("idle_flag", "INACTIF"),
-        ("speed_flag", "VITESSE"),
-        ("justification_request", "JUSTIF"),
-        ("rate_target", "OBJECTIF"),
-    ];
     let mut out: Vec<u8> = b"\xEF\xBB\xBF".to_vec();
     out.extend_from_slice(
         b"N\xB0 mouvement;Date;Heure;Matricule;Type de transaction;Qt\xE9;Poids;Seuil (s);Equipe;Zone\r\n",
@@ -628,7 +616,7 @@ fn french_export(ndjson: &str) -> Vec<u8> {
         let (y, rest) = date.split_once('-').unwrap();
         let (m, d) = rest.split_once('-').unwrap();
         let kind = v["kind"].as_str().unwrap();
-        let code = codes.iter().find(|c| c.0 == kind).unwrap().1;
+        let code = VENDOR_CODES.iter().find(|c| c.1 == kind).unwrap().0;
         let num = |k: &str| v[k].as_f64().map(|x| x.to_string().replace('.', ",")).unwrap_or_default();
         let cell = |k: &str| v[k].as_str().unwrap_or("").to_string();
         let row = format!(
@@ -692,23 +680,7 @@ fn a_french_spreadsheet_export_through_a_mapping_gives_the_findings_of_the_contr
     // repeated hour), with working-time breaches to find.
     let dir = tempfile::tempdir().unwrap();
     let nd = dir.path().join("site.ndjson");
-    let o = run(&[
-        "generate",
-        "--out",
-        nd.to_str().unwrap(),
-        "--workers",
-        "24",
-        "--days",
-        "14",
-        "--seed",
-        "5",
-        "--scenario",
-        "worktime",
-        "--start",
-        "2026-10-19",
-    ]);
-    assert_eq!(o.status.code(), Some(0));
-    let text = std::fs::read_to_string(&nd).unwrap();
+    let text = generate(&nd, "24", "14", "5", &["--scenario", "worktime", "--start", "2026-10-19"]);
     let csv = dir.path().join("export.csv");
     std::fs::write(&csv, french_export(&text)).unwrap();
     let mapping = dir.path().join("mapping.toml");
@@ -759,23 +731,7 @@ fn an_ndjson_export_with_its_own_keys_reads_through_a_mapping_like_the_contract_
     // kind, one that is not JSON and one whose time is not a number.
     let dir = tempfile::tempdir().unwrap();
     let nd = dir.path().join("site.ndjson");
-    let o = run(&[
-        "generate",
-        "--out",
-        nd.to_str().unwrap(),
-        "--workers",
-        "12",
-        "--days",
-        "10",
-        "--seed",
-        "8",
-        "--scenario",
-        "worktime",
-        "--start",
-        "2026-10-19",
-    ]);
-    assert_eq!(o.status.code(), Some(0));
-    let text = std::fs::read_to_string(&nd).unwrap();
+    let text = generate(&nd, "12", "10", "8", &["--scenario", "worktime", "--start", "2026-10-19"]);
     let mut vendor = b"\xEF\xBB\xBF".to_vec();
     for line in text.lines() {
         vendor.extend(vendor_json(line.as_bytes()));
@@ -814,6 +770,23 @@ fn an_ndjson_export_with_its_own_keys_reads_through_a_mapping_like_the_contract_
     // The worker value under a key the mapping names is pseudonymised in
     // the rejects store, whatever the key is called.
     assert_no_secret(&out_v, &o, &["SECRET-B", "SECRET-C"]);
+
+    // `vigie inspect` reads the NDJSON keys (nested ones as `a.b`), finds
+    // the epoch times and the codes, and shows no worker value in clear.
+    let draft = dir.path().join("draft.toml");
+    let o = run(&["inspect", input.to_str().unwrap(), "--out", draft.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let draft_text = std::fs::read_to_string(&draft).unwrap();
+    for needle in [
+        "format = \"epoch_ms\"",
+        "kind = { column = \"Code\" }",
+        "\"PICK_CONFIRM\" = \"scan\"",
+        "\"Qui.code\": ~",
+    ] {
+        assert!(draft_text.contains(needle), "draft lacks {needle}:\n{draft_text}");
+    }
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert!(!draft_text.contains(first["worker"].as_str().unwrap()), "a worker value in clear");
 }
 
 #[test]
@@ -876,21 +849,7 @@ fn a_shift_over_a_change_of_hour_counts_the_hours_worked() {
 fn inspect_drafts_a_mapping_that_once_completed_accepts_every_record() {
     let dir = tempfile::tempdir().unwrap();
     let nd = dir.path().join("site.ndjson");
-    let o = run(&[
-        "generate",
-        "--out",
-        nd.to_str().unwrap(),
-        "--workers",
-        "12",
-        "--days",
-        "3",
-        "--seed",
-        "6",
-        "--start",
-        "2026-10-19",
-    ]);
-    assert_eq!(o.status.code(), Some(0));
-    let text = std::fs::read_to_string(&nd).unwrap();
+    let text = generate(&nd, "12", "3", "6", &["--start", "2026-10-19"]);
     let csv = dir.path().join("export.csv");
     std::fs::write(&csv, french_export(&text)).unwrap();
     let draft = dir.path().join("draft.toml");
@@ -916,16 +875,8 @@ fn inspect_drafts_a_mapping_that_once_completed_accepts_every_record() {
     assert!(!draft_text.contains(v["worker"].as_str().unwrap()), "a worker value in clear");
     // Its blanks filled as a user would: the zone, the site, the codes it
     // could not name.
-    let named = [
-        ("VOCAL", "voice_prompt"),
-        ("LOGOUT", "shift_end"),
-        ("PAUSE_DEB", "break_start"),
-        ("PAUSE_FIN", "break_end"),
-        ("INACTIF", "idle_flag"),
-        ("VITESSE", "speed_flag"),
-        ("JUSTIF", "justification_request"),
-        ("OBJECTIF", "rate_target"),
-    ];
+    let named: Vec<(&str, &str)> =
+        VENDOR_CODES.into_iter().filter(|(c, _)| !matches!(*c, "PICK_CONFIRM" | "LOGIN")).collect();
     let mut done = String::new();
     for line in draft_text.lines() {
         let line = if line.starts_with("zone = \"TODO\"") {
@@ -957,4 +908,76 @@ fn inspect_drafts_a_mapping_that_once_completed_accepts_every_record() {
     let events = text.lines().count();
     assert!(said.contains(&format!("{events} accepted, 0 rejected")), "{said}");
     assert!(said.contains("code without a kind, \"INVENTAIRE\""), "{said}");
+}
+
+#[test]
+fn each_ready_made_mapping_reads_its_sample_and_inspect_drafts_one_that_does_too() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&root).unwrap().flatten() {
+        let mapping = entry.path();
+        if mapping.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        seen += 1;
+        let stem = mapping.file_stem().unwrap().to_str().unwrap().to_string();
+        let sample = root.join("samples").join(format!("{stem}.csv"));
+        assert!(sample.exists(), "{stem}: no sample in mappings/samples/");
+        let o = run(&["check-mapping", mapping.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let dir = tempfile::tempdir().unwrap();
+        let (out, _) = audit_ok(dir.path(), &sample, &["--mapping", mapping.to_str().unwrap()]);
+        let f = read_json(&out.join("findings.json"));
+        let rows = std::fs::read_to_string(&sample).unwrap().lines().count() as u64 - 1;
+        let skipped: u64 = f["input"]["mapping"]["unmapped_codes"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum();
+        assert_eq!(f["input"]["rejected"], 0, "{stem}: {:#}", f["input"]);
+        assert_eq!(f["input"]["events"].as_u64().unwrap() + skipped, rows, "{stem}");
+        if stem == "sap-ewm-warehouse-orders" {
+            // 406 confirmed orders, 6 open ones (status '') skipped; the
+            // UTC time stamps read as UTC: the first confirmation,
+            // 20260302050000, is 05:00 UTC (06:00 in Paris).
+            assert_eq!((f["input"]["events"].as_u64(), skipped), (Some(406), 6));
+            assert_eq!(f["input"]["from"], "2026-03-02T05:00:00Z");
+            // The report says how the export was read.
+            let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+            assert!(
+                report.contains("« sap-ewm-warehouse-orders »")
+                    && report.contains("6 enregistrements ont été écartés"),
+                "the report does not say how the export was read"
+            );
+        }
+        // The draft inspect writes for the sample, its blanks filled from
+        // the ready-made mapping, accepts every record the mapping does.
+        let draft = dir.path().join("draft.toml");
+        let o = run(&["inspect", sample.to_str().unwrap(), "--out", draft.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let ready: toml::Table = toml::from_str(&std::fs::read_to_string(&mapping).unwrap()).unwrap();
+        let zone = ready["time"]["zone"].as_str().unwrap();
+        let mut done = String::new();
+        for line in std::fs::read_to_string(&draft).unwrap().lines() {
+            if line.starts_with("zone = \"TODO\"") {
+                done.push_str(&format!("zone = {zone:?}\n"));
+            } else if line.starts_with("# \"") && line.contains("= \"TODO\"") {
+                let code = line[2..].split('"').nth(1).unwrap();
+                let kind = ready["kinds"][code].as_str().unwrap();
+                done.push_str(&format!("{code:?} = {kind:?}\n"));
+            } else {
+                assert!(!line.contains("TODO") || line.starts_with('#'), "{stem}: a blank left: {line}");
+                done.push_str(line);
+                done.push('\n');
+            }
+        }
+        let completed = dir.path().join("completed.toml");
+        std::fs::write(&completed, &done).unwrap();
+        let o = run(&["inspect", sample.to_str().unwrap(), "--try", completed.to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&o.stdout);
+        let events = f["input"]["events"].as_u64().unwrap();
+        assert!(text.contains(&format!("{events} accepted, 0 rejected")), "{stem}: {text}\n{done}");
+    }
+    assert!(seen >= 1, "no ready-made mapping found");
 }

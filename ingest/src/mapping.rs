@@ -638,6 +638,19 @@ mod tests {
         );
         m.time.format = "rfc3339".into();
         assert!(Clock::new(&m).read("2026-03-02 12:00", 1, &mut stats).is_err());
+        // SAP's UTC time stamps (YYYYMMDDhhmmss): read as UTC, the zone
+        // giving the local offset; 11:00 UTC is noon in Paris in March,
+        // and 13:00 in July.
+        m.time.format = "%Y%m%d%H%M%S".into();
+        m.time.utc = true;
+        assert!(m.problems().is_empty(), "{:?}", m.problems());
+        assert_eq!(
+            Clock::new(&m).read("20260302110000", 1, &mut stats).unwrap(),
+            (1_772_449_200_000_000, 3600)
+        );
+        assert_eq!(Clock::new(&m).read("20260702110000", 1, &mut stats).unwrap().1, 7200);
+        m.time.format = "epoch_s".into();
+        assert_eq!(m.problems().len(), 1, "utc = true with a format that has its own offset");
     }
 
     #[test]

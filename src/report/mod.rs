@@ -522,12 +522,42 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
             )
         })
         .collect();
-    let methods = vec![
+    let mut methods = vec![
         l.f("method_pseudo", &[("pseudo", f.privacy.pseudonymisation.clone())]),
         l.f("method_k", &[("k", k.clone()), ("n", withheld)]),
         l.f("method_shifts", &[("break_min", number(policy.break_min_minutes, lang))]),
         l.t("method_thresholds").to_string(),
     ];
+    if let Some(m) = &f.input.mapping {
+        // How the export was read: the mapping, what it skipped, the
+        // changes of hour it met.
+        let skipped: u64 = m.unmapped_codes.values().sum();
+        let mut by_count: Vec<(&String, &u64)> = m.unmapped_codes.iter().collect();
+        by_count.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let codes = by_count
+            .iter()
+            .take(5)
+            .map(|(c, k)| {
+                let c = if c.is_empty() { "—" } else { c.as_str() };
+                if lang == "fr" {
+                    format!("« {c} » ({})", n(**k))
+                } else {
+                    format!("“{c}” ({})", n(**k))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        methods.push(l.f(
+            "method_mapping",
+            &[
+                ("name", m.name.clone()),
+                ("sha", m.sha256.chars().take(16).collect()),
+                ("skipped", n(skipped)),
+                ("codes", if codes.is_empty() { "—".into() } else { codes }),
+                ("dst", n(m.dst_ambiguous + m.dst_nonexistent)),
+            ],
+        ));
+    }
     let footer = l.f(
         "footer",
         &[
