@@ -70,6 +70,7 @@ pub struct Metrics {
     pub events_rejected: IntCounterVec,
     pub events_duplicate: IntCounter,
     pub events_unmapped: IntCounterVec,
+    pub store_fenced_flushes: IntCounter,
     pub consumer_lag: IntGaugeVec,
     pub batch_write_seconds: Histogram,
     pub store_bytes: IntGaugeVec,
@@ -259,6 +260,10 @@ impl Metrics {
             "vigie_store_incomplete_flush_files_removed_total",
             "Raw files of flushes that never completed (beyond the checkpoint), removed before their records were read again."
         ));
+        let store_fenced_flushes = reg!(IntCounter::new(
+            "vigie_store_fenced_flushes_total",
+            "Flushes dropped because another instance had stored the partition past this one's durable point (the partition had moved to it)."
+        ));
         let store_folder_capped_flushes = reg!(IntCounter::new(
             "vigie_store_folder_capped_flushes_total",
             "Flushes started before max_batch_events because the buffer's events spanned max_batch_folders (site, date) folders."
@@ -321,6 +326,7 @@ impl Metrics {
             events_rejected,
             events_duplicate,
             events_unmapped,
+            store_fenced_flushes,
             consumer_lag,
             batch_write_seconds,
             store_bytes,

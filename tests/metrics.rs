@@ -46,6 +46,7 @@ vigie_process_resident_memory_bytes GAUGE
 vigie_scan_intervals GAUGE bound,group,site
 vigie_store_bytes GAUGE tier
 vigie_store_damaged_checkpoints_total COUNTER 
+vigie_store_fenced_flushes_total COUNTER 
 vigie_store_folder_capped_flushes_total COUNTER 
 vigie_store_incomplete_flush_files_removed_total COUNTER 
 vigie_store_oldest_event_age_seconds GAUGE tier

@@ -331,7 +331,23 @@ fn two_instances_split_four_partitions_and_store_each_event_once() {
     assert!(sa.success(), "a: {sa:?}\n{}", log("a"));
     let sb = terminate(b);
     assert!(sb.success(), "b: {sb:?}\n{}", log("b"));
-    assert_eq!(range_problems(&store, &topic), Vec::<String>::new());
+    // On failure, what each instance said of its partitions.
+    let said = |n: &str| {
+        log(n)
+            .lines()
+            .filter(|l| {
+                ["WARN", "ERROR", "assigned", "revoked", "backwards", "Another instance"]
+                    .iter()
+                    .any(|w| l.contains(w))
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if !range_problems(&store, &topic).is_empty() {
+        let kept = dir.keep();
+        panic!("DIAG kept {}", kept.display());
+    }
+    assert_eq!(range_problems(&store, &topic), Vec::<String>::new(), "a:\n{}\nb:\n{}", said("a"), said("b"));
     let (ids, rows) = raw_event_ids(&store);
     assert_eq!(rows, good.len());
     assert_eq!(ids, good);

@@ -103,7 +103,7 @@ fn feed_by(
 }
 
 fn view(committed: Option<i64>, end: usize) -> SourceView {
-    SourceView { committed, low: Some(0), high: Some(end as i64), fingerprint_at_last: None }
+    SourceView { committed, low: Some(0), high: Some(end as i64), fingerprint_at: None }
 }
 
 fn start_offset(s: Start) -> i64 {
@@ -253,7 +253,7 @@ fn a_source_that_went_backwards_starts_a_new_incarnation_and_skips_nothing() {
     // The topic was recreated and holds 300 records: the store's durable
     // point is beyond its end.
     let (mut p, m) = pipeline(&c, Faults::default());
-    let v = SourceView { committed: None, low: Some(0), high: Some(200), fingerprint_at_last: None };
+    let v = SourceView { committed: None, low: Some(0), high: Some(200), fingerprint_at: None };
     assert_eq!(p.assign(&Arc::from(TOPIC), 0, v), Start::At(0));
     assert_eq!(m.source_resets.with_label_values(&[TOPIC]).get(), 1);
     feed(&mut p, new, 0, &Cell::new(None)).unwrap();
@@ -274,10 +274,22 @@ fn a_source_that_went_backwards_starts_a_new_incarnation_and_skips_nothing() {
     // Grown past the old offsets: the record at the checkpoint is not the
     // one stored there.
     let (mut p, m) = pipeline(&c, Faults::default());
-    let same =
-        SourceView { committed: None, low: Some(0), high: Some(900), fingerprint_at_last: ck.fingerprint };
+    let same = SourceView {
+        committed: None,
+        low: Some(0),
+        high: Some(900),
+        fingerprint_at: ck.fingerprint.map(|f| (ck.last, f)),
+    };
     assert_eq!(p.assign(&Arc::from(TOPIC), 0, same), Start::At(200), "the same record: no reset");
-    let other = SourceView { fingerprint_at_last: Some(ck.fingerprint.unwrap() ^ 1), ..same };
+    // A probe of another offset (the checkpoint moved between the probe
+    // and the assignment: another instance's last flush) says nothing.
+    let elsewhere = SourceView { fingerprint_at: Some((ck.last - 7, ck.fingerprint.unwrap() ^ 1)), ..same };
+    assert_eq!(
+        p.assign(&Arc::from(TOPIC), 0, elsewhere),
+        Start::At(200),
+        "a probe of another offset: no reset"
+    );
+    let other = SourceView { fingerprint_at: Some((ck.last, ck.fingerprint.unwrap() ^ 1)), ..same };
     assert_eq!(p.assign(&Arc::from(TOPIC), 0, other), Start::At(0));
     assert_eq!(m.source_resets.with_label_values(&[TOPIC]).get(), 1);
     assert_eq!(store::read_checkpoint(&c.store.path, TOPIC, 0).best.unwrap().epoch, 2);
@@ -290,7 +302,7 @@ fn with_on_source_reset_stop_the_partition_is_held_and_reported() {
     let c = cfg(dir.path(), "on_source_reset = \"stop\"");
     stored(&c, &all[..400]);
     let (mut p, m) = pipeline(&c, Faults::default());
-    let v = SourceView { committed: Some(400), low: Some(0), high: Some(10), fingerprint_at_last: None };
+    let v = SourceView { committed: Some(400), low: Some(0), high: Some(10), fingerprint_at: None };
     assert_eq!(p.assign(&Arc::from(TOPIC), 0, v), Start::Held);
     assert_eq!(m.source_resets.with_label_values(&[TOPIC]).get(), 1);
     assert_eq!(m.source_reset_blocked.with_label_values(&[TOPIC]).get(), 1);
@@ -307,7 +319,7 @@ fn records_the_source_deleted_before_vigie_read_them_are_counted() {
     stored(&c, &all[..300]);
     let (mut p, m) = pipeline(&c, Faults::default());
     // Retention removed offsets up to 449; the topic goes on to 600.
-    let v = SourceView { committed: Some(300), low: Some(450), high: Some(602), fingerprint_at_last: None };
+    let v = SourceView { committed: Some(300), low: Some(450), high: Some(602), fingerprint_at: None };
     assert_eq!(p.assign(&Arc::from(TOPIC), 0, v), Start::At(450));
     assert_eq!(m.source_skipped.with_label_values(&[TOPIC]).get(), 150);
     assert_eq!(m.source_resets.with_label_values(&[TOPIC]).get(), 0);
@@ -517,4 +529,52 @@ fn a_message_that_arrives_after_its_partition_was_revoked_is_left_to_the_new_own
     p.offer(&topic, 0, 100, Some(&records[100])).unwrap();
     p.flush(&topic, 0, &commit).unwrap();
     assert_eq!(store::read_checkpoint(&c.store.path, TOPIC, 0).best.unwrap().last, 100);
+}
+
+#[test]
+fn two_instances_that_both_believe_they_own_a_partition_never_store_it_twice() {
+    // A owns partition 0 from offset 0 and buffers the first 400 records;
+    // its session times out unseen and B, given the partition from the
+    // group's commit (none: offset 0), reads and stores 0..300 first. A's
+    // flush then finds the durable point moved under it: it writes nothing
+    // and asks to read again after B's. A then stores 301.. and B, fenced
+    // in turn, resumes after A: each event is stored once, the ranges tile
+    // the offsets, and the consumers were told where to read from.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(dir.path(), "");
+    let (mut a, ma) = pipeline(&cfg, Faults::default());
+    let (mut b, mb) = pipeline(&cfg, Faults::default());
+    let recs = records();
+    let want = good_ids(&recs);
+    let topic: Arc<str> = Arc::from(TOPIC);
+    let commit = |_: &TopicPartitionList| Ok(());
+    let end = recs.len();
+    assert_eq!(start_offset(a.assign(&topic, 0, view(None, end))), 0);
+    for (i, r) in recs.iter().enumerate().take(400) {
+        a.offer(&topic, 0, i as i64, Some(r)).unwrap();
+    }
+    assert_eq!(start_offset(b.assign(&topic, 0, view(None, end))), 0);
+    for (i, r) in recs.iter().enumerate().take(301) {
+        b.offer(&topic, 0, i as i64, Some(r)).unwrap();
+    }
+    b.flush(&topic, 0, &commit).unwrap();
+    assert!(b.take_reseeks().is_empty());
+    // A's flush is fenced: nothing written, read again from 301.
+    a.flush(&topic, 0, &commit).unwrap();
+    assert_eq!(a.take_reseeks(), vec![(topic.clone(), 0, 301)]);
+    assert_eq!(ma.store_fenced_flushes.get(), 1);
+    assert_eq!(store::read_checkpoint(&dir.path().join("store"), TOPIC, 0).best.unwrap().last, 300);
+    // A reads on from 301 and stores the rest; B, which read on to 500
+    // meanwhile, is fenced in turn and told to resume after A.
+    for (i, r) in recs.iter().enumerate().skip(301).take(200) {
+        b.offer(&topic, 0, i as i64, Some(r)).unwrap();
+    }
+    for (i, r) in recs.iter().enumerate().skip(301) {
+        a.offer(&topic, 0, i as i64, Some(r)).unwrap();
+    }
+    a.flush(&topic, 0, &commit).unwrap();
+    b.flush(&topic, 0, &commit).unwrap();
+    assert_eq!(b.take_reseeks(), vec![(topic.clone(), 0, end as i64)]);
+    assert_eq!(mb.store_fenced_flushes.get(), 1);
+    assert_exactly_once(&dir.path().join("store"), &want, "two owners of one partition");
 }

@@ -150,9 +150,11 @@ pub struct SourceView {
     /// The partition's low and high watermarks.
     pub low: Option<i64>,
     pub high: Option<i64>,
-    /// The fingerprint of the record now at the checkpoint's last offset,
-    /// when it could be read.
-    pub fingerprint_at_last: Option<u64>,
+    /// The record read at the checkpoint's last offset, when it could be
+    /// read: that offset and the record's fingerprint. The checkpoint is
+    /// read again when the partition is assigned; a probe of another
+    /// offset (the checkpoint moved in between) says nothing.
+    pub fingerprint_at: Option<(i64, u64)>,
 }
 
 /// Where an assigned partition starts.
@@ -176,6 +178,8 @@ struct StoreState {
 pub struct Pipeline {
     root: PathBuf,
     door: Ingestor<Vec<Event>, DeadLetter>,
+    /// Partitions to seek after a fence: (topic, partition, offset).
+    reseeks: Vec<(Arc<str>, i32, i64)>,
     /// Topics read through a mapping (`kafka.mappings`).
     mappers: HashMap<Arc<str>, vigie_ingest::mapping::Mapper>,
     parts: HashMap<(Arc<str>, i32), PartBuf>,
@@ -209,6 +213,7 @@ impl Pipeline {
         Pipeline {
             root: cfg.store.path.clone(),
             door,
+            reseeks: Vec::new(),
             mappers: cfg
                 .loaded_mappings
                 .iter()
@@ -456,6 +461,23 @@ impl Pipeline {
             buf.pending = Some(Pending { frames, first, last, fp: buf.last_fp });
         }
         let (epoch, seq) = (buf.epoch, buf.seq);
+        // The fence: under the partition's lock, the durable point must
+        // still be the one this instance last wrote or read. If another
+        // instance moved it, the partition went to it while this one was
+        // not yet told (a session that timed out): what is buffered here
+        // is dropped, never written over the other's files.
+        let lock = match store::lock_partition(&root, topic, partition) {
+            Ok(l) => l,
+            Err(e) => {
+                self.metrics.store_write_failures.with_label_values(&["flush"]).inc();
+                return Err(classify(&root, &e, format!("{topic}/{partition}: the partition's lock")));
+            }
+        };
+        if let Some(theirs) = store::read_checkpoint(&root, topic, partition).best.filter(|c| c.seq > seq) {
+            self.fenced(topic, partition, theirs);
+            return Ok(());
+        }
+        let buf = self.part(topic, partition);
         let pending = buf.pending.take().expect("set above");
         let (first, last, fp) = (pending.first, pending.last, pending.fp);
         let name = store::RawName { topic: topic.to_string(), epoch, partition, first, last };
@@ -488,6 +510,7 @@ impl Pipeline {
             return Err(classify(&root, &e, format!("{topic}/{partition} offsets {first}-{last}")));
         }
         drop(pending);
+        drop(lock);
         let buf = self.part(topic, partition);
         buf.seq += 1;
         buf.durable_last = last;
@@ -505,6 +528,28 @@ impl Pipeline {
             self.door.forget_seen();
         }
         Ok(())
+    }
+
+    /// Another instance moved this partition's durable point: the buffer
+    /// is dropped (nothing of it was committed), the partition starts again
+    /// from the other's checkpoint, and the consumer is asked to read from
+    /// just after it (`take_reseeks`), so that nothing is stored twice and
+    /// nothing between the two is skipped.
+    fn fenced(&mut self, topic: &Arc<str>, partition: i32, theirs: store::Checkpoint) {
+        let mine = self.parts.get(&(topic.clone(), partition)).map(|b| (b.seq, b.durable_last));
+        tracing::warn!(topic = %topic, partition, ?mine, theirs_seq = theirs.seq, theirs_last = theirs.last, "Another instance stored this partition past this one's durable point: its buffer is dropped and reading resumes after the other's");
+        self.metrics.store_fenced_flushes.inc();
+        self.parts.insert((topic.clone(), partition), PartBuf::new(Some(&theirs)));
+        self.forget_unstored();
+        self.reseeks.push((topic.clone(), partition, theirs.last + 1));
+    }
+
+    /// Partitions to read again from an offset after a fence (see
+    /// `fenced`), for the consumer loop to seek; those released since are
+    /// left out.
+    pub fn take_reseeks(&mut self) -> Vec<(Arc<str>, i32, i64)> {
+        let all = std::mem::take(&mut self.reseeks);
+        all.into_iter().filter(|(t, p, _)| !self.released.contains(&(t.clone(), *p))).collect()
     }
 
     /// Flushes the given partitions; on the first error that can heal, the
@@ -656,7 +701,9 @@ impl Pipeline {
         let resume = ck.last + 1;
         let reset = if let Some(high) = view.high.filter(|h| *h < resume) {
             Some(format!("the store holds offsets up to {} but the partition ends at {high}", ck.last))
-        } else if let (Some(want), Some(got)) = (ck.fingerprint, view.fingerprint_at_last) {
+        } else if let (Some(want), Some((_, got))) =
+            (ck.fingerprint, view.fingerprint_at.filter(|(at, _)| *at == ck.last))
+        {
             (want != got).then(|| format!("the record now at offset {} is not the one stored there", ck.last))
         } else {
             None
@@ -853,7 +900,7 @@ impl ConsumerContext for Ctx {
                             Offset::Offset(o) => Some(o),
                             _ => None,
                         });
-                    let view = SourceView { committed: kafka, low, high, fingerprint_at_last: fp };
+                    let view = SourceView { committed: kafka, low, high, fingerprint_at: fp };
                     let offset = match p.assign(&Arc::from(topic.as_str()), *partition, view) {
                         Start::At(o) => Offset::Offset(o),
                         Start::Beginning => Offset::Beginning,
@@ -880,11 +927,15 @@ impl ConsumerContext for Ctx {
 /// the record now at its checkpoint's last offset (None when it cannot be
 /// read: deleted by retention, beyond the end, or no answer in time). Read
 /// with a consumer outside the group.
+/// What a probe saw of one partition: its low and high watermarks, and
+/// the offset read and the fingerprint of its record.
+type Probed = (Option<i64>, Option<i64>, Option<(i64, u64)>);
+
 fn probe_source(
     probe: &ClientConfig,
     parts: &[(String, i32)],
     checkpoints: &[Option<store::Checkpoint>],
-) -> Vec<(Option<i64>, Option<i64>, Option<u64>)> {
+) -> Vec<Probed> {
     let mut out = vec![(None, None, None); parts.len()];
     let consumer: BaseConsumer = match probe.create() {
         Ok(c) => c,
@@ -920,7 +971,7 @@ fn probe_source(
                 let key = (m.topic().to_string(), m.partition());
                 if let Some(&(i, last)) = want.get(&key) {
                     if m.offset() == last {
-                        out[i].2 = Some(store::fingerprint(m.payload().unwrap_or(b"")));
+                        out[i].2 = Some((last, store::fingerprint(m.payload().unwrap_or(b""))));
                     }
                     want.remove(&key);
                 }
@@ -1171,10 +1222,20 @@ pub async fn run(
                 if let Err(e) = r { result = Err(ServiceError::Ingest(e)); break; }
             }
         }
-        let (writable, fatal, held) = {
+        let (writable, fatal, held, reseeks) = {
             let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
-            (p.writable(), p.fatal.take(), p.held())
+            (p.writable(), p.fatal.take(), p.held(), p.take_reseeks())
         };
+        for (topic, partition, offset) in reseeks {
+            // After a fence: read again from just after the other
+            // instance's durable point.
+            let r = tokio::task::block_in_place(|| {
+                consumer.seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(10))
+            });
+            if let Err(e) = r {
+                tracing::error!(topic = %topic, partition, offset, error = %e, "Could not seek after a fence; the partition is read again from its durable point at the next assignment");
+            }
+        }
         if let Some(e) = fatal {
             result = Err(ServiceError::Other(e));
             break;

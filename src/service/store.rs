@@ -256,6 +256,26 @@ pub fn write_checkpoint(
     Ok(())
 }
 
+/// Takes the exclusive lock of one partition's durable point (a file lock
+/// on `offsets/.TOPIC+PARTITION.lock`, released when the returned file is
+/// dropped). A flush holds it while it checks the checkpoint and moves it,
+/// so that two instances that both believe they own a partition (one of
+/// them not yet told that it lost it) never both write past the same
+/// point (docs/design.md, "Two writers for one partition").
+pub fn lock_partition(root: &Path, topic: &str, partition: i32) -> Result<fs::File, IngestError> {
+    let dir = root.join(OFFSETS);
+    fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
+    let path = dir.join(format!(".{topic}+{partition}.lock"));
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| IngestError::io(&path, e))?;
+    fs4::FileExt::lock(&f).map_err(|e| IngestError::io(&path, e))?;
+    Ok(f)
+}
+
 /// What the store says of a partition's durable point.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CheckpointRead {
