@@ -262,7 +262,16 @@ def pauses():
         rule_text("pause.flags_during_breaks"),
         "short",
         [(f'sum(vigie_finding_observed{{{SG},rule="pause.flags_during_breaks"}})', "flags")],
-        w=24,
+        w=12,
+        h=5,
+    )
+    b.panel(
+        "stat",
+        rule_title("pause.latency_flags"),
+        rule_text("pause.latency_flags"),
+        "short",
+        [(f'sum(vigie_finding_observed{{{SG},rule="pause.latency_flags"}})', "flags")],
+        w=12,
         h=5,
     )
     return b

@@ -669,6 +669,8 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
                     idle_flags: 0,
                     speed_flags: 0,
                     justification_requests: 0,
+                    justify_gaps: Default::default(),
+                    latency_idle_flags: 0,
                 });
             }
         }

@@ -772,13 +772,22 @@ fn open_data_row_by_hand() {
     events.push(ev("w1", "08:30:00", "speed_flag"));
     events.push(ev("w1", "08:30:01", "speed_flag"));
     events.push(ev("w2", "08:45:00", "justification_request"));
+    // And one justification about a gap of 200 s (w3), one about 30 s
+    // (w4), and an idle flag at 120 s (w4): a latency threshold.
+    events.push(ev("w3", "08:50:00", "justification_request").extra("\"gap_s\":200"));
+    events.push(ev("w4", "08:50:00", "justification_request").extra("\"gap_s\":30"));
+    events.push(ev("w4", "08:55:00", "idle_flag").extra("\"threshold_s\":120"));
     let e = evaluate(&events, &policy);
     let a = e.aggregates.iter().find(|a| a.group == "site").unwrap();
     assert_eq!((a.site.as_str(), a.week.as_str()), ("s1", "2026-W10"));
     assert_eq!((a.workers, a.shifts, a.units), (5, 5, 600));
     assert_eq!(a.effective_hours, 5.0);
     assert_eq!((a.uph_p10, a.uph_p50, a.uph_p90), (Some(104.0), Some(120.0), Some(136.0)));
-    assert_eq!((a.idle_flags, a.speed_flags, a.justification_requests), (1, 2, 1));
+    assert_eq!((a.idle_flags, a.speed_flags, a.justification_requests), (2, 2, 3));
+    // Requests by their gap: under 60 s, 60-180, 180-300, 300-600, 600
+    // and over, not given. One idle flag at a threshold of 1-10 minutes.
+    assert_eq!(a.justify_gaps, [1, 0, 1, 0, 0, 1]);
+    assert_eq!(a.latency_idle_flags, 1);
     // One scan per shift: no interval between scans.
     assert_eq!(a.hist.iter().sum::<u64>(), 0);
     // Gaps: start -> scan 30 min (break), scan -> end 30 min (break).

@@ -7,7 +7,7 @@ use std::path::Path;
 use polars::prelude::*;
 
 use crate::rules::AggregateRow;
-use crate::shifts::{GAP_CLASSES, HIST_BOUNDS_S};
+use crate::shifts::{GAP_CLASSES, HIST_BOUNDS_S, JUSTIFY_GAP_BUCKETS};
 use crate::AnalyzeError;
 
 /// Column name of a histogram bucket: `iv_le_0_5s` ... `iv_gt_1800s`.
@@ -46,6 +46,16 @@ pub fn frame(rows: &[AggregateRow]) -> PolarsResult<DataFrame> {
     cols.push(Column::new(
         "justification_requests".into(),
         rows.iter().map(|r| r.justification_requests).collect::<Vec<_>>(),
+    ));
+    for (i, b) in JUSTIFY_GAP_BUCKETS.iter().enumerate() {
+        cols.push(Column::new(
+            format!("justify_gap_{b}").into(),
+            rows.iter().map(|r| r.justify_gaps[i]).collect::<Vec<_>>(),
+        ));
+    }
+    cols.push(Column::new(
+        "idle_flags_latency".into(),
+        rows.iter().map(|r| r.latency_idle_flags).collect::<Vec<_>>(),
     ));
     DataFrame::new_infer_height(cols)
 }

@@ -27,6 +27,12 @@ pub const HIST_BOUNDS_S: [f64; 13] =
 /// Gap classes between consecutive activity events of a shift.
 pub const GAP_CLASSES: [&str; 4] = ["micro", "latency", "idle", "break"];
 
+/// Buckets of the gap a justification request is about (its `gap_s`):
+/// under 1 min, 1-3, 3-5, 5-10 min, 10 min or more, and not given. The
+/// CNIL's "temps de latence" indicator covered gaps of 1 to 10 minutes.
+pub const JUSTIFY_GAP_BUCKETS: [&str; 6] =
+    ["lt_60s", "60_180s", "180_300s", "300_600s", "ge_600s", "unknown"];
+
 /// Parameters of the shift model (policy settings).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ShiftModel {
@@ -95,6 +101,12 @@ pub struct Shift {
     pub speed_flags: u64,
     pub speed_min_s: Option<f64>,
     pub justifications: u64,
+    /// Justification requests by the gap they are about
+    /// (`JUSTIFY_GAP_BUCKETS`).
+    pub justify_gaps: [u64; JUSTIFY_GAP_BUCKETS.len()],
+    /// Idle flags at a latency threshold: `threshold_s` (else the gap
+    /// before the flag) of 1 minute or more and under 10.
+    pub latency_idle_flags: u64,
     /// Idle flags and justification requests inside declared breaks.
     pub flags_in_breaks: u64,
     /// Gaps of 10 min or more between activity events (California rest
@@ -190,6 +202,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
             col("quantity"),
             col("weight_kg"),
             col("threshold_s"),
+            col("gap_s"),
         ])
         .sort_by_exprs(
             [col("site"), col("worker"), col("ts_us"), col("kind")],
@@ -331,12 +344,38 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
         col("threshold_s").filter(k().eq(kind(Kind::SpeedFlag))).min().alias("speed_min_s"),
         count(k().eq(kind(Kind::JustificationRequest))).alias("justifications"),
         count(
+            k().eq(kind(Kind::IdleFlag)).and(
+                col("threshold_s")
+                    .fill_null(col("gap_us").cast(DataType::Float64) / lit(1e6))
+                    .gt_eq(lit(m.latency_from_s))
+                    .and(
+                        col("threshold_s")
+                            .fill_null(col("gap_us").cast(DataType::Float64) / lit(1e6))
+                            .lt(lit(m.idle_from_s)),
+                    ),
+            ),
+        )
+        .alias("latency_idle_flags"),
+        count(
             k().eq(kind(Kind::IdleFlag))
                 .or(k().eq(kind(Kind::JustificationRequest)))
                 .and(col("in_break_before").eq(lit(1i32))),
         )
         .alias("flags_in_breaks"),
     ];
+    // Justification requests by the gap they are about.
+    let jr = || k().eq(kind(Kind::JustificationRequest));
+    let gs = || col("gap_s");
+    let bounds = [0.0, 60.0, 180.0, 300.0, 600.0, f64::INFINITY];
+    for (i, name) in JUSTIFY_GAP_BUCKETS.iter().enumerate() {
+        let cond = match (bounds.get(i), bounds.get(i + 1)) {
+            _ if *name == "unknown" => jr().and(gs().is_null()),
+            (Some(lo), Some(hi)) if hi.is_finite() => jr().and(gs().gt_eq(lit(*lo))).and(gs().lt(lit(*hi))),
+            (Some(lo), _) => jr().and(gs().gt_eq(lit(*lo))),
+            _ => lit(false),
+        };
+        aggs.push(count(cond).alias(format!("jgap_{name}")));
+    }
     let mut lo = f64::NEG_INFINITY;
     for (i, hi) in HIST_BOUNDS_S.iter().copied().chain([f64::INFINITY]).enumerate() {
         let cond = if lo.is_finite() { iv().gt(us(lo)) } else { iv().gt_eq(lit(0i64)) };
@@ -441,6 +480,27 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
     );
     let hist: Vec<UInt64Chunked> =
         (0..=HIST_BOUNDS_S.len()).map(|i| u64c(&format!("hist_{i}"))).collect::<Result<_, _>>()?;
+    // Summaries written before these columns existed: every request's gap
+    // is unknown, and no idle flag is known to be at a latency threshold.
+    let zero = |n: &str| UInt64Chunked::full(n.into(), 0, df.height());
+    let jgaps: Vec<UInt64Chunked> = JUSTIFY_GAP_BUCKETS
+        .iter()
+        .map(|b| {
+            let name = format!("jgap_{b}");
+            if df.column(&name).is_ok() {
+                u64c(&name)
+            } else if *b == "unknown" {
+                Ok(just.clone())
+            } else {
+                Ok(zero(&name))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    let latency_idle = if df.column("latency_idle_flags").is_ok() {
+        u64c("latency_idle_flags")?
+    } else {
+        zero("latency_idle_flags")
+    };
     let gaps: Vec<UInt64Chunked> =
         GAP_CLASSES.iter().map(|g| u64c(&format!("gap_{g}"))).collect::<Result<_, _>>()?;
     let mut labels: std::collections::HashMap<String, Arc<str>> = Default::default();
@@ -455,6 +515,10 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
         let mut g = [0u64; GAP_CLASSES.len()];
         for (j, c) in gaps.iter().enumerate() {
             g[j] = z(c);
+        }
+        let mut jg = [0u64; JUSTIFY_GAP_BUCKETS.len()];
+        for (j, c) in jgaps.iter().enumerate() {
+            jg[j] = z(c);
         }
         let start_us = start.get(i).unwrap_or(0);
         let end_us = end.get(i).unwrap_or(start_us);
@@ -483,6 +547,8 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
             speed_flags: z(&speed),
             speed_min_s: speed_min.get(i),
             justifications: z(&just),
+            justify_gaps: jg,
+            latency_idle_flags: z(&latency_idle),
             flags_in_breaks: z(&inbrk),
             rest_breaks: z(&rest_breaks),
             meal_after_us: meal_after.get(i),

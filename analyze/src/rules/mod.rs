@@ -23,7 +23,7 @@ use crate::employer::Employer;
 use crate::findings::{Facts, Finding, Status};
 use crate::policy::{Policy, Severity};
 use crate::privacy;
-use crate::shifts::{Shift, GAP_CLASSES, HIST_BOUNDS_S};
+use crate::shifts::{Shift, GAP_CLASSES, HIST_BOUNDS_S, JUSTIFY_GAP_BUCKETS};
 
 pub use worktime::ca_rest_required;
 
@@ -87,6 +87,11 @@ pub struct AggregateRow {
     pub idle_flags: u64,
     pub speed_flags: u64,
     pub justification_requests: u64,
+    /// Justification requests by the gap they are about
+    /// (`JUSTIFY_GAP_BUCKETS`).
+    pub justify_gaps: [u64; JUSTIFY_GAP_BUCKETS.len()],
+    /// Idle flags at a threshold of 1 to 10 minutes.
+    pub latency_idle_flags: u64,
 }
 
 /// Quantile with linear interpolation between closest ranks (the
@@ -475,11 +480,15 @@ fn aggregates(ctx: &Ctx) -> Vec<AggregateRow> {
         uph.sort_by(f64::total_cmp);
         let mut hist = [0u64; HIST_BOUNDS_S.len() + 1];
         let mut gaps = [0u64; GAP_CLASSES.len()];
+        let mut justify_gaps = [0u64; JUSTIFY_GAP_BUCKETS.len()];
         for r in &members {
             for (a, b) in hist.iter_mut().zip(r.s.hist) {
                 *a += b;
             }
             for (a, b) in gaps.iter_mut().zip(r.s.gaps) {
+                *a += b;
+            }
+            for (a, b) in justify_gaps.iter_mut().zip(r.s.justify_gaps) {
                 *a += b;
             }
         }
@@ -499,6 +508,8 @@ fn aggregates(ctx: &Ctx) -> Vec<AggregateRow> {
             idle_flags: members.iter().map(|r| r.s.idle_flags).sum(),
             speed_flags: members.iter().map(|r| r.s.speed_flags).sum(),
             justification_requests: members.iter().map(|r| r.s.justifications).sum(),
+            justify_gaps,
+            latency_idle_flags: members.iter().map(|r| r.s.latency_idle_flags).sum(),
         });
     }
     out

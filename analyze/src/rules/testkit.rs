@@ -12,7 +12,8 @@
 //! a `gap` is an undeclared stop (no scan strictly inside it). `idle@HH:MM`,
 //! `justify@HH:MM` and `speed@HH:MM` add the employer's `idle_flag` (with
 //! `threshold_s` 300), `justification_request` and `speed_flag` (with
-//! `threshold_s` 1.25) at that time.
+//! `threshold_s` 1.25) at that time; `idle@HH:MM/120` gives the flag a
+//! `threshold_s` of 120, `justify@HH:MM/200` the request a `gap_s` of 200.
 
 use chrono::{Duration, NaiveDate, NaiveTime};
 
@@ -79,11 +80,13 @@ pub fn events(script: &str) -> String {
         let mut flags = Vec::new();
         while let Some(w) = words.next() {
             if let Some((kind, at)) = w.split_once('@') {
-                let (kind, extra) = match kind {
-                    "idle" => ("idle_flag", ",\"threshold_s\":300"),
-                    "justify" => ("justification_request", ""),
-                    "speed" => ("speed_flag", ",\"threshold_s\":1.25"),
-                    other => panic!("unknown flag {other:?}"),
+                let (at, value) = at.split_once('/').map_or((at, None), |(a, v)| (a, Some(v)));
+                let (kind, extra) = match (kind, value) {
+                    ("idle", v) => ("idle_flag", format!(",\"threshold_s\":{}", v.unwrap_or("300"))),
+                    ("justify", None) => ("justification_request", String::new()),
+                    ("justify", Some(v)) => ("justification_request", format!(",\"gap_s\":{v}")),
+                    ("speed", v) => ("speed_flag", format!(",\"threshold_s\":{}", v.unwrap_or("1.25"))),
+                    (other, _) => panic!("unknown flag {other:?}"),
                 };
                 flags.push((time(at), kind, extra));
                 continue;
@@ -112,7 +115,7 @@ pub fn events(script: &str) -> String {
                 evs.push((at(*b1), "break_end", ""));
             }
             for (t, kind, extra) in &flags {
-                evs.push((at(*t), kind, extra));
+                evs.push((at(*t), kind, extra.as_str()));
             }
             let mut t = start + Duration::minutes(5);
             while t < end {
