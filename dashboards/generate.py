@@ -194,6 +194,13 @@ def intensity():
         [(f'vigie_finding_observed{{{SG},rule="cadence.intensification"}}', "{{site}} {{group}}")],
     )
     b.panel(
+        "timeseries",
+        rule_title("cadence.target_raised"),
+        rule_text("cadence.target_raised"),
+        "percentunit",
+        [(f'vigie_finding_observed{{{SG},rule="cadence.target_raised"}}', "{{site}} {{group}}")],
+    )
+    b.panel(
         "heatmap",
         "Intervals between consecutive scans",
         "Distribution of the intervals between two scans of the same shift in the latest ISO week, "

@@ -671,6 +671,10 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
                     justification_requests: 0,
                     justify_gaps: Default::default(),
                     latency_idle_flags: 0,
+                    shifts_with_target: 0,
+                    target_p50: None,
+                    achieved_over_target_p50: None,
+                    shifts_under_target: 0,
                 });
             }
         }

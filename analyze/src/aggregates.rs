@@ -57,6 +57,19 @@ pub fn frame(rows: &[AggregateRow]) -> PolarsResult<DataFrame> {
         "idle_flags_latency".into(),
         rows.iter().map(|r| r.latency_idle_flags).collect::<Vec<_>>(),
     ));
+    cols.push(Column::new(
+        "shifts_with_target".into(),
+        rows.iter().map(|r| r.shifts_with_target).collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new("target_p50".into(), rows.iter().map(|r| r.target_p50).collect::<Vec<_>>()));
+    cols.push(Column::new(
+        "achieved_over_target_p50".into(),
+        rows.iter().map(|r| r.achieved_over_target_p50).collect::<Vec<_>>(),
+    ));
+    cols.push(Column::new(
+        "shifts_under_target".into(),
+        rows.iter().map(|r| r.shifts_under_target).collect::<Vec<_>>(),
+    ));
     DataFrame::new_infer_height(cols)
 }
 

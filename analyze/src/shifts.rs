@@ -107,6 +107,9 @@ pub struct Shift {
     /// Idle flags at a latency threshold: `threshold_s` (else the gap
     /// before the flag) of 1 minute or more and under 10.
     pub latency_idle_flags: u64,
+    /// The worker's target in force at the end of the shift: the last
+    /// `target_per_hour` of a `rate_target` event at or before it.
+    pub target_uph: Option<f64>,
     /// Idle flags and justification requests inside declared breaks.
     pub flags_in_breaks: u64,
     /// Gaps of 10 min or more between activity events (California rest
@@ -203,6 +206,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
             col("weight_kg"),
             col("threshold_s"),
             col("gap_s"),
+            col("target_per_hour"),
         ])
         .sort_by_exprs(
             [col("site"), col("worker"), col("ts_us"), col("kind")],
@@ -229,6 +233,16 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
                     .otherwise(lit(NULL)),
             )
             .alias("last_break_start"),
+            // The worker's target in force: the last `rate_target` so far
+            // (-1: none yet).
+            ffill(
+                when(col("target_per_hour").is_not_null())
+                    .then(col("target_per_hour"))
+                    .when(col("first_row"))
+                    .then(lit(-1.0))
+                    .otherwise(lit(NULL).cast(DataType::Float64)),
+            )
+            .alias("target_ff"),
         ])
         .with_columns([
             (ts() - col("prev_act_ts")).alias("gap_us"),
@@ -356,6 +370,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
             ),
         )
         .alias("latency_idle_flags"),
+        col("target_ff").filter(col("target_ff").gt_eq(lit(0.0))).last().alias("target_uph"),
         count(
             k().eq(kind(Kind::IdleFlag))
                 .or(k().eq(kind(Kind::JustificationRequest)))
@@ -496,6 +511,11 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
             }
         })
         .collect::<Result<_, _>>()?;
+    let target_uph = if df.column("target_uph").is_ok() {
+        f64c("target_uph")?
+    } else {
+        Float64Chunked::full_null("target_uph".into(), df.height())
+    };
     let latency_idle = if df.column("latency_idle_flags").is_ok() {
         u64c("latency_idle_flags")?
     } else {
@@ -549,6 +569,7 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
             justifications: z(&just),
             justify_gaps: jg,
             latency_idle_flags: z(&latency_idle),
+            target_uph: target_uph.get(i),
             flags_in_breaks: z(&inbrk),
             rest_breaks: z(&rest_breaks),
             meal_after_us: meal_after.get(i),

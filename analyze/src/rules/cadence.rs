@@ -64,6 +64,48 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         })
     });
 
+    // cadence.target_raised: the group's daily median target in force,
+    // date by date; its largest rise from one level to the next.
+    ctx.whole(emit, "cadence.target_raised", |_, members| {
+        let mut by_day: std::collections::BTreeMap<chrono::NaiveDate, Vec<f64>> = Default::default();
+        for r in members {
+            if let Some(t) = r.s.target_uph {
+                by_day.entry(r.date).or_default().push(t);
+            }
+        }
+        if by_day.is_empty() {
+            return Some(Outcome::Nothing(facts("none")));
+        }
+        let levels: Vec<(chrono::NaiveDate, f64)> = by_day
+            .into_iter()
+            .filter_map(|(d, mut v)| {
+                v.sort_by(f64::total_cmp);
+                quantile(&v, 0.5).map(|m| (d, m))
+            })
+            .collect();
+        let changes: Vec<(chrono::NaiveDate, f64, f64)> = levels
+            .windows(2)
+            .filter(|w| (w[1].1 - w[0].1).abs() > 1e-9)
+            .map(|w| (w[1].0, w[0].1, w[1].1))
+            .collect();
+        let (first, last) = (levels[0].1, levels[levels.len() - 1].1);
+        let rise = |c: &(chrono::NaiveDate, f64, f64)| if c.1 > 0.0 { (c.2 - c.1) / c.1 } else { 0.0 };
+        let best = changes.iter().filter(|c| rise(c) > 0.0).max_by(|a, b| rise(a).total_cmp(&rise(b)));
+        let f = |case: &str| {
+            facts(case)
+                .n("changes", changes.len() as f64)
+                .n("first", round(first, 1))
+                .n("last", round(last, 1))
+        };
+        Some(match best {
+            Some(c) => Outcome::Value(
+                Some(round(rise(c), 4)),
+                f("raised").t("date", c.0.to_string()).n("from", round(c.1, 1)).n("to", round(c.2, 1)),
+            ),
+            None => Outcome::Value(Some(0.0), f("not_raised")),
+        })
+    });
+
     let rush_s = p.limit("cadence.rush_share", 1.25);
     ctx.whole(emit, "cadence.rush_share", |_, members| {
         let intervals: u64 = members.iter().map(|r| r.s.intervals).sum();
@@ -96,6 +138,43 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
 mod tests {
     use super::super::testkit::{check, Want};
     use crate::findings::Status::*;
+
+    #[test]
+    fn a_target_raised_by_15_percent_on_a_date() {
+        // Each of the 5 workers: a target of 100 units an hour announced
+        // each day of week 10, 115 each day of week 11. The daily median
+        // target goes from 100 (Friday 6 March) to 115 (Monday 9 March):
+        // one change, a rise of 0.15, over the 0.10 threshold.
+        let script = "Mon..Fri 08:00-12:00 target@08:01/100 | week+1 Mon..Fri 08:00-12:00 target@08:01/115";
+        check("fr", script, &[Want::site("cadence.target_raised", "all", Attention, 0.15)]);
+        let e = super::super::testkit::run("fr", script, None);
+        let f = e.findings.iter().find(|f| f.rule == "cadence.target_raised").unwrap();
+        assert!(
+            f.explanation.contains("2026-03-09") && f.explanation.contains("from 100 to 115"),
+            "{}",
+            f.explanation
+        );
+        // Open data: 47 scans between 08:05 and 11:55 over 4 h is 11.75
+        // units an hour: 0.1175 of 100 and 0.1022 of 115; every shift under
+        // its target.
+        let w = |week: &str| e.aggregates.iter().find(|a| a.group == "site" && a.week == week).unwrap();
+        let (a, b) = (w("2026-W10"), w("2026-W11"));
+        assert_eq!(
+            (a.shifts_with_target, a.target_p50, a.achieved_over_target_p50),
+            (25, Some(100.0), Some(0.1175))
+        );
+        assert_eq!(
+            (b.target_p50, b.achieved_over_target_p50, b.shifts_under_target),
+            (Some(115.0), Some(0.1022), 25)
+        );
+        // A target that does not move, or none at all.
+        check(
+            "fr",
+            "Mon..Fri 08:00-12:00 target@08:01/100",
+            &[Want::site("cadence.target_raised", "all", Ok, 0.0)],
+        );
+        check("fr", "Mon..Fri 08:00-12:00", &[Want::site("cadence.target_raised", "all", Ok, f64::NAN)]);
+    }
 
     #[test]
     fn speed_flags_and_the_pace() {

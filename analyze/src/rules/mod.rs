@@ -92,6 +92,20 @@ pub struct AggregateRow {
     pub justify_gaps: [u64; JUSTIFY_GAP_BUCKETS.len()],
     /// Idle flags at a threshold of 1 to 10 minutes.
     pub latency_idle_flags: u64,
+    /// Shifts with a target in force (`rate_target`), the median target,
+    /// the median of units per hour over the target, and the shifts under
+    /// their target.
+    pub shifts_with_target: u64,
+    pub target_p50: Option<f64>,
+    pub achieved_over_target_p50: Option<f64>,
+    pub shifts_under_target: u64,
+}
+
+/// A shift's units per hour over the target in force, when it has both
+/// (a target of 0 says nothing).
+pub(crate) fn achieved_over_target(s: &Shift) -> Option<f64> {
+    let t = s.target_uph.filter(|t| *t > 0.0)?;
+    s.units_per_hour().map(|u| u / t)
 }
 
 /// Quantile with linear interpolation between closest ranks (the
@@ -510,6 +524,21 @@ fn aggregates(ctx: &Ctx) -> Vec<AggregateRow> {
             justification_requests: members.iter().map(|r| r.s.justifications).sum(),
             justify_gaps,
             latency_idle_flags: members.iter().map(|r| r.s.latency_idle_flags).sum(),
+            shifts_with_target: members.iter().filter(|r| r.s.target_uph.is_some()).count() as u64,
+            target_p50: {
+                let mut t: Vec<f64> = members.iter().filter_map(|r| r.s.target_uph).collect();
+                t.sort_by(f64::total_cmp);
+                quantile(&t, 0.5).map(|x| round(x, 2))
+            },
+            achieved_over_target_p50: {
+                let mut a: Vec<f64> = members.iter().filter_map(|r| achieved_over_target(r.s)).collect();
+                a.sort_by(f64::total_cmp);
+                quantile(&a, 0.5).map(|x| round(x, 4))
+            },
+            shifts_under_target: members
+                .iter()
+                .filter(|r| achieved_over_target(r.s).is_some_and(|x| x < 1.0))
+                .count() as u64,
         });
     }
     out

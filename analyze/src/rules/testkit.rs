@@ -13,7 +13,8 @@
 //! `justify@HH:MM` and `speed@HH:MM` add the employer's `idle_flag` (with
 //! `threshold_s` 300), `justification_request` and `speed_flag` (with
 //! `threshold_s` 1.25) at that time; `idle@HH:MM/120` gives the flag a
-//! `threshold_s` of 120, `justify@HH:MM/200` the request a `gap_s` of 200.
+//! `threshold_s` of 120, `justify@HH:MM/200` the request a `gap_s` of 200;
+//! `target@HH:MM/110` announces a `rate_target` of 110 units per hour.
 
 use chrono::{Duration, NaiveDate, NaiveTime};
 
@@ -86,6 +87,7 @@ pub fn events(script: &str) -> String {
                     ("justify", None) => ("justification_request", String::new()),
                     ("justify", Some(v)) => ("justification_request", format!(",\"gap_s\":{v}")),
                     ("speed", v) => ("speed_flag", format!(",\"threshold_s\":{}", v.unwrap_or("1.25"))),
+                    ("target", Some(v)) => ("rate_target", format!(",\"target_per_hour\":{v}")),
                     (other, _) => panic!("unknown flag {other:?}"),
                 };
                 flags.push((time(at), kind, extra));
