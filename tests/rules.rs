@@ -385,12 +385,14 @@ fn no_idle_flag_means_nothing_to_assess() {
 }
 
 #[test]
-fn intensification_compares_first_and_last_two_weeks() {
+fn intensification_finds_the_date_the_pace_rose() {
     let names = names(5);
     let policy = policy_k5();
-    // One shift a week per worker: 08:00-09:00 with one scan of `q` units
-    // at 08:30, so units per hour = q. Weeks 10-11: 100; weeks 12-13: 115.
-    // Median 100 -> 115: +0.15 >= 0.10: attention.
+    // One shift a day per worker: 08:00-09:00 with one scan of `q` units
+    // at 08:30, so units per hour = q. Monday 2 to Friday 6 March: 100;
+    // Monday 9 to Friday 13 March: 115. The daily medians step from 100
+    // to 115 on 9 March: +0.15, and every resample of the two flat
+    // segments gives 0.15, so the interval is [15 %, 15 %]: attention.
     let shift = |q: &'static str| {
         vec![
             ("08:00:00".to_string(), "shift_start", ""),
@@ -400,7 +402,9 @@ fn intensification_compares_first_and_last_two_weeks() {
     };
     let (a, b) = (shift("\"quantity\":100"), shift("\"quantity\":115"));
     let mut events = Vec::new();
-    for (day, p) in [(2, &a), (9, &a), (16, &b), (23, &b)] {
+    for (day, p) in
+        [(2, &a), (3, &a), (4, &a), (5, &a), (6, &a), (9, &b), (10, &b), (11, &b), (12, &b), (13, &b)]
+    {
         for n in &names {
             for (t, k, x) in p.iter() {
                 events.push(ev(n, t, k).day(day).extra(x));
@@ -410,9 +414,23 @@ fn intensification_compares_first_and_last_two_weeks() {
     let e = evaluate(&events, &policy);
     let f = find(&e, "cadence.intensification", "site", "all");
     assert_eq!((f.observed, f.status), (Some(0.15), Status::Attention));
-    // Three weeks cannot be split into two first and two last weeks.
-    let three: Vec<E> = events.into_iter().filter(|e| e.day != 23).collect();
-    let e = evaluate(&three, &policy);
+    assert!(
+        f.explanation.contains("From 2026-03-09") && f.explanation.contains("15 % to 15 %"),
+        "{}",
+        f.explanation
+    );
+    // The same ten days at 100: no change, nothing to report.
+    let flat: Vec<E> = events
+        .iter()
+        .cloned()
+        .map(|e| if e.day >= 9 && e.kind == "scan" { e.extra("\"quantity\":100") } else { e })
+        .collect();
+    let e = evaluate(&flat, &policy);
+    let f = find(&e, "cadence.intensification", "site", "all");
+    assert_eq!((f.observed, f.status), (Some(0.0), Status::Ok));
+    // Five days cannot hold two segments of three.
+    let five: Vec<E> = events.into_iter().filter(|e| e.day <= 6).collect();
+    let e = evaluate(&five, &policy);
     let f = find(&e, "cadence.intensification", "site", "all");
     assert_eq!((f.observed, f.status), (None, Status::InsufficientData));
 }

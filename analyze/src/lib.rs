@@ -4,6 +4,7 @@
 
 pub mod aggregates;
 pub mod catalogue;
+pub mod changepoint;
 pub mod employer;
 pub mod findings;
 pub mod policy;

@@ -110,6 +110,10 @@ pub struct Shift {
     /// The worker's target in force at the end of the shift: the last
     /// `target_per_hour` of a `rate_target` event at or before it.
     pub target_uph: Option<f64>,
+    /// The process (`Process` code) of the shift's first scan that gives
+    /// one: the pace is compared within a process, so that a change of
+    /// mix is not read as a change of pace.
+    pub process: Option<u8>,
     /// Idle flags and justification requests inside declared breaks.
     pub flags_in_breaks: u64,
     /// Gaps of 10 min or more between activity events (California rest
@@ -207,6 +211,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
             col("threshold_s"),
             col("gap_s"),
             col("target_per_hour"),
+            col("process"),
         ])
         .sort_by_exprs(
             [col("site"), col("worker"), col("ts_us"), col("kind")],
@@ -371,6 +376,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
         )
         .alias("latency_idle_flags"),
         col("target_ff").filter(col("target_ff").gt_eq(lit(0.0))).last().alias("target_uph"),
+        col("process").filter(k().eq(kind(Kind::Scan))).drop_nulls().first().alias("process"),
         count(
             k().eq(kind(Kind::IdleFlag))
                 .or(k().eq(kind(Kind::JustificationRequest)))
@@ -516,6 +522,11 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
     } else {
         Float64Chunked::full_null("target_uph".into(), df.height())
     };
+    let process = if df.column("process").is_ok() {
+        u64c("process")?
+    } else {
+        UInt64Chunked::full_null("process".into(), df.height())
+    };
     let latency_idle = if df.column("latency_idle_flags").is_ok() {
         u64c("latency_idle_flags")?
     } else {
@@ -570,6 +581,7 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
             justify_gaps: jg,
             latency_idle_flags: z(&latency_idle),
             target_uph: target_uph.get(i),
+            process: process.get(i).map(|p| p as u8),
             flags_in_breaks: z(&inbrk),
             rest_breaks: z(&rest_breaks),
             meal_after_us: meal_after.get(i),

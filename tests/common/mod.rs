@@ -38,6 +38,7 @@ pub fn read_json(path: &Path) -> serde_json::Value {
 /// One event of a tiny test input: worker, local time `HH:MM:SS` on a day
 /// of March 2026 (`day` 2 is Monday 2 March), offset, kind and extra
 /// fields as a JSON fragment.
+#[derive(Clone)]
 pub struct E<'a> {
     pub worker: &'a str,
     pub day: u32,

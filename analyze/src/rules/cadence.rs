@@ -1,10 +1,15 @@
 //! Cadence rules: the change of pace, very short intervals between scans,
 //! the employer's speed flags, the load handled.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use super::{quantile, round, Ctx, Emit, Outcome};
 use crate::catalogue::facts;
+
+/// FNV-1a: a seed from a text, the same on every machine.
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
 
 pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
     let p = ctx.policy;
@@ -18,49 +23,63 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         Some(Outcome::Value(Some(n as f64), f))
     });
 
-    // cadence.intensification: the first n weeks of the site's input
-    // against its last n.
-    let n_weeks = p.intensification_weeks as usize;
+    // cadence.intensification: changes in each process's daily median
+    // units per hour (changepoint.rs); the largest rise whose 95 %
+    // interval excludes zero.
+    let min_days = p.param("cadence.intensification", "min_segment_days", 3.0).max(1.0) as usize;
     ctx.whole(emit, "cadence.intensification", |key, members| {
-        let weeks: Vec<&str> = ctx
-            .members(&(key.0.clone(), "site".into(), "all".into()))
-            .iter()
-            .map(|r| r.week.as_str())
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if weeks.len() < 2 * n_weeks {
+        let mut by: BTreeMap<Option<u8>, BTreeMap<chrono::NaiveDate, Vec<f64>>> = BTreeMap::new();
+        for r in members {
+            if let Some(u) = r.s.units_per_hour() {
+                by.entry(r.s.process).or_default().entry(r.date).or_default().push(u);
+            }
+        }
+        if by.is_empty() {
+            return Some(Outcome::Value(None, facts("no_scans")));
+        }
+        let longest = by.values().map(|d| d.len()).max().unwrap_or(0);
+        if longest < 2 * min_days {
             return Some(Outcome::Value(
                 None,
-                facts("too_short")
-                    .n("weeks", weeks.len() as f64)
-                    .n("n", n_weeks as f64)
-                    .n("need", (2 * n_weeks) as f64),
+                facts("too_short").n("days", longest as f64).n("need", (2 * min_days) as f64),
             ));
         }
-        let first: BTreeSet<&str> = weeks[..n_weeks].iter().copied().collect();
-        let last: BTreeSet<&str> = weeks[weeks.len() - n_weeks..].iter().copied().collect();
-        let median = |set: &BTreeSet<&str>| {
-            let mut v: Vec<f64> = members
-                .iter()
-                .filter(|r| set.contains(r.week.as_str()))
-                .filter_map(|r| r.s.units_per_hour())
+        let mut detected = 0usize;
+        let mut best: Option<(String, chrono::NaiveDate, crate::changepoint::Change)> = None;
+        for (process, days) in by {
+            let name = process
+                .and_then(vigie_ingest::event::Process::from_code)
+                .map_or("(none)".to_string(), |p| p.as_str().to_string());
+            let dates: Vec<chrono::NaiveDate> = days.keys().copied().collect();
+            let series: Vec<f64> = days
+                .into_values()
+                .filter_map(|mut v| {
+                    v.sort_by(f64::total_cmp);
+                    quantile(&v, 0.5)
+                })
                 .collect();
-            v.sort_by(f64::total_cmp);
-            quantile(&v, 0.5)
-        };
-        Some(match (median(&first), median(&last)) {
-            (Some(a), Some(b)) if a > 0.0 => Outcome::Value(
-                Some(round((b - a) / a, 4)),
+            // Seeded by the group and the process: the same input gives the
+            // same interval on every run.
+            let seed = fnv(&format!("{}|{}|{}|{name}", key.0, key.1, key.2));
+            for c in crate::changepoint::changes(&series, min_days, seed) {
+                detected += 1;
+                if c.low > 0.0 && best.as_ref().is_none_or(|b| c.relative > b.2.relative) {
+                    best = Some((name.clone(), dates[c.at], c));
+                }
+            }
+        }
+        Some(match best {
+            Some((process, date, c)) => Outcome::Value(
+                Some(round(c.relative, 4)),
                 facts("change")
-                    .n("from_uph", round(a, 1))
-                    .n("to_uph", round(b, 1))
-                    .t("first_from", weeks[0])
-                    .t("first_to", weeks[n_weeks - 1])
-                    .t("last_from", weeks[weeks.len() - n_weeks])
-                    .t("last_to", weeks[weeks.len() - 1]),
+                    .t("process", process)
+                    .t("date", date.to_string())
+                    .n("from_uph", round(c.before, 1))
+                    .n("to_uph", round(c.after, 1))
+                    .n("low", round(100.0 * c.low, 1))
+                    .n("high", round(100.0 * c.high, 1)),
             ),
-            _ => Outcome::Value(None, facts("no_scans")),
+            None => Outcome::Value(Some(0.0), facts("no_rise").n("changes", detected as f64)),
         })
     });
 
@@ -179,8 +198,8 @@ mod tests {
     #[test]
     fn speed_flags_and_the_pace() {
         // Two speed flags a worker: 10, with the employer's 1.25 s. Scans
-        // 5 min apart: no interval under 1.25 s (share 0). Two ISO weeks
-        // only: the first two cannot be compared with the last two.
+        // 5 min apart: no interval under 1.25 s (share 0). Two working
+        // days only: too few to find a change (two segments of 3 days).
         check(
             "fr",
             "Mon 08:00-12:00 speed@09:00 speed@10:00 | week+1 Mon 08:00-12:00",
@@ -190,10 +209,10 @@ mod tests {
                 Want::site("cadence.intensification", "all", InsufficientData, f64::NAN),
             ],
         );
-        // Four weeks of the same pace: no change.
+        // Two weeks of the same pace, ten working days: no change.
         check(
             "fr",
-            "Mon 08:00-12:00 | week+1 Mon 08:00-12:00 | week+2 Mon 08:00-12:00 | week+3 Mon 08:00-12:00",
+            "Mon..Fri 08:00-12:00 | week+1 Mon..Fri 08:00-12:00",
             &[Want::site("cadence.intensification", "all", Ok, 0.0)],
         );
     }
