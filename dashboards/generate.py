@@ -263,24 +263,16 @@ def pauses():
         "s",
         [(f'vigie_finding_observed{{{SG},rule="pause.idle_flag_threshold"}}', "{{site}} {{group}}")],
     )
-    b.panel(
-        "stat",
-        rule_title("pause.flags_during_breaks"),
-        rule_text("pause.flags_during_breaks"),
-        "short",
-        [(f'sum(vigie_finding_observed{{{SG},rule="pause.flags_during_breaks"}})', "flags")],
-        w=12,
-        h=5,
-    )
-    b.panel(
-        "stat",
-        rule_title("pause.latency_flags"),
-        rule_text("pause.latency_flags"),
-        "short",
-        [(f'sum(vigie_finding_observed{{{SG},rule="pause.latency_flags"}})', "flags")],
-        w=12,
-        h=5,
-    )
+    for rule in ["pause.flags_during_breaks", "pause.latency_flags"]:
+        b.panel(
+            "stat",
+            rule_title(rule),
+            rule_text(rule),
+            "short",
+            [(f'sum(vigie_finding_observed{{{SG},rule="{rule}"}})', "flags")],
+            w=12,
+            h=5,
+        )
     return b
 
 
