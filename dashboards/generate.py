@@ -193,13 +193,14 @@ def intensity():
         "percentunit",
         [(f'vigie_finding_observed{{{SG},rule="cadence.intensification"}}', "{{site}} {{group}}")],
     )
-    b.panel(
-        "timeseries",
-        rule_title("cadence.target_raised"),
-        rule_text("cadence.target_raised"),
-        "percentunit",
-        [(f'vigie_finding_observed{{{SG},rule="cadence.target_raised"}}', "{{site}} {{group}}")],
-    )
+    for rule in ["cadence.target_raised", "cadence.within_shift_drift", "voice.pace_set_by_system"]:
+        b.panel(
+            "timeseries",
+            rule_title(rule),
+            rule_text(rule),
+            "percentunit",
+            [(f'vigie_finding_observed{{{SG},rule="{rule}"}}', "{{site}} {{group}}")],
+        )
     b.panel(
         "heatmap",
         "Intervals between consecutive scans",

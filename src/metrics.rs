@@ -675,6 +675,13 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
                     target_p50: None,
                     achieved_over_target_p50: None,
                     shifts_under_target: 0,
+                    prompts: 0,
+                    prompts_per_hour: None,
+                    prompt_wait_p10: None,
+                    prompt_wait_p50: None,
+                    prompt_wait_p90: None,
+                    dictated_share: None,
+                    drift_p50: None,
                 });
             }
         }

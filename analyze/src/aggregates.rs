@@ -70,6 +70,17 @@ pub fn frame(rows: &[AggregateRow]) -> PolarsResult<DataFrame> {
         "shifts_under_target".into(),
         rows.iter().map(|r| r.shifts_under_target).collect::<Vec<_>>(),
     ));
+    cols.push(Column::new("prompts".into(), rows.iter().map(|r| r.prompts).collect::<Vec<_>>()));
+    for (name, get) in [
+        ("prompts_per_hour", (|r: &AggregateRow| r.prompts_per_hour) as fn(&AggregateRow) -> Option<f64>),
+        ("prompt_wait_p10", |r| r.prompt_wait_p10),
+        ("prompt_wait_p50", |r| r.prompt_wait_p50),
+        ("prompt_wait_p90", |r| r.prompt_wait_p90),
+        ("dictated_share", |r| r.dictated_share),
+        ("drift_p50", |r| r.drift_p50),
+    ] {
+        cols.push(Column::new(name.into(), rows.iter().map(get).collect::<Vec<_>>()));
+    }
     DataFrame::new_infer_height(cols)
 }
 

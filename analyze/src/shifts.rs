@@ -27,6 +27,14 @@ pub const HIST_BOUNDS_S: [f64; 13] =
 /// Gap classes between consecutive activity events of a shift.
 pub const GAP_CLASSES: [&str; 4] = ["micro", "latency", "idle", "break"];
 
+/// Upper bounds (exclusive) of the buckets of the time from a voice prompt
+/// to the scan that confirms it, in seconds; the last bucket is open.
+pub const PROMPT_BOUNDS_S: [f64; 12] = [1.0, 2.0, 3.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 120.0, 300.0];
+
+/// A prompt that comes at most this long after the scan that confirmed
+/// the previous one is chained to it: the next task was dictated at once.
+pub const CHAIN_S: f64 = 5.0;
+
 /// Buckets of the gap a justification request is about (its `gap_s`):
 /// under 1 min, 1-3, 3-5, 5-10 min, 10 min or more, and not given. The
 /// CNIL's "temps de latence" indicator covered gaps of 1 to 10 minutes.
@@ -110,6 +118,15 @@ pub struct Shift {
     /// The worker's target in force at the end of the shift: the last
     /// `target_per_hour` of a `rate_target` event at or before it.
     pub target_uph: Option<f64>,
+    /// Voice prompts; those confirmed by a scan, by the time to it
+    /// (`PROMPT_BOUNDS_S`); the time spent on prompts chained to the
+    /// previous confirmation (dictated at once), microseconds.
+    pub prompts: u64,
+    pub prompt_conf: [u64; PROMPT_BOUNDS_S.len() + 1],
+    pub dictated_us: i64,
+    /// Units scanned in the first and in the last hour of the shift.
+    pub units_first_hour: u64,
+    pub units_last_hour: u64,
     /// The process (`Process` code) of the shift's first scan that gives
     /// one: the pace is compared within a process, so that a change of
     /// mix is not read as a change of pace.
@@ -171,7 +188,18 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
     let first_row = (col("worker").neq(col("worker").shift(lit(1))))
         .or(col("site").neq(col("site").shift(lit(1))))
         .fill_null(lit(true));
+    let last_row = (col("worker").neq(col("worker").shift(lit(-1))))
+        .or(col("site").neq(col("site").shift(lit(-1))))
+        .fill_null(lit(true));
     let ffill = |e: Expr| e.fill_null_with_strategy(FillNullStrategy::Forward(None));
+    let bfill = |e: Expr| e.fill_null_with_strategy(FillNullStrategy::Backward(None));
+    // The value of `e` at the first row after this one where `cond` holds,
+    // within the same worker (null if none).
+    let first_after = |cond: Expr, e: Expr| {
+        let filled = bfill(when(cond).then(e).when(col("last_row")).then(lit(SENTINEL)).otherwise(lit(NULL)));
+        let next = when(col("last_row")).then(lit(NULL)).otherwise(filled.shift(lit(-1)));
+        when(next.clone().eq(lit(SENTINEL))).then(lit(NULL)).otherwise(next)
+    };
     // The value of `e` at the last row before this one where `cond` held,
     // within the same worker (null if none).
     let last_before = |cond: Expr, e: Expr| {
@@ -217,7 +245,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
             [col("site"), col("worker"), col("ts_us"), col("kind")],
             SortMultipleOptions::default().with_maintain_order(false),
         )
-        .with_column(first_row.alias("first_row"))
+        .with_columns([first_row.alias("first_row"), last_row.alias("last_row")])
         .with_columns([
             act.clone().alias("act"),
             state_before(Kind::BreakStart, Kind::BreakEnd).alias("in_break_before"),
@@ -226,6 +254,8 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
         .with_columns([
             last_before(col("act"), ts()).alias("prev_act_ts"),
             last_before(col("act"), k().cast(DataType::Int32)).alias("prev_act_kind"),
+            first_after(col("act"), ts()).alias("next_act_ts"),
+            first_after(col("act"), k().cast(DataType::Int32)).alias("next_act_kind"),
             // Activity outside declared breaks (the break_end itself is
             // kept: it closes the break).
             (col("act").and(col("in_break_before").eq(lit(0i32)).or(k().eq(kind(Kind::BreakEnd)))))
@@ -384,6 +414,32 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
         )
         .alias("flags_in_breaks"),
     ];
+    // Voice pacing: each prompt confirmed by the next activity event being
+    // a scan; the time to that scan, by bucket; the prompts chained to the
+    // previous confirmation (a scan at most `CHAIN_S` before).
+    let prompt = || k().eq(kind(Kind::VoicePrompt));
+    let confirmed = || prompt().and(col("next_act_kind").eq(lit(Kind::Scan.code() as i32)));
+    let wait = || col("next_act_ts") - ts();
+    aggs.push(count(prompt()).alias("prompts"));
+    let mut lo = 0.0;
+    for (i, hi) in PROMPT_BOUNDS_S.iter().copied().chain([f64::INFINITY]).enumerate() {
+        let cond = confirmed().and(wait().gt_eq(us(lo)));
+        let cond = if hi.is_finite() { cond.and(wait().lt(us(hi))) } else { cond };
+        aggs.push(count(cond).alias(format!("pconf_{i}")));
+        lo = hi;
+    }
+    let chained = confirmed()
+        .and(col("prev_act_kind").eq(lit(Kind::Scan.code() as i32)))
+        .and((ts() - col("prev_act_ts")).lt_eq(us(CHAIN_S)));
+    aggs.push(wait().filter(chained).sum().alias("dictated_us"));
+    // Units in the shift's first and last hour (for shifts of 2 h or
+    // more: the drift within a shift).
+    let start = || col("ts_us").filter(col("act")).min();
+    let end = || col("ts_us").filter(col("act")).max();
+    let scan_units =
+        |cond: Expr| col("quantity").filter(k().eq(kind(Kind::Scan)).and(cond)).cast(DataType::UInt64).sum();
+    aggs.push(scan_units(ts().lt(start() + lit(3_600_000_000i64))).alias("units_first_hour"));
+    aggs.push(scan_units(ts().gt(end() - lit(3_600_000_000i64))).alias("units_last_hour"));
     // Justification requests by the gap they are about.
     let jr = || k().eq(kind(Kind::JustificationRequest));
     let gs = || col("gap_s");
@@ -527,6 +583,22 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
     } else {
         UInt64Chunked::full_null("process".into(), df.height())
     };
+    let opt_u64 = |n: &str| -> Result<UInt64Chunked, AnalyzeError> {
+        if df.column(n).is_ok() {
+            u64c(n)
+        } else {
+            Ok(UInt64Chunked::full(n.into(), 0, df.height()))
+        }
+    };
+    let prompts = opt_u64("prompts")?;
+    let pconf: Vec<UInt64Chunked> =
+        (0..=PROMPT_BOUNDS_S.len()).map(|i| opt_u64(&format!("pconf_{i}"))).collect::<Result<_, _>>()?;
+    let dictated = if df.column("dictated_us").is_ok() {
+        i64c("dictated_us")?
+    } else {
+        Int64Chunked::full("dictated_us".into(), 0, df.height())
+    };
+    let (units_first, units_last) = (opt_u64("units_first_hour")?, opt_u64("units_last_hour")?);
     let latency_idle = if df.column("latency_idle_flags").is_ok() {
         u64c("latency_idle_flags")?
     } else {
@@ -546,6 +618,10 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
         let mut g = [0u64; GAP_CLASSES.len()];
         for (j, c) in gaps.iter().enumerate() {
             g[j] = z(c);
+        }
+        let mut pc = [0u64; PROMPT_BOUNDS_S.len() + 1];
+        for (j, c) in pconf.iter().enumerate() {
+            pc[j] = z(c);
         }
         let mut jg = [0u64; JUSTIFY_GAP_BUCKETS.len()];
         for (j, c) in jgaps.iter().enumerate() {
@@ -582,6 +658,11 @@ fn frame_to_shifts(df: &DataFrame) -> Result<Vec<Shift>, AnalyzeError> {
             latency_idle_flags: z(&latency_idle),
             target_uph: target_uph.get(i),
             process: process.get(i).map(|p| p as u8),
+            prompts: z(&prompts),
+            prompt_conf: pc,
+            dictated_us: dictated.get(i).unwrap_or(0),
+            units_first_hour: z(&units_first),
+            units_last_hour: z(&units_last),
             flags_in_breaks: z(&inbrk),
             rest_breaks: z(&rest_breaks),
             meal_after_us: meal_after.get(i),

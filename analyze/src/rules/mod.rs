@@ -11,6 +11,7 @@ mod pauses;
 mod retention;
 #[cfg(test)]
 mod testkit;
+mod voice;
 mod worktime;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -99,6 +100,40 @@ pub struct AggregateRow {
     pub target_p50: Option<f64>,
     pub achieved_over_target_p50: Option<f64>,
     pub shifts_under_target: u64,
+    /// Voice prompts, per hour of effective time of the shifts that had
+    /// any; the time from a prompt to its confirming scan (10th, 50th,
+    /// 90th percentiles, seconds); the share of those shifts' effective
+    /// time spent on tasks dictated at once; the median drift within a
+    /// shift (last hour over first, minus 1).
+    pub prompts: u64,
+    pub prompts_per_hour: Option<f64>,
+    pub prompt_wait_p10: Option<f64>,
+    pub prompt_wait_p50: Option<f64>,
+    pub prompt_wait_p90: Option<f64>,
+    pub dictated_share: Option<f64>,
+    pub drift_p50: Option<f64>,
+}
+
+/// Of the shifts with voice prompts: hours dictated at once, effective
+/// hours, prompts (None without any).
+fn voice_hours(members: &[&Row<'_>]) -> Option<(f64, f64, u64)> {
+    let voiced: Vec<&Shift> = members.iter().map(|r| r.s).filter(|s| s.prompts > 0).collect();
+    let h = voiced.iter().map(|s| s.effective_us() as f64).sum::<f64>() / 3.6e9;
+    (h > 0.0).then(|| {
+        let d = voiced.iter().map(|s| s.dictated_us as f64).sum::<f64>() / 3.6e9;
+        (d, h, voiced.iter().map(|s| s.prompts).sum())
+    })
+}
+
+/// The prompt-to-confirmation buckets of a set of shifts, summed.
+fn prompt_conf(members: &[&Row<'_>]) -> Vec<u64> {
+    let mut c = vec![0u64; crate::shifts::PROMPT_BOUNDS_S.len() + 1];
+    for r in members {
+        for (a, b) in c.iter_mut().zip(r.s.prompt_conf) {
+            *a += b;
+        }
+    }
+    c
 }
 
 /// A shift's units per hour over the target in force, when it has both
@@ -338,6 +373,7 @@ pub fn evaluate_with(
     worktime::evaluate(&ctx, &mut emit);
     pauses::evaluate(&ctx, &mut emit);
     cadence::evaluate(&ctx, &mut emit);
+    voice::evaluate(&ctx, &mut emit);
     retention::evaluate(&ctx, &mut emit);
     consultation::evaluate(&ctx, &mut emit);
 
@@ -539,6 +575,17 @@ fn aggregates(ctx: &Ctx) -> Vec<AggregateRow> {
                 .iter()
                 .filter(|r| achieved_over_target(r.s).is_some_and(|x| x < 1.0))
                 .count() as u64,
+            prompts: members.iter().map(|r| r.s.prompts).sum(),
+            prompts_per_hour: voice_hours(&members).map(|(_, h, p)| round(p as f64 / h, 2)),
+            prompt_wait_p10: voice::bucket_quantile(&prompt_conf(&members), 0.1).map(|x| round(x, 2)),
+            prompt_wait_p50: voice::bucket_quantile(&prompt_conf(&members), 0.5).map(|x| round(x, 2)),
+            prompt_wait_p90: voice::bucket_quantile(&prompt_conf(&members), 0.9).map(|x| round(x, 2)),
+            dictated_share: voice_hours(&members).map(|(d, h, _)| round(d / h, 4)),
+            drift_p50: {
+                let mut d: Vec<f64> = members.iter().filter_map(|r| voice::drift(r.s)).collect();
+                d.sort_by(f64::total_cmp);
+                quantile(&d, 0.5).map(|x| round(x, 4))
+            },
         });
     }
     out
