@@ -28,6 +28,10 @@ pub enum Scenario {
     SmallTeam,
     /// Everything an auditor should find at once (used by `vigie demo`).
     Demo,
+    /// The pace within each process does not change, but from day 15 the
+    /// share of packing (35 % faster than picking) rises from 20 % to 60 %
+    /// of shifts: the site's pace rises by mix alone.
+    MixChange,
 }
 
 impl Scenario {
@@ -39,6 +43,7 @@ impl Scenario {
             Scenario::Worktime => "worktime",
             Scenario::SmallTeam => "small-team",
             Scenario::Demo => "demo",
+            Scenario::MixChange => "mix-change",
         }
     }
 }
@@ -91,7 +96,7 @@ impl SiteSpec {
             // More than 35 days of individual data.
             Scenario::CnilLike => days.max(36),
             // Two weeks before and two after the change, at least.
-            Scenario::Intensification => days.max(28),
+            Scenario::Intensification | Scenario::MixChange => days.max(28),
             _ => days,
         };
         SiteSpec {
@@ -187,6 +192,8 @@ pub struct GenEvent {
     pub threshold_s: Option<f64>,
     pub gap_s: Option<f64>,
     pub target_per_hour: Option<f64>,
+    /// The process of a scan or voice prompt.
+    pub process: Option<&'static str>,
 }
 
 struct Worker {
@@ -428,7 +435,17 @@ impl Generator {
             threshold_s: None,
             gap_s: None,
             target_per_hour: None,
+            process: None,
         };
+        // The shift's process: picking, or packing (faster) in the
+        // mix-change scenario, more often from day 14.
+        let pack_share = match self.spec.scenario {
+            Scenario::MixChange if day >= 14 => 0.6,
+            Scenario::MixChange => 0.2,
+            _ => 0.0,
+        };
+        let packing = pack_share > 0.0 && rng.gen_bool(pack_share);
+        let process = if packing { "pack" } else { "pick" };
         out.push(ev(start, "shift_start"));
         if let Some(t) = employer.target_per_hour {
             if day % 7 == 0 {
@@ -440,7 +457,10 @@ impl Generator {
         }
         // Units per hour: about 100 by hand scanner (36 s between scans),
         // 120 with voice picking; log-normal intervals with sigma 0.5.
-        let uph = if worker.voice { 120.0 } else { 100.0 } * worker.pace * factor;
+        let uph = if worker.voice { 120.0 } else { 100.0 }
+            * worker.pace
+            * factor
+            * if packing { 1.35 } else { 1.0 };
         let median_s = 3600.0 / uph / (0.5f64 * 0.5 / 2.0).exp();
         let interval = LogNormal::new(median_s.ln(), 0.5).expect("valid log-normal");
         let breaks: Vec<(i64, i64)> =
@@ -509,11 +529,16 @@ impl Generator {
             t += step;
             if worker.voice {
                 let lead = (rng.gen_range(1.0f64..4.0).min(step_s * 0.8) * 1e6) as i64;
-                out.push(ev(t - lead, "voice_prompt"));
+                out.push(GenEvent { process: Some(process), ..ev(t - lead, "voice_prompt") });
             }
             let quantity = if rng.gen_bool(0.1) { Some(rng.gen_range(2..=4)) } else { None };
             let weight = (rng.gen::<f64>() * 8.0 + 0.2) * f64::from(quantity.unwrap_or(1));
-            out.push(GenEvent { quantity, weight_kg: Some((weight * 10.0).round() / 10.0), ..ev(t, "scan") });
+            out.push(GenEvent {
+                quantity,
+                weight_kg: Some((weight * 10.0).round() / 10.0),
+                process: Some(process),
+                ..ev(t, "scan")
+            });
             if let Some(just) = employer.justify_gap_s {
                 if gap >= just {
                     out.push(GenEvent { gap_s: Some(gap.round()), ..ev(t, "justification_request") });
@@ -600,8 +625,8 @@ impl NdjsonWriter {
         out.extend_from_slice(&self.fixed[e.worker as usize]);
         out.extend_from_slice(e.kind.as_bytes());
         out.push(b'"');
-        if e.kind == "scan" || e.kind == "voice_prompt" {
-            let _ = write!(out, ",\"process\":\"pick\",\"device\":\"{}\"", self.device[e.worker as usize]);
+        if let Some(p) = e.process {
+            let _ = write!(out, ",\"process\":\"{p}\",\"device\":\"{}\"", self.device[e.worker as usize]);
         }
         if let Some(q) = e.quantity {
             let _ = write!(out, ",\"quantity\":{q}");
@@ -753,10 +778,7 @@ impl ParquetOut {
             Column::new("kind".into(), day.iter().map(|e| e.kind).collect::<Vec<_>>()),
             Column::new("team".into(), day.iter().map(|e| g.team_of(e.worker).0).collect::<Vec<_>>()),
             Column::new("zone".into(), day.iter().map(|e| g.team_of(e.worker).1).collect::<Vec<_>>()),
-            Column::new(
-                "process".into(),
-                day.iter().map(|e| scanlike(e).then_some("pick")).collect::<Vec<_>>(),
-            ),
+            Column::new("process".into(), day.iter().map(|e| e.process).collect::<Vec<_>>()),
             Column::new(
                 "device".into(),
                 day.iter()

@@ -92,6 +92,23 @@ fn intensification_scenario_is_found_on_its_date_with_its_size() {
 }
 
 #[test]
+fn a_change_of_mix_is_not_read_as_a_change_of_pace() {
+    // From day 15 packing (35 % faster) goes from 20 % to 60 % of shifts;
+    // the pace within picking and within packing does not change. The
+    // site's weekly median units per hour rises by the mix alone, but no
+    // group shows an intensification: the pace is followed per process.
+    let (e, _, _) = site(40, 28, Scenario::MixChange);
+    let week = |w: &str| {
+        e.aggregates.iter().find(|a| a.group == "site" && a.week == w).and_then(|a| a.uph_p50).unwrap()
+    };
+    let rise = week("2026-W13") / week("2026-W10") - 1.0;
+    assert!(rise > 0.08, "the mix should raise the site's median: {rise}");
+    for f in e.findings.iter().filter(|f| f.rule == "cadence.intensification") {
+        assert_ne!(f.status, Status::Attention, "{} {}: {}", f.group, f.period, f.explanation);
+    }
+}
+
+#[test]
 fn over_twenty_seeds_of_the_baseline_at_most_one_false_rise() {
     // No change is injected: every intensification finding is a false
     // alarm. The measured rate is written in docs/metrics.md.
