@@ -32,6 +32,11 @@ pub enum Scenario {
     /// share of packing (35 % faster than picking) rises from 20 % to 60 %
     /// of shifts: the site's pace rises by mix alone.
     MixChange,
+    /// Every worker under voice guidance; half the shifts pick, half pack.
+    /// From day 15 picking alone speeds up (scan intervals 1.14 x faster)
+    /// and its weekly target rises with it; gaps of 3 minutes or more get a
+    /// justification request.
+    VoicePaced,
 }
 
 impl Scenario {
@@ -44,6 +49,7 @@ impl Scenario {
             Scenario::SmallTeam => "small-team",
             Scenario::Demo => "demo",
             Scenario::MixChange => "mix-change",
+            Scenario::VoicePaced => "voice-paced",
         }
     }
 }
@@ -96,7 +102,7 @@ impl SiteSpec {
             // More than 35 days of individual data.
             Scenario::CnilLike => days.max(36),
             // Two weeks before and two after the change, at least.
-            Scenario::Intensification | Scenario::MixChange => days.max(28),
+            Scenario::Intensification | Scenario::MixChange | Scenario::VoicePaced => days.max(28),
             _ => days,
         };
         SiteSpec {
@@ -116,6 +122,13 @@ impl SiteSpec {
                 flags_during_breaks: true,
                 justify_gap_s: Some(180.0),
                 speed_flag_s: Some(1.25),
+                target_per_hour: Some(110.0),
+            },
+            Scenario::VoicePaced => EmployerPolicy {
+                idle_flag_s: Some(600.0),
+                flags_during_breaks: false,
+                justify_gap_s: Some(180.0),
+                speed_flag_s: None,
                 target_per_hour: Some(110.0),
             },
             _ => EmployerPolicy {
@@ -258,7 +271,7 @@ impl Generator {
                     ChaCha8Rng::seed_from_u64(spec.seed ^ (n + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                 workers.push(Worker {
                     team: t,
-                    voice: t % 2 == 0,
+                    voice: t % 2 == 0 || spec.scenario == Scenario::VoicePaced,
                     pace: rng.gen_range(0.85..1.15),
                     rotation: seeder.gen_range(0..2),
                     rng,
@@ -393,7 +406,7 @@ impl Generator {
     /// on intervals gives about +12 % units per effective hour.
     fn rate_factor(&self, day: u32) -> f64 {
         match self.spec.scenario {
-            Scenario::Intensification | Scenario::Demo if day >= 14 => 1.14,
+            Scenario::Intensification | Scenario::Demo | Scenario::VoicePaced if day >= 14 => 1.14,
             _ => 1.0,
         }
     }
@@ -442,15 +455,20 @@ impl Generator {
         let pack_share = match self.spec.scenario {
             Scenario::MixChange if day >= 14 => 0.6,
             Scenario::MixChange => 0.2,
+            Scenario::VoicePaced => 0.5,
             _ => 0.0,
         };
         let packing = pack_share > 0.0 && rng.gen_bool(pack_share);
+        // In voice-paced, only picking speeds up (the target announced
+        // rises for everyone on the day of the change).
+        let day_factor = factor;
+        let factor = if packing && self.spec.scenario == Scenario::VoicePaced { 1.0 } else { factor };
         let process = if packing { "pack" } else { "pick" };
         out.push(ev(start, "shift_start"));
         if let Some(t) = employer.target_per_hour {
             if day % 7 == 0 {
                 out.push(GenEvent {
-                    target_per_hour: Some(t * factor),
+                    target_per_hour: Some(t * day_factor),
                     ..ev(start + 1_000_000, "rate_target")
                 });
             }

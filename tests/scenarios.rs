@@ -15,6 +15,16 @@ fn site(workers: u32, days: u32, scenario: Scenario) -> (Evaluation, Injected, u
 }
 
 fn site_seeded(workers: u32, days: u32, scenario: Scenario, seed: u64) -> (Evaluation, Injected, u64) {
+    let (e, inj, n, _) = site_with_shifts(workers, days, scenario, seed);
+    (e, inj, n)
+}
+
+fn site_with_shifts(
+    workers: u32,
+    days: u32,
+    scenario: Scenario,
+    seed: u64,
+) -> (Evaluation, Injected, u64, Vec<shifts::Shift>) {
     let mut g = Generator::new(SiteSpec::new(workers, days, seed, scenario));
     let w = NdjsonWriter::new(&g);
     let mut text = Vec::new();
@@ -32,7 +42,7 @@ fn site_seeded(workers: u32, days: u32, scenario: Scenario, seed: u64) -> (Evalu
     }
     let policy = Policy::profile("fr").unwrap();
     let s = shifts::frame_shifts(batch.take_frame().unwrap(), &policy.shift_model()).unwrap();
-    (rules::evaluate(&s, &policy, None), g.injected.clone(), n)
+    (rules::evaluate(&s, &policy, None), g.injected.clone(), n, s)
 }
 
 fn site_total(e: &Evaluation, rule: &str) -> f64 {
@@ -106,6 +116,67 @@ fn a_change_of_mix_is_not_read_as_a_change_of_pace() {
     for f in e.findings.iter().filter(|f| f.rule == "cadence.intensification") {
         assert_ne!(f.status, Status::Attention, "{} {}: {}", f.group, f.period, f.explanation);
     }
+}
+
+#[test]
+fn voice_paced_scenario_dates_and_sizes_the_rise_in_picking_only() {
+    use vigie_analyze::findings::Fact;
+    let (e, inj, _, shifts) = site_with_shifts(40, 28, Scenario::VoicePaced, 11);
+    let find = |rule: &str| e.findings.iter().find(|f| f.rule == rule && f.group == "site").unwrap();
+    let text = |f: &vigie_analyze::findings::Finding, k: &str| match f.facts.values.get(k) {
+        Some(Fact::Text(t)) => t.clone(),
+        other => panic!("{k}: {other:?}"),
+    };
+    // The truth, from the generated shifts themselves: picking's daily
+    // median units per hour, before 16 March and from it.
+    let day = |s: &shifts::Shift| {
+        chrono::DateTime::from_timestamp_micros(s.start_us + i64::from(s.offset_s) * 1_000_000)
+            .unwrap()
+            .date_naive()
+    };
+    let change = chrono::NaiveDate::from_ymd_opt(2026, 3, 16).unwrap();
+    let pick = vigie_ingest::event::Process::Pick.code();
+    let mut by_day: std::collections::BTreeMap<chrono::NaiveDate, Vec<f64>> = Default::default();
+    for s in shifts.iter().filter(|s| s.process == Some(pick)) {
+        if let Some(u) = s.units_per_hour() {
+            by_day.entry(day(s)).or_default().push(u);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        }
+    };
+    let daily: Vec<(chrono::NaiveDate, f64)> = by_day.into_iter().map(|(d, v)| (d, median(v))).collect();
+    let before = median(daily.iter().filter(|(d, _)| *d < change).map(|x| x.1).collect());
+    let after = median(daily.iter().filter(|(d, _)| *d >= change).map(|x| x.1).collect());
+    let truth = after / before - 1.0;
+    let f = find("cadence.intensification");
+    assert_eq!(f.status, Status::Attention, "{}", f.explanation);
+    assert_eq!(text(f, "process"), "pick", "{}", f.explanation);
+    let found = chrono::NaiveDate::parse_from_str(&text(f, "date"), "%Y-%m-%d").unwrap();
+    assert!((found - change).num_days().abs() <= 1, "found {found}, injected {change}");
+    let size = f.observed.unwrap();
+    assert!((size - truth).abs() <= 0.02, "size {size}, truth {truth}");
+    let num = |k: &str| match f.facts.values.get(k) {
+        Some(Fact::Number(x)) => *x / 100.0,
+        other => panic!("{k}: {other:?}"),
+    };
+    assert!(
+        num("low") <= truth && truth <= num("high"),
+        "interval {}..{} misses {truth}",
+        num("low"),
+        num("high")
+    );
+    // The target rose on the same date; requests about gaps of 3 minutes
+    // or more, some of them under 10; the voice set part of the pace.
+    assert_eq!(text(find("cadence.target_raised"), "date"), "2026-03-16");
+    assert!(inj.justification_requests > 0 && find("pause.latency_flags").observed.unwrap() > 0.0);
+    assert!(find("voice.pace_set_by_system").observed.unwrap() > 0.0);
 }
 
 #[test]
