@@ -91,6 +91,15 @@ fn the_report_holds_every_finding_in_both_languages_and_fetches_nothing() {
             charts,
             ["chart-uph", "chart-intervals", "chart-gaps", "chart-worktime", "chart-coverage"]
         );
+        // The demo's pace rises from Monday 16 March (week 12): the cadence
+        // chart marks it, and its legend says so.
+        assert!(html.contains("class=\"change\""), "{lang}: no change marked on the cadence chart");
+        let caption = if lang == "fr" {
+            "hausse de cadence détectée (à partir du 16"
+        } else {
+            "change of pace found (from"
+        };
+        assert!(html.contains(caption), "{lang}: no caption for the change");
         let f = common::read_json(&out.join("findings.json"));
         let findings = f["findings"].as_array().unwrap();
         assert!(findings.len() > 50);

@@ -17,6 +17,8 @@ pub const PAD_B: f64 = 36.0;
 pub const COLORS: [&str; 6] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"];
 /// The colour of reference and threshold lines.
 pub const MARK: &str = "#555555";
+/// The colour of the line that marks a change of pace found in the data.
+pub const CHANGE: &str = "#7b3294";
 
 /// One chart of the report.
 pub struct Chart {
@@ -133,6 +135,7 @@ pub fn lines(
     weeks: &[(String, String)],
     series: &[(String, Vec<Option<f64>>)],
     reference: Option<(f64, String)>,
+    change: Option<usize>,
     lang: &str,
 ) -> Chart {
     let mut o = String::new();
@@ -169,6 +172,16 @@ pub fn lines(
             y(*b),
         );
         legend.push((MARK.to_string(), caption.clone()));
+    }
+    // The week a change of pace was found in: a vertical line (its caption
+    // is the caller's, in the legend).
+    if let Some(i) = change.filter(|i| *i < weeks.len()) {
+        let _ = write!(
+            o,
+            "<line class=\"change\" x1=\"{:.1}\" y1=\"{PAD_T}\" x2=\"{:.1}\" y2=\"{y0:.1}\" stroke=\"{CHANGE}\" stroke-width=\"2\" stroke-dasharray=\"2 3\"/>",
+            x(i),
+            x(i)
+        );
     }
     let mut table = Vec::new();
     for (si, (name, values)) in series.iter().enumerate() {

@@ -642,6 +642,26 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
     let base: Vec<f64> = site_uph.iter().take(n_base).flatten().copied().collect();
     let reference = (!base.is_empty())
         .then(|| (base.iter().sum::<f64>() / base.len() as f64, l.t("chart_baseline").to_string()));
+    // The site's change of pace, when one was found: the week it fell in.
+    let change = f
+        .findings
+        .iter()
+        .find(|x| x.rule == "cadence.intensification" && x.group == "site" && x.status == Status::Attention)
+        .and_then(|x| match x.facts.values.get("date") {
+            Some(vigie_analyze::findings::Fact::Text(d)) => {
+                chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()
+            }
+            _ => None,
+        })
+        .and_then(|d| {
+            use chrono::Datelike;
+            let w = d.iso_week();
+            let label = format!("{}-W{:02}", w.year(), w.week());
+            weeks.iter().position(|x| *x == label).map(|i| (i, d))
+        });
+    let change_legend = change
+        .map(|(_, d)| (charts::CHANGE.to_string(), l.f("chart_change", &[("date", format::date(d, lang))])));
+    let change = change.map(|(i, _)| i);
     if !groups.is_empty() && groups.len() <= SMALL_MULTIPLES {
         // Few groups: one small chart per group, the site beside it.
         let mut svg = String::from("<div class=\"multiples\">");
@@ -657,6 +677,7 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
                 &week_labels,
                 &[(l.group(&g), uph(&g)), (l.group("site"), site_uph.clone())],
                 reference.clone(),
+                change,
                 lang,
             );
             svg.push_str(&format!("<div class=\"small\"><p>{}</p>{}</div>", esc(&l.group(&g)), c.svg));
@@ -675,6 +696,7 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
             table.extend(c.table.into_iter().filter(|(label, _)| !label.starts_with(&site_name)));
         }
         svg.push_str("</div>");
+        legend.extend(change_legend);
         out.push(Chart { id: "chart-uph", title: l.t("chart_uph_groups").to_string(), svg, legend, table });
     } else {
         // Many groups: the site and those whose median moved most.
@@ -682,15 +704,18 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
         for (_, g) in groups.into_iter().take(COLORS.len() - 1) {
             series.push((l.group(&g), uph(&g)));
         }
-        out.push(charts::lines(
+        let mut c = charts::lines(
             "chart-uph",
             l.t("chart_uph").to_string(),
             l.t("chart_uph_unit"),
             &week_labels,
             &series,
             reference,
+            change,
             lang,
-        ));
+        );
+        c.legend.extend(change_legend);
+        out.push(c);
     }
     // 2. Intervals between scans, site, all weeks, with the rush limit.
     let mut hist = [0u64; HIST_BOUNDS_S.len() + 1];
