@@ -128,16 +128,25 @@ pub fn bars(
 
 /// Lines over weeks, one per series, and a dashed reference line; the
 /// legend goes under the chart.
+/// What a line chart marks besides its series: a horizontal reference
+/// (value, caption), and the week index of a change of pace (a vertical
+/// line; its caption is the caller's).
+#[derive(Debug, Clone, Default)]
+pub struct Marks {
+    pub reference: Option<(f64, String)>,
+    pub change: Option<usize>,
+}
+
 pub fn lines(
     id: &'static str,
     title: String,
     unit: &str,
     weeks: &[(String, String)],
     series: &[(String, Vec<Option<f64>>)],
-    reference: Option<(f64, String)>,
-    change: Option<usize>,
+    marks: Marks,
     lang: &str,
 ) -> Chart {
+    let Marks { reference, change } = marks;
     let mut o = String::new();
     svg_open(&mut o, &title);
     let max = series

@@ -676,8 +676,7 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
                 l.t("chart_uph_unit"),
                 &week_labels,
                 &[(l.group(&g), uph(&g)), (l.group("site"), site_uph.clone())],
-                reference.clone(),
-                change,
+                charts::Marks { reference: reference.clone(), change },
                 lang,
             );
             svg.push_str(&format!("<div class=\"small\"><p>{}</p>{}</div>", esc(&l.group(&g)), c.svg));
@@ -710,8 +709,7 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
             l.t("chart_uph_unit"),
             &week_labels,
             &series,
-            reference,
-            change,
+            charts::Marks { reference, change },
             lang,
         );
         c.legend.extend(change_legend);
