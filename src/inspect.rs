@@ -234,19 +234,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
         (Some(d), _) => format!("ts = {{ column = {} }}", q(d)),
         _ => "ts = { column = \"TODO\" }".to_string(),
     };
-    for field in [
-        "event_id",
-        "ts",
-        "site",
-        "worker",
-        "kind",
-        "zone",
-        "team",
-        "device",
-        "quantity",
-        "weight_kg",
-        "threshold_s",
-    ] {
+    for field in vigie_ingest::validate::FIELDS {
         let line = match (field, role.get(field)) {
             ("ts", _) => ts_line.clone(),
             (_, Some(i)) => format!("{field} = {{ column = {} }}", q(*i)),

@@ -228,19 +228,17 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             mapping::Mapped::BadTime(why) => {
                 self.stats.records += 1;
                 let rej = Rejection::new(RejectReason::InvalidTimestamp, format!("`ts`: {why}"));
-                let raw = mapping::redact_json(&obj, &mapper.identifier_sources(), &mut self.pseudo);
+                let raw = mapping::redact_json(&obj, mapper.identifier_sources(), &mut self.pseudo);
                 return self.reject(&at(), &rej, &raw, bytes.len());
             }
         };
-        let used: Vec<&str> = mapper.sources().map(|s| s.split('.').next().unwrap_or(s)).collect();
         let unknown = obj
             .iter()
-            .filter(|(k, v)| !used.contains(&k.as_str()) && !v.is_null())
+            .filter(|(k, v)| !mapper.top_keys().contains(k) && !v.is_null())
             .map(|(k, _)| std::borrow::Cow::Borrowed(k.as_str()))
             .collect();
         let raw = rec.raw(unknown);
-        let ids = mapper.identifier_sources();
-        self.offer_fields(&raw, at, |ps| mapping::redact_json(&obj, &ids, ps))
+        self.offer_fields(&raw, at, |ps| mapping::redact_json(&obj, mapper.identifier_sources(), ps))
     }
 
     /// A record refused for a missing `worker` that carries an identifier

@@ -360,6 +360,10 @@ const NUMERIC: [&str; 5] = ["quantity", "weight_kg", "threshold_s", "gap_s", "ta
 pub struct Mapper {
     mapping: Mapping,
     clock: Clock,
+    /// The columns or keys an identifier comes from, and the top-level
+    /// keys the mapping reads (worked out once, not per record).
+    identifiers: Vec<String>,
+    top_keys: Vec<String>,
     /// Codes skipped, changes of hour met.
     pub stats: MappingStats,
 }
@@ -408,7 +412,18 @@ impl MappedRecord {
 impl Mapper {
     pub fn new(mapping: Mapping) -> Self {
         let clock = Clock::new(&mapping);
-        Mapper { mapping, clock, stats: MappingStats::default() }
+        let sources = |fields: &[&str]| -> Vec<String> {
+            mapping
+                .fields
+                .iter()
+                .filter(|(f, _)| fields.is_empty() || fields.contains(&f.as_str()))
+                .flat_map(|(_, s)| s.column.iter().chain(s.columns.iter().flatten()))
+                .cloned()
+                .collect()
+        };
+        let identifiers = sources(&["worker", "device"]);
+        let top_keys = sources(&[]).iter().map(|k| k.split('.').next().unwrap_or(k).to_string()).collect();
+        Mapper { mapping, clock, identifiers, top_keys, stats: MappingStats::default() }
     }
 
     pub fn mapping(&self) -> &Mapping {
@@ -426,13 +441,14 @@ impl Mapper {
 
     /// The columns or keys an identifier (`worker`, `device`) comes from:
     /// pseudonymised in the rejects store whatever their name.
-    pub fn identifier_sources(&self) -> Vec<&str> {
-        ["worker", "device"]
-            .iter()
-            .filter_map(|f| self.mapping.fields.get(*f))
-            .flat_map(|s| s.column.iter().chain(s.columns.iter().flatten()))
-            .map(String::as_str)
-            .collect()
+    pub fn identifier_sources(&self) -> &[String] {
+        &self.identifiers
+    }
+
+    /// The top-level keys of a JSON record the mapping reads (`a` of
+    /// `a.b`): the others are dropped fields.
+    pub fn top_keys(&self) -> &[String] {
+        &self.top_keys
     }
 
     /// Reads one record: `get` gives the text of a source column or key
@@ -508,7 +524,7 @@ pub fn json_text(obj: &serde_json::Map<String, serde_json::Value>, key: &str) ->
 /// every field whose name says it holds one, as in any record.
 pub fn redact_json(
     obj: &serde_json::Map<String, serde_json::Value>,
-    identifier_keys: &[&str],
+    identifier_keys: &[String],
     pseudo: &mut crate::pseudo::Pseudonymiser,
 ) -> Vec<u8> {
     let mut v = serde_json::Value::Object(obj.clone());
@@ -521,7 +537,7 @@ pub fn redact_json(
         let mut parts = key.split('.').peekable();
         let mut at = &mut v;
         // The exact key first, then the nested path.
-        if let Some(slot) = at.as_object_mut().and_then(|m| m.get_mut(*key)) {
+        if let Some(slot) = at.as_object_mut().and_then(|m| m.get_mut(key.as_str())) {
             let text = json_value_text(slot);
             *slot = serde_json::Value::String(format!("~{}", pseudo.pseudonym(&text)));
             continue;

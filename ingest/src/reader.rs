@@ -1147,7 +1147,7 @@ pub fn read_mapped_csv<S: EventSink, R: RejectSink>(
         )));
     }
     // Columns an identifier comes from: pseudonymised in the rejects store.
-    let identifier_cols: Vec<usize> = mapper.identifier_sources().into_iter().filter_map(column).collect();
+    let identifier_cols: Vec<usize> = mapper.identifier_sources().iter().filter_map(|c| column(c)).collect();
     let used: Vec<usize> = mapper.sources().filter_map(column).collect();
     let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
     let mut rows = 0u64;
