@@ -91,6 +91,17 @@ fn yes() -> bool {
     true
 }
 
+/// The parameters each rule reads (docs/policy.md): any other name in a
+/// policy is a typo, refused rather than silently left at its default.
+pub const PARAMS: [(&str, &[&str]); 6] = [
+    ("worktime.break_total", &["first_min", "second_h", "second_min", "block_min"]),
+    ("worktime.weekly_average", &["window_weeks"]),
+    ("worktime.night_weekly_average", &["window_weeks"]),
+    ("worktime.night_daily_8h", &["night_from_h", "night_to_h", "night_min_h", "night_days"]),
+    ("worktime.ca_meal_period", &["second_h", "waiver_max_h", "second_waiver_max_h"]),
+    ("cadence.intensification", &["min_segment_days", "window_days"]),
+];
+
 /// A whole policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -237,8 +248,15 @@ impl Policy {
                     out.push(format!("rule `{id}`: limit must be > 0"));
                 }
             }
+            let known = PARAMS.iter().find(|(rule, _)| rule == id).map_or(&[][..], |(_, names)| *names);
             for (name, v) in &r.params {
-                if !v.is_finite() || *v < 0.0 {
+                if !known.contains(&name.as_str()) {
+                    out.push(if known.is_empty() {
+                        format!("rule `{id}`: unknown parameter `{name}` (this rule takes none)")
+                    } else {
+                        format!("rule `{id}`: unknown parameter `{name}` (known: {})", known.join(", "))
+                    });
+                } else if !v.is_finite() || *v < 0.0 {
                     out.push(format!("rule `{id}`: params.{name} must be a number >= 0"));
                 }
             }
@@ -276,7 +294,8 @@ impl Policy {
         self.rules.get(id).and_then(|r| r.limit).unwrap_or(default)
     }
 
-    /// A parameter of rule `id`, or `default`.
+    /// A parameter of rule `id`, or `default` (`name` must be in
+    /// [`PARAMS`]).
     pub fn param(&self, id: &str, name: &str, default: f64) -> f64 {
         self.rules.get(id).and_then(|r| r.params.get(name).copied()).unwrap_or(default)
     }
@@ -333,7 +352,18 @@ mod tests {
         p.k = 3;
         p.rules.remove("cadence.rush_share");
         p.rules.get_mut("speed.speed_flags").unwrap().sources.clear();
+        // A misspelt parameter, and one given to a rule that takes none.
+        p.rules.get_mut("cadence.intensification").unwrap().params.insert("window_day".into(), 7.0);
+        p.rules.get_mut("speed.speed_flags").unwrap().params.insert("window_days".into(), 7.0);
         let problems = p.problems();
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert!(problems.iter().any(|x| x
+            == "rule `cadence.intensification`: unknown parameter `window_day` (known: min_segment_days, window_days)"));
+        assert!(
+            problems
+                .iter()
+                .any(|x| x
+                    == "rule `speed.speed_flags`: unknown parameter `window_days` (this rule takes none)")
+        );
     }
 }
