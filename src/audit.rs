@@ -242,7 +242,7 @@ pub fn run(
         incomplete: Vec::new(),
     };
     write_atomic(&out.join("findings.json"), findings.to_json().as_bytes())?;
-    vigie_analyze::aggregates::write(&evaluation.aggregates, &out.join("aggregates"))?;
+    vigie_analyze::aggregates::write(&evaluation, &out.join("aggregates"))?;
     let html = crate::report::render(&findings, &evaluation, &setup.policy, &setup.lang);
     write_atomic(&out.join("report.html"), html.as_bytes())?;
     Ok(AuditOutcome { findings, evaluation, stats })

@@ -177,6 +177,31 @@ fn voice_paced_scenario_dates_and_sizes_the_rise_in_picking_only() {
     assert_eq!(text(find("cadence.target_raised"), "date"), "2026-03-16");
     assert!(inj.justification_requests > 0 && find("pause.latency_flags").observed.unwrap() > 0.0);
     assert!(find("voice.pace_set_by_system").observed.unwrap() > 0.0);
+    // The target in force in picking, as steps: 110 units an hour
+    // announced on the Mondays before the change, 110 x 1.14 = 125.4 from
+    // it. The pace around that step, over 14 days each side (here the
+    // whole input), is the truth itself; in packing, whose pace did not
+    // change, the interval covers zero.
+    use vigie_analyze::dated::ChangeSource;
+    let steps: Vec<(String, f64)> = e
+        .target_steps
+        .iter()
+        .filter(|s| s.group == "site" && s.process == "pick")
+        .map(|s| (s.from.to_string(), s.target_uph))
+        .collect();
+    assert_eq!(steps, [("2026-03-02".to_string(), 110.0), ("2026-03-16".to_string(), 125.4)]);
+    let around = |process: &str| {
+        e.comparisons
+            .iter()
+            .find(|c| c.group == "site" && c.process == process && c.source == ChangeSource::Target)
+            .unwrap_or_else(|| panic!("no comparison in {process}: {:#?}", e.comparisons))
+    };
+    let c = around("pick");
+    assert_eq!((c.date, c.target_from, c.target_to), (change, Some(110.0), Some(125.4)));
+    assert!((c.relative.unwrap() - truth).abs() < 1e-3, "{c:?}, truth {truth}");
+    assert!(c.low.unwrap() <= truth && truth <= c.high.unwrap(), "{c:?}");
+    let p = around("pack");
+    assert!(p.low.unwrap() <= 0.0 && 0.0 <= p.high.unwrap() && p.relative.unwrap().abs() < 0.03, "{p:?}");
 }
 
 #[test]

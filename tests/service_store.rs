@@ -156,6 +156,12 @@ fn the_analysis_cycle_agrees_with_the_audit_on_the_same_events() {
     let f = read_json(&root.join("findings.json"));
     assert_eq!(f["findings"].as_array().unwrap().len(), expected.findings.len());
     assert!(store::aggregate_file(root, "2026-W10").exists());
+    // The target steps and dated comparisons of this analysis: no target
+    // and no declared change here, so both tables are empty, and written.
+    assert_eq!((c.evaluation.target_steps.len(), c.evaluation.comparisons.len()), (0, 0));
+    for name in ["target_steps", "comparisons"] {
+        assert!(root.join(store::DATED).join(format!("{name}.parquet")).exists(), "{name}");
+    }
 
     // Once the first day's raw folder is the oldest and its summary exists,
     // a later cycle keeps that summary as it is (night shifts crossing

@@ -6,7 +6,8 @@ use std::path::Path;
 
 use polars::prelude::*;
 
-use crate::rules::AggregateRow;
+use crate::dated::{Comparison, TargetStep};
+use crate::rules::{AggregateRow, Evaluation};
 use crate::shifts::{GAP_CLASSES, HIST_BOUNDS_S, JUSTIFY_GAP_BUCKETS};
 use crate::AnalyzeError;
 
@@ -84,17 +85,65 @@ pub fn frame(rows: &[AggregateRow]) -> PolarsResult<DataFrame> {
     DataFrame::new_infer_height(cols)
 }
 
-/// Writes `group_weeks.parquet` and `group_weeks.csv` into `dir`.
-pub fn write(rows: &[AggregateRow], dir: &Path) -> Result<(), AnalyzeError> {
-    std::fs::create_dir_all(dir).map_err(|e| AnalyzeError::io(dir, e))?;
-    let mut df = frame(rows)?;
-    let p = dir.join("group_weeks.parquet");
+/// The target steps as a DataFrame (docs/data-dictionary.md).
+pub fn steps_frame(steps: &[TargetStep]) -> PolarsResult<DataFrame> {
+    let date = |d: chrono::NaiveDate| d.to_string();
+    DataFrame::new_infer_height(vec![
+        Column::new("site".into(), steps.iter().map(|r| r.site.as_str()).collect::<Vec<_>>()),
+        Column::new("group".into(), steps.iter().map(|r| r.group.as_str()).collect::<Vec<_>>()),
+        Column::new("process".into(), steps.iter().map(|r| r.process.as_str()).collect::<Vec<_>>()),
+        Column::new("from".into(), steps.iter().map(|r| date(r.from)).collect::<Vec<_>>()),
+        Column::new("to".into(), steps.iter().map(|r| date(r.to)).collect::<Vec<_>>()),
+        Column::new("days".into(), steps.iter().map(|r| r.days).collect::<Vec<_>>()),
+        Column::new("target_uph".into(), steps.iter().map(|r| r.target_uph).collect::<Vec<_>>()),
+    ])
+}
+
+/// The before/after comparisons as a DataFrame (docs/data-dictionary.md).
+pub fn comparisons_frame(rows: &[Comparison]) -> PolarsResult<DataFrame> {
+    let mut cols = vec![
+        Column::new("site".into(), rows.iter().map(|r| r.site.as_str()).collect::<Vec<_>>()),
+        Column::new("group".into(), rows.iter().map(|r| r.group.as_str()).collect::<Vec<_>>()),
+        Column::new("process".into(), rows.iter().map(|r| r.process.as_str()).collect::<Vec<_>>()),
+        Column::new("date".into(), rows.iter().map(|r| r.date.to_string()).collect::<Vec<_>>()),
+        Column::new("source".into(), rows.iter().map(|r| r.source.as_str()).collect::<Vec<_>>()),
+        Column::new("description".into(), rows.iter().map(|r| r.description.as_str()).collect::<Vec<_>>()),
+        Column::new("days_before".into(), rows.iter().map(|r| r.days_before).collect::<Vec<_>>()),
+        Column::new("days_after".into(), rows.iter().map(|r| r.days_after).collect::<Vec<_>>()),
+    ];
+    for (name, get) in [
+        ("target_from", (|r: &Comparison| r.target_from) as fn(&Comparison) -> Option<f64>),
+        ("target_to", |r| r.target_to),
+        ("before_uph", |r| r.before_uph),
+        ("after_uph", |r| r.after_uph),
+        ("relative", |r| r.relative),
+        ("low", |r| r.low),
+        ("high", |r| r.high),
+    ] {
+        cols.push(Column::new(name.into(), rows.iter().map(get).collect::<Vec<_>>()));
+    }
+    DataFrame::new_infer_height(cols)
+}
+
+/// Writes `NAME.parquet` and `NAME.csv` (spreadsheet-safe) into `dir`.
+fn write_both(df: &mut DataFrame, dir: &Path, name: &str) -> Result<(), AnalyzeError> {
+    let p = dir.join(format!("{name}.parquet"));
     let f = File::create(&p).map_err(|e| AnalyzeError::io(&p, e))?;
-    ParquetWriter::new(f).finish(&mut df)?;
-    let c = dir.join("group_weeks.csv");
+    ParquetWriter::new(f).finish(df)?;
+    let c = dir.join(format!("{name}.csv"));
     let f = File::create(&c).map_err(|e| AnalyzeError::io(&c, e))?;
-    let mut csv = spreadsheet_safe(&df)?;
+    let mut csv = spreadsheet_safe(df)?;
     CsvWriter::new(f).include_header(true).finish(&mut csv)?;
+    Ok(())
+}
+
+/// Writes the open data into `dir`: `group_weeks`, `target_steps` and
+/// `comparisons`, each as Parquet and CSV.
+pub fn write(eval: &Evaluation, dir: &Path) -> Result<(), AnalyzeError> {
+    std::fs::create_dir_all(dir).map_err(|e| AnalyzeError::io(dir, e))?;
+    write_both(&mut frame(&eval.aggregates)?, dir, "group_weeks")?;
+    write_both(&mut steps_frame(&eval.target_steps)?, dir, "target_steps")?;
+    write_both(&mut comparisons_frame(&eval.comparisons)?, dir, "comparisons")?;
     Ok(())
 }
 

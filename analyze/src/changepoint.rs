@@ -125,40 +125,53 @@ pub fn changes(x: &[f64], min_segment: usize, seed: u64) -> Vec<Change> {
     bounds.extend(&cuts);
     bounds.push(x.len());
     let mut rng = SplitMix(seed);
-    let mut out = Vec::new();
-    for (i, at) in cuts.iter().enumerate() {
-        let before = &x[bounds[i]..*at];
-        let after = &x[*at..bounds[i + 2]];
-        let (b, a) = (median(&mut before.to_vec()), median(&mut after.to_vec()));
-        if b <= 0.0 {
-            continue;
-        }
-        let mut ratios = Vec::with_capacity(999);
-        let (mut rb, mut ra) = (vec![0.0; before.len()], vec![0.0; after.len()]);
-        for _ in 0..999 {
-            for v in rb.iter_mut() {
-                *v = before[rng.below(before.len())];
-            }
-            for v in ra.iter_mut() {
-                *v = after[rng.below(after.len())];
-            }
-            let mb = median(&mut rb);
-            if mb > 0.0 {
-                ratios.push(median(&mut ra) / mb - 1.0);
-            }
-        }
-        ratios.sort_by(f64::total_cmp);
-        let pick = |q: f64| ratios.get(((ratios.len() as f64 - 1.0) * q).round() as usize).copied();
-        out.push(Change {
-            at: *at,
-            before: b,
-            after: a,
-            relative: a / b - 1.0,
-            low: pick(0.025).unwrap_or(f64::NAN),
-            high: pick(0.975).unwrap_or(f64::NAN),
-        });
+    cuts.iter()
+        .enumerate()
+        .filter_map(|(i, at)| compare(&x[bounds[i]..*at], &x[*at..bounds[i + 2]], bounds[i], &mut rng))
+        .collect()
+}
+
+/// The relative size of the change between two given stretches of days
+/// (before and after a dated event), with the same bootstrap interval:
+/// `None` when either is empty or the median before is not positive.
+pub fn before_after(before: &[f64], after: &[f64], seed: u64) -> Option<Change> {
+    compare(before, after, 0, &mut SplitMix(seed))
+}
+
+/// Medians, relative change and its 95 % interval over 999 resamples of
+/// each side; `start` is the index of `before`'s first point in the series.
+fn compare(before: &[f64], after: &[f64], start: usize, rng: &mut SplitMix) -> Option<Change> {
+    if before.is_empty() || after.is_empty() {
+        return None;
     }
-    out
+    let (b, a) = (median(&mut before.to_vec()), median(&mut after.to_vec()));
+    if b <= 0.0 {
+        return None;
+    }
+    let mut ratios = Vec::with_capacity(999);
+    let (mut rb, mut ra) = (vec![0.0; before.len()], vec![0.0; after.len()]);
+    for _ in 0..999 {
+        for v in rb.iter_mut() {
+            *v = before[rng.below(before.len())];
+        }
+        for v in ra.iter_mut() {
+            *v = after[rng.below(after.len())];
+        }
+        let mb = median(&mut rb);
+        if mb > 0.0 {
+            ratios.push(median(&mut ra) / mb - 1.0);
+        }
+    }
+    ratios.sort_by(f64::total_cmp);
+    let pick = |q: f64| ratios.get(((ratios.len() as f64 - 1.0) * q).round() as usize).copied();
+    Some(Change {
+        at: start + before.len(),
+        before: b,
+        after: a,
+        relative: a / b - 1.0,
+        low: pick(0.025).unwrap_or(f64::NAN),
+        high: pick(0.975).unwrap_or(f64::NAN),
+    })
 }
 
 #[cfg(test)]

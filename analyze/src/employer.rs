@@ -22,6 +22,20 @@ pub struct Indicator {
     pub description: Option<String>,
 }
 
+/// A dated change the employer declares (new software version, new
+/// targets, new layout): vigie compares the pace before and after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeclaredChange {
+    #[serde(deserialize_with = "required_date")]
+    pub date: NaiveDate,
+    pub description: String,
+}
+
+/// The longest description kept (characters): it is quoted in findings
+/// and in the report.
+pub const DESCRIPTION_MAX: usize = 200;
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Employer {
@@ -55,6 +69,13 @@ pub struct Employer {
     /// missing from the data was not permitted, not merely not taken).
     #[serde(default)]
     pub breaks_scheduled_by_system: Option<bool>,
+    /// Dated changes: `changes = [{ date = 2026-03-16, description = "..." }]`.
+    #[serde(default)]
+    pub changes: Vec<DeclaredChange>,
+}
+
+fn required_date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NaiveDate, D::Error> {
+    date(d).map(|o| o.expect("date() returns a date or an error"))
 }
 
 fn date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::Error> {
@@ -101,6 +122,16 @@ impl Employer {
                 }
             }
         }
+        for (i, c) in e.changes.iter().enumerate() {
+            let d = &c.description;
+            if d.trim().is_empty() || d.chars().count() > DESCRIPTION_MAX || d.chars().any(char::is_control) {
+                problems.push(format!(
+                    "{}: changes[{i}] ({}): description must be 1 to {DESCRIPTION_MAX} characters on one line",
+                    path.display(),
+                    c.date
+                ));
+            }
+        }
         if problems.is_empty() {
             Ok(e)
         } else {
@@ -114,5 +145,40 @@ impl Employer {
             .iter()
             .filter_map(|c| self.retention_days.get(*c).copied())
             .fold(None, |acc, d| Some(acc.map_or(d, |a: f64| a.max(d))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Employer, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("employer.toml");
+        std::fs::write(&p, text).unwrap();
+        Employer::from_file(&p).map_err(|e| match e {
+            AnalyzeError::Policy(p) => p,
+            other => vec![other.to_string()],
+        })
+    }
+
+    #[test]
+    fn declared_changes_are_dated_and_described_on_one_line() {
+        let e = load("changes = [{ date = 2026-03-16, description = \"Objectifs relevés\" }]").unwrap();
+        assert_eq!(e.changes[0].date, NaiveDate::from_ymd_opt(2026, 3, 16).unwrap());
+        // The date as a string works too.
+        assert!(load("changes = [{ date = \"2026-03-16\", description = \"v2\" }]").is_ok());
+        // Empty, on two lines, over 200 characters: one problem each,
+        // all listed at once.
+        let long = "x".repeat(DESCRIPTION_MAX + 1);
+        let text = format!(
+            "changes = [{{ date = 2026-03-16, description = \" \" }}, {{ date = 2026-03-17, description = \"a\\nb\" }}, {{ date = 2026-03-18, description = \"{long}\" }}]"
+        );
+        let p = load(&text).unwrap_err();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[1].contains("changes[1] (2026-03-17)"), "{p:?}");
+        // No date, or not a date: refused.
+        assert!(load("changes = [{ description = \"v2\" }]").is_err());
+        assert!(load("changes = [{ date = \"mars\", description = \"v2\" }]").is_err());
     }
 }

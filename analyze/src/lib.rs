@@ -5,6 +5,7 @@
 pub mod aggregates;
 pub mod catalogue;
 pub mod changepoint;
+pub mod dated;
 pub mod employer;
 pub mod findings;
 pub mod policy;

@@ -268,6 +268,16 @@ pub fn analysis_cycle(
         let mut df = vigie_analyze::aggregates::frame(&rows)?;
         write_parquet_atomic(&mut df, &store::aggregate_file(root, week), Durability::Synced)?;
     }
+    // The target steps and before/after comparisons of the latest
+    // analysis, beside findings.json.
+    let mut steps = vigie_analyze::aggregates::steps_frame(&evaluation.target_steps)?;
+    write_parquet_atomic(
+        &mut steps,
+        &root.join(store::DATED).join("target_steps.parquet"),
+        Durability::Synced,
+    )?;
+    let mut cmp = vigie_analyze::aggregates::comparisons_frame(&evaluation.comparisons)?;
+    write_parquet_atomic(&mut cmp, &root.join(store::DATED).join("comparisons.parquet"), Durability::Synced)?;
     Ok(Cycle { shifts: all.len(), summaries_written, evaluation, findings, quarantined })
 }
 

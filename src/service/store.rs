@@ -22,6 +22,9 @@ use xxhash_rust::xxh3::xxh3_64;
 pub const RAW: &str = "raw";
 pub const SUMMARIES: &str = "summaries";
 pub const AGGREGATES: &str = "aggregates";
+/// The latest analysis's target steps and before/after comparisons
+/// (replaced at each analysis, not a dated tier).
+pub const DATED: &str = "dated";
 pub const OFFSETS: &str = "offsets";
 pub const DEAD_LETTER: &str = "dead-letter";
 pub const QUARANTINE: &str = "quarantine";

@@ -3,13 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{quantile, round, Ctx, Emit, Outcome};
+use super::{fnv, process_name, quantile, round, Ctx, Emit, Outcome};
 use crate::catalogue::facts;
-
-/// FNV-1a: a seed from a text, the same on every machine.
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
 
 pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
     let p = ctx.policy;
@@ -47,9 +42,7 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         let mut detected = 0usize;
         let mut best: Option<(String, chrono::NaiveDate, crate::changepoint::Change)> = None;
         for (process, days) in by {
-            let name = process
-                .and_then(vigie_ingest::event::Process::from_code)
-                .map_or("(none)".to_string(), |p| p.as_str().to_string());
+            let name = process_name(process);
             let dates: Vec<chrono::NaiveDate> = days.keys().copied().collect();
             let series: Vec<f64> = days
                 .into_values()
@@ -68,16 +61,31 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
                 }
             }
         }
+        // A change the employer declared within `min_segment_days` of the
+        // one found: the finding names it.
+        let near = |d: chrono::NaiveDate| {
+            ctx.employer.and_then(|e| {
+                e.changes
+                    .iter()
+                    .filter(|c| (c.date - d).num_days().unsigned_abs() <= min_days as u64)
+                    .min_by_key(|c| ((c.date - d).num_days().abs(), c.date))
+            })
+        };
         Some(match best {
             Some((process, date, c)) => Outcome::Value(
                 Some(round(c.relative, 4)),
-                facts("change")
-                    .t("process", process)
-                    .t("date", date.to_string())
-                    .n("from_uph", round(c.before, 1))
-                    .n("to_uph", round(c.after, 1))
-                    .n("low", round(100.0 * c.low, 1))
-                    .n("high", round(100.0 * c.high, 1)),
+                match near(date) {
+                    Some(d) => facts("change_declared")
+                        .t("declared_date", d.date.to_string())
+                        .t("declared", d.description.clone()),
+                    None => facts("change"),
+                }
+                .t("process", process)
+                .t("date", date.to_string())
+                .n("from_uph", round(c.before, 1))
+                .n("to_uph", round(c.after, 1))
+                .n("low", round(100.0 * c.low, 1))
+                .n("high", round(100.0 * c.high, 1)),
             ),
             None => Outcome::Value(Some(0.0), facts("no_rise").n("changes", detected as f64)),
         })

@@ -10,7 +10,7 @@ mod consultation;
 mod pauses;
 mod retention;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 mod voice;
 mod worktime;
 
@@ -59,6 +59,10 @@ pub struct Evaluation {
     /// Pairs of shifts of one worker that overlap in time (at two sites,
     /// or by clock): an input problem, reported as such.
     pub overlapping_shifts: u64,
+    /// The target in force per published group and process, as steps.
+    pub target_steps: Vec<crate::dated::TargetStep>,
+    /// The pace before and after each dated change (declared or target).
+    pub comparisons: Vec<crate::dated::Comparison>,
 }
 
 /// How much data a site has on one local day. Days with fewer than k
@@ -181,6 +185,17 @@ fn groups_of(s: &Shift) -> Vec<String> {
         g.push(format!("zone:{z}"));
     }
     g
+}
+
+/// FNV-1a: a seed from a text, the same on every machine.
+pub(crate) fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// A shift's process by name; `(none)` for shifts without one.
+pub(crate) fn process_name(code: Option<u8>) -> String {
+    code.and_then(vigie_ingest::event::Process::from_code)
+        .map_or("(none)".to_string(), |p| p.as_str().to_string())
 }
 
 pub(crate) fn round(x: f64, digits: i32) -> f64 {
@@ -397,6 +412,7 @@ pub fn evaluate_with(
             suppressed += 1;
         }
     }
+    let (target_steps, comparisons) = crate::dated::dated(&ctx);
     Evaluation {
         findings,
         suppressed,
@@ -404,6 +420,8 @@ pub fn evaluate_with(
         aggregates: aggregates(&ctx),
         coverage: coverage(&ctx),
         overlapping_shifts: overlaps(shifts),
+        target_steps,
+        comparisons,
     }
 }
 
