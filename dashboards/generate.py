@@ -202,6 +202,51 @@ def intensity():
             [(f'vigie_finding_observed{{{SG},rule="{rule}"}}', "{{site}} {{group}}")],
         )
     b.panel(
+        "timeseries",
+        "Target in force, by process",
+        "The group's daily median target (rate_target events), latest level, per process: over time "
+        "this is the step series of the target. Days with fewer than k workers under a target are "
+        "left out.",
+        "short",
+        [(f"vigie_target_units_per_hour{{{SG}}}", "{{site}} {{group}} {{process}}")],
+        defaults={"custom": {"drawStyle": "line", "lineInterpolation": "stepAfter"}},
+    )
+    b.panel(
+        "timeseries",
+        "Achieved over target (median shift)",
+        "Median over the latest ISO week's shifts with a target of units per hour divided by the "
+        "target in force; under 100 % the median shift missed its target.",
+        "percentunit",
+        [(f"vigie_units_over_target{{{SG}}}", "{{site}} {{group}}")],
+    )
+    b.panel(
+        "timeseries",
+        "Shifts under their target",
+        "Shifts of the latest ISO week whose units per hour were under the target in force.",
+        "short",
+        [(f"vigie_shifts_under_target{{{SG}}}", "{{site}} {{group}}")],
+    )
+    b.panel(
+        "timeseries",
+        "Time from a voice prompt to its confirmation",
+        "Seconds from a voice_prompt to the scan that confirms it, 10th, 50th and 90th percentiles "
+        "over the latest ISO week (interpolated in buckets).",
+        "s",
+        [
+            (f'vigie_prompt_wait_seconds{{{SG},percentile="10"}}', "p10 {{site}} {{group}}"),
+            (f'vigie_prompt_wait_seconds{{{SG},percentile="50"}}', "p50 {{site}} {{group}}"),
+            (f'vigie_prompt_wait_seconds{{{SG},percentile="90"}}', "p90 {{site}} {{group}}"),
+        ],
+    )
+    b.panel(
+        "timeseries",
+        "Share of time on tasks dictated at once",
+        "Share of the effective time of the latest week's shifts with prompts spent on tasks whose "
+        "prompt came at most 5 s after the previous confirmation.",
+        "percentunit",
+        [(f"vigie_dictated_share{{{SG}}}", "{{site}} {{group}}")],
+    )
+    b.panel(
         "heatmap",
         "Intervals between consecutive scans",
         "Distribution of the intervals between two scans of the same shift in the latest ISO week, "
@@ -263,6 +308,15 @@ def pauses():
         rule_text("pause.idle_flag_threshold", "Seconds. "),
         "s",
         [(f'vigie_finding_observed{{{SG},rule="pause.idle_flag_threshold"}}', "{{site}} {{group}}")],
+    )
+    b.panel(
+        "timeseries",
+        "Justification requests by the gap they are about",
+        "justification_request events of the latest ISO week by their gap_s: under 1 min, 1-3, "
+        "3-5, 5-10 min, 10 min or more, not given. The CNIL's latency indicator covered gaps of 1 "
+        "to 10 minutes.",
+        "short",
+        [(f"sum by (gap) (vigie_justification_gaps{{{SG}}})", "{{gap}}")],
     )
     for rule in ["pause.flags_during_breaks", "pause.latency_flags"]:
         b.panel(

@@ -16,7 +16,7 @@ use prometheus::{
 };
 use vigie_analyze::findings::{Finding, Status};
 use vigie_analyze::rules::{AggregateRow, Evaluation};
-use vigie_analyze::shifts::{GAP_CLASSES, HIST_BOUNDS_S};
+use vigie_analyze::shifts::{GAP_CLASSES, HIST_BOUNDS_S, JUSTIFY_GAP_BUCKETS};
 use vigie_ingest::event::RejectReason;
 use vigie_ingest::IngestStats;
 
@@ -64,6 +64,12 @@ pub struct Metrics {
     worktime_breaches: GaugeVec,
     suppressed_groups: IntGaugeVec,
     workers: IntGaugeVec,
+    target_uph: GaugeVec,
+    units_over_target: GaugeVec,
+    shifts_under_target: IntGaugeVec,
+    prompt_wait: GaugeVec,
+    dictated_share: GaugeVec,
+    justification_gaps: IntGaugeVec,
     series_dropped: IntGaugeVec,
     // Pipeline.
     pub events_ingested: IntCounter,
@@ -172,6 +178,48 @@ impl Metrics {
         let workers = reg!(IntGaugeVec::new(
             opts("vigie_group_workers", "Distinct workers of a published group in its latest ISO week."),
             &["site", "group"]
+        ));
+        let target_uph = reg!(GaugeVec::new(
+            opts(
+                "vigie_target_units_per_hour",
+                "The target in force (group's daily median of rate_target), latest level of the step series, per published group and process."
+            ),
+            &["site", "group", "process"]
+        ));
+        let units_over_target = reg!(GaugeVec::new(
+            opts(
+                "vigie_units_over_target",
+                "Median over shifts with a target of units per hour divided by the target, latest ISO week."
+            ),
+            &["site", "group"]
+        ));
+        let shifts_under_target = reg!(IntGaugeVec::new(
+            opts(
+                "vigie_shifts_under_target",
+                "Shifts whose units per hour were under their target, latest ISO week."
+            ),
+            &["site", "group"]
+        ));
+        let prompt_wait = reg!(GaugeVec::new(
+            opts(
+                "vigie_prompt_wait_seconds",
+                "Percentiles (10, 50, 90) of seconds from a voice prompt to the scan that confirms it, latest ISO week."
+            ),
+            &["site", "group", "percentile"]
+        ));
+        let dictated_share = reg!(GaugeVec::new(
+            opts(
+                "vigie_dictated_share",
+                "Share of effective time of shifts with prompts spent on tasks dictated at once, latest ISO week."
+            ),
+            &["site", "group"]
+        ));
+        let justification_gaps = reg!(IntGaugeVec::new(
+            opts(
+                "vigie_justification_gaps",
+                "Justification requests of the latest ISO week by the gap they are about (gap_s bucket; unknown: no gap_s)."
+            ),
+            &["site", "group", "gap"]
         ));
         let series_dropped = reg!(IntGaugeVec::new(
             opts(
@@ -321,6 +369,12 @@ impl Metrics {
             worktime_breaches,
             suppressed_groups,
             workers,
+            target_uph,
+            units_over_target,
+            shifts_under_target,
+            prompt_wait,
+            dictated_share,
+            justification_gaps,
             series_dropped,
             events_ingested,
             events_rejected,
@@ -410,6 +464,23 @@ impl Metrics {
         self.worktime_breaches.reset();
         self.suppressed_groups.reset();
         self.workers.reset();
+        self.target_uph.reset();
+        self.units_over_target.reset();
+        self.shifts_under_target.reset();
+        self.prompt_wait.reset();
+        self.dictated_share.reset();
+        self.justification_gaps.reset();
+        // The latest target level of each (site, group, process).
+        let mut targets: BTreeMap<(String, String), BTreeMap<&str, f64>> = BTreeMap::new();
+        for t in &eval.target_steps {
+            // Steps come in date order within a group and process.
+            targets
+                .entry((t.site.clone(), t.group.clone()))
+                .or_default()
+                .insert(t.process.as_str(), t.target_uph);
+        }
+        let targets_of =
+            |r: &AggregateRow| targets.get(&(r.site.clone(), r.group.clone())).cloned().unwrap_or_default();
 
         // The budget is a hard cap. What is left after the fixed series
         // goes, in order, to: each site's suppression gauge; findings that
@@ -419,7 +490,7 @@ impl Metrics {
         let fixed = self.series_count();
         let mut left = self.max_series.saturating_sub(fixed);
         let is_site = |g: &str| g == "site";
-        let per_detail = DETAIL_SERIES;
+        let per_detail = |r: &AggregateRow| detail_series(r, targets_of(r).len());
         // A finding is 2 series (status, observed), 3 for a working-time
         // rule (breaches); 1 when it has no observed value.
         let weight = |f: &Finding| match f.observed {
@@ -490,13 +561,37 @@ impl Metrics {
             }
             self.justification_requests.with_label_values(&sg).set(r.justification_requests as i64);
             self.workers.with_label_values(&sg).set(r.workers as i64);
+            for (process, t) in targets_of(r) {
+                self.target_uph.with_label_values(&[sg[0], sg[1], process]).set(t);
+            }
+            if let Some(v) = r.achieved_over_target_p50 {
+                self.units_over_target.with_label_values(&sg).set(v);
+            }
+            if r.shifts_with_target > 0 {
+                self.shifts_under_target.with_label_values(&sg).set(r.shifts_under_target as i64);
+            }
+            for (q, v) in UPH_QUANTILES.iter().zip([r.prompt_wait_p10, r.prompt_wait_p50, r.prompt_wait_p90])
+            {
+                if let Some(v) = v {
+                    self.prompt_wait.with_label_values(&[sg[0], sg[1], q]).set(v);
+                }
+            }
+            if let Some(v) = r.dictated_share {
+                self.dictated_share.with_label_values(&sg).set(v);
+            }
+            if r.justification_requests > 0 {
+                for (b, n) in JUSTIFY_GAP_BUCKETS.iter().zip(r.justify_gaps) {
+                    self.justification_gaps.with_label_values(&[sg[0], sg[1], b]).set(n as i64);
+                }
+            }
         };
         for r in weeks.iter().filter(|r| is_site(&r.group)) {
-            if per_detail > left {
-                *dropped.entry("site_details").or_default() += per_detail;
+            let w = per_detail(r);
+            if w > left {
+                *dropped.entry("site_details").or_default() += w;
                 continue;
             }
-            left -= per_detail;
+            left -= w;
             put_details(r);
         }
         let group_ok: Vec<&&Finding> =
@@ -512,13 +607,14 @@ impl Metrics {
         }
         let group_weeks: Vec<&&AggregateRow> = weeks.iter().filter(|r| !is_site(&r.group)).collect();
         // Details only when the group findings went out whole.
-        if published.dropped_group_ok_findings == 0 && group_weeks.len() * per_detail <= left {
+        let group_details: usize = group_weeks.iter().map(|r| per_detail(r)).sum();
+        if published.dropped_group_ok_findings == 0 && group_details <= left {
             for r in group_weeks {
                 put_details(r);
             }
         } else {
             published.dropped_group_details = group_weeks.len();
-            *dropped.entry("group_details").or_default() += group_weeks.len() * per_detail;
+            *dropped.entry("group_details").or_default() += group_details;
         }
         for kind in DROPPED_KINDS {
             self.series_dropped
@@ -547,9 +643,28 @@ impl Metrics {
     }
 }
 
-/// Detail series of one published group: 3 percentiles, 14 interval
+/// Detail series every published group has: 3 percentiles, 14 interval
 /// buckets, 4 gap classes, justification requests and workers.
 pub const DETAIL_SERIES: usize = UPH_QUANTILES.len() + HIST_BOUNDS_S.len() + 1 + GAP_CLASSES.len() + 2;
+
+/// Detail series of one published group-week: the fixed ones, and those
+/// it has data for (targets per process, prompts, justification gaps).
+/// The units-per-hour percentiles are counted even when a week has no
+/// scans (an upper bound: the budget stays a hard cap).
+pub fn detail_series(r: &AggregateRow, target_processes: usize) -> usize {
+    let some = |v: &[Option<f64>]| v.iter().filter(|x| x.is_some()).count();
+    DETAIL_SERIES
+        + target_processes
+        + some(&[
+            r.achieved_over_target_p50,
+            r.prompt_wait_p10,
+            r.prompt_wait_p50,
+            r.prompt_wait_p90,
+            r.dictated_share,
+        ])
+        + usize::from(r.shifts_with_target > 0)
+        + if r.justification_requests > 0 { JUSTIFY_GAP_BUCKETS.len() } else { 0 }
+}
 
 /// Whether a rule is of the working-time family (its counts also go to
 /// `vigie_worktime_breaches`), as the rule catalogue says.
@@ -607,7 +722,8 @@ pub fn resident_bytes() -> Option<u64> {
 
 /// An evaluation the size of a deployment, for the series-budget test and
 /// the scrape benchmark: `sites` sites of `groups` groups each (the site
-/// itself and team groups), 11 rules each, two weeks of aggregates;
+/// itself and team groups), 11 rules each, two weeks of aggregates with
+/// targets, prompts and justification requests, a target in one process;
 /// `breach_every` makes one team finding in that many a breach.
 pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evaluation {
     let rules = [
@@ -625,6 +741,7 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
     ];
     let mut findings = Vec::new();
     let mut aggregates = Vec::new();
+    let mut target_steps = Vec::new();
     let mut suppressed_by_site = BTreeMap::new();
     let mut n = 0;
     for s in 0..sites {
@@ -668,22 +785,31 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
                     gaps: Default::default(),
                     idle_flags: 0,
                     speed_flags: 0,
-                    justification_requests: 0,
-                    justify_gaps: Default::default(),
+                    justification_requests: 3,
+                    justify_gaps: [0, 1, 2, 0, 0, 0],
                     latency_idle_flags: 0,
-                    shifts_with_target: 0,
-                    target_p50: None,
-                    achieved_over_target_p50: None,
-                    shifts_under_target: 0,
-                    prompts: 0,
-                    prompts_per_hour: None,
-                    prompt_wait_p10: None,
-                    prompt_wait_p50: None,
-                    prompt_wait_p90: None,
-                    dictated_share: None,
-                    drift_p50: None,
+                    shifts_with_target: 50,
+                    target_p50: Some(100.0),
+                    achieved_over_target_p50: Some(0.9),
+                    shifts_under_target: 30,
+                    prompts: 4000,
+                    prompts_per_hour: Some(11.4),
+                    prompt_wait_p10: Some(4.0),
+                    prompt_wait_p50: Some(9.0),
+                    prompt_wait_p90: Some(20.0),
+                    dictated_share: Some(0.6),
+                    drift_p50: Some(0.05),
                 });
             }
+            target_steps.push(vigie_analyze::dated::TargetStep {
+                site: site.clone(),
+                group: group.clone(),
+                process: "pick".into(),
+                from: chrono::NaiveDate::from_ymd_opt(2026, 10, 26).expect("date"),
+                to: chrono::NaiveDate::from_ymd_opt(2026, 11, 6).expect("date"),
+                days: 10,
+                target_uph: 100.0,
+            });
         }
     }
     Evaluation {
@@ -693,5 +819,7 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
         aggregates,
         coverage: vec![],
         overlapping_shifts: 0,
+        target_steps,
+        comparisons: vec![],
     }
 }

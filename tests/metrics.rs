@@ -32,6 +32,7 @@ vigie_analysis_interval_seconds GAUGE
 vigie_analysis_last_success_timestamp_seconds GAUGE 
 vigie_batch_write_duration_seconds HISTOGRAM 
 vigie_consumer_lag_messages GAUGE partition,topic
+vigie_dictated_share GAUGE group,site
 vigie_events_duplicate_total COUNTER 
 vigie_events_ingested_total COUNTER 
 vigie_events_rejected_total COUNTER reason
@@ -39,11 +40,14 @@ vigie_finding_observed GAUGE group,rule,site
 vigie_finding_status GAUGE group,rule,site
 vigie_gaps GAUGE class,group,site
 vigie_group_workers GAUGE group,site
+vigie_justification_gaps GAUGE gap,group,site
 vigie_justification_requests GAUGE group,site
 vigie_metrics_series_dropped GAUGE kind
 vigie_privacy_suppressed_groups GAUGE site
 vigie_process_resident_memory_bytes GAUGE 
+vigie_prompt_wait_seconds GAUGE group,percentile,site
 vigie_scan_intervals GAUGE bound,group,site
+vigie_shifts_under_target GAUGE group,site
 vigie_store_bytes GAUGE tier
 vigie_store_damaged_checkpoints_total COUNTER 
 vigie_store_fenced_flushes_total COUNTER 
@@ -53,17 +57,23 @@ vigie_store_oldest_event_age_seconds GAUGE tier
 vigie_store_retention_seconds GAUGE tier
 vigie_store_writable GAUGE 
 vigie_store_write_failures_total COUNTER stage
+vigie_target_units_per_hour GAUGE group,process,site
+vigie_units_over_target GAUGE group,site
 vigie_units_per_hour GAUGE group,percentile,site
 vigie_worktime_breaches GAUGE group,rule,site";
 
-/// Five workers of team A, one day: 08:00 start, scans at 08:00:00,
-/// 08:00:01 and 08:00:31, then a justification request, end at 16:00.
+/// Five workers of team A, one day: 08:00 start with a target of 0.4
+/// units an hour, scans at 08:00:00, 08:00:01 and 08:00:31 (the last one
+/// confirming a voice prompt of 08:00:03), then a justification request,
+/// end at 16:00.
 fn tiny() -> Evaluation {
     let names = names(5);
     let pattern = [
         ("08:00:00", "shift_start", ""),
+        ("08:00:00", "rate_target", "\"target_per_hour\":0.4"),
         ("08:00:00", "scan", "\"quantity\":2"),
         ("08:00:01", "scan", ""),
+        ("08:00:03", "voice_prompt", ""),
         ("08:00:31", "scan", ""),
         ("09:00:00", "justification_request", ""),
         ("16:00:00", "shift_end", ""),
@@ -108,6 +118,26 @@ fn published_values_match_a_tiny_input_worked_by_hand() {
     // One justification request each.
     assert_eq!(sample(&text, "vigie_justification_requests{group=\"team:A\",site=\"s1\"}"), Some(5.0));
     assert_eq!(sample(&text, "vigie_group_workers{group=\"team:A\",site=\"s1\"}"), Some(5.0));
+    // The target in force, 0.4 (no process on the scans); 0.5 units an
+    // hour against it is 1.25, and no shift under it.
+    let target = "vigie_target_units_per_hour{group=\"team:A\",process=\"(none)\",site=\"s1\"}";
+    assert_eq!(sample(&text, target), Some(0.4), "{text}");
+    assert_eq!(sample(&text, "vigie_units_over_target{group=\"team:A\",site=\"s1\"}"), Some(1.25));
+    assert_eq!(sample(&text, "vigie_shifts_under_target{group=\"team:A\",site=\"s1\"}"), Some(0.0));
+    // One prompt a shift, 2 s after the scan before it (dictated at once),
+    // confirmed 28 s later: five waits in the 20-30 s bucket; interpolated,
+    // p10 = 20 + 10 x 0.5/5 = 21, p50 = 25, p90 = 29. Dictated: 28 s of
+    // 8 h = 0.00097, 0.001 at 4 decimals.
+    for (q, v) in [("10", 21.0), ("50", 25.0), ("90", 29.0)] {
+        let s = format!("vigie_prompt_wait_seconds{{group=\"team:A\",percentile=\"{q}\",site=\"s1\"}}");
+        assert_eq!(sample(&text, &s), Some(v), "{s}");
+    }
+    assert_eq!(sample(&text, "vigie_dictated_share{group=\"team:A\",site=\"s1\"}"), Some(0.001));
+    // The requests say no gap: all five in `unknown`, none in the others.
+    for (gap, n) in [("unknown", 5.0), ("60_180s", 0.0), ("ge_600s", 0.0)] {
+        let s = format!("vigie_justification_gaps{{gap=\"{gap}\",group=\"team:A\",site=\"s1\"}}");
+        assert_eq!(sample(&text, &s), Some(n), "{s}");
+    }
     // Burden: all 5 shifts had a request, a share of 1.
     let burden = "vigie_finding_observed{group=\"team:A\",rule=\"pause.justification_burden\",site=\"s1\"}";
     assert_eq!(sample(&text, burden), Some(1.0), "{text}");
@@ -172,9 +202,12 @@ fn fifty_sites_of_twenty_groups_fit_the_series_budget() {
     let p = m.publish(&small);
     assert_eq!((p.dropped_group_details, p.dropped_group_ok_findings), (0, 0));
     // 2 sites x 20 groups x (11 rules x 2 + 4 working-time breaches + 23
-    // details) + 2 suppression gauges + the fixed series.
+    // details every group has + 13 of targets, prompts and requests: the
+    // target of its one process, units over target, shifts under it, 3
+    // prompt-wait percentiles, the dictated share, 6 gap buckets) + 2
+    // suppression gauges + the fixed series.
     let fixed = m.render().lines().filter(|l| !l.starts_with('#') && !l.contains("site=")).count();
-    assert_eq!(p.series, 2 * 20 * (11 * 2 + 4 + 23) + 2 + fixed);
+    assert_eq!(p.series, 2 * 20 * (11 * 2 + 4 + 23 + 13) + 2 + fixed);
 }
 
 #[test]
