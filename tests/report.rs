@@ -89,7 +89,14 @@ fn the_report_holds_every_finding_in_both_languages_and_fetches_nothing() {
         let (rows, charts) = parse(&html);
         assert_eq!(
             charts,
-            ["chart-uph", "chart-intervals", "chart-gaps", "chart-worktime", "chart-coverage"]
+            [
+                "chart-uph",
+                "chart-target",
+                "chart-intervals",
+                "chart-gaps",
+                "chart-worktime",
+                "chart-coverage"
+            ]
         );
         // The demo's pace rises from Monday 16 March (week 12): the cadence
         // chart marks it, and its legend says so.
@@ -396,7 +403,7 @@ fn chart_legends_and_captions_stay_out_of_the_plot_area() {
     }
     assert!(texts > 20);
     // Each chart has its legend (when it has series) and its figures.
-    assert_eq!(html.matches("<details class=\"chart-data\">").count(), 5);
+    assert_eq!(html.matches("<details class=\"chart-data\">").count(), 6);
     assert!(html.contains("<ul class=\"legend\">"));
 }
 
@@ -431,4 +438,86 @@ fn many_groups(
         incomplete: vec![],
     };
     (f, eval)
+}
+
+#[test]
+fn a_change_the_employer_declared_is_set_against_the_pace_in_report_and_open_data() {
+    // Voice-paced: picking 1.14 x faster from Monday 16 March, and the
+    // target raised that day. The employer declares a new software version
+    // on that date.
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("site.ndjson");
+    let args =
+        ["generate", "--out", input.to_str().unwrap(), "--workers", "40", "--days", "28", "--seed", "11"];
+    assert_eq!(common::run(&[&args[..], &["--scenario", "voice-paced"]].concat()).status.code(), Some(0));
+    let employer = dir.path().join("employer.toml");
+    std::fs::write(
+        &employer,
+        "changes = [{ date = 2026-03-16, description = \"Nouvelle version <b>du</b> guidage vocal\" }]\n",
+    )
+    .unwrap();
+    for lang in ["fr", "en"] {
+        let out = dir.path().join(format!("out-{lang}"));
+        let o = common::run(&[
+            "audit",
+            "--input",
+            input.to_str().unwrap(),
+            "--employer",
+            employer.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--lang",
+            lang,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+        let (_, charts) = parse(&html);
+        assert!(charts.contains(&"chart-target".to_string()), "{charts:?}");
+        assert!(html.contains("class=\"series steps\""), "{lang}: the target is drawn as steps");
+        assert!(html.contains("<section id=\"dated\">"), "{lang}");
+        // The employer's words, escaped; the date as the language writes it.
+        let (declared, date) = if lang == "fr" {
+            (
+                "déclaré par l&#39;employeur : Nouvelle version &#60;b&#62;du&#60;/b&#62; guidage vocal",
+                "16 mars 2026",
+            )
+        } else {
+            (
+                "declared by the employer: Nouvelle version &#60;b&#62;du&#60;/b&#62; guidage vocal",
+                "16 March 2026",
+            )
+        };
+        assert!(html.contains(declared) && html.contains(date), "{lang}");
+        assert!(!html.contains("<b>du</b>"), "{lang}: the description is text, not markup");
+        // The finding names the declared change beside the one it found.
+        let f = common::read_json(&out.join("findings.json"));
+        let intens = f["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["rule"] == "cadence.intensification" && x["group"] == "site")
+            .unwrap();
+        assert_eq!(intens["facts"]["case"], "change_declared", "{intens}");
+        // Open data: the comparisons and the steps, as CSV and Parquet.
+        let csv = std::fs::read_to_string(out.join("aggregates/comparisons.csv")).unwrap();
+        let header = csv.lines().next().unwrap();
+        assert_eq!(
+            header,
+            "site,group,process,date,source,description,days_before,days_after,target_from,target_to,before_uph,after_uph,relative,low,high"
+        );
+        let pick_declared = csv
+            .lines()
+            .find(|l| l.contains(",site,pick,2026-03-16,declared,"))
+            .unwrap_or_else(|| panic!("{csv}"));
+        let relative: f64 = pick_declared.split(',').nth(12).unwrap().parse().unwrap();
+        assert!(relative > 0.1 && relative < 0.2, "{pick_declared}");
+        let steps = std::fs::read_to_string(out.join("aggregates/target_steps.csv")).unwrap();
+        assert!(steps.lines().any(|l| l.contains(",site,pick,2026-03-16,")), "{steps}");
+        for name in ["comparisons", "target_steps"] {
+            let p = out.join(format!("aggregates/{name}.parquet"));
+            use polars::prelude::{ParquetReader, SerReader};
+            let df = ParquetReader::new(std::fs::File::open(&p).unwrap()).finish().unwrap();
+            assert!(df.height() > 0, "{name}");
+        }
+    }
 }

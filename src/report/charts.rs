@@ -126,17 +126,19 @@ pub fn bars(
     Chart { id, title, svg: o, legend, table }
 }
 
-/// Lines over weeks, one per series, and a dashed reference line; the
-/// legend goes under the chart.
 /// What a line chart marks besides its series: a horizontal reference
-/// (value, caption), and the week index of a change of pace (a vertical
-/// line; its caption is the caller's).
+/// (value, caption), the week index of a change of pace (a vertical line;
+/// its caption is the caller's), and the index of a series drawn as steps
+/// (a level in force until the next one: a target).
 #[derive(Debug, Clone, Default)]
 pub struct Marks {
     pub reference: Option<(f64, String)>,
     pub change: Option<usize>,
+    pub steps: Option<usize>,
 }
 
+/// Lines over weeks, one per series, and a dashed reference line; the
+/// legend goes under the chart.
 pub fn lines(
     id: &'static str,
     title: String,
@@ -146,7 +148,7 @@ pub fn lines(
     marks: Marks,
     lang: &str,
 ) -> Chart {
-    let Marks { reference, change } = marks;
+    let Marks { reference, change, steps } = marks;
     let mut o = String::new();
     svg_open(&mut o, &title);
     let max = series
@@ -195,15 +197,25 @@ pub fn lines(
     let mut table = Vec::new();
     for (si, (name, values)) in series.iter().enumerate() {
         let color = COLORS[si % COLORS.len()];
-        let pts: Vec<String> = values
-            .iter()
-            .enumerate()
-            .filter_map(|(i, v)| v.map(|v| format!("{:.1},{:.1}", x(i), y(v))))
-            .collect();
-        let width = if si == 0 { 3 } else { 1 };
+        let mut pts: Vec<String> = Vec::new();
+        let mut prev: Option<f64> = None;
+        for (i, v) in values.iter().enumerate() {
+            let Some(v) = v else { continue };
+            // A step: the previous level runs to this week, then jumps.
+            if let (Some(p), true) = (prev, steps == Some(si)) {
+                pts.push(format!("{:.1},{:.1}", x(i), y(p)));
+            }
+            pts.push(format!("{:.1},{:.1}", x(i), y(*v)));
+            prev = Some(*v);
+        }
+        let (width, class) = match (si, steps == Some(si)) {
+            (_, true) => (2, "series steps"),
+            (0, _) => (3, "series"),
+            _ => (1, "series"),
+        };
         let _ = write!(
             o,
-            "<polyline class=\"series\" points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"{width}\"/>",
+            "<polyline class=\"{class}\" points=\"{}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"{width}\"/>",
             pts.join(" ")
         );
         legend.push((color.to_string(), name.clone()));

@@ -18,7 +18,7 @@ use askama::Template;
 use vigie_analyze::catalogue::{catalogue, fill, Text};
 use vigie_analyze::findings::{Fact, Finding, Findings, Status};
 use vigie_analyze::policy::{Policy, Severity};
-use vigie_analyze::rules::Evaluation;
+use vigie_analyze::rules::{AggregateRow, Evaluation};
 use vigie_analyze::shifts::HIST_BOUNDS_S;
 
 use charts::{Chart, COLORS};
@@ -279,7 +279,101 @@ struct Page {
     levers: Vec<String>,
     letters: Vec<(String, String, String)>,
     methods: Vec<String>,
+    dated: Dated,
     footer: String,
+}
+
+/// The pace before and after dated changes, and the target steps (site
+/// level).
+#[derive(Default)]
+struct Dated {
+    show: bool,
+    intro: String,
+    /// process, date, what changed, days before / after, median before,
+    /// after, change with its interval.
+    rows: Vec<[String; 6]>,
+    /// process, from, to, days, target.
+    steps: Vec<[String; 4]>,
+}
+
+fn dated(eval: &Evaluation, policy: &Policy, l: &Locale) -> Dated {
+    let lang = l.lang;
+    let sites: BTreeSet<&str> = eval.comparisons.iter().map(|c| c.site.as_str()).collect();
+    let place = |site: &str, process: &str| {
+        let p = if process == "(none)" { l.t("process_none").to_string() } else { process.to_string() };
+        if sites.len() > 1 {
+            format!("{site} · {p}")
+        } else {
+            p
+        }
+    };
+    let uph = |v: Option<f64>| v.map_or("–".to_string(), |v| number((v * 10.0).round() / 10.0, lang));
+    let rows: Vec<[String; 6]> = eval
+        .comparisons
+        .iter()
+        .filter(|c| c.group == "site")
+        .map(|c| {
+            let what = match c.source {
+                vigie_analyze::dated::ChangeSource::Declared => {
+                    l.f("dated_declared", &[("description", c.description.clone())])
+                }
+                vigie_analyze::dated::ChangeSource::Target => {
+                    l.f("dated_target", &[("from", uph(c.target_from)), ("to", uph(c.target_to))])
+                }
+            };
+            let change = match (c.relative, c.low, c.high) {
+                (Some(r), Some(lo), Some(hi)) => format!(
+                    "{} [{} ; {}]",
+                    signed(100.0 * r, lang),
+                    signed(100.0 * lo, lang),
+                    signed(100.0 * hi, lang)
+                ),
+                _ => "–".to_string(),
+            };
+            [
+                place(&c.site, &c.process),
+                format::date(c.date, lang),
+                what,
+                format!("{} / {}", c.days_before, c.days_after),
+                format!("{} → {}", uph(c.before_uph), uph(c.after_uph)),
+                change,
+            ]
+        })
+        .collect();
+    let steps: Vec<[String; 4]> = eval
+        .target_steps
+        .iter()
+        .filter(|t| t.group == "site")
+        .map(|t| {
+            [
+                place(&t.site, &t.process),
+                format::range(t.from, t.to, lang),
+                t.days.to_string(),
+                uph(Some(t.target_uph)),
+            ]
+        })
+        .collect();
+    let id = "cadence.intensification";
+    Dated {
+        show: !rows.is_empty() || !steps.is_empty(),
+        intro: l.f(
+            "dated_intro",
+            &[
+                ("days", number(policy.param(id, "window_days", 14.0), lang)),
+                ("min", number(policy.param(id, "min_segment_days", 3.0), lang)),
+                ("k", policy.k.to_string()),
+            ],
+        ),
+        rows,
+        steps,
+    }
+}
+
+/// A percentage with its sign and one decimal: `+12.3 %`.
+fn signed(pct: f64, lang: &str) -> String {
+    let r = (pct * 10.0).round() / 10.0;
+    let sign = if r > 0.0 { "+" } else { "" };
+    format!("{sign}{} %", number(r, lang))
 }
 
 /// Renders the report in `lang` (`fr` or `en`).
@@ -585,6 +679,7 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
         levers,
         letters,
         methods,
+        dated: dated(eval, policy, &l),
         footer,
         l,
     };
@@ -676,7 +771,7 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
                 l.t("chart_uph_unit"),
                 &week_labels,
                 &[(l.group(&g), uph(&g)), (l.group("site"), site_uph.clone())],
-                charts::Marks { reference: reference.clone(), change },
+                charts::Marks { reference: reference.clone(), change, steps: None },
                 lang,
             );
             svg.push_str(&format!("<div class=\"small\"><p>{}</p>{}</div>", esc(&l.group(&g)), c.svg));
@@ -709,11 +804,31 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
             l.t("chart_uph_unit"),
             &week_labels,
             &series,
-            charts::Marks { reference, change },
+            charts::Marks { reference, change, steps: None },
             lang,
         );
         c.legend.extend(change_legend);
         out.push(c);
+    }
+    // 1b. The target in force against what was achieved (site, weekly
+    // medians), when the data carry targets.
+    let site_rows: Vec<_> = agg.iter().filter(|a| a.group == "site").collect();
+    if site_rows.iter().any(|a| a.target_p50.is_some()) {
+        let by_week = |get: fn(&AggregateRow) -> Option<f64>| -> Vec<Option<f64>> {
+            weeks.iter().map(|w| site_rows.iter().find(|a| &a.week == w).and_then(|a| get(a))).collect()
+        };
+        out.push(charts::lines(
+            "chart-target",
+            l.t("chart_target").to_string(),
+            l.t("chart_uph_unit"),
+            &week_labels,
+            &[
+                (l.t("chart_target_achieved").to_string(), by_week(|a| a.uph_p50)),
+                (l.t("chart_target_level").to_string(), by_week(|a| a.target_p50)),
+            ],
+            charts::Marks { reference: None, change: None, steps: Some(1) },
+            lang,
+        ));
     }
     // 2. Intervals between scans, site, all weeks, with the rush limit.
     let mut hist = [0u64; HIST_BOUNDS_S.len() + 1];
