@@ -239,6 +239,8 @@ pub fn run(
             },
         },
         findings: evaluation.findings.clone(),
+        target_steps: evaluation.target_steps.clone(),
+        comparisons: evaluation.comparisons.clone(),
         incomplete: Vec::new(),
     };
     write_atomic(&out.join("findings.json"), findings.to_json().as_bytes())?;

@@ -436,6 +436,8 @@ fn many_groups(
         privacy: PrivacySummary { k: 10, suppressed_groups: 0, pseudonymisation: "hmac-sha256".into() },
         findings: eval.findings.clone(),
         incomplete: vec![],
+        target_steps: eval.target_steps.clone(),
+        comparisons: vec![],
     };
     (f, eval)
 }
@@ -511,6 +513,20 @@ fn a_change_the_employer_declared_is_set_against_the_pace_in_report_and_open_dat
             .unwrap_or_else(|| panic!("{csv}"));
         let relative: f64 = pick_declared.split(',').nth(12).unwrap().parse().unwrap();
         assert!(relative > 0.1 && relative < 0.2, "{pick_declared}");
+        // findings.json carries the same rows.
+        let c = f["comparisons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["group"] == "site" && c["process"] == "pick" && c["source"] == "declared")
+            .unwrap();
+        assert_eq!(c["relative"].as_f64(), Some(relative));
+        assert_eq!(c["date"], "2026-03-16");
+        assert!(f["target_steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["target_uph"].as_f64() == Some(125.4)));
         let steps = std::fs::read_to_string(out.join("aggregates/target_steps.csv")).unwrap();
         assert!(steps.lines().any(|l| l.contains(",site,pick,2026-03-16,")), "{steps}");
         for name in ["comparisons", "target_steps"] {

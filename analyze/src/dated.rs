@@ -12,12 +12,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rules::{fnv, process_name, quantile, round, Ctx, Row};
 
 /// One level of the target in force, for a group and process.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetStep {
     pub site: String,
     pub group: String,
@@ -33,7 +33,7 @@ pub struct TargetStep {
 }
 
 /// Where a dated change comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeSource {
     /// The employer's declaration (`changes = [{date, description}]`).
@@ -52,7 +52,7 @@ impl ChangeSource {
 }
 
 /// The pace of a group in one process before and after a dated change.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub site: String,
     pub group: String,

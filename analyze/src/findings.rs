@@ -167,6 +167,13 @@ pub struct Findings {
     /// Days whose data was quarantined (service mode); absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incomplete: Vec<Incomplete>,
+    /// The target in force per published group and process, as steps;
+    /// absent when the data carry no target (docs/findings.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub target_steps: Vec<crate::dated::TargetStep>,
+    /// The pace before and after each dated change; absent when none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub comparisons: Vec<crate::dated::Comparison>,
 }
 
 impl Findings {

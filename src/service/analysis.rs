@@ -257,6 +257,8 @@ pub fn analysis_cycle(
             pseudonymisation: "hmac-sha256, key from file".into(),
         },
         findings: evaluation.findings.clone(),
+        target_steps: evaluation.target_steps.clone(),
+        comparisons: evaluation.comparisons.clone(),
         incomplete,
     };
     crate::audit::write_atomic(&root.join("findings.json"), findings.to_json().as_bytes())?;
