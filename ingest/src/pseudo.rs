@@ -19,6 +19,9 @@ pub const MIN_KEY_BYTES: usize = 32;
 /// hostile input cannot grow it without bound.
 const MEMO_LIMIT: usize = 1 << 20;
 
+/// The key fingerprint of a run without a key file.
+pub const RANDOM_KEY: &str = "random key for this run";
+
 /// The keyed hash, with a memo of identifiers already seen in this run
 /// (kept in memory only, never written).
 pub struct Pseudonymiser {
@@ -26,6 +29,8 @@ pub struct Pseudonymiser {
     memo: HashMap<Box<str>, Pseudonym, foldhash::fast::RandomState>,
     /// True when the key was drawn at random for this run.
     pub ephemeral: bool,
+    /// `sha256(sha256(key))`: names the key without revealing it.
+    fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for Pseudonymiser {
@@ -46,7 +51,21 @@ impl Pseudonymiser {
         }
         let mac = Hmac::<Sha256>::new_from_slice(key)
             .map_err(|e| IngestError::Key(format!("unusable key: {e}")))?;
-        Ok(Pseudonymiser { mac, memo: HashMap::default(), ephemeral: false })
+        let fingerprint: [u8; 32] = {
+            use sha2::Digest;
+            Sha256::digest(Sha256::digest(key)).into()
+        };
+        Ok(Pseudonymiser { mac, memo: HashMap::default(), ephemeral: false, fingerprint })
+    }
+
+    /// The key's fingerprint for provenance (docs/custody.md):
+    /// `sha256(sha256(key))` in hexadecimal, or `random key for this run`.
+    pub fn fingerprint(&self) -> String {
+        if self.ephemeral {
+            RANDOM_KEY.to_string()
+        } else {
+            self.fingerprint.iter().map(|b| format!("{b:02x}")).collect()
+        }
     }
 
     /// Reads a key file: its bytes, with one trailing newline removed (so

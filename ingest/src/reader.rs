@@ -70,44 +70,121 @@ pub fn estimate_events(path: &Path) -> u64 {
 /// Rows read from a Parquet file at a time.
 pub const PARQUET_SLICE_ROWS: usize = 128 * 1024;
 
-/// Counts the bytes read from the file itself (before decompression), for
-/// progress reports.
+/// The size and SHA-256 of a file as a reader read it (docs/custody.md):
+/// taken from the bytes as they stream past, not by a second pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileDigest {
+    pub bytes: u64,
+    pub sha256: [u8; 32],
+}
+
+impl FileDigest {
+    /// The hash in lower-case hexadecimal, as `sha256sum` prints it.
+    pub fn hex(&self) -> String {
+        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// What a reader takes from its file (before decompression): the bytes
+/// read so far, for progress reports, and their running hash.
+#[derive(Clone, Default)]
+struct Tap {
+    done: std::rc::Rc<std::cell::Cell<u64>>,
+    hash: std::rc::Rc<std::cell::RefCell<sha2::Sha256>>,
+}
+
+impl Tap {
+    fn wrap<R: Read>(&self, inner: R) -> Counting<R> {
+        Counting { inner, tap: self.clone() }
+    }
+
+    /// The digest of the whole file: what the parser left unread (a
+    /// trailer after a gzip stream, say) is hashed from where it stopped.
+    fn finish(self, path: &Path) -> Result<FileDigest, IngestError> {
+        use sha2::Digest;
+        use std::io::{Seek, SeekFrom};
+        let mut hash = self.hash.borrow().clone();
+        let mut bytes = self.done.get();
+        let mut f = File::open(path).map_err(|e| IngestError::io(path, e))?;
+        f.seek(SeekFrom::Start(bytes)).map_err(|e| IngestError::io(path, e))?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = f.read(&mut buf).map_err(|e| IngestError::io(path, e))?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buf[..n]);
+            bytes += n as u64;
+        }
+        Ok(FileDigest { bytes, sha256: hash.finalize().into() })
+    }
+}
+
+/// A file reader that feeds its [`Tap`].
 struct Counting<R> {
     inner: R,
-    done: std::rc::Rc<std::cell::Cell<u64>>,
+    tap: Tap,
 }
 
 impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest;
         let n = self.inner.read(buf)?;
-        self.done.set(self.done.get() + n as u64);
+        self.tap.done.set(self.tap.done.get() + n as u64);
+        self.tap.hash.borrow_mut().update(&buf[..n]);
         Ok(n)
     }
 }
 
-/// Reads one file into the ingestor. `progress` receives the fraction of
-/// the file done, from 0 to 1, now and then.
+/// The digest of a file read from start to end on its own (for Parquet,
+/// whose decoder reads column chunks rather than front to back: a second
+/// thread hashes the file beside it).
+fn hash_file(path: &Path) -> Result<FileDigest, IngestError> {
+    let f = File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let tap = Tap::default();
+    let mut r = tap.wrap(f);
+    std::io::copy(&mut r, &mut std::io::sink()).map_err(|e| IngestError::io(path, e))?;
+    tap.finish(path)
+}
+
+/// Reads one file into the ingestor and returns its size and hash.
+/// `progress` receives the fraction of the file done, from 0 to 1, now
+/// and then.
 pub fn read_file<S: EventSink, R: RejectSink>(
     path: &Path,
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
-) -> Result<(), IngestError> {
+) -> Result<FileDigest, IngestError> {
     let name: Arc<str> = Arc::from(path.display().to_string());
+    let tap = Tap::default();
     match Format::from_path(path)? {
-        Format::Ndjson { gz } => read_ndjson(path, gz, name, None, ing, progress),
-        Format::Csv { gz } => read_csv(path, gz, name, ing, progress),
+        Format::Ndjson { gz } => read_ndjson(path, gz, name, None, ing, progress, &tap)?,
+        Format::Csv { gz } => read_csv(path, gz, name, ing, progress, &tap)?,
         Format::Parquet => {
+            let owned = path.to_path_buf();
+            let hasher = std::thread::Builder::new()
+                .name("vigie-hash".into())
+                .spawn(move || hash_file(&owned))
+                .map_err(|e| IngestError::io(path, e))?;
             // The Parquet decoder is not ours: a crafted file that makes it
             // panic is an unreadable file, not a crash of the run.
             let label = name.clone();
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| read_parquet(path, name, ing, progress)))
-                .unwrap_or_else(|_| {
-                    Err(IngestError::Input(format!(
-                        "{label}: not a readable Parquet file (the decoder failed on it)"
-                    )))
-                })
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                read_parquet(path, name, ing, progress)
+            }))
+            .unwrap_or_else(|_| {
+                Err(IngestError::Input(format!(
+                    "{label}: not a readable Parquet file (the decoder failed on it)"
+                )))
+            });
+            let digest = hasher
+                .join()
+                .unwrap_or_else(|_| Err(IngestError::Input(format!("{label}: could not hash the file"))));
+            read?;
+            return digest;
         }
     }
+    tap.finish(path)
 }
 
 /// Reads the next line into `buf` (without its end), keeping at most
@@ -148,11 +225,12 @@ fn read_ndjson<S: EventSink, R: RejectSink>(
     mut mapper: Option<&mut crate::mapping::Mapper>,
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
+    tap: &Tap,
 ) -> Result<(), IngestError> {
     let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
     let f = File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let done = std::rc::Rc::new(std::cell::Cell::new(0u64));
-    let shared = Counting { inner: f, done: done.clone() };
+    let done = tap.done.clone();
+    let shared = tap.wrap(f);
     let inner: Box<dyn Read> =
         if gz { Box::new(MultiGzDecoder::new(BufReader::new(shared))) } else { Box::new(shared) };
     let mut r: Box<dyn BufRead> = Box::new(BufReader::with_capacity(1 << 20, inner));
@@ -345,10 +423,11 @@ fn read_csv<S: EventSink, R: RejectSink>(
     name: Arc<str>,
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
+    tap: &Tap,
 ) -> Result<(), IngestError> {
-    let done = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let done = tap.done.clone();
     let f = File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let counted = Counting { inner: f, done: done.clone() };
+    let counted = tap.wrap(f);
     let r: Box<dyn Read> =
         if gz { Box::new(MultiGzDecoder::new(BufReader::new(counted))) } else { Box::new(counted) };
     let mut rdr = CsvRecords::new(BufReader::with_capacity(1 << 20, r));
@@ -663,12 +742,12 @@ fn check_pages(path: &Path, reader: &mut ParquetReader<File>, wanted: &[String])
                 // number of values; so does this check.
                 let (total, mut seen, mut pos) = (chunk.num_values(), 0i64, range.start);
                 while seen < total && pos < range.end {
-                    let read = std::rc::Rc::new(std::cell::Cell::new(0u64));
-                    let mut counted = Counting { inner: &mut f, done: read.clone() };
+                    let tap = Tap::default();
+                    let mut counted = tap.wrap(&mut f);
                     let mut prot = TCompactInputProtocol::new(&mut counted, MAX_PAGE_BYTES);
                     let h = PageHeader::read_from_in_protocol(&mut prot)
                         .map_err(|_| format!("a page header of column `{name}` does not decode"))?;
-                    pos += read.get();
+                    pos += tap.done.get();
                     let size_ok = |n: i32| n >= 0 && n as usize <= MAX_PAGE_BYTES;
                     if !size_ok(h.compressed_page_size) || !size_ok(h.uncompressed_page_size) {
                         return Err(bad("an impossible size"));
@@ -1004,7 +1083,7 @@ mod property_tests {
             std::fs::write(&path, &bytes).unwrap();
             let mut ing = ingestor();
             match read_file(&path, &mut ing, &mut |_| {}) {
-                Ok(()) => read += 1,
+                Ok(_) => read += 1,
                 Err(e) => {
                     assert!(e.to_string().contains("Parquet"), "{e}");
                     refused += 1;
@@ -1038,7 +1117,7 @@ mod regressions {
                         assert!(shown.contains(&*path.display().to_string()), "{shown}");
                     }
                     // Every Parquet file kept here lies about its structure.
-                    Ok(()) => assert!(
+                    Ok(_) => assert!(
                         path.extension().is_none_or(|e| e != "parquet"),
                         "{} was read",
                         path.display()
@@ -1063,15 +1142,19 @@ pub fn read_mapped_file<S: EventSink, R: RejectSink>(
     mapper: &mut crate::mapping::Mapper,
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
-) -> Result<(), IngestError> {
+) -> Result<FileDigest, IngestError> {
     let name: Arc<str> = Arc::from(path.display().to_string());
+    let tap = Tap::default();
     match Format::from_path(path)? {
-        Format::Ndjson { gz } => read_ndjson(path, gz, name, Some(mapper), ing, progress),
-        Format::Csv { .. } => read_mapped_csv(path, mapper, ing, progress),
-        Format::Parquet => Err(IngestError::Input(format!(
-            "{name}: a mapping reads CSV and NDJSON files; a Parquet file follows the contract (audit it without --mapping)"
-        ))),
+        Format::Ndjson { gz } => read_ndjson(path, gz, name, Some(mapper), ing, progress, &tap)?,
+        Format::Csv { .. } => read_mapped_csv_tapped(path, mapper, ing, progress, &tap)?,
+        Format::Parquet => {
+            return Err(IngestError::Input(format!(
+                "{name}: a mapping reads CSV and NDJSON files; a Parquet file follows the contract (audit it without --mapping)"
+            )))
+        }
     }
+    tap.finish(path)
 }
 
 /// Reads one CSV file through a mapping (docs/mapping.md): the export's
@@ -1085,6 +1168,16 @@ pub fn read_mapped_csv<S: EventSink, R: RejectSink>(
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<(), IngestError> {
+    read_mapped_csv_tapped(path, mapper, ing, progress, &Tap::default())
+}
+
+fn read_mapped_csv_tapped<S: EventSink, R: RejectSink>(
+    path: &Path,
+    mapper: &mut crate::mapping::Mapper,
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(f64),
+    tap: &Tap,
+) -> Result<(), IngestError> {
     use crate::mapping::{decode, Mapped};
     let mapping = mapper.mapping().clone();
     let name: Arc<str> = Arc::from(path.display().to_string());
@@ -1096,9 +1189,9 @@ pub fn read_mapped_csv<S: EventSink, R: RejectSink>(
         )))
         }
     };
-    let done = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let done = tap.done.clone();
     let f = File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let counted = Counting { inner: f, done: done.clone() };
+    let counted = tap.wrap(f);
     let r: Box<dyn Read> =
         if gz { Box::new(MultiGzDecoder::new(BufReader::new(counted))) } else { Box::new(counted) };
     let d = &mapping.csv;
