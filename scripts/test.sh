@@ -16,7 +16,8 @@ fi
 # among them); Chromium to render the report (screenshot and PDF tests);
 # pdfinfo and pdftoppm to check the printed report's pages; /usr/bin/time
 # for the DuckDB cross-check; Prometheus and promtool for the
-# exporter's tests.
+# exporter's tests; ssh-keygen to check that OpenSSH itself verifies the
+# signed manifest.
 need=()
 command -v cc >/dev/null 2>&1 || need+=(build-essential)
 command -v make >/dev/null 2>&1 || need+=(make)
@@ -27,6 +28,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pdfinfo >/dev/null 2>&1 || need+=(poppler-utils)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
+command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 if [ ${#need[@]} -gt 0 ]; then
   log "Installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo

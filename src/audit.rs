@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use vigie_analyze::employer::Employer;
-use vigie_analyze::findings::{Findings, InputSummary, PrivacySummary, FINDINGS_SCHEMA};
+use vigie_analyze::findings::{
+    Findings, InputFile, InputSummary, PolicySource, PrivacySummary, Provenance, FINDINGS_SCHEMA,
+};
 use vigie_analyze::policy::Policy;
 use vigie_analyze::rules::{self, Evaluation};
 use vigie_ingest::pseudo::Pseudonymiser;
@@ -30,12 +32,23 @@ pub struct AuditSetup {
     pub rejects_cap_bytes: u64,
     /// The mapping the files are read through, and its file's SHA-256.
     pub mapping: Option<(vigie_ingest::mapping::Mapping, [u8; 32])>,
+    /// Hashes of the policy and employer files, for the provenance.
+    pub sources: Sources,
+}
+
+/// The files an audit's settings came from, by hash (docs/custody.md).
+#[derive(Debug, Default, Clone)]
+pub struct Sources {
+    pub policy_file_sha256: Option<String>,
+    pub employer_sha256: Option<String>,
 }
 
 /// What feeding the door read.
 #[derive(Debug, Default)]
 pub struct Fed {
     pub files: Vec<String>,
+    /// Each file with its size, hash and record counts.
+    pub inputs: Vec<InputFile>,
     /// What reading through the mapping saw, when there was one.
     pub mapping: Option<vigie_ingest::mapping::MappingStats>,
 }
@@ -45,6 +58,28 @@ pub struct AuditOutcome {
     pub findings: Findings,
     pub evaluation: Evaluation,
     pub stats: IngestStats,
+    /// The files written, relative to the output folder (for the
+    /// manifest).
+    pub written: Vec<String>,
+}
+
+/// The provenance of an audit's findings.
+fn provenance(setup: &AuditSetup, inputs: Vec<InputFile>, fingerprint: String) -> Provenance {
+    Provenance {
+        vigie_version: env!("CARGO_PKG_VERSION").to_string(),
+        source_revision: env!("VIGIE_SOURCE_REVISION").to_string(),
+        inputs,
+        policy: PolicySource {
+            name: setup.policy.name.clone(),
+            file_sha256: setup.sources.policy_file_sha256.clone(),
+            resolved: setup.policy.to_toml(),
+        },
+        employer_sha256: setup.sources.employer_sha256.clone(),
+        mapping_sha256: setup.mapping.as_ref().map(|(_, sha)| crate::custody::hex(sha)),
+        k: setup.policy.k,
+        key_fingerprint: fingerprint,
+        streams: Vec::new(),
+    }
 }
 
 /// Removes the spill when the audit ends, whatever the outcome: raw
@@ -171,7 +206,9 @@ pub fn run(
     if rejects_path.exists() {
         std::fs::remove_file(&rejects_path)?;
     }
+    crate::custody::clear_previous(out)?;
     let ephemeral = setup.pseudo.ephemeral;
+    let mut provenance = provenance(&setup, Vec::new(), setup.pseudo.fingerprint());
     let rejects = FileRejects::new(&rejects_path).with_cap(setup.rejects_cap_bytes);
     let mut ing = Ingestor::new(setup.pseudo, None, spill, rejects);
     // An estimate from a file's own claims (a Parquet footer may lie):
@@ -179,6 +216,7 @@ pub fn run(
     ing.reserve(expected_events.min(1 << 22) as usize);
     let fed = feed(&mut ing, setup.mapping.as_ref().map(|(m, _)| m))?;
     let files = fed.files;
+    provenance.inputs = fed.inputs;
     let mapping = match (&setup.mapping, fed.mapping) {
         (Some((m, sha)), Some(ms)) => Some(vigie_analyze::findings::MappingSummary {
             name: m.name.clone(),
@@ -242,12 +280,18 @@ pub fn run(
         target_steps: evaluation.target_steps.clone(),
         comparisons: evaluation.comparisons.clone(),
         incomplete: Vec::new(),
+        provenance: Some(provenance),
     };
     write_atomic(&out.join("findings.json"), findings.to_json().as_bytes())?;
-    vigie_analyze::aggregates::write(&evaluation, &out.join("aggregates"))?;
+    let aggregates = vigie_analyze::aggregates::write(&evaluation, &out.join("aggregates"))?;
     let html = crate::report::render(&findings, &evaluation, &setup.policy, &setup.lang);
     write_atomic(&out.join("report.html"), html.as_bytes())?;
-    Ok(AuditOutcome { findings, evaluation, stats })
+    let mut written = vec!["findings.json".to_string(), "report.html".to_string()];
+    written.extend(aggregates.iter().map(|n| format!("aggregates/{n}")));
+    if rejects_path.exists() {
+        written.push("rejects.ndjson".into());
+    }
+    Ok(AuditOutcome { findings, evaluation, stats, written })
 }
 
 /// Writes a file under a temporary name, fsynced, then renames it: a
@@ -269,18 +313,32 @@ pub fn feed_files(
     let pb = progress_bar(total.max(1), "reading");
     let mut done = 0u64;
     let mut names = Vec::new();
+    let mut files = Vec::new();
     for path in inputs {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mut progress = |f: f64| pb.set_position(done + (f * size as f64) as u64);
-        match mapper.as_mut() {
+        let before = ing.stats.clone();
+        let digest = match mapper.as_mut() {
             Some(m) => vigie_ingest::reader::read_mapped_file(path, m, ing, &mut progress)?,
             None => vigie_ingest::reader::read_file(path, ing, &mut progress)?,
-        }
+        };
+        let now = &ing.stats;
+        files.push(InputFile {
+            name: path
+                .file_name()
+                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            bytes: digest.bytes,
+            sha256: digest.hex(),
+            records: now.records - before.records,
+            accepted: now.accepted - before.accepted,
+            rejected: now.rejected_total() - before.rejected_total(),
+            duplicates: now.duplicates - before.duplicates,
+        });
         done += size;
         names.push(path.display().to_string());
     }
     pb.finish_and_clear();
-    Ok(Fed { files: names, mapping: mapper.map(|m| m.stats) })
+    Ok(Fed { files: names, inputs: files, mapping: mapper.map(|m| m.stats) })
 }
 
 /// The summary table printed after an audit: every finding that is not

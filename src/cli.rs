@@ -45,6 +45,32 @@ pub enum Command {
     /// Work on the service's store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Check an audit's output folder: its files against the manifest, the
+    /// signature, the inputs against the provenance, and (with the key)
+    /// the audit run again; exit 0 when everything verifies, 1 otherwise.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The output folder of `vigie audit` (or `vigie demo`).
+    pub out: PathBuf,
+    /// The input files, to check them against the provenance.
+    #[arg(long, num_args = 1.., value_name = "PATH")]
+    pub input: Vec<PathBuf>,
+    /// The OpenSSH public key (`.pub`) the manifest was signed with.
+    #[arg(long, value_name = "FILE")]
+    pub pub_key: Option<PathBuf>,
+    /// The pseudonymisation key of the run: with the inputs, run the audit
+    /// again under the recorded policy and compare the findings.
+    #[arg(long, value_name = "FILE", requires = "input")]
+    pub key_file: Option<PathBuf>,
+    /// The run's employer declaration, for the second run.
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    pub employer: Option<PathBuf>,
+    /// The run's mapping, for the second run.
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    pub mapping: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -130,6 +156,11 @@ pub struct AuditArgs {
     /// Output directory.
     #[arg(long, default_value = "vigie-audit")]
     pub out: PathBuf,
+    /// Sign the output's manifest with this OpenSSH Ed25519 private key
+    /// (`ssh-keygen -t ed25519`, without a passphrase); checked by `vigie
+    /// verify --pub-key` or by `ssh-keygen -Y verify -n vigie`.
+    #[arg(long, value_name = "FILE")]
+    pub sign_key: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -253,10 +284,24 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 vigie_ingest::reader::Format::from_path(p).map_err(|e| Failure::usage(e.to_string()))?;
             }
+            if let Some(k) = &a.sign_key {
+                if !k.is_file() {
+                    return Err(Failure::usage(format!("--sign-key {}: no such file", k.display())));
+                }
+            }
             let (policy, lang) = load_policy(&a.policy)?;
             let employer = match &a.employer {
                 Some(f) => Some(Employer::from_file(f).map_err(|e| Failure::usage(e.to_string()))?),
                 None => None,
+            };
+            let hash = |f: &Option<PathBuf>| -> Result<Option<String>, Failure> {
+                f.as_ref()
+                    .map(|f| crate::custody::sha256_of(f).map_err(|e| Failure::usage(e.to_string())))
+                    .transpose()
+            };
+            let sources = audit::Sources {
+                policy_file_sha256: hash(&a.policy.policy)?,
+                employer_sha256: hash(&a.employer)?,
             };
             let mapping = match &a.mapping {
                 Some(f) => Some(
@@ -273,13 +318,18 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 lang,
                 rejects_cap_bytes: a.max_rejects_mib.saturating_mul(1 << 20),
                 mapping,
+                sources,
             };
             let inputs = a.input.clone();
             let expected = inputs.iter().map(|p| vigie_ingest::reader::estimate_events(p)).sum();
             let outcome = audit::run(setup, expected, |ing, m| audit::feed_files(&inputs, ing, m))?;
             print_summary(&outcome, &a.out);
-            pdf_if_asked(a.policy.pdf, &a.out)
+            let mut written = outcome.written.clone();
+            written.extend(pdf_if_asked(a.policy.pdf, &a.out)?);
+            crate::custody::seal(&a.out, &written, a.sign_key.as_deref())?;
+            Ok(())
         }
+        Command::Verify(v) => verify(&v),
         Command::Demo(d) => {
             let (policy, lang) = load_policy(&d.policy)?;
             if let Some(addr) = &d.serve {
@@ -291,7 +341,9 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             };
             let outcome = crate::demo::run(policy, lang, &d.out)?;
             print_summary(&outcome, &d.out);
-            pdf_if_asked(d.policy.pdf, &d.out)?;
+            let mut written = outcome.written.clone();
+            written.extend(pdf_if_asked(d.policy.pdf, &d.out)?);
+            crate::custody::seal(&d.out, &written, None)?;
             match &d.serve {
                 Some(addr) => serve_demo(addr, token, &outcome),
                 None => Ok(()),
@@ -464,13 +516,46 @@ fn store_check(c: &StoreCheckArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn pdf_if_asked(pdf: bool, out: &std::path::Path) -> Result<(), Failure> {
+/// Prints report.pdf when asked; returns its name for the manifest.
+fn pdf_if_asked(pdf: bool, out: &std::path::Path) -> Result<Option<String>, Failure> {
     if !pdf {
-        return Ok(());
+        return Ok(None);
     }
     crate::report::print_pdf(&out.join("report.html"), &out.join("report.pdf")).map_err(Failure::run)?;
     println!("Report printed to {}", out.join("report.pdf").display());
-    Ok(())
+    Ok(Some("report.pdf".into()))
+}
+
+/// `vigie verify`: one line per check, then the verdict.
+fn verify(v: &VerifyArgs) -> Result<(), Failure> {
+    if !v.out.is_dir() {
+        return Err(Failure::usage(format!("{}: no such folder", v.out.display())));
+    }
+    for f in v.input.iter().chain(&v.pub_key).chain(&v.key_file).chain(&v.employer).chain(&v.mapping) {
+        if !f.is_file() {
+            return Err(Failure::usage(format!("{}: no such file", f.display())));
+        }
+    }
+    let req = crate::custody::VerifyRequest {
+        out: v.out.clone(),
+        inputs: v.input.clone(),
+        pub_key: v.pub_key.clone(),
+        rerun_key: v.key_file.clone(),
+        employer: v.employer.clone(),
+        mapping: v.mapping.clone(),
+    };
+    let checks = crate::custody::verify(&req)?;
+    let mut stdout = std::io::stdout().lock();
+    for c in &checks {
+        let _ = writeln!(stdout, "{} {}", if c.ok { "ok  " } else { "FAIL" }, c.what);
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    if failed == 0 {
+        let _ = writeln!(stdout, "verified: {} checks passed", checks.len());
+        Ok(())
+    } else {
+        Err(Failure::run(format!("NOT verified: {failed} of {} checks failed", checks.len())))
+    }
 }
 
 fn print_summary(outcome: &audit::AuditOutcome, out: &std::path::Path) {

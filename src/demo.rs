@@ -34,6 +34,7 @@ pub fn run(policy: Policy, lang: String, out: &Path) -> anyhow::Result<AuditOutc
         lang,
         rejects_cap_bytes: vigie_ingest::rejects::DEFAULT_REJECTS_CAP_BYTES,
         mapping: None,
+        sources: Default::default(),
     };
     // About 3 M events.
     audit::run(setup, 3_000_000, |ing, _| {
@@ -76,6 +77,7 @@ pub fn run(policy: Policy, lang: String, out: &Path) -> anyhow::Result<AuditOutc
         }
         pb.finish_and_clear();
         Ok(audit::Fed {
+            inputs: Vec::new(),
             files: vec![format!("generated: {} workers, {} days, scenario demo", DEMO_WORKERS, DEMO_DAYS)],
             mapping: None,
         })

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod cli;
+pub mod custody;
 pub mod demo;
 pub mod generate;
 pub mod http;

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::*;
 
@@ -292,6 +292,8 @@ fn the_same_events_in_every_format_give_the_same_findings() {
         let mut f = read_json(&out.join("findings.json"));
         f["generated_at"] = serde_json::Value::Null;
         f["input"]["files"] = serde_json::Value::Null;
+        // Each format is its own file, with its own name and hash.
+        f["provenance"]["inputs"] = serde_json::Value::Null;
         let agg = std::fs::read_to_string(out.join("aggregates/group_weeks.csv")).unwrap();
         results.push((name, f, agg));
     }
@@ -980,4 +982,206 @@ fn each_ready_made_mapping_reads_its_sample_and_inspect_drafts_one_that_does_too
         assert!(text.contains(&format!("{events} accepted, 0 rejected")), "{stem}: {text}\n{done}");
     }
     assert!(seen >= 1, "no ready-made mapping found");
+}
+
+/// findings.json without its `generated_at` line.
+fn findings_text(out: &Path) -> String {
+    std::fs::read_to_string(out.join("findings.json"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("\"generated_at\""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_same_input_and_key_give_byte_identical_findings_in_every_format_on_one_or_two_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    for name in ["site.ndjson", "site.parquet"] {
+        generate(&p(name), "24", "14", "8", &["--scenario", "voice-paced"]);
+    }
+    std::fs::write(p("site.csv"), to_csv(&std::fs::read_to_string(p("site.ndjson")).unwrap())).unwrap();
+    let key = key_file(dir.path());
+    for name in ["site.ndjson", "site.csv", "site.parquet"] {
+        let mut runs = Vec::new();
+        for threads in ["1", "2", "2"] {
+            let out = p(&format!("out-{name}-{threads}-{}", runs.len()));
+            let o = vigie()
+                .args(["audit", "--input", p(name).to_str().unwrap(), "--out", out.to_str().unwrap()])
+                .args(["--key-file", key.to_str().unwrap()])
+                .env("POLARS_MAX_THREADS", threads)
+                .output()
+                .unwrap();
+            assert_eq!(o.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&o.stderr));
+            let agg: Vec<String> = ["group_weeks", "target_steps", "comparisons"]
+                .iter()
+                .map(|t| std::fs::read_to_string(out.join(format!("aggregates/{t}.csv"))).unwrap())
+                .collect();
+            runs.push((threads, findings_text(&out), agg));
+        }
+        let (_, first, first_agg) = &runs[0];
+        assert!(first.contains("\"comparisons\"") && first.contains("\"provenance\""), "{name}");
+        for (threads, f, agg) in &runs[1..] {
+            if f != first {
+                let line = first.lines().zip(f.lines()).position(|(a, b)| a != b).unwrap_or(0);
+                panic!(
+                    "{name}, {threads} thread(s): findings differ at line {line}: {:?} against {:?}",
+                    first.lines().nth(line),
+                    f.lines().nth(line)
+                );
+            }
+            assert_eq!(agg, first_agg, "{name}, {threads} thread(s): the open data differ");
+        }
+    }
+}
+
+fn ssh_keygen(dir: &Path, name: &str) -> PathBuf {
+    let key = dir.join(name);
+    let o = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f", key.to_str().unwrap()])
+        .output()
+        .expect("ssh-keygen (openssh-client) is installed by scripts/test.sh");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    key
+}
+
+/// `vigie verify` with these arguments: exit code and the lines it printed.
+fn verify(args: &[&str]) -> (Option<i32>, String) {
+    let o = run(&[&["verify"], args].concat());
+    (o.status.code(), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+}
+
+#[test]
+fn verify_finds_every_tampered_file_a_changed_input_and_a_wrong_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let s = |x: &Path| x.to_str().unwrap().to_string();
+    generate(&p("site.ndjson"), "20", "14", "2", &[]);
+    let key = key_file(dir.path());
+    let signer = ssh_keygen(dir.path(), "signer");
+    let out = p("out");
+    let o = run(&[
+        "audit",
+        "--input",
+        &s(&p("site.ndjson")),
+        "--key-file",
+        &s(&key),
+        "--out",
+        &s(&out),
+        "--sign-key",
+        &s(&signer),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+
+    // The provenance: the input by name, size and the hash sha256sum gives.
+    let f = read_json(&out.join("findings.json"));
+    let prov = &f["provenance"];
+    let (bytes, sha) = vigie::custody::sha256_file(&p("site.ndjson")).unwrap();
+    assert_eq!(prov["inputs"][0]["name"], "site.ndjson");
+    assert_eq!(
+        (prov["inputs"][0]["bytes"].as_u64(), prov["inputs"][0]["sha256"].as_str()),
+        (Some(bytes), Some(sha.as_str()))
+    );
+    assert_eq!(prov["inputs"][0]["records"], f["input"]["events"]);
+    assert_eq!(prov["policy"]["name"], "fr");
+    assert!(prov["policy"]["resolved"].as_str().unwrap().contains("[rules.\"cadence.intensification\"]"));
+    // The key's fingerprint is sha256(sha256(key)), never the key.
+    use sha2::Digest;
+    let k = std::fs::read(&key).unwrap();
+    let fp: String =
+        sha2::Sha256::digest(sha2::Sha256::digest(&k)).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(prov["key_fingerprint"], fp.as_str());
+    assert_ne!(prov["source_revision"], "");
+    // The report's annex shows the input's hash and how to verify.
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<section id=\"provenance\">") && html.contains(&sha),
+        "the annex names the input's hash"
+    );
+    // (in French, the `fr` profile's language)
+    assert!(html.contains("vigie verify DOSSIER_DE_SORTIE --input site.ndjson"), "and how to verify it");
+
+    // Everything verifies, the second run included; OpenSSH agrees on the
+    // signature.
+    let pubkey = s(&signer.with_extension("pub"));
+    let all = [&s(&out), "--input", &s(&p("site.ndjson")), "--pub-key", &pubkey, "--key-file", &s(&key)];
+    let (code, text) = verify(&all);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("signature: good") && text.contains("re-run: the audit gives the same findings.json"),
+        "{text}"
+    );
+    let allowed = p("allowed_signers");
+    std::fs::write(&allowed, format!("vigie-signer {}", std::fs::read_to_string(&pubkey).unwrap())).unwrap();
+    let o = std::process::Command::new("ssh-keygen")
+        .args(["-Y", "verify", "-f", &s(&allowed), "-I", "vigie-signer", "-n", "vigie", "-s"])
+        .arg(out.join("manifest.json.sig"))
+        .stdin(std::fs::File::open(out.join("manifest.json")).unwrap())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "ssh-keygen: {}", String::from_utf8_lossy(&o.stderr));
+
+    // One byte changed in a report, a finding or an aggregate: found.
+    for file in
+        ["report.html", "findings.json", "aggregates/group_weeks.csv", "aggregates/comparisons.parquet"]
+    {
+        let path = out.join(file);
+        let original = std::fs::read(&path).unwrap();
+        let mut changed = original.clone();
+        let i = changed.len() / 2;
+        changed[i] ^= 0x01;
+        std::fs::write(&path, &changed).unwrap();
+        let (code, text) = verify(&[&s(&out)]);
+        assert_eq!(code, Some(1), "{file}: {text}");
+        assert!(text.contains(&format!("FAIL {file}: CHANGED")), "{file}: {text}");
+        std::fs::write(&path, &original).unwrap();
+    }
+    // A file slipped in, and one removed.
+    std::fs::write(out.join("extra.csv"), "a,b\n").unwrap();
+    let (code, text) = verify(&[&s(&out)]);
+    assert!(code == Some(1) && text.contains("FAIL extra.csv: not in the manifest"), "{text}");
+    std::fs::remove_file(out.join("extra.csv")).unwrap();
+    let report = std::fs::read(out.join("report.html")).unwrap();
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    let (code, text) = verify(&[&s(&out)]);
+    assert!(code == Some(1) && text.contains("FAIL report.html: MISSING"), "{text}");
+    std::fs::write(out.join("report.html"), &report).unwrap();
+
+    // A manifest rewritten to cover a changed file: the signature breaks.
+    let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
+    std::fs::write(out.join("manifest.json"), manifest.replacen("\"bytes\": ", "\"bytes\": 1", 1)).unwrap();
+    let (code, text) = verify(&[&s(&out), "--pub-key", &pubkey]);
+    assert!(code == Some(1) && text.contains("FAIL signature: BAD"), "{text}");
+    std::fs::write(out.join("manifest.json"), &manifest).unwrap();
+
+    // Another public key is refused.
+    let other = ssh_keygen(dir.path(), "other");
+    let (code, text) = verify(&[&s(&out), "--pub-key", &s(&other.with_extension("pub"))]);
+    assert!(code == Some(1) && text.contains("FAIL signature: made with another key"), "{text}");
+
+    // A changed input: one line dropped.
+    let input = std::fs::read_to_string(p("site.ndjson")).unwrap();
+    let shorter: String = input.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(p("changed.ndjson"), shorter).unwrap();
+    let (code, text) = verify(&[&s(&out), "--input", &s(&p("changed.ndjson"))]);
+    assert!(code == Some(1) && text.contains("NOT an input of the run"), "{text}");
+    // Another key for the second run: refused before running.
+    let other_key = p("other.key");
+    std::fs::write(&other_key, [b'o'; 32]).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&other_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let (code, text) = verify(&[&s(&out), "--input", &s(&p("site.ndjson")), "--key-file", &s(&other_key)]);
+    assert!(code == Some(1) && text.contains("is not the key of the run"), "{text}");
+
+    // Unsigned output checked with a key: the missing signature fails.
+    let plain = p("plain");
+    let o = run(&["audit", "--input", &s(&p("site.ndjson")), "--key-file", &s(&key), "--out", &s(&plain)]);
+    assert_eq!(o.status.code(), Some(0));
+    let (code, text) = verify(&[&s(&plain), "--pub-key", &pubkey]);
+    assert!(code == Some(1) && text.contains("manifest.json.sig is missing"), "{text}");
+    let (code, text) = verify(&[&s(&plain)]);
+    assert_eq!(code, Some(0), "{text}");
 }

@@ -438,6 +438,7 @@ fn many_groups(
         incomplete: vec![],
         target_steps: eval.target_steps.clone(),
         comparisons: vec![],
+        provenance: None,
     };
     (f, eval)
 }

@@ -258,6 +258,12 @@ async fn a_damaged_store_file_is_quarantined_counted_and_reported_and_the_rest_i
     let files: u64 = inc.iter().map(|i| i["files"].as_u64().unwrap()).sum();
     assert_eq!(files, 2, "{inc:?}");
     assert_eq!(inc[0]["date"], day.to_string());
+    // Its provenance: the service key's fingerprint (64 hex digits, not
+    // the key) and the offsets of the topic it read.
+    let fp = f["provenance"]["key_fingerprint"].as_str().unwrap();
+    assert!(fp.len() == 64 && fp.bytes().all(|b| b.is_ascii_hexdigit()), "{fp}");
+    let streams = f["provenance"]["streams"].as_array().unwrap();
+    assert!(streams.iter().any(|s| s["topic"] == "events" && s["first_offset"] == 0), "{streams:?}");
     // The check at start quarantined them: the analysis never failed.
     assert!(text.contains("vigie_analysis_failures_total 0"), "{text}");
 }

@@ -155,6 +155,15 @@ fn the_analysis_cycle_agrees_with_the_audit_on_the_same_events() {
     assert_eq!(c.evaluation.aggregates, expected.aggregates);
     let f = read_json(&root.join("findings.json"));
     assert_eq!(f["findings"].as_array().unwrap().len(), expected.findings.len());
+    // The provenance names the offsets the analysis read: the two files
+    // of partition 0, offsets 0 to 70.
+    let s = &f["provenance"]["streams"];
+    assert_eq!(s.as_array().unwrap().len(), 1, "{s}");
+    assert_eq!(
+        (&s[0]["topic"], &s[0]["partition"], &s[0]["first_offset"], &s[0]["last_offset"]),
+        (&serde_json::json!("events"), &serde_json::json!(0), &serde_json::json!(0), &serde_json::json!(70))
+    );
+    assert_eq!(f["provenance"]["policy"]["name"], policy.name.as_str());
     assert!(store::aggregate_file(root, "2026-W10").exists());
     // The target steps and dated comparisons of this analysis: no target
     // and no declared change here, so both tables are empty, and written.

@@ -137,14 +137,17 @@ fn write_both(df: &mut DataFrame, dir: &Path, name: &str) -> Result<(), AnalyzeE
     Ok(())
 }
 
+/// The open data's tables, in the order they are written.
+pub const TABLES: [&str; 3] = ["group_weeks", "target_steps", "comparisons"];
+
 /// Writes the open data into `dir`: `group_weeks`, `target_steps` and
-/// `comparisons`, each as Parquet and CSV.
-pub fn write(eval: &Evaluation, dir: &Path) -> Result<(), AnalyzeError> {
+/// `comparisons`, each as Parquet and CSV. Returns the file names.
+pub fn write(eval: &Evaluation, dir: &Path) -> Result<Vec<String>, AnalyzeError> {
     std::fs::create_dir_all(dir).map_err(|e| AnalyzeError::io(dir, e))?;
-    write_both(&mut frame(&eval.aggregates)?, dir, "group_weeks")?;
-    write_both(&mut steps_frame(&eval.target_steps)?, dir, "target_steps")?;
-    write_both(&mut comparisons_frame(&eval.comparisons)?, dir, "comparisons")?;
-    Ok(())
+    write_both(&mut frame(&eval.aggregates)?, dir, TABLES[0])?;
+    write_both(&mut steps_frame(&eval.target_steps)?, dir, TABLES[1])?;
+    write_both(&mut comparisons_frame(&eval.comparisons)?, dir, TABLES[2])?;
+    Ok(TABLES.iter().flat_map(|t| [format!("{t}.parquet"), format!("{t}.csv")]).collect())
 }
 
 /// The frame as a spreadsheet may open it: a text cell that begins with

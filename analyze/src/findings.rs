@@ -112,6 +112,72 @@ pub struct InputSummary {
     pub mapping: Option<MappingSummary>,
 }
 
+/// Where findings come from (docs/custody.md): the version that computed
+/// them, each input file with its hash, the policy in force, and the key
+/// by a fingerprint that does not reveal it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub vigie_version: String,
+    /// The source revision vigie was built from (`unknown` outside a
+    /// repository).
+    pub source_revision: String,
+    /// Audit: each input file, in the order read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputFile>,
+    pub policy: PolicySource,
+    /// SHA-256 of the employer declaration file, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub employer_sha256: Option<String>,
+    /// SHA-256 of the mapping file, when one was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mapping_sha256: Option<String>,
+    pub k: u32,
+    /// `sha256(sha256(key))` in hexadecimal: the same key gives the same
+    /// fingerprint, and the fingerprint gives nothing of the key. `random
+    /// key for this run` when there was no key file.
+    pub key_fingerprint: String,
+    /// Service: the stored ranges of each topic's partitions that were
+    /// analysed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<StreamRange>,
+}
+
+/// One input file as it was read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InputFile {
+    /// The file's name (without its folder, so that the same file audited
+    /// from another folder gives the same findings).
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+    /// Records read from it, and what became of them.
+    pub records: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+}
+
+/// The policy in force: its name, the SHA-256 of its file when it came
+/// from one, and its full resolved content (TOML), so that it can be
+/// applied again.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PolicySource {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_sha256: Option<String>,
+    pub resolved: String,
+}
+
+/// The offsets of one partition analysed by the service.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StreamRange {
+    pub topic: String,
+    pub epoch: u64,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
 /// The mapping an audit read its files through.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MappingSummary {
@@ -174,6 +240,9 @@ pub struct Findings {
     /// The pace before and after each dated change; absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub comparisons: Vec<crate::dated::Comparison>,
+    /// Where these findings come from (docs/custody.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
 }
 
 impl Findings {

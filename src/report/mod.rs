@@ -280,7 +280,75 @@ struct Page {
     letters: Vec<(String, String, String)>,
     methods: Vec<String>,
     dated: Dated,
+    provenance: ProvenanceView,
     footer: String,
+}
+
+/// The annex on where the findings come from and how to check them.
+#[derive(Default)]
+struct ProvenanceView {
+    intro: String,
+    rows: Vec<(String, String)>,
+    how: String,
+    command: String,
+}
+
+fn provenance_view(f: &Findings, l: &Locale) -> ProvenanceView {
+    let Some(p) = &f.provenance else { return ProvenanceView::default() };
+    let mut rows = vec![
+        (l.t("prov_version").to_string(), format!("vigie {} ({})", p.vigie_version, p.source_revision)),
+        (
+            l.t("prov_policy").to_string(),
+            match &p.policy.file_sha256 {
+                Some(sha) => format!("{} · SHA-256 {sha}", p.policy.name),
+                None => l.f("prov_profile", &[("name", p.policy.name.clone())]),
+            },
+        ),
+    ];
+    for i in &p.inputs {
+        rows.push((
+            l.f("prov_input", &[("name", i.name.clone())]),
+            format!(
+                "SHA-256 {} · {} · {}",
+                i.sha256,
+                l.f("prov_bytes", &[("n", number(i.bytes as f64, l.lang))]),
+                l.f("prov_records", &[("n", number(i.records as f64, l.lang))])
+            ),
+        ));
+    }
+    for s in &p.streams {
+        rows.push((
+            l.f("prov_stream", &[("topic", s.topic.clone()), ("partition", s.partition.to_string())]),
+            format!("epoch {} · offsets {}–{}", s.epoch, s.first_offset, s.last_offset),
+        ));
+    }
+    if let Some(sha) = &p.employer_sha256 {
+        rows.push((l.t("prov_employer").to_string(), format!("SHA-256 {sha}")));
+    }
+    if let Some(sha) = &p.mapping_sha256 {
+        rows.push((l.t("prov_mapping").to_string(), format!("SHA-256 {sha}")));
+    }
+    let key = if p.key_fingerprint == vigie_ingest::pseudo::RANDOM_KEY {
+        l.t("prov_key_random").to_string()
+    } else {
+        p.key_fingerprint.clone()
+    };
+    rows.push((l.t("prov_key").to_string(), key));
+    let inputs: Vec<String> = p.inputs.iter().map(|i| format!("--input {}", i.name)).collect();
+    ProvenanceView {
+        intro: l.t("prov_intro").to_string(),
+        rows,
+        how: l.t("prov_how").to_string(),
+        command: format!(
+            "vigie verify {} {} --pub-key {}\nsha256sum {}",
+            l.t("prov_out_folder"),
+            inputs.join(" "),
+            l.t("prov_signer"),
+            p.inputs.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(" ")
+        )
+        .trim_end()
+        .to_string(),
+    }
 }
 
 /// The pace before and after dated changes, and the target steps (site
@@ -680,6 +748,7 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
         letters,
         methods,
         dated: dated(eval, policy, &l),
+        provenance: provenance_view(f, &l),
         footer,
         l,
     };

@@ -150,6 +150,52 @@ pub fn analysis_cycle(
     evidence: &Evidence,
     events_seen: u64,
 ) -> anyhow::Result<Cycle> {
+    analysis_cycle_with(root, policy, employer, evidence, events_seen, &Custody::default())
+}
+
+/// What the service's provenance records besides the store: the key's
+/// fingerprint and the hashes of the policy and employer files.
+#[derive(Debug, Clone, Default)]
+pub struct Custody {
+    pub key_fingerprint: String,
+    pub policy_file_sha256: Option<String>,
+    pub employer_sha256: Option<String>,
+}
+
+/// The offsets of the raw files an analysis read, merged per topic, epoch
+/// and partition.
+fn streams_of(files: &[PathBuf]) -> Vec<vigie_analyze::findings::StreamRange> {
+    let mut m: BTreeMap<(String, u32, i32), (i64, i64)> = BTreeMap::new();
+    for f in files {
+        let Some(n) = f.file_name().and_then(|n| n.to_str()).and_then(store::RawName::parse) else {
+            continue;
+        };
+        let e = m.entry((n.topic, n.epoch, n.partition)).or_insert((n.first, n.last));
+        e.0 = e.0.min(n.first);
+        e.1 = e.1.max(n.last);
+    }
+    m.into_iter()
+        .map(|((topic, epoch, partition), (first_offset, last_offset))| {
+            vigie_analyze::findings::StreamRange {
+                topic,
+                epoch: u64::from(epoch),
+                partition,
+                first_offset,
+                last_offset,
+            }
+        })
+        .collect()
+}
+
+/// [`analysis_cycle`] with the provenance's custody details.
+pub fn analysis_cycle_with(
+    root: &Path,
+    policy: &Policy,
+    employer: Option<&Employer>,
+    evidence: &Evidence,
+    events_seen: u64,
+    custody: &Custody,
+) -> anyhow::Result<Cycle> {
     let model = policy.shift_model();
     let raw_dir = root.join(store::RAW);
     let mut quarantined = Vec::new();
@@ -163,6 +209,7 @@ pub fn analysis_cycle(
     let schema = vigie_ingest::store::store_schema();
     let raw_files =
         screen(root, store::RAW, raw_files, |f| store::check_parquet(f, Some(&schema)), &mut quarantined);
+    let streams = streams_of(&raw_files);
     let frame = read_or_isolate(
         root,
         store::RAW,
@@ -259,6 +306,25 @@ pub fn analysis_cycle(
         findings: evaluation.findings.clone(),
         target_steps: evaluation.target_steps.clone(),
         comparisons: evaluation.comparisons.clone(),
+        provenance: Some(vigie_analyze::findings::Provenance {
+            vigie_version: env!("CARGO_PKG_VERSION").to_string(),
+            source_revision: env!("VIGIE_SOURCE_REVISION").to_string(),
+            inputs: Vec::new(),
+            policy: vigie_analyze::findings::PolicySource {
+                name: policy.name.clone(),
+                file_sha256: custody.policy_file_sha256.clone(),
+                resolved: policy.to_toml(),
+            },
+            employer_sha256: custody.employer_sha256.clone(),
+            mapping_sha256: None,
+            k: policy.k,
+            key_fingerprint: if custody.key_fingerprint.is_empty() {
+                "not recorded".into()
+            } else {
+                custody.key_fingerprint.clone()
+            },
+            streams,
+        }),
         incomplete,
     };
     crate::audit::write_atomic(&root.join("findings.json"), findings.to_json().as_bytes())?;
@@ -305,7 +371,7 @@ pub fn tier_metrics(root: &Path, metrics: &Metrics) {
     }
 }
 
-type Inputs = (Policy, Option<Employer>, Evidence);
+type Inputs = (Policy, Option<Employer>, Evidence, Custody);
 
 /// Analysis and purge on their schedules, each in `spawn_blocking`; the
 /// first of each runs at once.
@@ -337,7 +403,7 @@ pub fn spawn_background(
                     let r = tokio::task::spawn_blocking(move || {
                         let metrics = m;
                         let started = Instant::now();
-                        let c = analysis_cycle(&root, &inputs.0, inputs.1.as_ref(), &inputs.2, seen)?;
+                        let c = analysis_cycle_with(&root, &inputs.0, inputs.1.as_ref(), &inputs.2, seen, &inputs.3)?;
                         for q in &c.quarantined {
                             metrics.store_quarantined.with_label_values(&[q.tier, q.reason]).inc();
                         }

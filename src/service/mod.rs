@@ -1124,6 +1124,12 @@ pub async fn run(
     start_check(&root, &retention, &metrics);
     let (policy, employer) = analysis_inputs(&cfg).map_err(ServiceError::Other)?;
     let pseudo = service_key(&cfg).map_err(ServiceError::Other)?;
+    let sha = |f: &Option<PathBuf>| f.as_ref().and_then(|f| crate::custody::sha256_of(f).ok());
+    let custody = analysis::Custody {
+        key_fingerprint: pseudo.fingerprint(),
+        policy_file_sha256: sha(&cfg.analysis.policy),
+        employer_sha256: sha(&cfg.analysis.employer),
+    };
     let dead = DeadLetter::open(&cfg)?;
     let clock = Clock::now(cfg.kafka.clock_skew_s as f64);
     let door = Ingestor::new(pseudo, Some(clock), Vec::new(), dead);
@@ -1154,7 +1160,7 @@ pub async fn run(
         retention,
         Duration::from_secs(cfg.analysis.interval_s),
         Duration::from_secs(cfg.store.purge_interval_s),
-        Arc::new((policy, employer, evidence)),
+        Arc::new((policy, employer, evidence, custody)),
         metrics.clone(),
     );
 
