@@ -246,4 +246,13 @@ fn the_demo_runs_end_to_end() {
     assert!(out.join("report.html").is_file());
     assert!(out.join("aggregates/group_weeks.parquet").is_file());
     assert!(out.join("aggregates/group_weeks.csv").is_file());
+    // The demo's folder has its manifest (every file, rejects included)
+    // and verifies; its key was drawn for the run.
+    assert_eq!(f["provenance"]["key_fingerprint"], "random key for this run");
+    let m = common::read_json(&out.join("manifest.json"));
+    let paths: Vec<&str> = m["files"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    assert_eq!(paths.len(), 9, "{paths:?}");
+    assert!(paths.contains(&"rejects.ndjson") && paths.contains(&"aggregates/comparisons.csv"), "{paths:?}");
+    let o = common::run(&["verify", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
 }
