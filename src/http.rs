@@ -148,9 +148,10 @@ fn answer<B>(req: &Request<B>, metrics: &Metrics, token: Option<&str>) -> Respon
             r
         }
         (true, "/" | "/healthz") => text(StatusCode::OK, "vigie\n"),
-        // Readiness: 503 while the store cannot be written or a partition
-        // is held back; the body says why.
-        (true, "/ready") => match metrics.ready() {
+        // Readiness (`/readyz`, also `/ready`): 503 before the service has
+        // joined its consumer group, while the store cannot be written or a
+        // partition is held back; the body says why.
+        (true, "/ready" | "/readyz") => match metrics.ready() {
             Ok(()) => text(StatusCode::OK, "ready\n"),
             Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("not ready: {why}\n")),
         },

@@ -78,6 +78,11 @@ pub struct Metrics {
     pub events_unmapped: IntCounterVec,
     pub store_fenced_flushes: IntCounter,
     pub consumer_lag: IntGaugeVec,
+    /// 1 once this member of the consumer group has been given its
+    /// partitions (service mode; an empty assignment counts).
+    pub group_joined: IntGauge,
+    /// Set by the service: readiness then waits for the group.
+    pub expects_group: std::sync::atomic::AtomicBool,
     pub batch_write_seconds: Histogram,
     pub store_bytes: IntGaugeVec,
     pub store_oldest_age: GaugeVec,
@@ -247,6 +252,10 @@ impl Metrics {
             ),
             &["topic"]
         ));
+        let group_joined = reg!(IntGauge::new(
+            "vigie_consumer_group_joined",
+            "Service: 1 once this instance has joined its consumer group and been given its partitions (none counts), 0 before and after an assignment is lost."
+        ));
         let consumer_lag = reg!(IntGaugeVec::new(
             opts(
                 "vigie_consumer_lag_messages",
@@ -382,6 +391,8 @@ impl Metrics {
             events_unmapped,
             store_fenced_flushes,
             consumer_lag,
+            group_joined,
+            expects_group: std::sync::atomic::AtomicBool::new(false),
             batch_write_seconds,
             store_bytes,
             store_oldest_age,
@@ -410,6 +421,9 @@ impl Metrics {
     pub fn ready(&self) -> Result<(), String> {
         use prometheus::core::Collector;
         let mut why = Vec::new();
+        if self.expects_group.load(std::sync::atomic::Ordering::Relaxed) && self.group_joined.get() != 1 {
+            why.push("not yet a member of the consumer group".to_string());
+        }
         if self.store_writable.get() != 1 {
             why.push("the store cannot be written (consumption paused)".to_string());
         }

@@ -31,6 +31,7 @@ vigie_analysis_failures_total COUNTER
 vigie_analysis_interval_seconds GAUGE 
 vigie_analysis_last_success_timestamp_seconds GAUGE 
 vigie_batch_write_duration_seconds HISTOGRAM 
+vigie_consumer_group_joined GAUGE 
 vigie_consumer_lag_messages GAUGE partition,topic
 vigie_dictated_share GAUGE group,site
 vigie_events_duplicate_total COUNTER 
@@ -318,4 +319,17 @@ fn dashboards_pass_the_lint() {
             }
         }
     }
+}
+
+#[test]
+fn a_service_is_ready_once_it_has_joined_its_group_and_its_store_takes_writes() {
+    let m = Metrics::new(DEFAULT_MAX_SERIES);
+    // The demo's exporter has no group to join.
+    assert_eq!(m.ready(), Ok(()));
+    m.expects_group.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(m.ready(), Err("not yet a member of the consumer group".to_string()));
+    m.group_joined.set(1);
+    assert_eq!(m.ready(), Ok(()));
+    m.store_writable.set(0);
+    assert!(m.ready().unwrap_err().contains("store cannot be written"));
 }

@@ -645,7 +645,7 @@ fn a_full_disk_pauses_ingestion_and_it_resumes_by_itself_when_room_comes_back() 
     }
     let m = scrape();
     assert!(metric(&m, "vigie_store_write_failures_total{stage=\"flush\"}").unwrap_or(0.0) >= 1.0, "{m}");
-    assert!(metrics_text(metrics_port, "/ready").starts_with("HTTP/1.1 503"));
+    assert!(metrics_text(metrics_port, "/readyz").starts_with("HTTP/1.1 503"));
     assert!(committed_total(&brokers, &group, &topic, 3) < records.len() as i64);
 
     // Room comes back: no restart.
@@ -655,7 +655,10 @@ fn a_full_disk_pauses_ingestion_and_it_resumes_by_itself_when_room_comes_back() 
     });
     assert!(child.child().try_wait().unwrap().is_none(), "the same process went on");
     assert_eq!(metric(&scrape(), "vigie_store_writable"), Some(1.0));
-    assert!(metrics_text(metrics_port, "/ready").starts_with("HTTP/1.1 200"));
+    // Ready again for an orchestrator: a member of the group, the store
+    // writable.
+    assert_eq!(metric(&scrape(), "vigie_consumer_group_joined"), Some(1.0));
+    assert!(metrics_text(metrics_port, "/readyz").starts_with("HTTP/1.1 200"));
     let status = terminate(child);
     let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap();
     assert!(status.success(), "{log}");

@@ -872,6 +872,7 @@ impl ConsumerContext for Ctx {
                 if !base.assignment_lost() {
                     p.flush_and_release(Some(tpl), &commit);
                 } else {
+                    p.metrics.group_joined.set(0);
                     // Lost, not revoked: another member may already own
                     // them. Drop the buffers; their offsets were not committed.
                     for e in tpl.elements() {
@@ -909,9 +910,11 @@ impl ConsumerContext for Ctx {
                     let _ = start.add_partition_offset(topic, *partition, offset);
                 }
                 let writable = p.writable();
+                let metrics = p.metrics.clone();
                 drop(p);
-                if let Err(e) = base.assign(&start) {
-                    tracing::error!(error = %e, "Assign failed");
+                match base.assign(&start) {
+                    Ok(()) => metrics.group_joined.set(1),
+                    Err(e) => tracing::error!(error = %e, "Assign failed"),
                 }
                 if !writable {
                     // The store cannot be written: these wait too.
@@ -1136,6 +1139,7 @@ pub async fn run(
     let pipeline =
         Arc::new(Mutex::new(Pipeline::new(&cfg, door, metrics.clone(), store::Faults::from_env())));
     metrics.store_writable.set(1);
+    metrics.expects_group.store(true, std::sync::atomic::Ordering::Relaxed);
     let ctx = Ctx {
         pipeline: pipeline.clone(),
         root: root.clone(),
