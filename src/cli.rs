@@ -45,6 +45,10 @@ pub enum Command {
     /// Work on the service's store.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Ask a running vigie whether it is alive (/healthz) or ready
+    /// (/readyz): exit 0 on 200, 1 otherwise (a container's health check;
+    /// the image has no curl).
+    Probe(ProbeArgs),
     /// Check an audit's output folder: its files against the manifest, the
     /// signature, the inputs against the provenance, and (with the key)
     /// the audit run again; exit 0 when everything verifies, 1 otherwise.
@@ -177,8 +181,23 @@ pub struct GenerateArgs {
     #[arg(long, value_enum, default_value_t = Scenario::Baseline)]
     pub scenario: Scenario,
     /// First day (YYYY-MM-DD; moved back to its Monday). Default 2026-03-02.
-    #[arg(long, value_name = "DATE")]
+    #[arg(long, value_name = "DATE", conflicts_with = "recent")]
     pub start: Option<chrono::NaiveDate>,
+    /// Data that end this week: the first day is the Monday on or before
+    /// today (UTC) minus DAYS - 1, so the last is at most 6 days ago (for a
+    /// live service, whose store purges old days).
+    #[arg(long)]
+    pub recent: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// The address vigie serves on (`[metrics] listen`).
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub addr: String,
+    /// The endpoint: /healthz (alive) or /readyz (ready).
+    #[arg(long, default_value = "/healthz")]
+    pub path: String,
 }
 
 #[derive(Args, Debug)]
@@ -330,6 +349,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Verify(v) => verify(&v),
+        Command::Probe(p) => probe(&p),
         Command::Demo(d) => {
             let (policy, lang) = load_policy(&d.policy)?;
             if let Some(addr) = &d.serve {
@@ -351,7 +371,14 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Generate(g) => {
             let mut spec = SiteSpec::new(g.workers, g.days, g.seed, g.scenario);
-            if let Some(start) = g.start {
+            let first = match (g.start, g.recent) {
+                (Some(start), _) => Some(start),
+                (None, true) => {
+                    Some(chrono::Utc::now().date_naive() - chrono::Days::new(u64::from(g.days.max(1) - 1)))
+                }
+                (None, false) => None,
+            };
+            if let Some(start) = first {
                 use chrono::Datelike;
                 spec.start = start - chrono::Days::new(u64::from(start.weekday().num_days_from_monday()));
             }
@@ -524,6 +551,32 @@ fn pdf_if_asked(pdf: bool, out: &std::path::Path) -> Result<Option<String>, Fail
     crate::report::print_pdf(&out.join("report.html"), &out.join("report.pdf")).map_err(Failure::run)?;
     println!("Report printed to {}", out.join("report.pdf").display());
     Ok(Some("report.pdf".into()))
+}
+
+/// `vigie probe`: one GET on loopback (or the given address), its status
+/// line printed; exit 0 on 200.
+fn probe(p: &ProbeArgs) -> Result<(), Failure> {
+    use std::io::Read;
+    let addr = crate::http::listen_addr(&p.addr).map_err(|e| Failure::usage(format!("--addr: {e}")))?;
+    if !p.path.starts_with('/') || p.path.contains(|c: char| c.is_whitespace() || c.is_control()) {
+        return Err(Failure::usage(format!("--path {:?}: a path such as /healthz", p.path)));
+    }
+    let timeout = std::time::Duration::from_secs(3);
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .map_err(|e| Failure::run(format!("{addr}: {e}")))?;
+    let _ = s.set_read_timeout(Some(timeout));
+    s.write_all(format!("GET {} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n", p.path).as_bytes())
+        .map_err(|e| Failure::run(format!("{addr}: {e}")))?;
+    let mut head = [0u8; 512];
+    let n = s.read(&mut head).map_err(|e| Failure::run(format!("{addr}: {e}")))?;
+    let text = String::from_utf8_lossy(&head[..n]);
+    let status = text.lines().next().unwrap_or("").to_string();
+    println!("{status}");
+    if status.split_whitespace().nth(1) == Some("200") {
+        Ok(())
+    } else {
+        Err(Failure::run(format!("{}{}: {status}", addr, p.path)))
+    }
 }
 
 /// `vigie verify`: one line per check, then the verdict.

@@ -1185,3 +1185,21 @@ fn verify_finds_every_tampered_file_a_changed_input_and_a_wrong_key() {
     let (code, text) = verify(&[&s(&plain)]);
     assert_eq!(code, Some(0), "{text}");
 }
+
+#[test]
+fn recent_synthetic_data_end_within_the_last_week() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("site.ndjson");
+    let text = generate(&out, "12", "14", "3", &["--recent"]);
+    let last = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["ts"].as_str().unwrap()[..10].to_string()
+        })
+        .max()
+        .unwrap();
+    let last = chrono::NaiveDate::parse_from_str(&last, "%Y-%m-%d").unwrap();
+    let age = (chrono::Utc::now().date_naive() - last).num_days();
+    // The last shift may end after midnight UTC: a day ahead at most.
+    assert!((-1..=6).contains(&age), "the data end {age} days ago");
+}

@@ -176,6 +176,24 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
         })
     });
 
+    // The container's health check: `vigie probe` on each endpoint. The
+    // service is ready once it has joined its group (and its store takes
+    // writes); an unknown path is not healthy.
+    let probe = |port: u16, path: &str| {
+        vigie()
+            .args(["probe", "--addr", &format!("127.0.0.1:{port}"), "--path", path])
+            .output()
+            .unwrap()
+            .status
+            .code()
+    };
+    for port in [demo_port, ingest_port] {
+        assert_eq!(probe(port, "/healthz"), Some(0), "{port} /healthz");
+        assert_eq!(probe(port, "/readyz"), Some(0), "{port} /readyz");
+        assert_eq!(probe(port, "/nowhere"), Some(1), "{port} /nowhere");
+    }
+    assert_eq!(probe(free_port(), "/healthz"), Some(1), "nothing listening");
+
     // promtool check metrics on a real scrape of each.
     for (port, token) in [(demo_port, Some("t0k3n")), (ingest_port, None)] {
         let (_, body) = http_get(port, "/metrics", token).unwrap();
