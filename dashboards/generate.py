@@ -44,12 +44,13 @@ def query_var(name, label, query):
         "type": "query",
         "datasource": DS,
         "query": {"query": query, "refId": name},
-        "definition": query,
         "refresh": 2,
         "includeAll": True,
         "multi": True,
         "allValue": ".*",
-        "current": {},
+        # All of them, until the reader picks (Grafana's schema wants a
+        # current value).
+        "current": {"text": ["All"], "value": ["$__all"]},
         "hide": 0,
         "sort": 1,
     }
@@ -62,7 +63,9 @@ def variables(with_group=True):
             "label": "Data source",
             "type": "datasource",
             "query": "prometheus",
-            "current": {},
+            # The provisioned data source (deploy/grafana); Grafana falls
+            # back to the default one where there is none of that uid.
+            "current": {"text": "Prometheus (vigie)", "value": "vigie-prometheus"},
             "hide": 0,
         },
         query_var("site", "Site", "label_values(vigie_finding_status, site)"),
@@ -139,7 +142,17 @@ class Board:
             "templating": {"list": variables(self.with_group)},
             "annotations": {"list": []},
             "links": [
-                {"type": "dashboards", "tags": ["vigie"], "title": "vigie", "asDropdown": True}
+                {
+                    "type": "dashboards",
+                    "tags": ["vigie"],
+                    "title": "vigie",
+                    "asDropdown": True,
+                    "icon": "external link",
+                    "includeVars": True,
+                    "keepTime": True,
+                    "targetBlank": False,
+                    "tooltip": "",
+                }
             ],
             "panels": self.panels,
         }

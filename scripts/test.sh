@@ -29,6 +29,11 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pdfinfo >/dev/null 2>&1 || need+=(poppler-utils)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+# The deployment files' validators (deploy/validate.sh): a Python venv,
+# npm, and systemd-analyze.
+python3 -c "import ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
+command -v npm >/dev/null 2>&1 || need+=(npm)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
   log "Installing ${need[*]}"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
@@ -51,6 +56,9 @@ cargo build --release --all-targets --locked
 
 log "Lints"
 cargo clippy --release --all-targets --locked -- -D warnings
+
+log "Deployment files (deploy/validate.sh: hadolint, Compose schema, kustomize and Kubernetes schemas, systemd-analyze, Grafana's schema)"
+deploy/validate.sh
 
 log "Cross-check against an independent implementation (DuckDB SQL)"
 python3 -c "import duckdb" 2>/dev/null || python3 -m pip install --quiet "duckdb==2.0.1"

@@ -250,7 +250,8 @@ fn the_demo_runs_end_to_end() {
     // and verifies; its key was drawn for the run.
     assert_eq!(f["provenance"]["key_fingerprint"], "random key for this run");
     let m = common::read_json(&out.join("manifest.json"));
-    let paths: Vec<&str> = m["files"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
+    let paths: Vec<&str> =
+        m["files"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
     assert_eq!(paths.len(), 9, "{paths:?}");
     assert!(paths.contains(&"rejects.ndjson") && paths.contains(&"aggregates/comparisons.csv"), "{paths:?}");
     let o = common::run(&["verify", out.to_str().unwrap()]);

@@ -611,4 +611,92 @@ mod tests {
         let errs = load_str("[store]\npath = \"s\"\n", &[]).unwrap_err();
         assert!(errs.iter().any(|e| e.contains("missing section [kafka]")), "{errs:?}");
     }
+
+    /// `SECTION.KEY` of every key a TOML text sets or shows commented out
+    /// (`# key = ...`) under a `[section]` (`[kafka.librdkafka]`'s own keys
+    /// are librdkafka's, not vigie's).
+    fn keys_of(text: &str) -> std::collections::BTreeSet<String> {
+        let mut out = std::collections::BTreeSet::new();
+        let mut section = String::new();
+        for line in text.lines() {
+            let l = line.trim();
+            let head = l.split('#').next().unwrap_or("").trim();
+            if let Some(sec) = head.strip_prefix('[').and_then(|x| x.strip_suffix(']')) {
+                section = sec.to_string();
+                if let Some((parent, table)) = sec.split_once('.') {
+                    out.insert(format!("{parent}.{table}"));
+                }
+                continue;
+            }
+            let l = l.trim_start_matches('#').trim();
+            let Some((key, _)) = l.split_once('=') else { continue };
+            let key = key.trim();
+            let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            if is_key && !section.is_empty() && section != "kafka.librdkafka" {
+                out.insert(format!("{section}.{key}"));
+            }
+        }
+        out
+    }
+
+    /// The `VIGIE__SECTION__KEY: "value"` lines of a compose file.
+    fn compose_env(text: &str) -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| {
+                let (k, v) = l.trim().split_once(':')?;
+                k.starts_with("VIGIE__").then(|| (k.to_string(), v.trim().trim_matches('"').to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_deployment_holds_the_documented_keys_and_loads() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(root.join("docs/service.md")).unwrap();
+        let block = doc.split("```toml").nth(1).unwrap().split("```").next().unwrap();
+        let documented = keys_of(block);
+        // The documentation shows every key vigie knows, and no other.
+        let known: std::collections::BTreeSet<String> =
+            KNOWN.iter().flat_map(|(s, ks)| ks.iter().map(move |k| format!("{s}.{k}"))).collect();
+        assert_eq!(documented, known, "docs/service.md against the keys vigie reads");
+        let compose = std::fs::read_to_string(root.join("deploy/compose/compose.yaml")).unwrap();
+        let env = compose_env(&compose);
+        assert!(env.len() >= 4, "{env:?}");
+        for (file, env) in [
+            ("deploy/container/vigie.toml", env.clone()),
+            ("deploy/kubernetes/base/vigie.toml", vec![]),
+            ("deploy/systemd/vigie.toml", vec![]),
+        ] {
+            let path = root.join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            let keys = keys_of(&text);
+            let unknown: Vec<&String> = keys.difference(&documented).collect();
+            assert!(unknown.is_empty(), "{file}: keys not in docs/service.md: {unknown:?}");
+            // The compose file's overrides name documented keys too.
+            for (name, _) in &env {
+                let k = name.trim_start_matches("VIGIE__").to_ascii_lowercase().replacen("__", ".", 1);
+                assert!(documented.contains(&k), "compose.yaml: {name} is not a documented key");
+            }
+            // The only problems: the secret files, which exist inside the
+            // deployment only.
+            match load(&path, env) {
+                Ok(c) => panic!("{file}: loaded with secrets that cannot exist here: {c:?}"),
+                Err(problems) => {
+                    for p in &problems {
+                        let secret = p.contains("store.key_file") || p.contains("metrics.bearer_token_file");
+                        assert!(secret && p.contains("o such file"), "{file}: {p}");
+                    }
+                    assert_eq!(problems.len(), 2, "{file}: {problems:?}");
+                }
+            }
+            // Each deployment keeps its store on the volume or state
+            // directory it mounts, and its secrets in files.
+            let t: toml::Table = toml::from_str(&text).unwrap();
+            assert_eq!(t["store"]["path"].as_str(), Some("/var/lib/vigie/store"), "{file}");
+            assert!(
+                t["store"].get("key_file").is_some() && t["metrics"].get("bearer_token_file").is_some(),
+                "{file}"
+            );
+        }
+    }
 }
