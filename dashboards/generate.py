@@ -226,6 +226,15 @@ def intensity():
     )
     b.panel(
         "timeseries",
+        "Pace after the latest dated change",
+        "Median daily units per hour after the latest dated change (declared by the employer, or a "
+        "step of the target) against before it, minus 1, per process; over time each new change "
+        "shows as a new level. The report and aggregates/comparisons give its interval.",
+        "percentunit",
+        [(f"vigie_pace_change_relative{{{SG}}}", "{{site}} {{group}} {{process}} {{source}}")],
+    )
+    b.panel(
+        "timeseries",
         "Achieved over target (median shift)",
         "Median over the latest ISO week's shifts with a target of units per hour divided by the "
         "target in force; under 100 % the median shift missed its target.",

@@ -65,6 +65,7 @@ pub struct Metrics {
     suppressed_groups: IntGaugeVec,
     workers: IntGaugeVec,
     target_uph: GaugeVec,
+    pace_change: GaugeVec,
     units_over_target: GaugeVec,
     shifts_under_target: IntGaugeVec,
     prompt_wait: GaugeVec,
@@ -190,6 +191,13 @@ impl Metrics {
                 "The target in force (group's daily median of rate_target), latest level of the step series, per published group and process."
             ),
             &["site", "group", "process"]
+        ));
+        let pace_change = reg!(GaugeVec::new(
+            opts(
+                "vigie_pace_change_relative",
+                "The pace after the latest dated change against before it (median daily units per hour, after / before - 1), per published group, process and source (declared by the employer, or a target step)."
+            ),
+            &["site", "group", "process", "source"]
         ));
         let units_over_target = reg!(GaugeVec::new(
             opts(
@@ -379,6 +387,7 @@ impl Metrics {
             suppressed_groups,
             workers,
             target_uph,
+            pace_change,
             units_over_target,
             shifts_under_target,
             prompt_wait,
@@ -479,6 +488,7 @@ impl Metrics {
         self.suppressed_groups.reset();
         self.workers.reset();
         self.target_uph.reset();
+        self.pace_change.reset();
         self.units_over_target.reset();
         self.shifts_under_target.reset();
         self.prompt_wait.reset();
@@ -495,6 +505,20 @@ impl Metrics {
         }
         let targets_of =
             |r: &AggregateRow| targets.get(&(r.site.clone(), r.group.clone())).cloned().unwrap_or_default();
+        // The latest dated change with a figure, per (site, group), by
+        // process and source.
+        let mut changes: BTreeMap<(String, String), BTreeMap<(&str, &str), f64>> = BTreeMap::new();
+        for c in &eval.comparisons {
+            if let Some(rel) = c.relative {
+                // Comparisons come in date order within a group and process.
+                changes
+                    .entry((c.site.clone(), c.group.clone()))
+                    .or_default()
+                    .insert((c.process.as_str(), c.source.as_str()), rel);
+            }
+        }
+        let changes_of =
+            |r: &AggregateRow| changes.get(&(r.site.clone(), r.group.clone())).cloned().unwrap_or_default();
 
         // The budget is a hard cap. What is left after the fixed series
         // goes, in order, to: each site's suppression gauge; findings that
@@ -504,7 +528,7 @@ impl Metrics {
         let fixed = self.series_count();
         let mut left = self.max_series.saturating_sub(fixed);
         let is_site = |g: &str| g == "site";
-        let per_detail = |r: &AggregateRow| detail_series(r, targets_of(r).len());
+        let per_detail = |r: &AggregateRow| detail_series(r, targets_of(r).len() + changes_of(r).len());
         // A finding is 2 series (status, observed), 3 for a working-time
         // rule (breaches); 1 when it has no observed value.
         let weight = |f: &Finding| match f.observed {
@@ -577,6 +601,9 @@ impl Metrics {
             self.workers.with_label_values(&sg).set(r.workers as i64);
             for (process, t) in targets_of(r) {
                 self.target_uph.with_label_values(&[sg[0], sg[1], process]).set(t);
+            }
+            for ((process, source), rel) in changes_of(r) {
+                self.pace_change.with_label_values(&[sg[0], sg[1], process, source]).set(rel);
             }
             if let Some(v) = r.achieved_over_target_p50 {
                 self.units_over_target.with_label_values(&sg).set(v);
@@ -662,13 +689,14 @@ impl Metrics {
 pub const DETAIL_SERIES: usize = UPH_QUANTILES.len() + HIST_BOUNDS_S.len() + 1 + GAP_CLASSES.len() + 2;
 
 /// Detail series of one published group-week: the fixed ones, and those
-/// it has data for (targets per process, prompts, justification gaps).
+/// it has data for (`dated`: targets per process and dated changes per
+/// process and source; prompts, justification gaps).
 /// The units-per-hour percentiles are counted even when a week has no
 /// scans (an upper bound: the budget stays a hard cap).
-pub fn detail_series(r: &AggregateRow, target_processes: usize) -> usize {
+pub fn detail_series(r: &AggregateRow, dated: usize) -> usize {
     let some = |v: &[Option<f64>]| v.iter().filter(|x| x.is_some()).count();
     DETAIL_SERIES
-        + target_processes
+        + dated
         + some(&[
             r.achieved_over_target_p50,
             r.prompt_wait_p10,
@@ -737,7 +765,8 @@ pub fn resident_bytes() -> Option<u64> {
 /// An evaluation the size of a deployment, for the series-budget test and
 /// the scrape benchmark: `sites` sites of `groups` groups each (the site
 /// itself and team groups), 11 rules each, two weeks of aggregates with
-/// targets, prompts and justification requests, a target in one process;
+/// targets, prompts and justification requests, a target in one process
+/// and a change of it;
 /// `breach_every` makes one team finding in that many a breach.
 pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evaluation {
     let rules = [
@@ -756,6 +785,7 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
     let mut findings = Vec::new();
     let mut aggregates = Vec::new();
     let mut target_steps = Vec::new();
+    let mut comparisons = Vec::new();
     let mut suppressed_by_site = BTreeMap::new();
     let mut n = 0;
     for s in 0..sites {
@@ -824,6 +854,23 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
                 days: 10,
                 target_uph: 100.0,
             });
+            comparisons.push(vigie_analyze::dated::Comparison {
+                site: site.clone(),
+                group: group.clone(),
+                process: "pick".into(),
+                date: chrono::NaiveDate::from_ymd_opt(2026, 11, 2).expect("date"),
+                source: vigie_analyze::dated::ChangeSource::Target,
+                description: String::new(),
+                target_from: Some(90.0),
+                target_to: Some(100.0),
+                days_before: 5,
+                days_after: 5,
+                before_uph: Some(100.0),
+                after_uph: Some(112.0),
+                relative: Some(0.12),
+                low: Some(0.1),
+                high: Some(0.14),
+            });
         }
     }
     Evaluation {
@@ -834,6 +881,6 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
         coverage: vec![],
         overlapping_shifts: 0,
         target_steps,
-        comparisons: vec![],
+        comparisons,
     }
 }

@@ -203,12 +203,16 @@ fn fifty_sites_of_twenty_groups_fit_the_series_budget() {
     let p = m.publish(&small);
     assert_eq!((p.dropped_group_details, p.dropped_group_ok_findings), (0, 0));
     // 2 sites x 20 groups x (11 rules x 2 + 4 working-time breaches + 23
-    // details every group has + 13 of targets, prompts and requests: the
-    // target of its one process, units over target, shifts under it, 3
-    // prompt-wait percentiles, the dictated share, 6 gap buckets) + 2
-    // suppression gauges + the fixed series.
-    let fixed = m.render().lines().filter(|l| !l.starts_with('#') && !l.contains("site=")).count();
-    assert_eq!(p.series, 2 * 20 * (11 * 2 + 4 + 23 + 13) + 2 + fixed);
+    // details every group has + 14 of targets, prompts and requests: the
+    // target of its one process and the pace around its change, units over
+    // target, shifts under it, 3 prompt-wait percentiles, the dictated
+    // share, 6 gap buckets) + 2 suppression gauges + the fixed series.
+    let text = m.render();
+    let fixed = text.lines().filter(|l| !l.starts_with('#') && !l.contains("site=")).count();
+    assert_eq!(p.series, 2 * 20 * (11 * 2 + 4 + 23 + 14) + 2 + fixed);
+    let change =
+        "vigie_pace_change_relative{group=\"team:t01\",process=\"pick\",site=\"site-01\",source=\"target\"}";
+    assert_eq!(sample(&text, change), Some(0.12), "{text}");
 }
 
 #[test]
