@@ -9,7 +9,7 @@ mkdir -p secrets
 chmod 700 secrets
 for name in vigie-key metrics-token; do
   if [ ! -s "secrets/$name" ]; then
-    head -c 32 /dev/urandom | base64 > "secrets/$name"
+    head -c 32 /dev/urandom | base64 | tr -d '\n' > "secrets/$name"
     chmod 644 "secrets/$name"
     echo "created secrets/$name"
   fi

@@ -9,7 +9,7 @@ umask 077
 mkdir -p secrets
 for name in vigie-key metrics-token; do
   if [ ! -s "secrets/$name" ]; then
-    head -c 32 /dev/urandom | base64 > "secrets/$name"
+    head -c 32 /dev/urandom | base64 | tr -d '\n' > "secrets/$name"
     echo "created secrets/$name"
   fi
 done
