@@ -50,6 +50,9 @@ pub struct Published {
 pub const DROPPED_KINDS: [&str; 6] =
     ["sites", "site_findings", "group_findings", "site_details", "group_ok_findings", "group_details"];
 
+/// Values by (site, group).
+type ByGroup<V> = BTreeMap<(String, String), V>;
+
 /// Every metric vigie exports.
 pub struct Metrics {
     registry: Registry,
@@ -495,7 +498,7 @@ impl Metrics {
         self.dictated_share.reset();
         self.justification_gaps.reset();
         // The latest target level of each (site, group, process).
-        let mut targets: BTreeMap<(String, String), BTreeMap<&str, f64>> = BTreeMap::new();
+        let mut targets: ByGroup<BTreeMap<&str, f64>> = BTreeMap::new();
         for t in &eval.target_steps {
             // Steps come in date order within a group and process.
             targets
@@ -507,7 +510,7 @@ impl Metrics {
             |r: &AggregateRow| targets.get(&(r.site.clone(), r.group.clone())).cloned().unwrap_or_default();
         // The latest dated change with a figure, per (site, group), by
         // process and source.
-        let mut changes: BTreeMap<(String, String), BTreeMap<(&str, &str), f64>> = BTreeMap::new();
+        let mut changes: ByGroup<BTreeMap<(&str, &str), f64>> = BTreeMap::new();
         for c in &eval.comparisons {
             if let Some(rel) = c.relative {
                 // Comparisons come in date order within a group and process.
