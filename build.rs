@@ -21,10 +21,13 @@ fn main() {
     println!("cargo:rustc-env=VIGIE_SOURCE_REVISION={revision}");
     // Build again when HEAD moves (only files that exist: a missing one
     // would make every build run this script again).
-    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
-        let mut watch = vec![format!("{dir}/HEAD"), format!("{dir}/packed-refs")];
+    // HEAD lives in the git dir; refs in the common dir (they differ in a
+    // linked worktree).
+    let dirs = (git(&["rev-parse", "--git-dir"]), git(&["rev-parse", "--git-common-dir"]));
+    if let (Some(dir), Some(common)) = dirs {
+        let mut watch = vec![format!("{dir}/HEAD"), format!("{common}/packed-refs")];
         if let Some(r) = git(&["symbolic-ref", "-q", "HEAD"]) {
-            watch.push(format!("{dir}/{r}"));
+            watch.push(format!("{common}/{r}"));
         }
         for w in watch.into_iter().filter(|w| Path::new(w).exists()) {
             println!("cargo:rerun-if-changed={w}");

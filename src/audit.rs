@@ -36,11 +36,14 @@ pub struct AuditSetup {
     pub sources: Sources,
 }
 
-/// The files an audit's settings came from, by hash (docs/custody.md).
+/// The files an audit's settings came from, by hash (docs/custody.md),
+/// and, for `vigie verify`'s second run, the time of the first.
 #[derive(Debug, Default, Clone)]
 pub struct Sources {
     pub policy_file_sha256: Option<String>,
     pub employer_sha256: Option<String>,
+    /// Written as findings.json's `generated_at` instead of now.
+    pub generated_at: Option<String>,
 }
 
 /// What feeding the door read.
@@ -79,6 +82,8 @@ fn provenance(setup: &AuditSetup, inputs: Vec<InputFile>, fingerprint: String) -
         k: setup.policy.k,
         key_fingerprint: fingerprint,
         streams: Vec::new(),
+        report_language: setup.lang.clone(),
+        rejects_cap_bytes: setup.rejects_cap_bytes,
     }
 }
 
@@ -246,7 +251,11 @@ pub fn run(
 
     let findings = Findings {
         schema: FINDINGS_SCHEMA.into(),
-        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        generated_at: setup
+            .sources
+            .generated_at
+            .clone()
+            .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
         policy: setup.policy.name.clone(),
         input: InputSummary {
             events: stats.accepted,
@@ -308,13 +317,25 @@ pub fn feed_files(
     ing: &mut AuditIngestor,
     mapping: Option<&vigie_ingest::mapping::Mapping>,
 ) -> Result<Fed, IngestError> {
+    feed_files_as(inputs, None, ing, mapping)
+}
+
+/// [`feed_files`], recording the inputs under `recorded` names (in the provenance)
+/// rather than their own file names: `vigie verify` repeats a run from
+/// copies of its inputs.
+pub fn feed_files_as(
+    inputs: &[PathBuf],
+    recorded: Option<&[String]>,
+    ing: &mut AuditIngestor,
+    mapping: Option<&vigie_ingest::mapping::Mapping>,
+) -> Result<Fed, IngestError> {
     let mut mapper = mapping.map(|m| vigie_ingest::mapping::Mapper::new(m.clone()));
     let total: u64 = inputs.iter().map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)).sum();
     let pb = progress_bar(total.max(1), "reading");
     let mut done = 0u64;
     let mut names = Vec::new();
     let mut files = Vec::new();
-    for path in inputs {
+    for (n, path) in inputs.iter().enumerate() {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mut progress = |f: f64| pb.set_position(done + (f * size as f64) as u64);
         let before = ing.stats.clone();
@@ -324,9 +345,12 @@ pub fn feed_files(
         };
         let now = &ing.stats;
         files.push(InputFile {
-            name: path
-                .file_name()
-                .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            name: match recorded.and_then(|ns| ns.get(n)) {
+                Some(name) => name.clone(),
+                None => path
+                    .file_name()
+                    .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
+            },
             bytes: digest.bytes,
             sha256: digest.hex(),
             records: now.records - before.records,

@@ -321,7 +321,13 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             let sources = audit::Sources {
                 policy_file_sha256: hash(&a.policy.policy)?,
                 employer_sha256: hash(&a.employer)?,
+                generated_at: None,
             };
+            // A signing key that cannot sign is refused before the audit
+            // runs, not after it.
+            if let Some(k) = &a.sign_key {
+                crate::custody::signing_key(k).map_err(|e| Failure::usage(e.to_string()))?;
+            }
             let mapping = match &a.mapping {
                 Some(f) => Some(
                     vigie_ingest::mapping::Mapping::from_file(f).map_err(|p| Failure::usage(p.join("\n")))?,

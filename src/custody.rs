@@ -91,25 +91,33 @@ pub fn write_manifest(out: &Path, files: &[String]) -> anyhow::Result<Manifest> 
     Ok(m)
 }
 
-/// Signs `OUT/manifest.json` with an OpenSSH Ed25519 private key (an
-/// unencrypted `ssh-keygen -t ed25519` key) and writes
-/// `OUT/manifest.json.sig`. Returns the signing key's fingerprint.
-pub fn sign(out: &Path, key_file: &Path) -> anyhow::Result<String> {
-    let key = ssh_key::PrivateKey::read_openssh_file(key_file)
-        .map_err(|e| anyhow::anyhow!("{}: not an OpenSSH private key ({e})", key_file.display()))?;
+/// Reads an OpenSSH Ed25519 private key that vigie can sign with
+/// (unencrypted), or says why not.
+pub fn signing_key(key_file: &Path) -> anyhow::Result<ssh_key::PrivateKey> {
+    let key = ssh_key::PrivateKey::read_openssh_file(key_file).map_err(|e| {
+        anyhow::anyhow!("--sign-key {}: not an OpenSSH private key ({e})", key_file.display())
+    })?;
     if key.is_encrypted() {
         anyhow::bail!(
-            "{}: the key is protected by a passphrase, which vigie cannot ask for; sign with an unencrypted key kept offline, or sign manifest.json with `ssh-keygen -Y sign -n {NAMESPACE}`",
+            "--sign-key {}: the key is protected by a passphrase, which vigie cannot ask for; sign with an unencrypted key kept offline, or sign manifest.json with `ssh-keygen -Y sign -n {NAMESPACE}`",
             key_file.display()
         );
     }
     if key.algorithm() != ssh_key::Algorithm::Ed25519 {
         anyhow::bail!(
-            "{}: an Ed25519 key is needed (ssh-keygen -t ed25519), not {}",
+            "--sign-key {}: an Ed25519 key is needed (ssh-keygen -t ed25519), not {}",
             key_file.display(),
             key.algorithm()
         );
     }
+    Ok(key)
+}
+
+/// Signs `OUT/manifest.json` with an OpenSSH Ed25519 private key (an
+/// unencrypted `ssh-keygen -t ed25519` key) and writes
+/// `OUT/manifest.json.sig`. Returns the signing key's fingerprint.
+pub fn sign(out: &Path, key_file: &Path) -> anyhow::Result<String> {
+    let key = signing_key(key_file)?;
     let manifest = std::fs::read(out.join(MANIFEST))?;
     let sig = key
         .sign(NAMESPACE, ssh_key::HashAlg::Sha512, &manifest)
@@ -130,23 +138,35 @@ pub fn seal(out: &Path, files: &[String], sign_key: Option<&Path>) -> anyhow::Re
     Ok(())
 }
 
-/// The files of `dir`, relative to it (with `/`), recursively.
-fn listing(dir: &Path) -> Vec<String> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else { return };
+/// The entries of `dir`, relative to it (with `/`), recursively, without
+/// following symbolic links (a link is listed as itself); and the folders
+/// that could not be read.
+fn listing(dir: &Path) -> (Vec<String>, Vec<String>) {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>, unreadable: &mut Vec<String>) {
+        let rel = |p: &Path| p.strip_prefix(root).map(|r| r.to_string_lossy().replace('\\', "/")).ok();
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            unreadable.extend(rel(dir));
+            return;
+        };
         for e in rd.flatten() {
             let p = e.path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else if let Ok(rel) = p.strip_prefix(root) {
-                out.push(rel.to_string_lossy().replace('\\', "/"));
+            match e.file_type() {
+                Ok(t) if t.is_dir() => walk(root, &p, out, unreadable),
+                _ => out.extend(rel(&p)),
             }
         }
     }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
+    let (mut out, mut unreadable) = (Vec::new(), Vec::new());
+    walk(dir, dir, &mut out, &mut unreadable);
     out.sort();
-    out
+    (out, unreadable)
+}
+
+/// Whether a manifest path names a file inside the folder: relative, with
+/// plain components only (no `..`, no root, no `.`).
+fn inside(path: &str) -> bool {
+    let p = Path::new(path);
+    !path.is_empty() && p.components().all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
 /// What `vigie verify` is asked to check.
@@ -192,53 +212,99 @@ pub fn verify(req: &VerifyRequest) -> anyhow::Result<Vec<Check>> {
     })?;
     let manifest: Manifest = serde_json::from_slice(&manifest_bytes)
         .map_err(|e| anyhow::anyhow!("{}: not a vigie manifest ({e})", out.join(MANIFEST).display()))?;
+    if manifest.schema != MANIFEST_SCHEMA {
+        checks.push(fail(format!("manifest: schema {:?}, not {MANIFEST_SCHEMA}", manifest.schema)));
+    }
 
     // 1. The signature, first: it says whether the manifest itself can be
-    //    trusted.
+    //    trusted. Without a public key, a signature is still checked with
+    //    the key it names, so that a manifest rewritten after signing is
+    //    found; who that key belongs to is for --pub-key to say.
     let sig_path = out.join(SIGNATURE);
     match (&req.pub_key, sig_path.exists()) {
-        (Some(k), true) => checks.push(check_signature(&manifest_bytes, &sig_path, k)),
+        (Some(k), true) => checks.push(check_signature(&manifest_bytes, &sig_path, Some(k))),
         (Some(_), false) => {
             checks.push(fail(format!("signature: {SIGNATURE} is missing, but a public key was given")))
         }
-        (None, true) => checks.push(pass("signature: present, not checked (give --pub-key to check it)")),
-        (None, false) => {}
+        (None, true) => checks.push(check_signature(&manifest_bytes, &sig_path, None)),
+        (None, false) => checks.push(pass(
+            "unsigned: the manifest shows accidental changes; anyone who can rewrite the folder can rewrite it too (sign with --sign-key)",
+        )),
     }
 
-    // 2. Every file against the manifest.
+    // 2. Every file against the manifest: inside the folder, a regular
+    //    file, of the size and hash listed. findings.json and report.html
+    //    must be listed.
+    for required in ["findings.json", "report.html"] {
+        if !manifest.files.iter().any(|e| e.path == required) {
+            checks.push(fail(format!("{required}: not in the manifest")));
+        }
+    }
     for e in &manifest.files {
+        if !inside(&e.path) {
+            checks.push(fail(format!("{:?}: a path outside the folder, refused", e.path)));
+            continue;
+        }
         let p = out.join(&e.path);
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if !m.file_type().is_file() => {
+                checks.push(fail(format!("{}: not a regular file", e.path)));
+                continue;
+            }
+            Err(err) => {
+                checks.push(fail(format!("{}: MISSING ({err})", e.path)));
+                continue;
+            }
+            Ok(_) => {}
+        }
         match sha256_file(&p) {
             Ok((bytes, sha)) if sha == e.sha256 && bytes == e.bytes => {
                 checks.push(pass(format!("{}: matches the manifest", e.path)))
             }
             Ok(_) => checks.push(fail(format!("{}: CHANGED since the manifest was written", e.path))),
-            Err(err) => checks.push(fail(format!("{}: MISSING ({err})", e.path))),
+            Err(err) => checks.push(fail(format!("{}: unreadable ({err})", e.path))),
         }
     }
     let listed: std::collections::BTreeSet<&str> = manifest.files.iter().map(|e| e.path.as_str()).collect();
-    for f in listing(out) {
+    let (present, unreadable) = listing(out);
+    for f in present {
         if f != MANIFEST && f != SIGNATURE && !listed.contains(f.as_str()) {
             checks
                 .push(fail(format!("{f}: not in the manifest (added after the run, or by another program)")));
         }
     }
+    for d in unreadable {
+        checks.push(fail(format!("{d}/: a folder that cannot be read")));
+    }
 
-    // 3. The inputs against the provenance.
-    let findings: Option<Findings> =
-        std::fs::read(out.join("findings.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    // 3. The inputs against the provenance: each one given is one the run
+    //    read, and every one the run read is given.
+    let findings_text = std::fs::read(out.join("findings.json")).ok();
+    let findings: Option<Findings> = findings_text.as_ref().and_then(|b| serde_json::from_slice(b).ok());
     let provenance = findings.as_ref().and_then(|f| f.provenance.clone());
+    let mut matched: Vec<Option<PathBuf>> =
+        provenance.as_ref().map_or_else(Vec::new, |p| vec![None; p.inputs.len()]);
     if !req.inputs.is_empty() {
         match &provenance {
             None => checks.push(fail("findings.json has no provenance: inputs cannot be checked")),
             Some(p) => {
                 for input in &req.inputs {
-                    let (bytes, sha) =
-                        sha256_file(input).map_err(|e| anyhow::anyhow!("{}: {e}", input.display()))?;
                     let shown = input.display();
-                    match p.inputs.iter().find(|i| i.sha256 == sha && i.bytes == bytes) {
-                        Some(i) => checks
-                            .push(pass(format!("input {shown}: is `{}` of the run (sha256 {sha})", i.name))),
+                    let (bytes, sha) = match sha256_file(input) {
+                        Ok(x) => x,
+                        Err(e) => {
+                            checks.push(fail(format!("input {shown}: unreadable ({e})")));
+                            continue;
+                        }
+                    };
+                    match p.inputs.iter().position(|i| i.sha256 == sha && i.bytes == bytes) {
+                        Some(k) => {
+                            matched[k] = Some(input.clone());
+                            checks.push(pass(format!(
+                                "input {shown}: is `{}` of the run (sha256 {sha})",
+                                p.inputs[k].name
+                            )))
+                        }
                         None => checks.push(fail(format!(
                             "input {shown}: NOT an input of the run (sha256 {sha}; the run read {})",
                             p.inputs
@@ -249,14 +315,29 @@ pub fn verify(req: &VerifyRequest) -> anyhow::Result<Vec<Check>> {
                         ))),
                     }
                 }
+                for (i, m) in p.inputs.iter().zip(&matched) {
+                    if m.is_none() {
+                        checks.push(fail(format!(
+                            "input `{}` of the run (sha256 {}) was not given: give every input",
+                            i.name, i.sha256
+                        )));
+                    }
+                }
             }
         }
     }
 
-    // 4. The audit again, with the recorded policy and the same key.
+    // 4. The audit again, with the recorded settings and the same key.
     if let Some(key) = &req.rerun_key {
         match (&findings, &provenance) {
-            (Some(f), Some(p)) => checks.extend(rerun(req, key, f, p)?),
+            (Some(f), Some(p)) if matched.iter().all(Option::is_some) && !matched.is_empty() => {
+                let inputs: Vec<PathBuf> = matched.into_iter().flatten().collect();
+                match rerun(req, key, f, p, &inputs, &manifest) {
+                    Ok(c) => checks.extend(c),
+                    Err(e) => checks.push(fail(format!("re-run: could not run the audit again: {e:#}"))),
+                }
+            }
+            (Some(_), Some(_)) => checks.push(fail("re-run: not made, every input of the run is needed")),
             _ => {
                 checks.push(fail("findings.json is missing or has no provenance: the run cannot be repeated"))
             }
@@ -265,13 +346,7 @@ pub fn verify(req: &VerifyRequest) -> anyhow::Result<Vec<Check>> {
     Ok(checks)
 }
 
-fn check_signature(manifest: &[u8], sig_path: &Path, pub_key: &Path) -> Check {
-    let key = match ssh_key::PublicKey::read_openssh_file(pub_key) {
-        Ok(k) => k,
-        Err(e) => {
-            return fail(format!("signature: {} is not an OpenSSH public key ({e})", pub_key.display()))
-        }
-    };
+fn check_signature(manifest: &[u8], sig_path: &Path, pub_key: Option<&Path>) -> Check {
     let sig = match std::fs::read_to_string(sig_path)
         .map_err(|e| e.to_string())
         .and_then(|t| ssh_key::SshSig::from_pem(t.as_bytes()).map_err(|e| e.to_string()))
@@ -279,23 +354,63 @@ fn check_signature(manifest: &[u8], sig_path: &Path, pub_key: &Path) -> Check {
         Ok(s) => s,
         Err(e) => return fail(format!("signature: {SIGNATURE} does not read ({e})")),
     };
-    let fp = key.fingerprint(ssh_key::HashAlg::Sha256);
-    if sig.public_key() != key.key_data() {
-        return fail(format!("signature: made with another key than {fp}"));
+    if sig.namespace() != NAMESPACE {
+        return fail(format!(
+            "signature: made for another purpose (namespace {:?}, not {NAMESPACE:?})",
+            sig.namespace()
+        ));
     }
-    match key.verify(NAMESPACE, manifest, &sig) {
-        Ok(()) => pass(format!("signature: good, by {fp}")),
-        Err(_) => fail(format!("signature: BAD for {fp} (the manifest was changed after signing)")),
+    let signer = ssh_key::PublicKey::from(sig.public_key().clone());
+    if signer.algorithm() != ssh_key::Algorithm::Ed25519 {
+        return fail(format!(
+            "signature: made with a {} key, which vigie cannot check (ssh-keygen -Y verify can)",
+            signer.algorithm()
+        ));
+    }
+    let key = match pub_key {
+        Some(p) => match ssh_key::PublicKey::read_openssh_file(p) {
+            Ok(k) => {
+                if sig.public_key() != k.key_data() {
+                    return fail(format!(
+                        "signature: made with another key ({}) than {} ({})",
+                        signer.fingerprint(ssh_key::HashAlg::Sha256),
+                        p.display(),
+                        k.fingerprint(ssh_key::HashAlg::Sha256)
+                    ));
+                }
+                k
+            }
+            Err(e) => return fail(format!("signature: {} is not an OpenSSH public key ({e})", p.display())),
+        },
+        None => signer,
+    };
+    let fp = key.fingerprint(ssh_key::HashAlg::Sha256);
+    match (key.verify(NAMESPACE, manifest, &sig), pub_key) {
+        (Ok(()), Some(_)) => pass(format!("signature: good, by {fp}")),
+        (Ok(()), None) => pass(format!(
+            "signature: good, by the key it names, {fp} (give --pub-key to check that it is the signer's)"
+        )),
+        (Err(_), _) => fail(format!("signature: BAD for {fp} (the manifest was changed after signing)")),
     }
 }
 
-/// findings.json with the two values that may differ between two runs of
-/// the same audit blanked: when it was made, and the file names as typed.
-fn comparable(f: &Findings) -> anyhow::Result<String> {
-    let mut f = f.clone();
-    f.generated_at = String::new();
-    f.input.files = Vec::new();
-    Ok(f.to_json())
+/// findings.json as JSON (unknown fields kept), with what may differ
+/// between two runs of the same audit blanked: the paths as typed, the
+/// inputs' names (copies may be named otherwise), and, when the versions
+/// differ, the version.
+fn comparable(text: &[u8], blank_version: bool) -> anyhow::Result<serde_json::Value> {
+    let mut v: serde_json::Value = serde_json::from_slice(text)?;
+    v["input"]["files"] = serde_json::Value::Null;
+    if let Some(inputs) = v["provenance"]["inputs"].as_array_mut() {
+        for i in inputs {
+            i["name"] = serde_json::Value::Null;
+        }
+    }
+    if blank_version {
+        v["provenance"]["vigie_version"] = serde_json::Value::Null;
+        v["provenance"]["source_revision"] = serde_json::Value::Null;
+    }
+    Ok(v)
 }
 
 fn rerun(
@@ -303,11 +418,10 @@ fn rerun(
     key_file: &Path,
     findings: &Findings,
     p: &vigie_analyze::findings::Provenance,
+    inputs: &[PathBuf],
+    manifest: &Manifest,
 ) -> anyhow::Result<Vec<Check>> {
     let mut checks = Vec::new();
-    if req.inputs.is_empty() {
-        return Ok(vec![fail("re-run: give the inputs (--input) to run the audit again")]);
-    }
     let pseudo = vigie_ingest::pseudo::Pseudonymiser::from_private_key_file(key_file, true)?;
     if pseudo.fingerprint() != p.key_fingerprint {
         return Ok(vec![fail(format!(
@@ -346,44 +460,73 @@ fn rerun(
             Some((m, sha))
         }
     };
-    let work = tempfile_dir(&req.out)?;
+    let same_version =
+        p.vigie_version == env!("CARGO_PKG_VERSION") && p.source_revision == env!("VIGIE_SOURCE_REVISION");
+    if !same_version {
+        checks.push(pass(format!(
+            "re-run: made by vigie {} ({}), the run by vigie {} ({}): the version is not compared, nor report.html and the Parquet files",
+            env!("CARGO_PKG_VERSION"),
+            env!("VIGIE_SOURCE_REVISION"),
+            p.vigie_version,
+            p.source_revision
+        )));
+    }
+    // A private scratch folder (0700, a name no one can guess), removed
+    // after the run, and on an interrupt.
+    let work = tempfile::Builder::new().prefix("vigie-verify-").tempdir()?;
+    let out = work.path().join("out");
+    let _watch = crate::audit::interrupt::Watch::spill(work.path().to_path_buf());
     let setup = crate::audit::AuditSetup {
         policy,
         employer,
         pseudo,
-        out: work.clone(),
-        lang: "en".into(),
-        rejects_cap_bytes: vigie_ingest::rejects::DEFAULT_REJECTS_CAP_BYTES,
+        out: out.clone(),
+        lang: if p.report_language.is_empty() { "en".into() } else { p.report_language.clone() },
+        rejects_cap_bytes: if p.rejects_cap_bytes == 0 {
+            vigie_ingest::rejects::DEFAULT_REJECTS_CAP_BYTES
+        } else {
+            p.rejects_cap_bytes
+        },
         mapping,
         sources: crate::audit::Sources {
             policy_file_sha256: p.policy.file_sha256.clone(),
             employer_sha256: p.employer_sha256.clone(),
+            generated_at: Some(findings.generated_at.clone()),
         },
     };
-    let inputs = req.inputs.clone();
+    let names: Vec<String> = p.inputs.iter().map(|i| i.name.clone()).collect();
     let expected = inputs.iter().map(|i| vigie_ingest::reader::estimate_events(i)).sum();
-    let outcome = crate::audit::run(setup, expected, |ing, m| crate::audit::feed_files(&inputs, ing, m));
-    let _ = std::fs::remove_dir_all(&work);
-    let again = outcome?.findings;
-    let (a, b) = (comparable(findings)?, comparable(&again)?);
-    if a == b {
-        checks.push(pass("re-run: the audit gives the same findings.json (apart from generated_at and the file names as typed)"));
+    crate::audit::run(setup, expected, |ing, m| crate::audit::feed_files_as(inputs, Some(&names), ing, m))?;
+    // Every file of the manifest, made again: findings.json compared as
+    // JSON (see `comparable`), the others byte for byte.
+    let mut differ = Vec::new();
+    for e in &manifest.files {
+        if e.path == "report.pdf" || !inside(&e.path) {
+            continue;
+        }
+        let parquet = e.path.ends_with(".parquet");
+        if !same_version && (e.path == "report.html" || parquet) {
+            continue;
+        }
+        let (a, b) = (std::fs::read(req.out.join(&e.path)), std::fs::read(out.join(&e.path)));
+        let same = match (a, b) {
+            (Ok(a), Ok(b)) if e.path == "findings.json" => comparable(&a, !same_version)
+                .ok()
+                .zip(comparable(&b, !same_version).ok())
+                .is_some_and(|(x, y)| x == y),
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        };
+        if !same {
+            differ.push(e.path.clone());
+        }
+    }
+    if differ.is_empty() {
+        checks.push(pass(
+            "re-run: the audit made again gives the same files (findings.json apart from the paths and names as typed)",
+        ));
     } else {
-        let line = a.lines().zip(b.lines()).position(|(x, y)| x != y).unwrap_or(0) + 1;
-        checks.push(fail(format!(
-            "re-run: the findings DIFFER from line {line}: `{}` now `{}`",
-            a.lines().nth(line - 1).unwrap_or("").trim(),
-            b.lines().nth(line - 1).unwrap_or("").trim()
-        )));
+        checks.push(fail(format!("re-run: the audit made again DIFFERS in {}", differ.join(", "))));
     }
     Ok(checks)
-}
-
-/// A scratch folder for the second run (removed after it).
-fn tempfile_dir(_out: &Path) -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!("vigie-verify-{}", std::process::id()));
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir)?;
-    }
-    Ok(dir)
 }

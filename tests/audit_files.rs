@@ -1086,11 +1086,10 @@ fn verify_finds_every_tampered_file_a_changed_input_and_a_wrong_key() {
     assert_eq!(prov["inputs"][0]["records"], f["input"]["events"]);
     assert_eq!(prov["policy"]["name"], "fr");
     assert!(prov["policy"]["resolved"].as_str().unwrap().contains("[rules.\"cadence.intensification\"]"));
-    // The key's fingerprint is sha256(sha256(key)), never the key.
-    use sha2::Digest;
+    // The key's fingerprint is its slow, domain-separated hash, never the
+    // key.
     let k = std::fs::read(&key).unwrap();
-    let fp: String =
-        sha2::Sha256::digest(sha2::Sha256::digest(&k)).iter().map(|b| format!("{b:02x}")).collect();
+    let fp: String = vigie_ingest::pseudo::fingerprint_of(&k).iter().map(|b| format!("{b:02x}")).collect();
     assert_eq!(prov["key_fingerprint"], fp.as_str());
     assert_ne!(prov["source_revision"], "");
     // The report's annex shows the input's hash and how to verify.
@@ -1109,7 +1108,8 @@ fn verify_finds_every_tampered_file_a_changed_input_and_a_wrong_key() {
     let (code, text) = verify(&all);
     assert_eq!(code, Some(0), "{text}");
     assert!(
-        text.contains("signature: good") && text.contains("re-run: the audit gives the same findings.json"),
+        text.contains("signature: good")
+            && text.contains("re-run: the audit made again gives the same files"),
         "{text}"
     );
     let allowed = p("allowed_signers");
@@ -1148,24 +1148,51 @@ fn verify_finds_every_tampered_file_a_changed_input_and_a_wrong_key() {
     assert!(code == Some(1) && text.contains("FAIL report.html: MISSING"), "{text}");
     std::fs::write(out.join("report.html"), &report).unwrap();
 
-    // A manifest rewritten to cover a changed file: the signature breaks.
+    // A manifest rewritten to cover a changed file: the signature breaks,
+    // with the public key or without it (the signature names its key).
     let manifest = std::fs::read_to_string(out.join("manifest.json")).unwrap();
     std::fs::write(out.join("manifest.json"), manifest.replacen("\"bytes\": ", "\"bytes\": 1", 1)).unwrap();
-    let (code, text) = verify(&[&s(&out), "--pub-key", &pubkey]);
-    assert!(code == Some(1) && text.contains("FAIL signature: BAD"), "{text}");
+    for args in [vec![s(&out), "--pub-key".into(), pubkey.clone()], vec![s(&out)]] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, text) = verify(&args);
+        assert!(code == Some(1) && text.contains("FAIL signature: BAD"), "{text}");
+    }
     std::fs::write(out.join("manifest.json"), &manifest).unwrap();
+    // A manifest that points outside the folder, and leaves findings.json
+    // out.
+    let copy = p("copy");
+    for f in files_under(&out) {
+        let to = copy.join(f.strip_prefix(&out).unwrap());
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&f, to).unwrap();
+    }
+    std::fs::remove_file(copy.join("manifest.json.sig")).unwrap();
+    let outside = manifest.replacen("\"path\": \"findings.json\"", "\"path\": \"../out/findings.json\"", 1);
+    std::fs::write(copy.join("manifest.json"), outside).unwrap();
+    let (code, text) = verify(&[&s(&copy)]);
+    assert!(
+        code == Some(1) && text.contains("\"../out/findings.json\": a path outside the folder"),
+        "{text}"
+    );
+    assert!(text.contains("FAIL findings.json: not in the manifest"), "{text}");
 
     // Another public key is refused.
     let other = ssh_keygen(dir.path(), "other");
     let (code, text) = verify(&[&s(&out), "--pub-key", &s(&other.with_extension("pub"))]);
     assert!(code == Some(1) && text.contains("FAIL signature: made with another key"), "{text}");
 
+    // A renamed copy of the input is the same input, and the run made
+    // again from it gives the same files.
+    std::fs::copy(p("site.ndjson"), p("renamed.ndjson")).unwrap();
+    let (code, text) = verify(&[&s(&out), "--input", &s(&p("renamed.ndjson")), "--key-file", &s(&key)]);
+    assert_eq!(code, Some(0), "{text}");
     // A changed input: one line dropped.
     let input = std::fs::read_to_string(p("site.ndjson")).unwrap();
     let shorter: String = input.lines().skip(1).map(|l| format!("{l}\n")).collect();
     std::fs::write(p("changed.ndjson"), shorter).unwrap();
     let (code, text) = verify(&[&s(&out), "--input", &s(&p("changed.ndjson"))]);
     assert!(code == Some(1) && text.contains("NOT an input of the run"), "{text}");
+    assert!(text.contains("input `site.ndjson` of the run") && text.contains("was not given"), "{text}");
     // Another key for the second run: refused before running.
     let other_key = p("other.key");
     std::fs::write(&other_key, [b'o'; 32]).unwrap();
@@ -1184,6 +1211,19 @@ fn verify_finds_every_tampered_file_a_changed_input_and_a_wrong_key() {
     assert!(code == Some(1) && text.contains("manifest.json.sig is missing"), "{text}");
     let (code, text) = verify(&[&s(&plain)]);
     assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("unsigned:"), "{text}");
+    // A key vigie cannot sign with is refused before the audit runs.
+    let rsa = p("rsa");
+    let o = std::process::Command::new("ssh-keygen")
+        .args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-f", &s(&rsa)])
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let none = p("not-written");
+    let o = run(&["audit", "--input", &s(&p("site.ndjson")), "--out", &s(&none), "--sign-key", &s(&rsa)]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("an Ed25519 key is needed"));
+    assert!(!none.join("findings.json").exists(), "nothing was audited");
 }
 
 #[test]

@@ -132,14 +132,20 @@ pub struct Provenance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_sha256: Option<String>,
     pub k: u32,
-    /// `sha256(sha256(key))` in hexadecimal: the same key gives the same
-    /// fingerprint, and the fingerprint gives nothing of the key. `random
-    /// key for this run` when there was no key file.
+    /// A slow, domain-separated hash of the key (PBKDF2-HMAC-SHA256,
+    /// docs/custody.md) in hexadecimal: the same key gives the same
+    /// fingerprint; `random key for this run` when there was no key file.
     pub key_fingerprint: String,
     /// Service: the stored ranges of each topic's partitions that were
-    /// analysed.
+    /// analysed (one entry per contiguous run of offsets).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub streams: Vec<StreamRange>,
+    /// Audit: the report's language and the rejects store's cap, so that
+    /// the run can be repeated exactly.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub report_language: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rejects_cap_bytes: u64,
 }
 
 /// One input file as it was read.

@@ -22,6 +22,47 @@ const MEMO_LIMIT: usize = 1 << 20;
 /// The key fingerprint of a run without a key file.
 pub const RANDOM_KEY: &str = "random key for this run";
 
+/// Iterations of the key fingerprint's PBKDF2 (OWASP's figure for
+/// PBKDF2-HMAC-SHA256).
+pub const FINGERPRINT_ROUNDS: u32 = 600_000;
+const FINGERPRINT_SALT: &[u8] = b"vigie key fingerprint v1";
+
+/// The key's fingerprint: PBKDF2-HMAC-SHA256 of the key, with a fixed salt
+/// that names its purpose and [`FINGERPRINT_ROUNDS`] iterations, one
+/// 32-byte block. It is published (findings.json), so it is slow to
+/// compute: testing a guess of a key that has little entropy costs
+/// 600,000 HMACs, not one hash. It never serves as a pseudonym key.
+pub fn fingerprint_of(key: &[u8]) -> [u8; 32] {
+    pbkdf2_sha256(key, FINGERPRINT_SALT, FINGERPRINT_ROUNDS)
+}
+
+/// PBKDF2-HMAC-SHA256 (RFC 8018), its first 32-byte block.
+fn pbkdf2_sha256(password: &[u8], salt: &[u8], rounds: u32) -> [u8; 32] {
+    pbkdf2_with(
+        &Hmac::<Sha256>::new_from_slice(password).expect("HMAC takes a key of any length"),
+        salt,
+        rounds,
+    )
+}
+
+/// PBKDF2's first block with an HMAC already keyed by the password.
+fn pbkdf2_with(prf: &Hmac<Sha256>, salt: &[u8], rounds: u32) -> [u8; 32] {
+    let mut mac = prf.clone();
+    mac.update(salt);
+    mac.update(&1u32.to_be_bytes());
+    let mut u: [u8; 32] = mac.finalize().into_bytes().into();
+    let mut out = u;
+    for _ in 1..rounds {
+        let mut mac = prf.clone();
+        mac.update(&u);
+        u = mac.finalize().into_bytes().into();
+        for (o, x) in out.iter_mut().zip(u) {
+            *o ^= x;
+        }
+    }
+    out
+}
+
 /// The keyed hash, with a memo of identifiers already seen in this run
 /// (kept in memory only, never written).
 pub struct Pseudonymiser {
@@ -29,8 +70,6 @@ pub struct Pseudonymiser {
     memo: HashMap<Box<str>, Pseudonym, foldhash::fast::RandomState>,
     /// True when the key was drawn at random for this run.
     pub ephemeral: bool,
-    /// `sha256(sha256(key))`: names the key without revealing it.
-    fingerprint: [u8; 32],
 }
 
 impl std::fmt::Debug for Pseudonymiser {
@@ -51,20 +90,21 @@ impl Pseudonymiser {
         }
         let mac = Hmac::<Sha256>::new_from_slice(key)
             .map_err(|e| IngestError::Key(format!("unusable key: {e}")))?;
-        let fingerprint: [u8; 32] = {
-            use sha2::Digest;
-            Sha256::digest(Sha256::digest(key)).into()
-        };
-        Ok(Pseudonymiser { mac, memo: HashMap::default(), ephemeral: false, fingerprint })
+        Ok(Pseudonymiser { mac, memo: HashMap::default(), ephemeral: false })
     }
 
-    /// The key's fingerprint for provenance (docs/custody.md):
-    /// `sha256(sha256(key))` in hexadecimal, or `random key for this run`.
+    /// The key's fingerprint for provenance (docs/custody.md), in
+    /// hexadecimal, or `random key for this run`.
     pub fn fingerprint(&self) -> String {
         if self.ephemeral {
             RANDOM_KEY.to_string()
         } else {
-            self.fingerprint.iter().map(|b| format!("{b:02x}")).collect()
+            // The keyed HMAC is PBKDF2's pseudo-random function: the key
+            // itself is not kept.
+            pbkdf2_with(&self.mac, FINGERPRINT_SALT, FINGERPRINT_ROUNDS)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
         }
     }
 
@@ -151,6 +191,32 @@ impl Pseudonymiser {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_fingerprint_is_pbkdf2_hmac_sha256() {
+        // Test vectors of PBKDF2-HMAC-SHA256 (RFC 7914, section 11, and
+        // the common `password`/`salt` set), first 32 bytes.
+        let hex = |b: [u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            hex(pbkdf2_sha256(b"password", b"salt", 1)),
+            "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"
+        );
+        assert_eq!(
+            hex(pbkdf2_sha256(b"password", b"salt", 4096)),
+            "c5e478d59288c841aa530db6845c4c8d962893a001ce4e11a4963873aa98134a"
+        );
+        // The fingerprint is that of the key, from the keyed HMAC.
+        let hex32 = |b: [u8; 32]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+        assert_eq!(
+            Pseudonymiser::new(&[b'k'; 32]).unwrap().fingerprint(),
+            hex32(fingerprint_of(&[b'k'; 32]))
+        );
+        // The same key, the same fingerprint; another key, another.
+        let a = Pseudonymiser::new(&[b'k'; 32]).unwrap().fingerprint();
+        assert_eq!(a, Pseudonymiser::new(&[b'k'; 32]).unwrap().fingerprint());
+        assert_ne!(a, Pseudonymiser::new(&[b'j'; 32]).unwrap().fingerprint());
+        assert_eq!(Pseudonymiser::ephemeral().fingerprint(), RANDOM_KEY);
+    }
+
     use super::*;
 
     #[test]

@@ -162,29 +162,38 @@ pub struct Custody {
     pub employer_sha256: Option<String>,
 }
 
-/// The offsets of the raw files an analysis read, merged per topic, epoch
-/// and partition.
+/// The offsets of the raw files an analysis read, per topic, epoch and
+/// partition, one range per contiguous run (a gap, such as a purged or
+/// quarantined file, starts another).
 fn streams_of(files: &[PathBuf]) -> Vec<vigie_analyze::findings::StreamRange> {
-    let mut m: BTreeMap<(String, u32, i32), (i64, i64)> = BTreeMap::new();
+    let mut m: BTreeMap<(String, u32, i32), Vec<(i64, i64)>> = BTreeMap::new();
     for f in files {
         let Some(n) = f.file_name().and_then(|n| n.to_str()).and_then(store::RawName::parse) else {
             continue;
         };
-        let e = m.entry((n.topic, n.epoch, n.partition)).or_insert((n.first, n.last));
-        e.0 = e.0.min(n.first);
-        e.1 = e.1.max(n.last);
+        m.entry((n.topic, n.epoch, n.partition)).or_default().push((n.first, n.last));
     }
-    m.into_iter()
-        .map(|((topic, epoch, partition), (first_offset, last_offset))| {
+    let mut out = Vec::new();
+    for ((topic, epoch, partition), mut ranges) in m {
+        ranges.sort_unstable();
+        let mut runs: Vec<(i64, i64)> = Vec::new();
+        for (first, last) in ranges {
+            match runs.last_mut() {
+                Some(r) if first <= r.1.saturating_add(1) => r.1 = r.1.max(last),
+                _ => runs.push((first, last)),
+            }
+        }
+        out.extend(runs.into_iter().map(|(first_offset, last_offset)| {
             vigie_analyze::findings::StreamRange {
-                topic,
+                topic: topic.clone(),
                 epoch: u64::from(epoch),
                 partition,
                 first_offset,
                 last_offset,
             }
-        })
-        .collect()
+        }));
+    }
+    out
 }
 
 /// [`analysis_cycle`] with the provenance's custody details.
@@ -209,7 +218,7 @@ pub fn analysis_cycle_with(
     let schema = vigie_ingest::store::store_schema();
     let raw_files =
         screen(root, store::RAW, raw_files, |f| store::check_parquet(f, Some(&schema)), &mut quarantined);
-    let streams = streams_of(&raw_files);
+    let offered = raw_files.clone();
     let frame = read_or_isolate(
         root,
         store::RAW,
@@ -217,6 +226,8 @@ pub fn analysis_cycle_with(
         |files| Ok(shifts::files_shift_frame(files, &model)?),
         &mut quarantined,
     )?;
+    // The offsets of the files read: those not set aside just now.
+    let streams = streams_of(&offered.into_iter().filter(|f| f.exists()).collect::<Vec<_>>());
     let oldest_raw = store::dated_folders(&raw_dir).first().map(|(d, _)| *d);
     let mut summaries_written = 0;
     if frame.height() > 0 {
@@ -324,6 +335,7 @@ pub fn analysis_cycle_with(
                 custody.key_fingerprint.clone()
             },
             streams,
+            ..Default::default()
         }),
         incomplete,
     };
@@ -535,4 +547,25 @@ fn earliest_record_ms(client: &rdkafka::config::ClientConfig, topics: &[String])
     }
     let _ = consumer.unassign();
     best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_offsets_read_are_given_as_contiguous_runs() {
+        let f = |n: &str| PathBuf::from(format!("raw/site=s/date=2026-03-02/{n}"));
+        let files = [
+            f("events+e0+0+10+19.parquet"),
+            f("events+e0+0+0+9.parquet"),
+            f("events+e0+0+30+39.parquet"),
+            f("events+e1+0+0+4.parquet"),
+            f("other.parquet"),
+        ];
+        let runs: Vec<(u64, i64, i64)> =
+            streams_of(&files).iter().map(|s| (s.epoch, s.first_offset, s.last_offset)).collect();
+        // 0-9 and 10-19 join; 30-39 is after a gap; epoch 1 is its own.
+        assert_eq!(runs, [(0, 0, 19), (0, 30, 39), (1, 0, 4)]);
+    }
 }
