@@ -5,8 +5,13 @@
 -- breaks, stretches cut by breaks of 20 min or more, effective time, ISO
 -- weeks of the shift's local start. The input path is substituted for
 -- __INPUT__ and the time zone of its `ts` column for __TZ__.
+--
+-- One statement of common table expressions, which DuckDB plans and
+-- pipelines as a whole: the fastest formulation found so far (the same
+-- steps as temporary tables took 37 s and 6.9 GB at 10 M events, this one
+-- 20 s and 3.3 GB, docs/benchmarks.md).
 
-CREATE TEMP TABLE ev AS
+WITH ev AS (
 SELECT DISTINCT ON (event_id)
     event_id,
     epoch_us(ts) AS ts_us,
@@ -18,9 +23,10 @@ SELECT DISTINCT ON (event_id)
               WHEN 'break_end' THEN 3 WHEN 'scan' THEN 4 WHEN 'voice_prompt' THEN 5
               WHEN 'idle_flag' THEN 6 WHEN 'speed_flag' THEN 7 WHEN 'justification_request' THEN 8
               ELSE 9 END AS kord
-FROM read_parquet('__INPUT__');
+FROM read_parquet('__INPUT__')
+),
 
-CREATE TEMP TABLE w1 AS
+w1 AS (
 SELECT *,
     kord <= 5 AS act,
     coalesce(last_value(CASE WHEN kord IN (0, 1) THEN kord END IGNORE NULLS)
@@ -33,53 +39,60 @@ SELECT *,
         OVER (PARTITION BY site, worker ORDER BY ts_us, kord ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_act_kord,
     last_value(CASE WHEN kord = 2 THEN ts_us END IGNORE NULLS)
         OVER (PARTITION BY site, worker ORDER BY ts_us, kord ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS last_break_start
-FROM ev;
+FROM ev
+),
 
-CREATE TEMP TABLE w2 AS
+w2 AS (
 SELECT *,
     act AND (prev_act_ts IS NULL OR kord = 0 OR prev_act_kord = 1
              OR (ts_us - prev_act_ts >= 10800000000 AND NOT open_before)) AS new_shift
-FROM w1;
+FROM w1
+),
 
-CREATE TEMP TABLE w3 AS
+w3 AS (
 SELECT *,
     CASE WHEN NOT act AND prev_act_ts IS NULL THEN NULL
          ELSE sum(new_shift::INT) OVER (PARTITION BY site, worker ORDER BY ts_us, kord ROWS UNBOUNDED PRECEDING) END AS shift_no,
     act AND (NOT in_break_before OR kord = 3) AS kept
-FROM w2;
+FROM w2
+),
 
 -- Stretches: kept activity, cut at a new shift or a gap of 20 min or more.
-CREATE TEMP TABLE kept AS
+kept AS (
 SELECT site, worker, shift_no, ts_us, new_shift, kord, in_break_before, prev_kept,
     sum(CASE WHEN new_shift OR prev_kept IS NULL OR ts_us - prev_kept >= 1200000000 THEN 1 ELSE 0 END)
         OVER (PARTITION BY site, worker ORDER BY ts_us, kord ROWS UNBOUNDED PRECEDING) AS stretch_no
 FROM (
     SELECT *, lag(ts_us) OVER (PARTITION BY site, worker ORDER BY ts_us, kord) AS prev_kept
     FROM w3 WHERE kept
-);
+)
+),
 
 -- Undeclared stops of 20 min or more between kept events: breaks by the
 -- lower bound of effective time, work by its upper bound.
-CREATE TEMP TABLE inferred AS
+inferred AS (
 SELECT site, worker, shift_no, sum(ts_us - prev_kept) AS inferred_us
 FROM kept
 WHERE NOT new_shift AND prev_kept IS NOT NULL AND ts_us - prev_kept >= 1200000000
     AND NOT (kord = 3 AND in_break_before)
-GROUP BY ALL;
+GROUP BY ALL
+),
 
-CREATE TEMP TABLE longest AS
+longest AS (
 SELECT site, worker, shift_no, max(len) AS longest_us, arg_min(len, stretch_no) AS first_us FROM (
     SELECT site, worker, shift_no, stretch_no, max(ts_us) - min(ts_us) AS len
     FROM kept GROUP BY ALL
-) GROUP BY ALL;
+) GROUP BY ALL
+),
 
 -- Scan intervals within a shift.
-CREATE TEMP TABLE scans AS
+scans AS (
 SELECT site, worker, shift_no,
     ts_us - lag(ts_us) OVER (PARTITION BY site, worker, shift_no ORDER BY ts_us, kord) AS iv
-FROM w3 WHERE kord = 4;
+FROM w3 WHERE kord = 4
+),
 
-CREATE TEMP TABLE shifts AS
+shifts AS (
 SELECT s.*, l.longest_us, l.first_us, s.end_us - s.start_us - s.break_us AS effective_us,
     greatest(s.end_us - s.start_us - s.break_us - coalesce(i.inferred_us, 0), 0) AS lower_us
 FROM (
@@ -96,11 +109,13 @@ FROM (
         min(coalesce(threshold_s, (ts_us - prev_act_ts) / 1e6)) FILTER (WHERE kord = 6) AS idle_min_s
     FROM w3 WHERE shift_no IS NOT NULL GROUP BY ALL
 ) s JOIN longest l USING (site, worker, shift_no)
-LEFT JOIN inferred i USING (site, worker, shift_no);
+LEFT JOIN inferred i USING (site, worker, shift_no)
+),
 
-CREATE TEMP TABLE weeks AS
+weeks AS (
 SELECT *, strftime(make_timestamp(local_start_us), '%G-W%V') AS week,
-    CAST(make_timestamp(local_start_us) AS DATE) AS day FROM shifts;
+    CAST(make_timestamp(local_start_us) AS DATE) AS day FROM shifts
+)
 
 -- The site-level figures of findings.json, summed over weeks where the
 -- rule is weekly.
