@@ -78,7 +78,7 @@ fn provenance(setup: &AuditSetup, inputs: Vec<InputFile>, fingerprint: String) -
             resolved: setup.policy.to_toml(),
         },
         employer_sha256: setup.sources.employer_sha256.clone(),
-        mapping_sha256: setup.mapping.as_ref().map(|(_, sha)| crate::custody::hex(sha)),
+        mapping_sha256: setup.mapping.as_ref().map(|(_, sha)| vigie_ingest::hex(sha)),
         k: setup.policy.k,
         key_fingerprint: fingerprint,
         streams: Vec::new(),
@@ -225,7 +225,7 @@ pub fn run(
     let mapping = match (&setup.mapping, fed.mapping) {
         (Some((m, sha)), Some(ms)) => Some(vigie_analyze::findings::MappingSummary {
             name: m.name.clone(),
-            sha256: sha.iter().map(|b| format!("{b:02x}")).collect(),
+            sha256: vigie_ingest::hex(sha),
             unmapped_codes: ms.unmapped_codes,
             dst_ambiguous: ms.dst_ambiguous,
             dst_nonexistent: ms.dst_nonexistent,

@@ -443,7 +443,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
                 m.name,
                 m.fields.len(),
                 m.kinds.len(),
-                sha.iter().map(|b| format!("{b:02x}")).collect::<String>()
+                vigie_ingest::hex(&sha)
             );
             Ok(())
         }

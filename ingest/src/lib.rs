@@ -15,6 +15,16 @@ pub mod rejects;
 pub mod store;
 pub mod validate;
 
+/// Bytes in lower-case hexadecimal (hashes, key fingerprints), as
+/// `sha256sum` prints them.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(2 * bytes.len()), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;

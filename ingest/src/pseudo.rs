@@ -101,10 +101,7 @@ impl Pseudonymiser {
         } else {
             // The keyed HMAC is PBKDF2's pseudo-random function: the key
             // itself is not kept.
-            pbkdf2_with(&self.mac, FINGERPRINT_SALT, FINGERPRINT_ROUNDS)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect()
+            crate::hex(&pbkdf2_with(&self.mac, FINGERPRINT_SALT, FINGERPRINT_ROUNDS))
         }
     }
 

@@ -81,7 +81,7 @@ pub struct FileDigest {
 impl FileDigest {
     /// The hash in lower-case hexadecimal, as `sha256sum` prints it.
     pub fn hex(&self) -> String {
-        self.sha256.iter().map(|b| format!("{b:02x}")).collect()
+        crate::hex(&self.sha256)
     }
 }
 
@@ -136,10 +136,11 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-/// The digest of a file read from start to end on its own (for Parquet,
-/// whose decoder reads column chunks rather than front to back: a second
-/// thread hashes the file beside it).
-fn hash_file(path: &Path) -> Result<FileDigest, IngestError> {
+/// The digest of a file read from start to end on its own: for Parquet,
+/// whose decoder reads column chunks rather than front to back (a second
+/// thread hashes the file beside it), and for files that are not inputs
+/// (an output folder's manifest).
+pub fn hash_file(path: &Path) -> Result<FileDigest, IngestError> {
     let f = File::open(path).map_err(|e| IngestError::io(path, e))?;
     let tap = Tap::default();
     let mut r = tap.wrap(f);

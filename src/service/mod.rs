@@ -1045,7 +1045,7 @@ fn create_key(path: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut key = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut key);
-    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    let hex = vigie_ingest::hex(&key);
     // Written whole under a temporary name, then linked into place: when
     // instances start together, one key wins and every instance reads it.
     let tmp = dir.join(format!(".vigie.key.{}.new", std::process::id()));
