@@ -53,6 +53,11 @@ pub const DROPPED_KINDS: [&str; 6] =
 /// Values by (site, group).
 type ByGroup<V> = BTreeMap<(String, String), V>;
 
+/// The value of an aggregate row's group.
+fn of<'a, V>(m: &'a ByGroup<V>, r: &AggregateRow) -> Option<&'a V> {
+    m.get(&(r.site.clone(), r.group.clone()))
+}
+
 /// Every metric vigie exports.
 pub struct Metrics {
     registry: Registry,
@@ -506,8 +511,6 @@ impl Metrics {
                 .or_default()
                 .insert(t.process.as_str(), t.target_uph);
         }
-        let targets_of =
-            |r: &AggregateRow| targets.get(&(r.site.clone(), r.group.clone())).cloned().unwrap_or_default();
         // The latest dated change with a figure, per (site, group), by
         // process and source.
         let mut changes: ByGroup<BTreeMap<(&str, &str), f64>> = BTreeMap::new();
@@ -520,8 +523,6 @@ impl Metrics {
                     .insert((c.process.as_str(), c.source.as_str()), rel);
             }
         }
-        let changes_of =
-            |r: &AggregateRow| changes.get(&(r.site.clone(), r.group.clone())).cloned().unwrap_or_default();
 
         // The budget is a hard cap. What is left after the fixed series
         // goes, in order, to: each site's suppression gauge; findings that
@@ -531,7 +532,9 @@ impl Metrics {
         let fixed = self.series_count();
         let mut left = self.max_series.saturating_sub(fixed);
         let is_site = |g: &str| g == "site";
-        let per_detail = |r: &AggregateRow| detail_series(r, targets_of(r).len() + changes_of(r).len());
+        let per_detail = |r: &AggregateRow| {
+            detail_series(r, of(&targets, r).map_or(0, |t| t.len()) + of(&changes, r).map_or(0, |c| c.len()))
+        };
         // A finding is 2 series (status, observed), 3 for a working-time
         // rule (breaches); 1 when it has no observed value.
         let weight = |f: &Finding| match f.observed {
@@ -602,11 +605,11 @@ impl Metrics {
             }
             self.justification_requests.with_label_values(&sg).set(r.justification_requests as i64);
             self.workers.with_label_values(&sg).set(r.workers as i64);
-            for (process, t) in targets_of(r) {
-                self.target_uph.with_label_values(&[sg[0], sg[1], process]).set(t);
+            for (process, t) in of(&targets, r).into_iter().flatten() {
+                self.target_uph.with_label_values(&[sg[0], sg[1], process]).set(*t);
             }
-            for ((process, source), rel) in changes_of(r) {
-                self.pace_change.with_label_values(&[sg[0], sg[1], process, source]).set(rel);
+            for ((process, source), rel) in of(&changes, r).into_iter().flatten() {
+                self.pace_change.with_label_values(&[sg[0], sg[1], process, source]).set(*rel);
             }
             if let Some(v) = r.achieved_over_target_p50 {
                 self.units_over_target.with_label_values(&sg).set(v);

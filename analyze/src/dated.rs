@@ -87,25 +87,60 @@ struct When {
     levels: (Option<f64>, Option<f64>),
 }
 
+/// The pace of a group on one day in one process: the median units per
+/// hour of its shifts with scans, and the distinct workers of those
+/// shifts.
+pub(crate) struct DayPace {
+    pub uph: f64,
+    pub workers: BTreeSet<u64>,
+}
+
+/// Days by process code.
+pub(crate) type ByProcess<T> = BTreeMap<Option<u8>, BTreeMap<NaiveDate, T>>;
+
+/// The daily pace of a group, by process code (`None`: shifts whose scans
+/// give none): the series `cadence.intensification` searches for changes
+/// and the before/after comparisons are made on.
+pub(crate) fn daily_pace(members: &[&Row]) -> ByProcess<DayPace> {
+    let mut by: ByProcess<(Vec<f64>, BTreeSet<u64>)> = BTreeMap::new();
+    for r in members {
+        if let Some(u) = r.s.units_per_hour() {
+            let d = by.entry(r.s.process).or_default().entry(r.date).or_default();
+            d.0.push(u);
+            d.1.insert(r.s.worker);
+        }
+    }
+    by.into_iter()
+        .map(|(process, days)| {
+            let days = days
+                .into_iter()
+                .filter_map(|(date, (uph, workers))| median(uph).map(|uph| (date, DayPace { uph, workers })))
+                .collect();
+            (process, days)
+        })
+        .collect()
+}
+
 /// One day of a group in one process.
 #[derive(Default)]
 struct Day {
-    uph: Vec<f64>,
-    workers: BTreeSet<u64>,
+    pace: Option<DayPace>,
     targets: Vec<f64>,
     target_workers: BTreeSet<u64>,
 }
 
-/// Days of a published group, by process.
-fn by_process<'a>(members: &[&Row<'a>]) -> BTreeMap<String, BTreeMap<NaiveDate, Day>> {
+/// Days of a published group, by process name.
+fn by_process(members: &[&Row]) -> BTreeMap<String, BTreeMap<NaiveDate, Day>> {
     let mut out: BTreeMap<String, BTreeMap<NaiveDate, Day>> = BTreeMap::new();
-    for r in members {
-        let d = out.entry(process_name(r.s.process)).or_default().entry(r.date).or_default();
-        if let Some(u) = r.s.units_per_hour() {
-            d.uph.push(u);
-            d.workers.insert(r.s.worker);
+    for (process, days) in daily_pace(members) {
+        let named = out.entry(process_name(process)).or_default();
+        for (date, pace) in days {
+            named.entry(date).or_default().pace = Some(pace);
         }
+    }
+    for r in members {
         if let Some(t) = r.s.target_uph {
+            let d = out.entry(process_name(r.s.process)).or_default().entry(r.date).or_default();
             d.targets.push(t);
             d.target_workers.insert(r.s.worker);
         }
@@ -176,11 +211,9 @@ pub(crate) fn dated(ctx: &Ctx) -> (Vec<TargetStep>, Vec<Comparison>) {
                 let side = |lo: NaiveDate, hi: NaiveDate| {
                     let mut series = Vec::new();
                     let mut workers = BTreeSet::<u64>::new();
-                    for (_, d) in days.range(lo..hi) {
-                        if let Some(m) = median(d.uph.clone()) {
-                            series.push(m);
-                            workers.extend(&d.workers);
-                        }
+                    for p in days.range(lo..hi).filter_map(|(_, d)| d.pace.as_ref()) {
+                        series.push(p.uph);
+                        workers.extend(&p.workers);
                     }
                     (series, workers.len())
                 };

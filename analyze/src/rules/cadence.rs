@@ -1,8 +1,6 @@
 //! Cadence rules: the change of pace, very short intervals between scans,
 //! the employer's speed flags, the load handled.
 
-use std::collections::BTreeMap;
-
 use super::{fnv, process_name, quantile, round, Ctx, Emit, Outcome};
 use crate::catalogue::facts;
 
@@ -23,12 +21,7 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
     // interval excludes zero.
     let min_days = p.param("cadence.intensification", "min_segment_days", 3.0).max(1.0) as usize;
     ctx.whole(emit, "cadence.intensification", |key, members| {
-        let mut by: BTreeMap<Option<u8>, BTreeMap<chrono::NaiveDate, Vec<f64>>> = BTreeMap::new();
-        for r in members {
-            if let Some(u) = r.s.units_per_hour() {
-                by.entry(r.s.process).or_default().entry(r.date).or_default().push(u);
-            }
-        }
+        let by = crate::dated::daily_pace(members);
         if by.is_empty() {
             return Some(Outcome::Value(None, facts("no_scans")));
         }
@@ -44,13 +37,7 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         for (process, days) in by {
             let name = process_name(process);
             let dates: Vec<chrono::NaiveDate> = days.keys().copied().collect();
-            let series: Vec<f64> = days
-                .into_values()
-                .filter_map(|mut v| {
-                    v.sort_by(f64::total_cmp);
-                    quantile(&v, 0.5)
-                })
-                .collect();
+            let series: Vec<f64> = days.into_values().map(|d| d.uph).collect();
             // Seeded by the group and the process: the same input gives the
             // same interval on every run.
             let seed = fnv(&format!("{}|{}|{}|{name}", key.0, key.1, key.2));
