@@ -177,8 +177,12 @@ fn kind(k: Kind) -> Expr {
 }
 
 /// The lazy query from a bucket's events to its shifts.
-pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
+pub fn shift_query(mut events: LazyFrame, m: &ShiftModel) -> LazyFrame {
     let us = |s: f64| lit((s * 1e6).round() as i64);
+    // The audit's spill numbers sites (`site_code`): sorting and comparing
+    // a number is cheaper than a name, and gives the same groups.
+    let coded = events.collect_schema().is_ok_and(|s| s.contains("site_code"));
+    let site = move || if coded { col("site_code") } else { col("site") };
     const SENTINEL: i64 = i64::MIN;
     let k = || col("kind");
     let ts = || col("ts_us");
@@ -186,10 +190,10 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
     // worker's first row lets plain forward fills and cumulative sums
     // stand in for window functions.
     let first_row = (col("worker").neq(col("worker").shift(lit(1))))
-        .or(col("site").neq(col("site").shift(lit(1))))
+        .or(site().neq(site().shift(lit(1))))
         .fill_null(lit(true));
     let last_row = (col("worker").neq(col("worker").shift(lit(-1))))
-        .or(col("site").neq(col("site").shift(lit(-1))))
+        .or(site().neq(site().shift(lit(-1))))
         .fill_null(lit(true));
     let ffill = |e: Expr| e.fill_null_with_strategy(FillNullStrategy::Forward(None));
     let bfill = |e: Expr| e.fill_null_with_strategy(FillNullStrategy::Backward(None));
@@ -225,24 +229,28 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
     };
     let act = k().lt_eq(kind(Kind::VoicePrompt));
 
+    let mut columns = vec![
+        col("site"),
+        col("worker"),
+        col("ts_us"),
+        col("offset_s"),
+        col("kind"),
+        col("team"),
+        col("zone"),
+        col("quantity"),
+        col("weight_kg"),
+        col("threshold_s"),
+        col("gap_s"),
+        col("target_per_hour"),
+        col("process"),
+    ];
+    if coded {
+        columns.push(col("site_code"));
+    }
     let base = events
-        .select([
-            col("site"),
-            col("worker"),
-            col("ts_us"),
-            col("offset_s"),
-            col("kind"),
-            col("team"),
-            col("zone"),
-            col("quantity"),
-            col("weight_kg"),
-            col("threshold_s"),
-            col("gap_s"),
-            col("target_per_hour"),
-            col("process"),
-        ])
+        .select(columns)
         .sort_by_exprs(
-            [col("site"), col("worker"), col("ts_us"), col("kind")],
+            [site(), col("worker"), col("ts_us"), col("kind")],
             SortMultipleOptions::default().with_maintain_order(false),
         )
         .with_columns([first_row.alias("first_row"), last_row.alias("last_row")])

@@ -160,3 +160,47 @@ impl fmt::Display for Origin {
         }
     }
 }
+
+/// An accepted event as the door hands it to a sink, borrowing what it
+/// can from the record and the door (no allocation per event).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EventRef<'a> {
+    pub event_id: &'a str,
+    pub ts_us: i64,
+    pub offset_s: i32,
+    pub site: &'a Arc<str>,
+    pub worker: Pseudonym,
+    pub kind: Kind,
+    pub zone: Option<&'a Arc<str>>,
+    pub team: Option<&'a Arc<str>>,
+    pub process: Option<Process>,
+    pub device: Option<Device>,
+    pub quantity: Option<u32>,
+    pub weight_kg: Option<f64>,
+    pub threshold_s: Option<f64>,
+    pub gap_s: Option<f64>,
+    pub target_per_hour: Option<f64>,
+}
+
+impl EventRef<'_> {
+    /// The owned event.
+    pub fn to_event(&self) -> Event {
+        Event {
+            event_id: self.event_id.to_string(),
+            ts_us: self.ts_us,
+            offset_s: self.offset_s,
+            site: self.site.clone(),
+            worker: self.worker,
+            kind: self.kind,
+            zone: self.zone.cloned(),
+            team: self.team.cloned(),
+            process: self.process,
+            device: self.device,
+            quantity: self.quantity,
+            weight_kg: self.weight_kg,
+            threshold_s: self.threshold_s,
+            gap_s: self.gap_s,
+            target_per_hour: self.target_per_hour,
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! drops repeated event ids and passes the result on. Nothing else in vigie
 //! ever sees a received identifier.
 
+mod columnar;
 pub mod event;
 pub mod mapping;
 pub mod planted;
@@ -30,10 +31,10 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
-use event::{Event, Origin, RejectReason};
+use event::{Event, EventRef, Origin, RejectReason};
 use pseudo::Pseudonymiser;
 use rejects::RejectSink;
-use validate::{Clock, RawFields, Rejection};
+use validate::{Clock, RawFields, Rejection, Valid};
 
 /// Errors that stop a source (not a record: records are rejected, never
 /// fatal).
@@ -58,6 +59,12 @@ impl IngestError {
 /// Where accepted events go.
 pub trait EventSink {
     fn push(&mut self, event: Event) -> Result<(), IngestError>;
+
+    /// An accepted event, borrowed: a sink that stores columns copies what
+    /// it needs without an owned [`Event`] in between.
+    fn push_ref(&mut self, event: EventRef<'_>) -> Result<(), IngestError> {
+        self.push(event.to_event())
+    }
 }
 
 impl EventSink for Vec<Event> {
@@ -69,7 +76,27 @@ impl EventSink for Vec<Event> {
 
 impl EventSink for store::SpillWriter {
     fn push(&mut self, event: Event) -> Result<(), IngestError> {
-        store::SpillWriter::push(self, event)
+        store::SpillWriter::push_ref(self, EventRef {
+            event_id: &event.event_id,
+            ts_us: event.ts_us,
+            offset_s: event.offset_s,
+            site: &event.site,
+            worker: event.worker,
+            kind: event.kind,
+            zone: event.zone.as_ref(),
+            team: event.team.as_ref(),
+            process: event.process,
+            device: event.device,
+            quantity: event.quantity,
+            weight_kg: event.weight_kg,
+            threshold_s: event.threshold_s,
+            gap_s: event.gap_s,
+            target_per_hour: event.target_per_hour,
+        })
+    }
+
+    fn push_ref(&mut self, event: EventRef<'_>) -> Result<(), IngestError> {
+        store::SpillWriter::push_ref(self, event)
     }
 }
 
@@ -145,6 +172,11 @@ pub struct Ingestor<S, R> {
     /// xxh3-128 of every accepted event id: 16 bytes an event.
     seen: HashSet<u128, BuildHasherDefault<PreHashed>>,
     labels: HashMap<Box<str>, Arc<str>, foldhash::fast::RandomState>,
+    /// The site of the last event admitted (records come in runs of one
+    /// site).
+    last_site: Option<Arc<str>>,
+    /// Whether columnar readers may accept rows from their columns.
+    columnar: bool,
     pub stats: IngestStats,
     pub sink: S,
     pub rejects: R,
@@ -157,6 +189,8 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             clock,
             seen: HashSet::default(),
             labels: HashMap::default(),
+            last_site: None,
+            columnar: true,
             stats: IngestStats::default(),
             sink,
             rejects,
@@ -167,6 +201,23 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
     /// service calls it as time passes).
     pub fn set_clock(&mut self, clock: Option<Clock>) {
         self.clock = clock;
+    }
+
+    /// With `false`, every record takes the record path, even from a
+    /// columnar reader (the differential tests compare the two; the
+    /// outcome is the same either way, only slower).
+    pub fn set_columnar_check(&mut self, on: bool) {
+        self.columnar = on;
+    }
+
+    /// Whether columnar readers may check rows from their columns.
+    pub(crate) fn columnar(&self) -> bool {
+        self.columnar
+    }
+
+    /// The clock records are checked against, if any.
+    pub(crate) fn clock(&self) -> Option<Clock> {
+        self.clock
     }
 
     /// Event ids held by the duplicate filter.
@@ -319,46 +370,79 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             Ok(v) => v,
             Err(rej) => return Ok(Err(rej)),
         };
-        if !raw.unknown.is_empty() {
-            self.stats.records_with_dropped_fields += 1;
-            for name in &raw.unknown {
-                // Names are data too: published only when safe.
-                let key = if !rejects::is_safe_field_name(name) {
-                    "(unnamed)".to_string()
-                } else if self.stats.dropped_fields.len() < MAX_DROPPED_NAMES
-                    || self.stats.dropped_fields.contains_key(name.as_ref())
-                {
-                    name.to_string()
-                } else {
-                    "(other)".to_string()
-                };
-                *self.stats.dropped_fields.entry(key).or_default() += 1;
-            }
+        self.count_unknown(raw.unknown.iter().map(|n| n.as_ref()));
+        self.admit(&v)?;
+        Ok(Ok(()))
+    }
+
+    /// A record a columnar reader has already checked against every rule
+    /// of the contract (`validate::validate` would accept it and give
+    /// `v`), with the names of the fields outside the contract it carried.
+    pub(crate) fn offer_valid<'n>(
+        &mut self,
+        v: &Valid<'_>,
+        unknown: impl IntoIterator<Item = &'n str>,
+    ) -> Result<(), IngestError> {
+        self.stats.records += 1;
+        self.count_unknown(unknown);
+        self.admit(v)
+    }
+
+    /// Counts the fields of a valid record that are outside the contract.
+    fn count_unknown<'n>(&mut self, names: impl IntoIterator<Item = &'n str>) {
+        let mut any = false;
+        for name in names {
+            any = true;
+            // Names are data too: published only when safe.
+            let key = if !rejects::is_safe_field_name(name) {
+                "(unnamed)".to_string()
+            } else if self.stats.dropped_fields.len() < MAX_DROPPED_NAMES
+                || self.stats.dropped_fields.contains_key(name)
+            {
+                name.to_string()
+            } else {
+                "(other)".to_string()
+            };
+            *self.stats.dropped_fields.entry(key).or_default() += 1;
         }
+        if any {
+            self.stats.records_with_dropped_fields += 1;
+        }
+    }
+
+    /// A valid record past the duplicate filter, re-keyed, to the sink.
+    fn admit(&mut self, v: &Valid<'_>) -> Result<(), IngestError> {
         let h = xxhash_rust::xxh3::xxh3_128(v.event_id.as_bytes());
         if !self.seen.insert(h) {
             self.stats.duplicates += 1;
-            return Ok(Ok(()));
+            return Ok(());
         }
         let worker = self.pseudo.pseudonym(&v.worker);
-        let site = self.label(&v.site);
-        if !self.stats.sites.contains(site.as_ref()) {
-            self.stats.sites.insert(site.to_string());
-        }
+        let site = match &self.last_site {
+            Some(a) if a.as_ref() == v.site.as_ref() => a.clone(),
+            _ => {
+                let a = self.label(&v.site);
+                if !self.stats.sites.contains(a.as_ref()) {
+                    self.stats.sites.insert(a.to_string());
+                }
+                self.last_site = Some(a.clone());
+                a
+            }
+        };
         let zone = v.zone.as_deref().map(|z| self.label(z));
         let team = v.team.as_deref().map(|t| self.label(t));
         self.stats.accepted += 1;
         self.stats.min_ts_us = Some(self.stats.min_ts_us.map_or(v.ts_us, |m| m.min(v.ts_us)));
         self.stats.max_ts_us = Some(self.stats.max_ts_us.map_or(v.ts_us, |m| m.max(v.ts_us)));
-        let event = Event {
-            event_id: v.event_id.into_owned(),
+        self.sink.push_ref(EventRef {
+            event_id: &v.event_id,
             ts_us: v.ts_us,
             offset_s: v.offset_s,
-            site,
+            site: &site,
             worker,
             kind: v.kind,
-            zone,
-            team,
+            zone: zone.as_ref(),
+            team: team.as_ref(),
             process: v.process,
             device: v.device,
             quantity: v.quantity,
@@ -366,9 +450,7 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             threshold_s: v.threshold_s,
             gap_s: v.gap_s,
             target_per_hour: v.target_per_hour,
-        };
-        self.sink.push(event)?;
-        Ok(Ok(()))
+        })
     }
 
     fn label(&mut self, s: &str) -> Arc<str> {

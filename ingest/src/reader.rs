@@ -11,6 +11,7 @@ use std::sync::Arc;
 use flate2::read::MultiGzDecoder;
 use polars::prelude::*;
 
+use crate::columnar::{self, Fast};
 use crate::event::{Origin, RejectReason, MAX_RECORD_BYTES};
 use crate::rejects::RejectSink;
 use crate::validate::{RawFields, Rejection, Scalar as Val, FIELDS};
@@ -536,6 +537,17 @@ enum ColView {
 }
 
 impl ColView {
+    /// The column for the columnar check (every view is one chunk).
+    fn fast(&self) -> Fast<'_> {
+        match self {
+            ColView::Str(c) => Fast::Str(c.downcast_as_array()),
+            ColView::Int(c) => Fast::Int(c.downcast_as_array()),
+            ColView::Float(c) => Fast::Float(c.downcast_as_array()),
+            ColView::Instant(t, o) => Fast::Instant(t.downcast_as_array(), o.downcast_as_array()),
+            _ => Fast::Slow,
+        }
+    }
+
     fn get(&self, i: usize) -> Option<Val<'_>> {
         match self {
             ColView::Str(c) => c.get(i).map(|s| Val::Str(Cow::Borrowed(s))),
@@ -556,9 +568,9 @@ fn view(df: &DataFrame, name: &str) -> Result<Option<ColView>, IngestError> {
     let Ok(column) = df.column(name) else { return Ok(None) };
     let s = column.as_materialized_series();
     let v = match s.dtype() {
-        DataType::String => ColView::Str(s.str()?.clone()),
-        d if d.is_integer() => ColView::Int(s.cast(&DataType::Int64)?.i64()?.clone()),
-        d if d.is_float() => ColView::Float(s.cast(&DataType::Float64)?.f64()?.clone()),
+        DataType::String => ColView::Str(s.str()?.rechunk().into_owned()),
+        d if d.is_integer() => ColView::Int(s.cast(&DataType::Int64)?.i64()?.rechunk().into_owned()),
+        d if d.is_float() => ColView::Float(s.cast(&DataType::Float64)?.f64()?.rechunk().into_owned()),
         DataType::Boolean => ColView::Bool(s.bool()?.clone()),
         DataType::Datetime(_, Some(_)) => {
             let frame = DataFrame::new_infer_height(vec![s.clone().with_name("t".into()).into()])?;
@@ -577,7 +589,10 @@ fn view(df: &DataFrame, name: &str) -> Result<Option<ColView>, IngestError> {
                     .alias("off"),
                 ])
                 .collect()?;
-            ColView::Instant(out.column("utc")?.i64()?.clone(), out.column("off")?.i32()?.clone())
+            ColView::Instant(
+                out.column("utc")?.i64()?.rechunk().into_owned(),
+                out.column("off")?.i32()?.rechunk().into_owned(),
+            )
         }
         DataType::Datetime(_, None) => ColView::Naive,
         _ => ColView::Other,
@@ -624,7 +639,20 @@ fn read_parquet<S: EventSink, R: RejectSink>(
         }
         let views: Vec<(&str, Option<ColView>)> =
             FIELDS.iter().map(|f| Ok((*f, view(&df, f)?))).collect::<Result<_, IngestError>>()?;
+        let fast: [Fast<'_>; 14] =
+            std::array::from_fn(|f| views[f].1.as_ref().map_or(Fast::Absent, ColView::fast));
+        let (clock, columnar) = (ing.clock(), ing.columnar());
         for i in 0..df.height() {
+            let row = offset + i;
+            let g = groups.partition_point(|(start, _)| *start <= row).saturating_sub(1);
+            let present = groups.get(g).map(|(_, p)| p.as_slice()).unwrap_or(&[]);
+            // Rows that pass every rule go on from the columns; the others
+            // take the record path below, which says why.
+            if let Some(v) = columnar.then(|| columnar::row(&fast, i, clock)).flatten() {
+                let names = unknown.iter().zip(present).filter(|(_, p)| **p).map(|(n, _)| *n);
+                ing.offer_valid(&v, names)?;
+                continue;
+            }
             let mut raw = RawFields::default();
             for (field, v) in &views {
                 if let Some(v) = v {
@@ -632,13 +660,9 @@ fn read_parquet<S: EventSink, R: RejectSink>(
                     *slot = v.get(i);
                 }
             }
-            let row = offset + i;
-            let g = groups.partition_point(|(start, _)| *start <= row).saturating_sub(1);
-            if let Some((_, present)) = groups.get(g) {
-                for (n, p) in unknown.iter().zip(present) {
-                    if *p {
-                        raw.unknown.push(Cow::Borrowed(n));
-                    }
+            for (n, p) in unknown.iter().zip(present) {
+                if *p {
+                    raw.unknown.push(Cow::Borrowed(n));
                 }
             }
             let size: usize = [&raw.event_id, &raw.worker, &raw.site, &raw.zone, &raw.team, &raw.kind]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use polars::prelude::*;
 
-use crate::event::Event;
+use crate::event::{Event, EventRef};
 use crate::IngestError;
 
 /// Rows buffered per bucket before a Parquet part is written: with 16
@@ -129,6 +129,90 @@ impl EventBatch {
     }
 }
 
+/// The spill's column buffers: the store's columns plus `site_code`, a
+/// number per site in the order the door met them, which the analysis
+/// sorts and compares instead of the site's name.
+#[derive(Default)]
+struct SpillBatch {
+    /// Every event id of the batch, end to end, and where each ends.
+    ids: String,
+    id_ends: Vec<usize>,
+    ts_us: Vec<i64>,
+    offset_s: Vec<i32>,
+    site: Vec<Arc<str>>,
+    site_code: Vec<u32>,
+    worker: Vec<u64>,
+    kind: Vec<u8>,
+    zone: Vec<Option<Arc<str>>>,
+    team: Vec<Option<Arc<str>>>,
+    process: Vec<Option<u8>>,
+    device: Vec<Option<u8>>,
+    quantity: Vec<Option<u32>>,
+    weight_kg: Vec<Option<f64>>,
+    threshold_s: Vec<Option<f64>>,
+    gap_s: Vec<Option<f64>>,
+    target_per_hour: Vec<Option<f64>>,
+}
+
+impl SpillBatch {
+    fn len(&self) -> usize {
+        self.ts_us.len()
+    }
+
+    fn push(&mut self, e: &EventRef<'_>, site_code: u32) {
+        self.ids.push_str(e.event_id);
+        self.id_ends.push(self.ids.len());
+        self.ts_us.push(e.ts_us);
+        self.offset_s.push(e.offset_s);
+        self.site.push(e.site.clone());
+        self.site_code.push(site_code);
+        self.worker.push(e.worker.0);
+        self.kind.push(e.kind.code());
+        self.zone.push(e.zone.cloned());
+        self.team.push(e.team.cloned());
+        self.process.push(e.process.map(|p| p.code()));
+        self.device.push(e.device.map(|d| d.code()));
+        self.quantity.push(e.quantity);
+        self.weight_kg.push(e.weight_kg);
+        self.threshold_s.push(e.threshold_s);
+        self.gap_s.push(e.gap_s);
+        self.target_per_hour.push(e.target_per_hour);
+    }
+
+    fn take_frame(&mut self) -> PolarsResult<DataFrame> {
+        let b = std::mem::take(self);
+        fn strs(v: &[Option<Arc<str>>]) -> Vec<Option<&str>> {
+            v.iter().map(|s| s.as_deref()).collect()
+        }
+        let mut start = 0;
+        let ids = b.id_ends.iter().map(|&end| {
+            let id = &b.ids[start..end];
+            start = end;
+            id
+        });
+        let event_id = StringChunked::from_iter_values("event_id".into(), ids);
+        let site: Vec<&str> = b.site.iter().map(|s| s.as_ref()).collect();
+        DataFrame::new_infer_height(vec![
+            event_id.into_column(),
+            Column::new("ts_us".into(), b.ts_us),
+            Column::new("offset_s".into(), b.offset_s),
+            Column::new("site".into(), site),
+            Column::new("site_code".into(), b.site_code),
+            Column::new("worker".into(), b.worker),
+            Column::new("kind".into(), b.kind),
+            Column::new("zone".into(), strs(&b.zone)),
+            Column::new("team".into(), strs(&b.team)),
+            Column::new("process".into(), b.process),
+            Column::new("device".into(), b.device),
+            Column::new("quantity".into(), b.quantity),
+            Column::new("weight_kg".into(), b.weight_kg),
+            Column::new("threshold_s".into(), b.threshold_s),
+            Column::new("gap_s".into(), b.gap_s),
+            Column::new("target_per_hour".into(), b.target_per_hour),
+        ])
+    }
+}
+
 /// Whether a write must survive a crash of the machine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
@@ -169,8 +253,14 @@ pub fn write_parquet_atomic_with(
     durability: Durability,
     step: &mut dyn FnMut(WriteStep) -> std::io::Result<()>,
 ) -> Result<(), IngestError> {
+    // A scratch file is read once and deleted: LZ4 costs a fraction of
+    // zstd's time to write.
+    let compression = match durability {
+        Durability::Synced => ParquetCompression::Zstd(None),
+        Durability::Scratch => ParquetCompression::Lz4Raw,
+    };
     write_atomic_with(path, durability, true, step, &mut |f| {
-        ParquetWriter::new(f).with_compression(ParquetCompression::Zstd(None)).finish(df).map_err(
+        ParquetWriter::new(f).with_compression(compression).finish(df).map_err(
             |e| match e {
                 PolarsError::IO { error, .. } => std::io::Error::new(error.kind(), error.to_string()),
                 other => std::io::Error::other(other.to_string()),
@@ -256,7 +346,10 @@ fn write_atomic_with(
 /// with reading and validation; at most two batches wait for it.
 pub struct SpillWriter {
     dir: PathBuf,
-    batches: Vec<EventBatch>,
+    batches: Vec<SpillBatch>,
+    /// Site names by code, and the last one met.
+    site_codes: std::collections::HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
+    last_site: Option<(Arc<str>, u32)>,
     rows_per_file: usize,
     parts: Vec<usize>,
     tx: Option<std::sync::mpsc::SyncSender<(DataFrame, PathBuf)>>,
@@ -285,7 +378,9 @@ impl SpillWriter {
             .map_err(|e| IngestError::io(&dir, e))?;
         Ok(SpillWriter {
             dir,
-            batches: (0..buckets).map(|_| EventBatch::default()).collect(),
+            batches: (0..buckets).map(|_| SpillBatch::default()).collect(),
+            site_codes: Default::default(),
+            last_site: None,
             rows_per_file,
             parts: vec![0; buckets],
             tx: Some(tx),
@@ -301,10 +396,19 @@ impl SpillWriter {
         self.dir.join(format!("bucket-{b:04}"))
     }
 
-    pub fn push(&mut self, e: Event) -> Result<(), IngestError> {
+    pub fn push_ref(&mut self, e: EventRef<'_>) -> Result<(), IngestError> {
+        let code = match &self.last_site {
+            Some((site, code)) if Arc::ptr_eq(site, e.site) || site == e.site => *code,
+            _ => {
+                let next = self.site_codes.len() as u32;
+                let code = *self.site_codes.entry(e.site.clone()).or_insert(next);
+                self.last_site = Some((e.site.clone(), code));
+                code
+            }
+        };
         // The pseudonym's top bits pick the bucket.
         let b = ((u128::from(e.worker.0) * self.batches.len() as u128) >> 64) as usize;
-        self.batches[b].push(e);
+        self.batches[b].push(&e, code);
         if self.batches[b].len() >= self.rows_per_file {
             self.flush_bucket(b)?;
         }
@@ -312,7 +416,7 @@ impl SpillWriter {
     }
 
     fn flush_bucket(&mut self, b: usize) -> Result<(), IngestError> {
-        if self.batches[b].is_empty() {
+        if self.batches[b].len() == 0 {
             return Ok(());
         }
         let df = self.batches[b].take_frame().map_err(IngestError::Polars)?;

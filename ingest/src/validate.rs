@@ -273,7 +273,7 @@ pub fn check_bytes(bytes: &[u8]) -> Result<&str, Rejection> {
     })
 }
 
-fn site_charset_ok(s: &str) -> bool {
+pub(crate) fn site_charset_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 64
         && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
