@@ -54,6 +54,9 @@ pub struct Fed {
     pub inputs: Vec<InputFile>,
     /// What reading through the mapping saw, when there was one.
     pub mapping: Option<vigie_ingest::mapping::MappingStats>,
+    /// Each file's valid records, by sequence number (their duplicates are
+    /// counted after the read).
+    pub seq_ranges: Vec<std::ops::Range<u64>>,
 }
 
 /// What an audit produced.
@@ -216,12 +219,35 @@ pub fn run(
     let mut provenance = provenance(&setup, Vec::new(), setup.pseudo.fingerprint());
     let rejects = FileRejects::new(&rejects_path).with_cap(setup.rejects_cap_bytes);
     let mut ing = Ingestor::new(setup.pseudo, None, spill, rejects);
-    // An estimate from a file's own claims (a Parquet footer may lie):
-    // never more than 4 Mi ids up front; the filter grows as it must.
-    ing.reserve(expected_events.min(1 << 22) as usize);
+    // Repeated event ids are found after the read, from partition files
+    // (vigie_ingest::dedup): the door's memory does not grow with the
+    // input.
+    ing.defer_duplicates(&work.join("ids"), vigie_ingest::dedup::partitions_for(expected_events))?;
+    let started = std::time::Instant::now();
+    let phase = |what: &str, since: &mut std::time::Instant| {
+        tracing::debug!(
+            phase = what,
+            seconds = format!("{:.2}", since.elapsed().as_secs_f64()),
+            "Audit phase done"
+        );
+        *since = std::time::Instant::now();
+    };
+    let mut since = started;
     let fed = feed(&mut ing, setup.mapping.as_ref().map(|(m, _)| m))?;
+    phase("read and check", &mut since);
+    let buckets_n = ing.sink.buckets();
+    let resolved = ing.resolve_duplicates(buckets_n)?;
+    phase("duplicates", &mut since);
     let files = fed.files;
     provenance.inputs = fed.inputs;
+    if let Some(r) = &resolved {
+        // Each file's records kept and repeated, now that they are known.
+        for (input, range) in provenance.inputs.iter_mut().zip(&fed.seq_ranges) {
+            let d = r.duplicates_in(range.clone());
+            input.accepted -= d;
+            input.duplicates += d;
+        }
+    }
     let mapping = match (&setup.mapping, fed.mapping) {
         (Some((m, sha)), Some(ms)) => Some(vigie_analyze::findings::MappingSummary {
             name: m.name.clone(),
@@ -235,6 +261,10 @@ pub fn run(
     let (spill, rejects, stats) = ing.finish()?;
     let rejects_not_kept = rejects.not_kept();
     let buckets: Vec<PathBuf> = spill.finish()?;
+    if let Some(r) = &resolved {
+        vigie_ingest::dedup::write_dropped(&buckets, r, buckets_n)?;
+    }
+    phase("spill", &mut since);
     tracing::info!(
         events = stats.accepted,
         rejected = stats.rejected_total(),
@@ -246,8 +276,10 @@ pub fn run(
     let model = setup.policy.shift_model();
     let shifts = vigie_analyze::store_shifts(&buckets, &model, |i| pb.set_position(i as u64))?;
     pb.finish_and_clear();
+    phase("shifts", &mut since);
     let evaluation = rules::evaluate(&shifts, &setup.policy, setup.employer.as_ref());
     drop(shifts);
+    phase("rules", &mut since);
 
     let findings = Findings {
         schema: FINDINGS_SCHEMA.into(),
@@ -300,6 +332,7 @@ pub fn run(
     if rejects_path.exists() {
         written.push("rejects.ndjson".into());
     }
+    phase("outputs", &mut since);
     Ok(AuditOutcome { findings, evaluation, stats, written })
 }
 
@@ -335,10 +368,12 @@ pub fn feed_files_as(
     let mut done = 0u64;
     let mut names = Vec::new();
     let mut files = Vec::new();
+    let mut seq_ranges = Vec::new();
     for (n, path) in inputs.iter().enumerate() {
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         let mut progress = |f: f64| pb.set_position(done + (f * size as f64) as u64);
         let before = ing.stats.clone();
+        let first_seq = ing.next_seq();
         let digest = match mapper.as_mut() {
             Some(m) => vigie_ingest::reader::read_mapped_file(path, m, ing, &mut progress)?,
             None => vigie_ingest::reader::read_file(path, ing, &mut progress)?,
@@ -358,11 +393,12 @@ pub fn feed_files_as(
             rejected: now.rejected_total() - before.rejected_total(),
             duplicates: now.duplicates - before.duplicates,
         });
+        seq_ranges.push(first_seq..ing.next_seq());
         done += size;
         names.push(path.display().to_string());
     }
     pb.finish_and_clear();
-    Ok(Fed { files: names, inputs: files, mapping: mapper.map(|m| m.stats) })
+    Ok(Fed { files: names, inputs: files, mapping: mapper.map(|m| m.stats), seq_ranges })
 }
 
 /// The summary table printed after an audit: every finding that is not

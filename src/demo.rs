@@ -80,6 +80,7 @@ pub fn run(policy: Policy, lang: String, out: &Path) -> anyhow::Result<AuditOutc
             inputs: Vec::new(),
             files: vec![format!("generated: {} workers, {} days, scenario demo", DEMO_WORKERS, DEMO_DAYS)],
             mapping: None,
+            seq_ranges: Vec::new(),
         })
     })
 }

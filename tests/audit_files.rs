@@ -1243,3 +1243,75 @@ fn recent_synthetic_data_end_within_the_last_week() {
     // The last shift may end after midnight UTC: a day ahead at most.
     assert!((-1..=6).contains(&age), "the data end {age} days ago");
 }
+
+/// Duplicates are found after the read (from partition files, not a set
+/// in memory): first seen wins, whatever the later copy says. A copy under
+/// another worker, at another site and an earlier time changes nothing of
+/// the findings, the period or the sites; each file's counts say where the
+/// copies were.
+#[test]
+fn later_copies_of_an_event_id_change_nothing_but_the_duplicate_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    // File a: six workers, each a shift of a start, 10 scans and an end
+    // (72 events).
+    let mut a = Vec::new();
+    for w in 0..6 {
+        let worker = format!("EMP-{w}");
+        a.push(good(&format!("w{w}-start"), &worker, 0, "shift_start"));
+        for m in 1..=10 {
+            a.push(good(&format!("w{w}-scan{m}"), &worker, m * 8, "scan"));
+        }
+        a.push(good(&format!("w{w}-end"), &worker, 100, "shift_end"));
+    }
+    let fresh = good("w0-scan11", "EMP-0", 90, "scan");
+    // File b: a copy of w0-scan1 under another worker, at another site,
+    // at 07:00 (before anything else); an exact copy of w1-scan2; one new
+    // event.
+    let copy = good("w0-scan1", "EMP-OTHER", 0, "scan")
+        .replace("lyon-1", "paris-2")
+        .replace("T08:00:00+01:00", "T07:00:00+01:00");
+    let with_copies = [copy, good("w1-scan2", "EMP-1", 16, "scan"), fresh.clone()].join("\n");
+    let audit = |b: &str, name: &str| {
+        let d = dir.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("a.ndjson"), a.join("\n")).unwrap();
+        std::fs::write(d.join("b.ndjson"), b).unwrap();
+        let out = d.join("out");
+        let key = d.join("key");
+        std::fs::write(&key, [9u8; 32]).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let (fa, fb, o, k) = (d.join("a.ndjson"), d.join("b.ndjson"), out.clone(), key);
+        let args = ["audit", "--input", fa.to_str().unwrap(), "--input", fb.to_str().unwrap()];
+        let o =
+            run(&[&args[..], &["--out", o.to_str().unwrap(), "--key-file", k.to_str().unwrap()]].concat());
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            read_json(&out.join("findings.json")),
+            std::fs::read(out.join("aggregates/group_weeks.csv")).unwrap(),
+        )
+    };
+    let (with, with_csv) = audit(&with_copies, "copies");
+    let (without, without_csv) = audit(&fresh, "plain");
+    assert_eq!(with["input"]["events"], 73);
+    assert_eq!(with["input"]["duplicates"], 2);
+    assert_eq!(without["input"]["duplicates"], 0);
+    for field in ["events", "from", "to", "sites"] {
+        assert_eq!(with["input"][field], without["input"][field], "{field}");
+    }
+    assert_eq!(with["input"]["sites"], serde_json::json!(["lyon-1"]));
+    assert_eq!(with["input"]["from"], "2026-03-02T07:00:00Z");
+    assert_eq!(with["findings"], without["findings"]);
+    assert_eq!(with["privacy"], without["privacy"]);
+    assert_eq!(with_csv, without_csv);
+    let inputs = &with["provenance"]["inputs"];
+    let counts = |i: usize| {
+        let f = &inputs[i];
+        (f["records"].as_u64(), f["accepted"].as_u64(), f["duplicates"].as_u64())
+    };
+    assert_eq!(counts(0), (Some(72), Some(72), Some(0)));
+    assert_eq!(counts(1), (Some(3), Some(1), Some(2)));
+}

@@ -50,7 +50,11 @@ pub fn store_shifts(
             .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
             .collect();
         files.sort();
-        let mut part = shifts::bucket_shifts(&files, model)?;
+        let dropped = vigie_ingest::dedup::read_dropped(dir).map_err(|e| match e {
+            vigie_ingest::IngestError::Io { source, .. } => AnalyzeError::io(dir, source),
+            other => AnalyzeError::io(dir, std::io::Error::other(other.to_string())),
+        })?;
+        let mut part = shifts::bucket_shifts(&files, &dropped, model)?;
         all.append(&mut part);
         progress(i + 1);
     }

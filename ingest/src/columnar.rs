@@ -442,7 +442,11 @@ mod tests {
             },
             "kind" => Column::new(
                 name.into(),
-                strings(rng, &["scan", "scan", "shift_start", "break_start", "rate_target", "nap", "Scan"], 0.02),
+                strings(
+                    rng,
+                    &["scan", "scan", "shift_start", "break_start", "rate_target", "nap", "Scan"],
+                    0.02,
+                ),
             ),
             "process" | "device" => {
                 if style < 3 {
@@ -462,7 +466,8 @@ mod tests {
                 _ => {
                     let q: Vec<Option<i32>> = (0..rows)
                         .map(|_| {
-                            (!rng.gen_bool(0.3)).then(|| [1, 5, 1, 1, 0, -2, 10_000, 10_001][rng.gen_range(0..8)])
+                            (!rng.gen_bool(0.3))
+                                .then(|| [1, 5, 1, 1, 0, -2, 10_000, 10_001][rng.gen_range(0..8)])
                         })
                         .collect();
                     Column::new(name.into(), q)
@@ -477,13 +482,17 @@ mod tests {
                 ),
                 _ => {
                     let xs = [30.0, 2.5, 30.0, 0.0, 1000.0, -1.0, 1000.5, f64::NAN, f64::INFINITY];
-                    let v: Vec<Option<f64>> =
-                        (0..rows)
-                            .map(|_| {
-                                (!rng.gen_bool(0.5))
-                                    .then(|| if rng.gen_bool(0.9) { 30.0 } else { xs[rng.gen_range(0..xs.len())] })
+                    let v: Vec<Option<f64>> = (0..rows)
+                        .map(|_| {
+                            (!rng.gen_bool(0.5)).then(|| {
+                                if rng.gen_bool(0.9) {
+                                    30.0
+                                } else {
+                                    xs[rng.gen_range(0..xs.len())]
+                                }
                             })
-                            .collect();
+                        })
+                        .collect();
                     Column::new(name.into(), v)
                 }
             },

@@ -165,6 +165,9 @@ impl fmt::Display for Origin {
 /// can from the record and the door (no allocation per event).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EventRef<'a> {
+    /// The record's rank among the valid records of the read (see
+    /// [`crate::dedup`]).
+    pub seq: u64,
     pub event_id: &'a str,
     pub ts_us: i64,
     pub offset_s: i32,

@@ -7,6 +7,7 @@
 //! ever sees a received identifier.
 
 mod columnar;
+pub mod dedup;
 pub mod event;
 pub mod mapping;
 pub mod planted;
@@ -76,23 +77,27 @@ impl EventSink for Vec<Event> {
 
 impl EventSink for store::SpillWriter {
     fn push(&mut self, event: Event) -> Result<(), IngestError> {
-        store::SpillWriter::push_ref(self, EventRef {
-            event_id: &event.event_id,
-            ts_us: event.ts_us,
-            offset_s: event.offset_s,
-            site: &event.site,
-            worker: event.worker,
-            kind: event.kind,
-            zone: event.zone.as_ref(),
-            team: event.team.as_ref(),
-            process: event.process,
-            device: event.device,
-            quantity: event.quantity,
-            weight_kg: event.weight_kg,
-            threshold_s: event.threshold_s,
-            gap_s: event.gap_s,
-            target_per_hour: event.target_per_hour,
-        })
+        store::SpillWriter::push_ref(
+            self,
+            EventRef {
+                seq: 0,
+                event_id: &event.event_id,
+                ts_us: event.ts_us,
+                offset_s: event.offset_s,
+                site: &event.site,
+                worker: event.worker,
+                kind: event.kind,
+                zone: event.zone.as_ref(),
+                team: event.team.as_ref(),
+                process: event.process,
+                device: event.device,
+                quantity: event.quantity,
+                weight_kg: event.weight_kg,
+                threshold_s: event.threshold_s,
+                gap_s: event.gap_s,
+                target_per_hour: event.target_per_hour,
+            },
+        )
     }
 
     fn push_ref(&mut self, event: EventRef<'_>) -> Result<(), IngestError> {
@@ -165,16 +170,27 @@ impl Hasher for PreHashed {
     }
 }
 
+/// How repeated event ids are found.
+enum Dedup {
+    /// xxh3-128 of every accepted event id, in memory: 16 bytes an event
+    /// (the service, which bounds it by forgetting).
+    Memory(HashSet<u128, BuildHasherDefault<PreHashed>>),
+    /// Logged to partition files and resolved after the read (the audit:
+    /// memory flat in the input; see [`dedup`]).
+    Deferred(dedup::IdLog),
+}
+
 /// Validation, pseudonymisation and de-duplication, in front of a sink.
 pub struct Ingestor<S, R> {
     pseudo: Pseudonymiser,
     clock: Option<Clock>,
-    /// xxh3-128 of every accepted event id: 16 bytes an event.
-    seen: HashSet<u128, BuildHasherDefault<PreHashed>>,
+    dedup: Dedup,
     labels: HashMap<Box<str>, Arc<str>, foldhash::fast::RandomState>,
-    /// The site of the last event admitted (records come in runs of one
-    /// site).
-    last_site: Option<Arc<str>>,
+    /// Sites by number, in the order they were met, and the site of the
+    /// last event admitted (records come in runs of one site).
+    site_codes: HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
+    site_names: Vec<Arc<str>>,
+    last_site: Option<(Arc<str>, u32)>,
     /// Whether columnar readers may accept rows from their columns.
     columnar: bool,
     pub stats: IngestStats,
@@ -187,8 +203,10 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         Ingestor {
             pseudo,
             clock,
-            seen: HashSet::default(),
+            dedup: Dedup::Memory(HashSet::default()),
             labels: HashMap::default(),
+            site_codes: HashMap::default(),
+            site_names: Vec::new(),
             last_site: None,
             columnar: true,
             stats: IngestStats::default(),
@@ -220,21 +238,64 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         self.clock
     }
 
-    /// Event ids held by the duplicate filter.
+    /// Event ids held by the duplicate filter in memory.
     pub fn seen_len(&self) -> usize {
-        self.seen.len()
+        match &self.dedup {
+            Dedup::Memory(seen) => seen.len(),
+            Dedup::Deferred(_) => 0,
+        }
     }
 
     /// Empties the duplicate filter (a long-running source bounds its
     /// memory this way; repeats older than that are dropped downstream).
     pub fn forget_seen(&mut self) {
-        self.seen = HashSet::default();
+        if let Dedup::Memory(seen) = &mut self.dedup {
+            *seen = HashSet::default();
+        }
     }
 
     /// Makes room for about `events` accepted events in the duplicate
     /// filter, so that it is not rebuilt as it grows.
     pub fn reserve(&mut self, events: usize) {
-        self.seen.reserve(events);
+        if let Dedup::Memory(seen) = &mut self.dedup {
+            seen.reserve(events);
+        }
+    }
+
+    /// Finds repeated event ids after the read instead of in memory
+    /// ([`dedup`]): every valid record goes to the sink with its sequence
+    /// number, and [`Self::resolve_duplicates`] then says which to leave
+    /// out. Until then `stats.accepted` counts valid records and
+    /// `stats.duplicates` none. Call before the first record.
+    pub fn defer_duplicates(&mut self, dir: &std::path::Path, partitions: usize) -> Result<(), IngestError> {
+        self.dedup = Dedup::Deferred(dedup::IdLog::create(dir, partitions)?);
+        Ok(())
+    }
+
+    /// The sequence number the next valid record will get: a source's
+    /// records are those between its first and last.
+    pub fn next_seq(&self) -> u64 {
+        match &self.dedup {
+            Dedup::Deferred(log) => log.next_seq(),
+            Dedup::Memory(_) => self.stats.accepted,
+        }
+    }
+
+    /// With deferred duplicates: resolves them (`buckets` is the spill's
+    /// number of buckets) and sets the counts, period and sites to those
+    /// of the records kept. `None` when duplicates were dropped in memory.
+    pub fn resolve_duplicates(&mut self, buckets: usize) -> Result<Option<dedup::Resolved>, IngestError> {
+        let Dedup::Deferred(log) = std::mem::replace(&mut self.dedup, Dedup::Memory(HashSet::default()))
+        else {
+            return Ok(None);
+        };
+        let r = log.resolve(buckets)?;
+        self.stats.duplicates += r.duplicates();
+        self.stats.accepted = r.kept;
+        self.stats.min_ts_us = r.min_ts_us;
+        self.stats.max_ts_us = r.max_ts_us;
+        self.stats.sites = r.sites.iter().map(|c| self.site_names[*c as usize].to_string()).collect();
+        Ok(Some(r))
     }
 
     /// One NDJSON line or Kafka message payload. A leading UTF-8
@@ -413,21 +474,34 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
     /// A valid record past the duplicate filter, re-keyed, to the sink.
     fn admit(&mut self, v: &Valid<'_>) -> Result<(), IngestError> {
         let h = xxhash_rust::xxh3::xxh3_128(v.event_id.as_bytes());
-        if !self.seen.insert(h) {
-            self.stats.duplicates += 1;
-            return Ok(());
+        if let Dedup::Memory(seen) = &mut self.dedup {
+            if !seen.insert(h) {
+                self.stats.duplicates += 1;
+                return Ok(());
+            }
         }
         let worker = self.pseudo.pseudonym(&v.worker);
-        let site = match &self.last_site {
-            Some(a) if a.as_ref() == v.site.as_ref() => a.clone(),
+        let (site, site_code) = match &self.last_site {
+            Some((a, code)) if a.as_ref() == v.site.as_ref() => (a.clone(), *code),
             _ => {
                 let a = self.label(&v.site);
-                if !self.stats.sites.contains(a.as_ref()) {
-                    self.stats.sites.insert(a.to_string());
-                }
-                self.last_site = Some(a.clone());
-                a
+                let code = match self.site_codes.get(&a) {
+                    Some(c) => *c,
+                    None => {
+                        let c = self.site_names.len() as u32;
+                        self.site_codes.insert(a.clone(), c);
+                        self.site_names.push(a.clone());
+                        self.stats.sites.insert(a.to_string());
+                        c
+                    }
+                };
+                self.last_site = Some((a.clone(), code));
+                (a, code)
             }
+        };
+        let seq = match &mut self.dedup {
+            Dedup::Deferred(log) => log.log(h, worker.0, v.ts_us, site_code)?,
+            Dedup::Memory(_) => self.stats.accepted,
         };
         let zone = v.zone.as_deref().map(|z| self.label(z));
         let team = v.team.as_deref().map(|t| self.label(t));
@@ -435,6 +509,7 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         self.stats.min_ts_us = Some(self.stats.min_ts_us.map_or(v.ts_us, |m| m.min(v.ts_us)));
         self.stats.max_ts_us = Some(self.stats.max_ts_us.map_or(v.ts_us, |m| m.max(v.ts_us)));
         self.sink.push_ref(EventRef {
+            seq,
             event_id: &v.event_id,
             ts_us: v.ts_us,
             offset_s: v.offset_s,

@@ -134,6 +134,7 @@ impl EventBatch {
 /// sorts and compares instead of the site's name.
 #[derive(Default)]
 struct SpillBatch {
+    seq: Vec<u64>,
     /// Every event id of the batch, end to end, and where each ends.
     ids: String,
     id_ends: Vec<usize>,
@@ -160,6 +161,7 @@ impl SpillBatch {
     }
 
     fn push(&mut self, e: &EventRef<'_>, site_code: u32) {
+        self.seq.push(e.seq);
         self.ids.push_str(e.event_id);
         self.id_ends.push(self.ids.len());
         self.ts_us.push(e.ts_us);
@@ -209,6 +211,7 @@ impl SpillBatch {
             Column::new("threshold_s".into(), b.threshold_s),
             Column::new("gap_s".into(), b.gap_s),
             Column::new("target_per_hour".into(), b.target_per_hour),
+            Column::new("seq".into(), b.seq),
         ])
     }
 }
@@ -260,12 +263,10 @@ pub fn write_parquet_atomic_with(
         Durability::Scratch => ParquetCompression::Lz4Raw,
     };
     write_atomic_with(path, durability, true, step, &mut |f| {
-        ParquetWriter::new(f).with_compression(compression).finish(df).map_err(
-            |e| match e {
-                PolarsError::IO { error, .. } => std::io::Error::new(error.kind(), error.to_string()),
-                other => std::io::Error::other(other.to_string()),
-            },
-        )?;
+        ParquetWriter::new(f).with_compression(compression).finish(df).map_err(|e| match e {
+            PolarsError::IO { error, .. } => std::io::Error::new(error.kind(), error.to_string()),
+            other => std::io::Error::other(other.to_string()),
+        })?;
         Ok(())
     })
 }
@@ -392,6 +393,11 @@ impl SpillWriter {
         &self.dir
     }
 
+    /// The number of buckets.
+    pub fn buckets(&self) -> usize {
+        self.batches.len()
+    }
+
     fn bucket_dir(&self, b: usize) -> PathBuf {
         self.dir.join(format!("bucket-{b:04}"))
     }
@@ -407,7 +413,7 @@ impl SpillWriter {
             }
         };
         // The pseudonym's top bits pick the bucket.
-        let b = ((u128::from(e.worker.0) * self.batches.len() as u128) >> 64) as usize;
+        let b = crate::dedup::bucket_of(e.worker.0, self.batches.len());
         self.batches[b].push(&e, code);
         if self.batches[b].len() >= self.rows_per_file {
             self.flush_bucket(b)?;
