@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Times `vigie audit` against the same core metrics in DuckDB on one
-Parquet file, alternating runs, with /usr/bin/time (wall seconds, peak
-resident memory), then checks that both found the same figures.
+Parquet file, and against a DuckDB scan of the same columns (the floor),
+alternating runs, with /usr/bin/time (wall seconds, peak resident memory),
+then checks that vigie and the DuckDB peer found the same figures.
 
 Usage: compare.py FILE.parquet RUNS WORKDIR"""
 import json
@@ -27,9 +28,11 @@ def timed(cmd):
 commands = {
     "vigie": [str(vigie), "audit", "--input", path, "--out", str(work / "audit"), "--key-file", str(key)],
     "duckdb": [sys.executable, str(root / "bench" / "duckdb_core.py"), path],
+    "scan": [sys.executable, str(root / "bench" / "duckdb_scan.py"), path],
 }
 results = {name: [] for name in commands}
 ratios = []
+floor_ratios = []
 duck_out = None
 for _ in range(runs):
     pair = {}
@@ -40,6 +43,7 @@ for _ in range(runs):
         if name == "duckdb":
             duck_out = json.loads(stdout)
     ratios.append(pair["vigie"] / pair["duckdb"])
+    floor_ratios.append(pair["vigie"] / pair["scan"])
 
 for name, rows in results.items():
     walls = [w for w, _ in rows]
@@ -47,6 +51,8 @@ for name, rows in results.items():
     print(f"| {name} | {len(rows)} | {statistics.median(walls):.1f} | {min(walls):.1f}-{max(walls):.1f} | {statistics.median(rss):.0f} |")
 print(f"ratio vigie/duckdb (wall, per pair): median {statistics.median(ratios):.2f}, "
       f"min {min(ratios):.2f}, max {max(ratios):.2f}")
+print(f"ratio vigie/scan floor (wall, per run): median {statistics.median(floor_ratios):.2f}, "
+      f"min {min(floor_ratios):.2f}, max {max(floor_ratios):.2f}")
 
 # Cross-check: vigie's site-level findings against DuckDB's figures.
 findings = json.loads((work / "audit" / "findings.json").read_text())
