@@ -185,6 +185,30 @@ pub struct EventRef<'a> {
     pub target_per_hour: Option<f64>,
 }
 
+impl Event {
+    /// The event, borrowed (sequence number 0).
+    pub fn as_ref(&self) -> EventRef<'_> {
+        EventRef {
+            seq: 0,
+            event_id: &self.event_id,
+            ts_us: self.ts_us,
+            offset_s: self.offset_s,
+            site: &self.site,
+            worker: self.worker,
+            kind: self.kind,
+            zone: self.zone.as_ref(),
+            team: self.team.as_ref(),
+            process: self.process,
+            device: self.device,
+            quantity: self.quantity,
+            weight_kg: self.weight_kg,
+            threshold_s: self.threshold_s,
+            gap_s: self.gap_s,
+            target_per_hour: self.target_per_hour,
+        }
+    }
+}
+
 impl EventRef<'_> {
     /// The owned event.
     pub fn to_event(&self) -> Event {

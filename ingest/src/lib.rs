@@ -77,27 +77,7 @@ impl EventSink for Vec<Event> {
 
 impl EventSink for store::SpillWriter {
     fn push(&mut self, event: Event) -> Result<(), IngestError> {
-        store::SpillWriter::push_ref(
-            self,
-            EventRef {
-                seq: 0,
-                event_id: &event.event_id,
-                ts_us: event.ts_us,
-                offset_s: event.offset_s,
-                site: &event.site,
-                worker: event.worker,
-                kind: event.kind,
-                zone: event.zone.as_ref(),
-                team: event.team.as_ref(),
-                process: event.process,
-                device: event.device,
-                quantity: event.quantity,
-                weight_kg: event.weight_kg,
-                threshold_s: event.threshold_s,
-                gap_s: event.gap_s,
-                target_per_hour: event.target_per_hour,
-            },
-        )
+        store::SpillWriter::push_ref(self, event.as_ref())
     }
 
     fn push_ref(&mut self, event: EventRef<'_>) -> Result<(), IngestError> {

@@ -55,13 +55,20 @@ pub fn store_schema() -> Schema {
     ])
 }
 
-/// Column buffers for a batch of events.
+/// Column buffers for a batch of events: the store's columns and, for the
+/// audit's spill, `site_code` (a number per site in the order the spill
+/// met them, which the analysis sorts and compares instead of the site's
+/// name) and `seq` (see [`crate::dedup`]).
 #[derive(Default)]
 pub struct EventBatch {
-    event_id: Vec<String>,
+    seq: Vec<u64>,
+    /// Every event id of the batch, end to end, and where each ends.
+    ids: String,
+    id_ends: Vec<usize>,
     ts_us: Vec<i64>,
     offset_s: Vec<i32>,
     site: Vec<Arc<str>>,
+    site_code: Vec<u32>,
     worker: Vec<u64>,
     kind: Vec<u8>,
     zone: Vec<Option<Arc<str>>>,
@@ -85,82 +92,10 @@ impl EventBatch {
     }
 
     pub fn push(&mut self, e: Event) {
-        self.event_id.push(e.event_id);
-        self.ts_us.push(e.ts_us);
-        self.offset_s.push(e.offset_s);
-        self.site.push(e.site);
-        self.worker.push(e.worker.0);
-        self.kind.push(e.kind.code());
-        self.zone.push(e.zone);
-        self.team.push(e.team);
-        self.process.push(e.process.map(|p| p.code()));
-        self.device.push(e.device.map(|d| d.code()));
-        self.quantity.push(e.quantity);
-        self.weight_kg.push(e.weight_kg);
-        self.threshold_s.push(e.threshold_s);
-        self.gap_s.push(e.gap_s);
-        self.target_per_hour.push(e.target_per_hour);
+        self.push_ref(&e.as_ref(), 0);
     }
 
-    /// Moves the buffers into a DataFrame with [`store_schema`].
-    pub fn take_frame(&mut self) -> PolarsResult<DataFrame> {
-        let b = std::mem::take(self);
-        fn strs(v: &[Option<Arc<str>>]) -> Vec<Option<&str>> {
-            v.iter().map(|s| s.as_deref()).collect()
-        }
-        let site: Vec<&str> = b.site.iter().map(|s| s.as_ref()).collect();
-        DataFrame::new_infer_height(vec![
-            Column::new("event_id".into(), b.event_id),
-            Column::new("ts_us".into(), b.ts_us),
-            Column::new("offset_s".into(), b.offset_s),
-            Column::new("site".into(), site),
-            Column::new("worker".into(), b.worker),
-            Column::new("kind".into(), b.kind),
-            Column::new("zone".into(), strs(&b.zone)),
-            Column::new("team".into(), strs(&b.team)),
-            Column::new("process".into(), b.process),
-            Column::new("device".into(), b.device),
-            Column::new("quantity".into(), b.quantity),
-            Column::new("weight_kg".into(), b.weight_kg),
-            Column::new("threshold_s".into(), b.threshold_s),
-            Column::new("gap_s".into(), b.gap_s),
-            Column::new("target_per_hour".into(), b.target_per_hour),
-        ])
-    }
-}
-
-/// The spill's column buffers: the store's columns plus `site_code`, a
-/// number per site in the order the door met them, which the analysis
-/// sorts and compares instead of the site's name.
-#[derive(Default)]
-struct SpillBatch {
-    seq: Vec<u64>,
-    /// Every event id of the batch, end to end, and where each ends.
-    ids: String,
-    id_ends: Vec<usize>,
-    ts_us: Vec<i64>,
-    offset_s: Vec<i32>,
-    site: Vec<Arc<str>>,
-    site_code: Vec<u32>,
-    worker: Vec<u64>,
-    kind: Vec<u8>,
-    zone: Vec<Option<Arc<str>>>,
-    team: Vec<Option<Arc<str>>>,
-    process: Vec<Option<u8>>,
-    device: Vec<Option<u8>>,
-    quantity: Vec<Option<u32>>,
-    weight_kg: Vec<Option<f64>>,
-    threshold_s: Vec<Option<f64>>,
-    gap_s: Vec<Option<f64>>,
-    target_per_hour: Vec<Option<f64>>,
-}
-
-impl SpillBatch {
-    fn len(&self) -> usize {
-        self.ts_us.len()
-    }
-
-    fn push(&mut self, e: &EventRef<'_>, site_code: u32) {
+    fn push_ref(&mut self, e: &EventRef<'_>, site_code: u32) {
         self.seq.push(e.seq);
         self.ids.push_str(e.event_id);
         self.id_ends.push(self.ids.len());
@@ -181,7 +116,13 @@ impl SpillBatch {
         self.target_per_hour.push(e.target_per_hour);
     }
 
-    fn take_frame(&mut self) -> PolarsResult<DataFrame> {
+    /// Moves the buffers into a DataFrame with [`store_schema`].
+    pub fn take_frame(&mut self) -> PolarsResult<DataFrame> {
+        self.frame(false)
+    }
+
+    /// The store's columns, then `site_code` and `seq` when `spill`.
+    fn frame(&mut self, spill: bool) -> PolarsResult<DataFrame> {
         let b = std::mem::take(self);
         fn strs(v: &[Option<Arc<str>>]) -> Vec<Option<&str>> {
             v.iter().map(|s| s.as_deref()).collect()
@@ -194,12 +135,11 @@ impl SpillBatch {
         });
         let event_id = StringChunked::from_iter_values("event_id".into(), ids);
         let site: Vec<&str> = b.site.iter().map(|s| s.as_ref()).collect();
-        DataFrame::new_infer_height(vec![
+        let mut columns = vec![
             event_id.into_column(),
             Column::new("ts_us".into(), b.ts_us),
             Column::new("offset_s".into(), b.offset_s),
             Column::new("site".into(), site),
-            Column::new("site_code".into(), b.site_code),
             Column::new("worker".into(), b.worker),
             Column::new("kind".into(), b.kind),
             Column::new("zone".into(), strs(&b.zone)),
@@ -211,8 +151,12 @@ impl SpillBatch {
             Column::new("threshold_s".into(), b.threshold_s),
             Column::new("gap_s".into(), b.gap_s),
             Column::new("target_per_hour".into(), b.target_per_hour),
-            Column::new("seq".into(), b.seq),
-        ])
+        ];
+        if spill {
+            columns.insert(4, Column::new("site_code".into(), b.site_code));
+            columns.push(Column::new("seq".into(), b.seq));
+        }
+        DataFrame::new_infer_height(columns)
     }
 }
 
@@ -347,7 +291,7 @@ fn write_atomic_with(
 /// with reading and validation; at most two batches wait for it.
 pub struct SpillWriter {
     dir: PathBuf,
-    batches: Vec<SpillBatch>,
+    batches: Vec<EventBatch>,
     /// Site names by code, and the last one met.
     site_codes: std::collections::HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
     last_site: Option<(Arc<str>, u32)>,
@@ -379,7 +323,7 @@ impl SpillWriter {
             .map_err(|e| IngestError::io(&dir, e))?;
         Ok(SpillWriter {
             dir,
-            batches: (0..buckets).map(|_| SpillBatch::default()).collect(),
+            batches: (0..buckets).map(|_| EventBatch::default()).collect(),
             site_codes: Default::default(),
             last_site: None,
             rows_per_file,
@@ -414,7 +358,7 @@ impl SpillWriter {
         };
         // The pseudonym's top bits pick the bucket.
         let b = crate::dedup::bucket_of(e.worker.0, self.batches.len());
-        self.batches[b].push(&e, code);
+        self.batches[b].push_ref(&e, code);
         if self.batches[b].len() >= self.rows_per_file {
             self.flush_bucket(b)?;
         }
@@ -422,10 +366,10 @@ impl SpillWriter {
     }
 
     fn flush_bucket(&mut self, b: usize) -> Result<(), IngestError> {
-        if self.batches[b].len() == 0 {
+        if self.batches[b].is_empty() {
             return Ok(());
         }
-        let df = self.batches[b].take_frame().map_err(IngestError::Polars)?;
+        let df = self.batches[b].frame(true).map_err(IngestError::Polars)?;
         let path = self.bucket_dir(b).join(format!("part-{:06}.parquet", self.parts[b]));
         fs::create_dir_all(self.bucket_dir(b)).map_err(|e| IngestError::io(&self.bucket_dir(b), e))?;
         self.parts[b] += 1;
