@@ -465,7 +465,10 @@ fn a_flood_of_sites_makes_smaller_flushes_never_one_file_per_site_without_bound(
     let c = cfg(dir.path(), "max_batch_folders = 8");
     assert_eq!(c.kafka.max_batch_folders, 8);
     let (mut p, metrics) = pipeline(&c, Faults::default());
-    let today = chrono::Utc::now().format("%Y-%m-%dT08:00:00Z");
+    // An hour ago: within the store's retention and never ahead of the
+    // service's clock, whatever the time of day the test runs (08:00 of
+    // the current day was refused as a future timestamp before 07:55 UTC).
+    let recent = (chrono::Utc::now() - chrono::Duration::hours(1)).format("%Y-%m-%dT%H:%M:%SZ");
     let topic: Arc<str> = Arc::from(TOPIC);
     let mut written_per_flush = Vec::new();
     let mut flushed_files = 0;
@@ -473,7 +476,7 @@ fn a_flood_of_sites_makes_smaller_flushes_never_one_file_per_site_without_bound(
     // flushes when `batch_full` says so (as here).
     for i in 0..100i64 {
         let r = format!(
-            "{{\"event_id\":\"e{i}\",\"ts\":\"{today}\",\"site\":\"site-{i}\",\"worker\":\"w\",\"kind\":\"scan\"}}"
+            "{{\"event_id\":\"e{i}\",\"ts\":\"{recent}\",\"site\":\"site-{i}\",\"worker\":\"w\",\"kind\":\"scan\"}}"
         );
         p.offer(&topic, 0, i, Some(r.as_bytes())).unwrap();
         if p.batch_full(&topic, 0, c.kafka.max_batch_events, c.kafka.max_batch_folders) {
