@@ -182,21 +182,33 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
 }
 
 /// The order the shift query needs, by site, worker, time and kind, as
-/// row numbers: one sort of a packed key in Rust, several times faster
-/// than Polars' sort by four columns. `None` when the frame has no
-/// `site_code` or a null where the key needs a value.
+/// row numbers: sites numbered in the order met, then one sort of a packed
+/// key in Rust, several times faster than Polars' sort by four columns.
+/// `None` when a column of the key holds a null.
 fn presort_order(df: &DataFrame) -> PolarsResult<Option<IdxCa>> {
-    let Ok(site) = df.column("site_code") else { return Ok(None) };
-    let (worker, ts, kind) = (df.column("worker")?, df.column("ts_us")?, df.column("kind")?);
+    let (site, worker, ts, kind) =
+        (df.column("site")?, df.column("worker")?, df.column("ts_us")?, df.column("kind")?);
     if [site, worker, ts, kind].iter().any(|c| c.null_count() > 0) {
         return Ok(None);
     }
-    let site = site.u32()?.rechunk();
+    // Only the grouping matters (shifts are sorted by site name later), so
+    // a site's number is the order it was met in.
+    let mut codes: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+    let mut last: Option<(&str, u32)> = None;
+    let site = site.str()?;
+    let site_code = site.iter().flatten().map(|s| match last {
+        Some((l, c)) if l == s => c,
+        _ => {
+            let next = codes.len() as u32;
+            let c = *codes.entry(s).or_insert(next);
+            last = Some((s, c));
+            c
+        }
+    });
     let worker = worker.u64()?.rechunk();
     let ts = ts.i64()?.rechunk();
     let kind = kind.u8()?.rechunk();
-    let mut keys: Vec<(u32, u64, i64, u8, IdxSize)> = site
-        .into_no_null_iter()
+    let mut keys: Vec<(u32, u64, i64, u8, IdxSize)> = site_code
         .zip(worker.into_no_null_iter())
         .zip(ts.into_no_null_iter())
         .zip(kind.into_no_null_iter())
@@ -208,8 +220,8 @@ fn presort_order(df: &DataFrame) -> PolarsResult<Option<IdxCa>> {
 }
 
 /// The columns of the events the shift query reads.
-fn query_columns(coded: bool) -> Vec<Expr> {
-    let mut columns: Vec<Expr> = [
+fn query_columns() -> Vec<Expr> {
+    [
         "site",
         "worker",
         "ts_us",
@@ -226,20 +238,13 @@ fn query_columns(coded: bool) -> Vec<Expr> {
     ]
     .into_iter()
     .map(col)
-    .collect();
-    if coded {
-        columns.push(col("site_code"));
-    }
-    columns
+    .collect()
 }
 
 /// [`shift_query`] on events already in the order it needs (`sorted`).
-fn shift_query_from(mut events: LazyFrame, m: &ShiftModel, sorted: bool) -> LazyFrame {
+fn shift_query_from(events: LazyFrame, m: &ShiftModel, sorted: bool) -> LazyFrame {
     let us = |s: f64| lit((s * 1e6).round() as i64);
-    // The audit's spill numbers sites (`site_code`): sorting and comparing
-    // a number is cheaper than a name, and gives the same groups.
-    let coded = events.collect_schema().is_ok_and(|s| s.contains("site_code"));
-    let site = move || if coded { col("site_code") } else { col("site") };
+    let site = || col("site");
     const SENTINEL: i64 = i64::MIN;
     let k = || col("kind");
     let ts = || col("ts_us");
@@ -286,7 +291,7 @@ fn shift_query_from(mut events: LazyFrame, m: &ShiftModel, sorted: bool) -> Lazy
     };
     let act = k().lt_eq(kind(Kind::VoicePrompt));
 
-    let mut base = events.select(query_columns(coded));
+    let mut base = events.select(query_columns());
     if !sorted {
         base = base.sort_by_exprs(
             [site(), col("worker"), col("ts_us"), col("kind")],
@@ -550,8 +555,7 @@ pub fn bucket_shifts(
         let out = Series::new("dropped".into(), dropped);
         lf = lf.filter(col("seq").is_in(lit(out).implode(false), false).not());
     }
-    let coded = lf.collect_schema().is_ok_and(|s| s.contains("site_code"));
-    let events = lf.select(query_columns(coded)).collect()?;
+    let events = lf.select(query_columns()).collect()?;
     let df = match presort_order(&events)? {
         Some(order) => shift_query_from(events.take(&order)?.lazy(), m, true).collect()?,
         None => shift_query(events.lazy(), m).collect()?,

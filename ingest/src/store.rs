@@ -56,9 +56,7 @@ pub fn store_schema() -> Schema {
 }
 
 /// Column buffers for a batch of events: the store's columns and, for the
-/// audit's spill, `site_code` (a number per site in the order the spill
-/// met them, which the analysis sorts and compares instead of the site's
-/// name) and `seq` (see [`crate::dedup`]).
+/// audit's spill, `seq` (see [`crate::dedup`]).
 #[derive(Default)]
 pub struct EventBatch {
     seq: Vec<u64>,
@@ -68,7 +66,6 @@ pub struct EventBatch {
     ts_us: Vec<i64>,
     offset_s: Vec<i32>,
     site: Vec<Arc<str>>,
-    site_code: Vec<u32>,
     worker: Vec<u64>,
     kind: Vec<u8>,
     zone: Vec<Option<Arc<str>>>,
@@ -92,17 +89,16 @@ impl EventBatch {
     }
 
     pub fn push(&mut self, e: Event) {
-        self.push_ref(&e.as_ref(), 0);
+        self.push_ref(&e.as_ref());
     }
 
-    fn push_ref(&mut self, e: &EventRef<'_>, site_code: u32) {
+    fn push_ref(&mut self, e: &EventRef<'_>) {
         self.seq.push(e.seq);
         self.ids.push_str(e.event_id);
         self.id_ends.push(self.ids.len());
         self.ts_us.push(e.ts_us);
         self.offset_s.push(e.offset_s);
         self.site.push(e.site.clone());
-        self.site_code.push(site_code);
         self.worker.push(e.worker.0);
         self.kind.push(e.kind.code());
         self.zone.push(e.zone.cloned());
@@ -121,7 +117,7 @@ impl EventBatch {
         self.frame(false)
     }
 
-    /// The store's columns, then `site_code` and `seq` when `spill`.
+    /// The store's columns, then `seq` when `spill`.
     fn frame(&mut self, spill: bool) -> PolarsResult<DataFrame> {
         let b = std::mem::take(self);
         fn strs(v: &[Option<Arc<str>>]) -> Vec<Option<&str>> {
@@ -153,7 +149,6 @@ impl EventBatch {
             Column::new("target_per_hour".into(), b.target_per_hour),
         ];
         if spill {
-            columns.insert(4, Column::new("site_code".into(), b.site_code));
             columns.push(Column::new("seq".into(), b.seq));
         }
         DataFrame::new_infer_height(columns)
@@ -292,9 +287,6 @@ fn write_atomic_with(
 pub struct SpillWriter {
     dir: PathBuf,
     batches: Vec<EventBatch>,
-    /// Site names by code, and the last one met.
-    site_codes: std::collections::HashMap<Arc<str>, u32, foldhash::fast::RandomState>,
-    last_site: Option<(Arc<str>, u32)>,
     rows_per_file: usize,
     parts: Vec<usize>,
     tx: Option<std::sync::mpsc::SyncSender<(DataFrame, PathBuf)>>,
@@ -324,8 +316,6 @@ impl SpillWriter {
         Ok(SpillWriter {
             dir,
             batches: (0..buckets).map(|_| EventBatch::default()).collect(),
-            site_codes: Default::default(),
-            last_site: None,
             rows_per_file,
             parts: vec![0; buckets],
             tx: Some(tx),
@@ -347,18 +337,9 @@ impl SpillWriter {
     }
 
     pub fn push_ref(&mut self, e: EventRef<'_>) -> Result<(), IngestError> {
-        let code = match &self.last_site {
-            Some((site, code)) if Arc::ptr_eq(site, e.site) || site == e.site => *code,
-            _ => {
-                let next = self.site_codes.len() as u32;
-                let code = *self.site_codes.entry(e.site.clone()).or_insert(next);
-                self.last_site = Some((e.site.clone(), code));
-                code
-            }
-        };
         // The pseudonym's top bits pick the bucket.
         let b = crate::dedup::bucket_of(e.worker.0, self.batches.len());
-        self.batches[b].push_ref(&e, code);
+        self.batches[b].push_ref(&e);
         if self.batches[b].len() >= self.rows_per_file {
             self.flush_bucket(b)?;
         }
