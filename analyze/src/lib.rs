@@ -8,6 +8,7 @@ pub mod changepoint;
 pub mod dated;
 pub mod employer;
 pub mod findings;
+pub mod fold;
 pub mod policy;
 pub mod privacy;
 pub mod rules;

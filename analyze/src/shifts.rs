@@ -176,51 +176,8 @@ fn kind(k: Kind) -> Expr {
     lit(k.code())
 }
 
-/// The lazy query from a bucket's events to its shifts.
-pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
-    shift_query_from(events, m, false)
-}
-
-/// The order the shift query needs, by site, worker, time and kind, as
-/// row numbers: sites numbered in the order met, then one sort of a packed
-/// key in Rust, several times faster than Polars' sort by four columns.
-/// `None` when a column of the key holds a null.
-fn presort_order(df: &DataFrame) -> PolarsResult<Option<IdxCa>> {
-    let (site, worker, ts, kind) =
-        (df.column("site")?, df.column("worker")?, df.column("ts_us")?, df.column("kind")?);
-    if [site, worker, ts, kind].iter().any(|c| c.null_count() > 0) {
-        return Ok(None);
-    }
-    // Only the grouping matters (shifts are sorted by site name later), so
-    // a site's number is the order it was met in.
-    let mut codes: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
-    let mut last: Option<(&str, u32)> = None;
-    let site = site.str()?;
-    let site_code = site.iter().flatten().map(|s| match last {
-        Some((l, c)) if l == s => c,
-        _ => {
-            let next = codes.len() as u32;
-            let c = *codes.entry(s).or_insert(next);
-            last = Some((s, c));
-            c
-        }
-    });
-    let worker = worker.u64()?.rechunk();
-    let ts = ts.i64()?.rechunk();
-    let kind = kind.u8()?.rechunk();
-    let mut keys: Vec<(u32, u64, i64, u8, IdxSize)> = site_code
-        .zip(worker.into_no_null_iter())
-        .zip(ts.into_no_null_iter())
-        .zip(kind.into_no_null_iter())
-        .enumerate()
-        .map(|(i, (((s, w), t), k))| (s, w, t, k, i as IdxSize))
-        .collect();
-    keys.sort_unstable();
-    Ok(Some(IdxCa::from_vec("order".into(), keys.into_iter().map(|k| k.4).collect())))
-}
-
 /// The columns of the events the shift query reads.
-fn query_columns() -> Vec<Expr> {
+pub(crate) fn query_columns() -> Vec<Expr> {
     [
         "site",
         "worker",
@@ -241,8 +198,10 @@ fn query_columns() -> Vec<Expr> {
     .collect()
 }
 
-/// [`shift_query`] on events already in the order it needs (`sorted`).
-fn shift_query_from(events: LazyFrame, m: &ShiftModel, sorted: bool) -> LazyFrame {
+/// The lazy query from a bucket's events to its shifts. The audit folds
+/// its buckets in Rust instead ([`crate::fold`]); a property test holds
+/// the two to the same shifts.
+pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
     let us = |s: f64| lit((s * 1e6).round() as i64);
     let site = || col("site");
     const SENTINEL: i64 = i64::MIN;
@@ -291,14 +250,14 @@ fn shift_query_from(events: LazyFrame, m: &ShiftModel, sorted: bool) -> LazyFram
     };
     let act = k().lt_eq(kind(Kind::VoicePrompt));
 
-    let mut base = events.select(query_columns());
-    if !sorted {
-        base = base.sort_by_exprs(
+    let base = events
+        .select(query_columns())
+        // Stable: events of one worker at the same time and of the same
+        // kind stay in the order read (the first team or zone given wins).
+        .sort_by_exprs(
             [site(), col("worker"), col("ts_us"), col("kind")],
-            SortMultipleOptions::default().with_maintain_order(false),
-        );
-    }
-    let base = base
+            SortMultipleOptions::default().with_maintain_order(true),
+        )
         .with_columns([first_row.alias("first_row"), last_row.alias("last_row")])
         .with_columns([
             act.clone().alias("act"),
@@ -556,11 +515,10 @@ pub fn bucket_shifts(
         lf = lf.filter(col("seq").is_in(lit(out).implode(false), false).not());
     }
     let events = lf.select(query_columns()).collect()?;
-    let df = match presort_order(&events)? {
-        Some(order) => shift_query_from(events.take(&order)?.lazy(), m, true).collect()?,
-        None => shift_query(events.lazy(), m).collect()?,
-    };
-    frame_to_shifts(&df)
+    match crate::fold::fold_shifts(&events, m)? {
+        Some(shifts) => Ok(shifts),
+        None => frame_to_shifts(&shift_query(events.lazy(), m).collect()?),
+    }
 }
 
 /// Shifts of events already in memory (tests).

@@ -69,7 +69,7 @@ pub fn estimate_events(path: &Path) -> u64 {
 }
 
 /// Rows read from a Parquet file at a time.
-pub const PARQUET_SLICE_ROWS: usize = 128 * 1024;
+pub const PARQUET_SLICE_ROWS: usize = 512 * 1024;
 
 /// The size and SHA-256 of a file as a reader read it (docs/custody.md):
 /// taken from the bytes as they stream past, not by a second pass.
@@ -625,7 +625,10 @@ fn read_parquet<S: EventSink, R: RejectSink>(
         .map_err(|why| IngestError::Input(format!("{name}: not a readable Parquet file ({why})")))?;
     let mut offset = 0usize;
     while offset < total {
-        let len = PARQUET_SLICE_ROWS.min(total - offset);
+        // A slice never straddles two row groups: each group is decoded
+        // once per slice that reads it, so slices end where groups end.
+        let group_end = groups.iter().map(|(start, _)| *start).find(|s| *s > offset).unwrap_or(total);
+        let len = PARQUET_SLICE_ROWS.min(total - offset).min(group_end - offset);
         // Only the contract's columns are read; unknown ones are never
         // decoded (see `unknown_presence`).
         let df = ParquetReader::new(open()?)

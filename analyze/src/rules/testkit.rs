@@ -170,7 +170,13 @@ pub fn run_lines(profile: &str, lines: &str, employer: Option<&str>) -> Evaluati
     for e in events {
         batch.push(e);
     }
-    let shifts = frame_shifts(batch.take_frame().expect("frame"), &policy.shift_model()).expect("shifts");
+    let frame = batch.take_frame().expect("frame");
+    let model = policy.shift_model();
+    let shifts = frame_shifts(frame.clone(), &model).expect("shifts");
+    // The audit's fold must find the same shifts as the query on every
+    // hand-worked schedule.
+    let folded = crate::fold::fold_shifts(&frame, &model).expect("fold").expect("no null key");
+    crate::fold::assert_same(&folded, &shifts);
     let employer: Option<Employer> = employer.map(|t| toml::from_str(t).expect("employer"));
     evaluate(&shifts, &policy, employer.as_ref())
 }
