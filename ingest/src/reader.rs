@@ -623,76 +623,113 @@ fn read_parquet<S: EventSink, R: RejectSink>(
     let groups = unknown_presence(&mut reader, &unknown).map_err(bad)?;
     check_pages(path, &mut reader, &wanted)
         .map_err(|why| IngestError::Input(format!("{name}: not a readable Parquet file ({why})")))?;
-    let mut offset = 0usize;
-    while offset < total {
-        // A slice never straddles two row groups: each group is decoded
-        // once per slice that reads it, so slices end where groups end.
-        let group_end = groups.iter().map(|(start, _)| *start).find(|s| *s > offset).unwrap_or(total);
-        let len = PARQUET_SLICE_ROWS.min(total - offset).min(group_end - offset);
-        // Only the contract's columns are read; unknown ones are never
-        // decoded (see `unknown_presence`).
-        let df = ParquetReader::new(open()?)
-            .with_slice(Some((offset, len)))
-            .with_columns(Some(wanted.clone()))
-            .finish()
-            .map_err(bad)?;
-        if df.height() == 0 {
-            // The footer claimed more rows than the file holds.
-            break;
-        }
-        let views: Vec<(&str, Option<ColView>)> =
-            FIELDS.iter().map(|f| Ok((*f, view(&df, f)?))).collect::<Result<_, IngestError>>()?;
-        let fast: [Fast<'_>; 14] =
-            std::array::from_fn(|f| views[f].1.as_ref().map_or(Fast::Absent, ColView::fast));
-        let (clock, columnar) = (ing.clock(), ing.columnar());
-        for i in 0..df.height() {
-            let row = offset + i;
-            let g = groups.partition_point(|(start, _)| *start <= row).saturating_sub(1);
-            let present = groups.get(g).map(|(_, p)| p.as_slice()).unwrap_or(&[]);
-            // Rows that pass every rule go on from the columns; the others
-            // take the record path below, which says why.
-            if let Some(v) = columnar.then(|| columnar::row(&fast, i, clock)).flatten() {
-                let names = unknown.iter().zip(present).filter(|(_, p)| **p).map(|(n, _)| *n);
-                ing.offer_valid(&v, names)?;
-                continue;
-            }
-            let mut raw = RawFields::default();
-            for (field, v) in &views {
-                if let Some(v) = v {
-                    let (_, slot) = raw.slot(field).expect("a contract field");
-                    *slot = v.get(i);
+    // Slices are decoded on their own thread, one ahead of the check.
+    // A slice never straddles two row groups: each group is decoded once
+    // per slice that reads it, so slices end where groups end.
+    let starts: Vec<usize> = groups.iter().map(|(start, _)| *start).collect();
+    std::thread::scope(|scope| -> Result<(), IngestError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, DataFrame), IngestError>>(1);
+        let wanted = &wanted;
+        let decoder =
+            std::thread::Builder::new().name("vigie-decode".into()).spawn_scoped(scope, move || {
+                let mut offset = 0;
+                while offset < total {
+                    let group_end = starts.iter().copied().find(|s| *s > offset).unwrap_or(total);
+                    let len = PARQUET_SLICE_ROWS.min(total - offset).min(group_end - offset);
+                    // Only the contract's columns are read; unknown ones are
+                    // never decoded (see `unknown_presence`).
+                    let df = open().and_then(|f| {
+                        ParquetReader::new(f)
+                            .with_slice(Some((offset, len)))
+                            .with_columns(Some(wanted.clone()))
+                            .finish()
+                            .map_err(bad)
+                    });
+                    let stop = !matches!(&df, Ok(df) if df.height() > 0);
+                    // The checking side has stopped: nothing more to read.
+                    if tx.send(df.map(|df| (offset, df))).is_err() || stop {
+                        return;
+                    }
+                    offset += len;
                 }
+            });
+        decoder.map_err(|e| IngestError::io(path, e))?;
+        for slice in rx {
+            let (offset, df) = slice?;
+            if df.height() == 0 {
+                // The footer claimed more rows than the file holds.
+                break;
             }
-            for (n, p) in unknown.iter().zip(present) {
-                if *p {
-                    raw.unknown.push(Cow::Borrowed(n));
-                }
-            }
-            let size: usize = [&raw.event_id, &raw.worker, &raw.site, &raw.zone, &raw.team, &raw.kind]
-                .iter()
-                .map(|v| match v {
-                    Some(Val::Str(s)) => s.len(),
-                    _ => 8,
-                })
-                .sum();
-            let row = (offset + i + 1) as u64;
-            let at = || Origin::File { file: name.clone(), line: row };
-            let render = |ps: &mut crate::pseudo::Pseudonymiser| render_fields(&raw, ps);
-            if size > MAX_RECORD_BYTES {
-                let rej = Rejection::new(
-                    RejectReason::TooLarge,
-                    format!("record of {size} bytes, over the limit of {MAX_RECORD_BYTES}"),
-                );
-                let rendered = render(ing.pseudonymiser());
-                ing.offer_refused(rej, at(), &rendered, size)?;
-                continue;
-            }
-            ing.offer_fields(&raw, at, render)?;
+            read_slice(&df, offset, total, &name, &unknown, &groups, ing, progress)?;
         }
-        offset += len;
-        progress(offset as f64 / total.max(1) as f64);
-    }
+        Ok(())
+    })?;
     progress(1.0);
+    Ok(())
+}
+
+/// Checks the rows of one Parquet slice that starts at row `offset`.
+#[allow(clippy::too_many_arguments)]
+fn read_slice<S: EventSink, R: RejectSink>(
+    df: &DataFrame,
+    offset: usize,
+    total: usize,
+    name: &Arc<str>,
+    unknown: &[&str],
+    groups: &[(usize, Vec<bool>)],
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<(), IngestError> {
+    let views: Vec<(&str, Option<ColView>)> =
+        FIELDS.iter().map(|f| Ok((*f, view(df, f)?))).collect::<Result<_, IngestError>>()?;
+    let fast: [Fast<'_>; 14] =
+        std::array::from_fn(|f| views[f].1.as_ref().map_or(Fast::Absent, ColView::fast));
+    let (clock, columnar) = (ing.clock(), ing.columnar());
+    for i in 0..df.height() {
+        let row = offset + i;
+        let g = groups.partition_point(|(start, _)| *start <= row).saturating_sub(1);
+        let present = groups.get(g).map(|(_, p)| p.as_slice()).unwrap_or(&[]);
+        // Rows that pass every rule go on from the columns; the others
+        // take the record path below, which says why.
+        if let Some(v) = columnar.then(|| columnar::row(&fast, i, clock)).flatten() {
+            let names = unknown.iter().zip(present).filter(|(_, p)| **p).map(|(n, _)| *n);
+            ing.offer_valid(&v, names)?;
+            continue;
+        }
+        let mut raw = RawFields::default();
+        for (field, v) in &views {
+            if let Some(v) = v {
+                let (_, slot) = raw.slot(field).expect("a contract field");
+                *slot = v.get(i);
+            }
+        }
+        for (n, p) in unknown.iter().zip(present) {
+            if *p {
+                raw.unknown.push(Cow::Borrowed(n));
+            }
+        }
+        let size: usize = [&raw.event_id, &raw.worker, &raw.site, &raw.zone, &raw.team, &raw.kind]
+            .iter()
+            .map(|v| match v {
+                Some(Val::Str(s)) => s.len(),
+                _ => 8,
+            })
+            .sum();
+        let row = (offset + i + 1) as u64;
+        let at = || Origin::File { file: name.clone(), line: row };
+        let render = |ps: &mut crate::pseudo::Pseudonymiser| render_fields(&raw, ps);
+        if size > MAX_RECORD_BYTES {
+            let rej = Rejection::new(
+                RejectReason::TooLarge,
+                format!("record of {size} bytes, over the limit of {MAX_RECORD_BYTES}"),
+            );
+            let rendered = render(ing.pseudonymiser());
+            ing.offer_refused(rej, at(), &rendered, size)?;
+            continue;
+        }
+        ing.offer_fields(&raw, at, render)?;
+    }
+    progress((offset + df.height()) as f64 / total.max(1) as f64);
     Ok(())
 }
 

@@ -282,14 +282,15 @@ fn write_atomic_with(
 /// the same bucket, so the analysis can take one bucket at a time and its
 /// memory is bounded by the largest bucket, not by the input.
 ///
-/// Encoding and compression run on a writer thread, so that they overlap
-/// with reading and validation; at most two batches wait for it.
+/// Building the frame, encoding and compression run on a writer thread,
+/// so that they overlap with reading and validation; at most two batches
+/// wait for it.
 pub struct SpillWriter {
     dir: PathBuf,
     batches: Vec<EventBatch>,
     rows_per_file: usize,
     parts: Vec<usize>,
-    tx: Option<std::sync::mpsc::SyncSender<(DataFrame, PathBuf)>>,
+    tx: Option<std::sync::mpsc::SyncSender<(EventBatch, PathBuf)>>,
     writer: Option<std::thread::JoinHandle<Result<(), IngestError>>>,
 }
 
@@ -303,11 +304,13 @@ impl SpillWriter {
         let dir = dir.into();
         let buckets = buckets.max(1);
         fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(DataFrame, PathBuf)>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(EventBatch, PathBuf)>(2);
         let writer = std::thread::Builder::new()
             .name("vigie-spill".into())
             .spawn(move || {
-                for (mut df, path) in rx {
+                for (mut batch, path) in rx {
+                    let mut df = batch.frame(true).map_err(IngestError::Polars)?;
+                    drop(batch);
                     write_parquet_atomic(&mut df, &path, durability)?;
                 }
                 Ok(())
@@ -350,11 +353,11 @@ impl SpillWriter {
         if self.batches[b].is_empty() {
             return Ok(());
         }
-        let df = self.batches[b].frame(true).map_err(IngestError::Polars)?;
+        let batch = std::mem::take(&mut self.batches[b]);
         let path = self.bucket_dir(b).join(format!("part-{:06}.parquet", self.parts[b]));
         fs::create_dir_all(self.bucket_dir(b)).map_err(|e| IngestError::io(&self.bucket_dir(b), e))?;
         self.parts[b] += 1;
-        let sent = self.tx.as_ref().map(|tx| tx.send((df, path)).is_ok()).unwrap_or(false);
+        let sent = self.tx.as_ref().map(|tx| tx.send((batch, path)).is_ok()).unwrap_or(false);
         if !sent {
             // The writer stopped: its error says why.
             return Err(self
