@@ -199,15 +199,75 @@ pub fn fold_shifts(df: &DataFrame, m: &ShiftModel) -> Result<Option<Vec<Shift>>,
             }
         })
         .collect();
-    let (sorted, starts) = group_sorted(&rows);
-    drop(rows);
-    let mut f = Folder::new(&names, m);
+    Ok(Some(fold_rows(&rows, &names, m)))
+}
+
+/// The shifts of one bucket of the audit's spill (its files, named),
+/// leaving out the events whose `seq` is in `dropped` (the duplicates the
+/// door found after the read, sorted), sorted by site, worker and start.
+pub fn fold_spill(
+    files: &[std::path::PathBuf],
+    dropped: &[u64],
+    m: &ShiftModel,
+) -> Result<Vec<Shift>, crate::AnalyzeError> {
+    use vigie_ingest::spill::{NO_LABEL, NO_QUANTITY};
+    let mut names: Vec<Arc<str>> = Vec::new();
+    let mut by_text: Fast<Arc<str>, u32> = Fast::default();
+    let mut rows: Vec<Row> = Vec::new();
+    for path in files {
+        let c = vigie_ingest::spill::read(path).map_err(|e| crate::AnalyzeError::io(path, e))?;
+        // The file's label codes as the bucket's.
+        let local: Vec<u32> = c
+            .labels
+            .iter()
+            .map(|l| match by_text.get(l.as_str()) {
+                Some(code) => *code,
+                None => {
+                    let a: Arc<str> = Arc::from(l.as_str());
+                    names.push(a.clone());
+                    let code = (names.len() - 1) as u32;
+                    by_text.insert(a, code);
+                    code
+                }
+            })
+            .collect();
+        let label = |c: u32| if c == NO_LABEL { NONE } else { local[c as usize] };
+        rows.reserve(c.len());
+        for i in 0..c.len() {
+            if !dropped.is_empty() && dropped.binary_search(&c.seq[i]).is_ok() {
+                continue;
+            }
+            let q = c.quantity[i];
+            rows.push(Row {
+                ts: c.ts_us[i],
+                worker: c.worker[i],
+                weight: c.weight_kg[i],
+                threshold: c.threshold_s[i],
+                gap_s: c.gap_s[i],
+                target: c.target_per_hour[i],
+                site: local[c.site[i] as usize],
+                team: label(c.team[i]),
+                zone: label(c.zone[i]),
+                quantity: if q == NO_QUANTITY { 0 } else { q },
+                offset: c.offset_s[i],
+                kind: c.kind[i],
+                process: c.process[i],
+                has_quantity: q != NO_QUANTITY,
+            });
+        }
+    }
+    Ok(fold_rows(&rows, &names, m))
+}
+
+fn fold_rows(rows: &[Row], names: &[Arc<str>], m: &ShiftModel) -> Vec<Shift> {
+    let (sorted, starts) = group_sorted(rows);
+    let mut f = Folder::new(names, m);
     for g in starts.windows(2) {
         f.group(&sorted[g[0]..g[1]]);
     }
     let mut out = f.out;
     out.sort_by(|a, b| (&a.site, a.worker, a.start_us).cmp(&(&b.site, b.worker, b.start_us)));
-    Ok(Some(out))
+    out
 }
 
 /// The rows grouped by site and worker (groups in the order met), by time

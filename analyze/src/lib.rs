@@ -48,14 +48,14 @@ pub fn store_shifts(
             .map_err(|e| AnalyzeError::io(dir, e))?
             .flatten()
             .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .filter(|p| p.extension().is_some_and(|x| x == "spill"))
             .collect();
         files.sort();
         let dropped = vigie_ingest::dedup::read_dropped(dir).map_err(|e| match e {
             vigie_ingest::IngestError::Io { source, .. } => AnalyzeError::io(dir, source),
             other => AnalyzeError::io(dir, std::io::Error::other(other.to_string())),
         })?;
-        let mut part = shifts::bucket_shifts(&files, &dropped, model)?;
+        let mut part = fold::fold_spill(&files, &dropped, model)?;
         all.append(&mut part);
         progress(i + 1);
     }

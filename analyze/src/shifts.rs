@@ -497,30 +497,6 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
         .filter(col("start_us").is_not_null())
 }
 
-/// Reads the shifts of one bucket of the store (its files, named),
-/// leaving out the events whose `seq` is in `dropped` (the duplicates the
-/// door found after the read, sorted).
-pub fn bucket_shifts(
-    files: &[std::path::PathBuf],
-    dropped: &[u64],
-    m: &ShiftModel,
-) -> Result<Vec<Shift>, AnalyzeError> {
-    if files.is_empty() {
-        return Ok(Vec::new());
-    }
-    let paths = files.iter().map(|p| PlRefPath::new(p.to_string_lossy().to_string()));
-    let mut lf = LazyFrame::scan_parquet_files(paths.collect(), store_scan_args(None))?;
-    if !dropped.is_empty() {
-        let out = Series::new("dropped".into(), dropped);
-        lf = lf.filter(col("seq").is_in(lit(out).implode(false), false).not());
-    }
-    let events = lf.select(query_columns()).collect()?;
-    match crate::fold::fold_shifts(&events, m)? {
-        Some(shifts) => Ok(shifts),
-        None => frame_to_shifts(&shift_query(events.lazy(), m).collect()?),
-    }
-}
-
 /// Shifts of events already in memory (tests).
 pub fn frame_shifts(events: DataFrame, m: &ShiftModel) -> Result<Vec<Shift>, AnalyzeError> {
     let df = shift_query(events.lazy(), m).collect()?;

@@ -14,6 +14,7 @@ pub mod planted;
 pub mod pseudo;
 pub mod reader;
 pub mod rejects;
+pub mod spill;
 pub mod store;
 pub mod validate;
 

@@ -69,7 +69,7 @@ pub fn estimate_events(path: &Path) -> u64 {
 }
 
 /// Rows read from a Parquet file at a time.
-pub const PARQUET_SLICE_ROWS: usize = 512 * 1024;
+pub const PARQUET_SLICE_ROWS: usize = 256 * 1024;
 
 /// The size and SHA-256 of a file as a reader read it (docs/custody.md):
 /// taken from the bytes as they stream past, not by a second pass.

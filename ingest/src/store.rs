@@ -112,13 +112,48 @@ impl EventBatch {
         self.target_per_hour.push(e.target_per_hour);
     }
 
-    /// Moves the buffers into a DataFrame with [`store_schema`].
-    pub fn take_frame(&mut self) -> PolarsResult<DataFrame> {
-        self.frame(false)
+    /// Moves the buffers into the columns of a spill file
+    /// ([`crate::spill`]): labels coded, missing values marked.
+    pub fn take_spill(&mut self) -> crate::spill::SpillColumns {
+        use crate::spill::{NO_LABEL, NO_PROCESS, NO_QUANTITY};
+        let b = std::mem::take(self);
+        // The batch holds every label it codes, so an address names one
+        // label for as long as the coding runs (two copies of a name get
+        // two codes: the reader goes by the text).
+        let mut codes: std::collections::HashMap<usize, u32, foldhash::fast::RandomState> =
+            Default::default();
+        let mut labels: Vec<String> = Vec::new();
+        let mut code = |a: &Arc<str>| {
+            *codes.entry(Arc::as_ptr(a) as *const u8 as usize).or_insert_with(|| {
+                labels.push(a.to_string());
+                (labels.len() - 1) as u32
+            })
+        };
+        let site = b.site.iter().map(&mut code).collect();
+        let team = b.team.iter().map(|t| t.as_ref().map_or(NO_LABEL, &mut code)).collect();
+        let zone = b.zone.iter().map(|z| z.as_ref().map_or(NO_LABEL, &mut code)).collect();
+        let nan = |v: Vec<Option<f64>>| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect();
+        crate::spill::SpillColumns {
+            seq: b.seq,
+            ts_us: b.ts_us,
+            offset_s: b.offset_s,
+            site,
+            worker: b.worker,
+            kind: b.kind,
+            team,
+            zone,
+            process: b.process.into_iter().map(|p| p.unwrap_or(NO_PROCESS)).collect(),
+            quantity: b.quantity.into_iter().map(|q| q.unwrap_or(NO_QUANTITY)).collect(),
+            weight_kg: nan(b.weight_kg),
+            threshold_s: nan(b.threshold_s),
+            gap_s: nan(b.gap_s),
+            target_per_hour: nan(b.target_per_hour),
+            labels,
+        }
     }
 
-    /// The store's columns, then `seq` when `spill`.
-    fn frame(&mut self, spill: bool) -> PolarsResult<DataFrame> {
+    /// Moves the buffers into a DataFrame with [`store_schema`].
+    pub fn take_frame(&mut self) -> PolarsResult<DataFrame> {
         let b = std::mem::take(self);
         fn strs(v: &[Option<Arc<str>>]) -> Vec<Option<&str>> {
             v.iter().map(|s| s.as_deref()).collect()
@@ -131,7 +166,7 @@ impl EventBatch {
         });
         let event_id = StringChunked::from_iter_values("event_id".into(), ids);
         let site: Vec<&str> = b.site.iter().map(|s| s.as_ref()).collect();
-        let mut columns = vec![
+        let columns = vec![
             event_id.into_column(),
             Column::new("ts_us".into(), b.ts_us),
             Column::new("offset_s".into(), b.offset_s),
@@ -148,9 +183,6 @@ impl EventBatch {
             Column::new("gap_s".into(), b.gap_s),
             Column::new("target_per_hour".into(), b.target_per_hour),
         ];
-        if spill {
-            columns.push(Column::new("seq".into(), b.seq));
-        }
         DataFrame::new_infer_height(columns)
     }
 }
@@ -215,6 +247,16 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8], durability: Durability) -> 
     write_bytes_atomic_with(path, bytes, durability, &mut |_| Ok(()))
 }
 
+/// [`write_bytes_atomic`] for a file of individual data (events, shifts):
+/// only the owner may read it (0600), as Parquet parts.
+pub fn write_private_bytes_atomic(
+    path: &Path,
+    bytes: &[u8],
+    durability: Durability,
+) -> Result<(), IngestError> {
+    write_atomic_with(path, durability, true, &mut |_| Ok(()), &mut |f| f.write_all(bytes))
+}
+
 /// [`write_bytes_atomic`] with a fault injection seam, like
 /// [`write_parquet_atomic_with`].
 pub fn write_bytes_atomic_with(
@@ -277,7 +319,8 @@ fn write_atomic_with(
     Ok(())
 }
 
-/// Accumulates events and writes them as numbered Parquet parts, in
+/// Accumulates events and writes them as numbered spill files
+/// ([`crate::spill`]), in
 /// `buckets` folders by worker pseudonym: every event of a worker lands in
 /// the same bucket, so the analysis can take one bucket at a time and its
 /// memory is bounded by the largest bucket, not by the input.
@@ -309,9 +352,9 @@ impl SpillWriter {
             .name("vigie-spill".into())
             .spawn(move || {
                 for (mut batch, path) in rx {
-                    let mut df = batch.frame(true).map_err(IngestError::Polars)?;
-                    drop(batch);
-                    write_parquet_atomic(&mut df, &path, durability)?;
+                    let bytes =
+                        crate::spill::encode(&batch.take_spill()).map_err(|e| IngestError::io(&path, e))?;
+                    write_private_bytes_atomic(&path, &bytes, durability)?;
                 }
                 Ok(())
             })
@@ -354,7 +397,7 @@ impl SpillWriter {
             return Ok(());
         }
         let batch = std::mem::take(&mut self.batches[b]);
-        let path = self.bucket_dir(b).join(format!("part-{:06}.parquet", self.parts[b]));
+        let path = self.bucket_dir(b).join(format!("part-{:06}.spill", self.parts[b]));
         fs::create_dir_all(self.bucket_dir(b)).map_err(|e| IngestError::io(&self.bucket_dir(b), e))?;
         self.parts[b] += 1;
         let sent = self.tx.as_ref().map(|tx| tx.send((batch, path)).is_ok()).unwrap_or(false);

@@ -1,0 +1,269 @@
+//! The audit's spill files: the columns the analysis needs, written raw
+//! (little-endian) and compressed block by block with LZ4, read back in
+//! one go. A spill file lives for one run in the private work folder;
+//! Parquet would cost its encoder's time for a file read once (the
+//! service's store, which others read, stays Parquet).
+//!
+//! Layout: `VGSPILL1`, the row count (u64), the labels (u32 count, then a
+//! u32 length and the bytes of each), then each column of
+//! [`SpillColumns`] in field order as its raw length (u64), compressed
+//! length (u64) and LZ4 block, and last the xxh3-64 of all that precedes.
+//! Missing values: NaN for numbers, [`NO_LABEL`], [`NO_PROCESS`] and
+//! [`NO_QUANTITY`] (the door lets no NaN through, and caps quantities far
+//! below).
+
+use std::io::{Error, ErrorKind, Result};
+
+const MAGIC: &[u8; 8] = b"VGSPILL1";
+
+/// A missing team or zone.
+pub const NO_LABEL: u32 = u32::MAX;
+/// A missing process.
+pub const NO_PROCESS: u8 = u8::MAX;
+/// A missing quantity.
+pub const NO_QUANTITY: u32 = u32::MAX;
+
+/// The events of one spill file, column by column.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct SpillColumns {
+    pub seq: Vec<u64>,
+    pub ts_us: Vec<i64>,
+    pub offset_s: Vec<i32>,
+    /// Codes into `labels`.
+    pub site: Vec<u32>,
+    pub worker: Vec<u64>,
+    pub kind: Vec<u8>,
+    pub team: Vec<u32>,
+    pub zone: Vec<u32>,
+    pub process: Vec<u8>,
+    pub quantity: Vec<u32>,
+    pub weight_kg: Vec<f64>,
+    pub threshold_s: Vec<f64>,
+    pub gap_s: Vec<f64>,
+    pub target_per_hour: Vec<f64>,
+    /// The file's sites, teams and zones (one table; a name may appear
+    /// twice).
+    pub labels: Vec<String>,
+}
+
+impl SpillColumns {
+    pub fn len(&self) -> usize {
+        self.seq.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.seq.is_empty()
+    }
+}
+
+/// Plain values that have a fixed little-endian form.
+trait Raw: Copy + Sized {
+    const SIZE: usize;
+    fn put(self, out: &mut Vec<u8>);
+    fn get(b: &[u8]) -> Self;
+}
+
+macro_rules! raw {
+    ($($t:ty),+) => {$(
+        impl Raw for $t {
+            const SIZE: usize = std::mem::size_of::<$t>();
+            fn put(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+            fn get(b: &[u8]) -> Self {
+                let mut a = [0u8; std::mem::size_of::<$t>()];
+                a.copy_from_slice(b);
+                <$t>::from_le_bytes(a)
+            }
+        }
+    )+};
+}
+raw!(u8, u32, i32, u64, i64, f64);
+
+fn put_column<T: Raw>(out: &mut Vec<u8>, values: &[T]) -> Result<()> {
+    let mut raw = Vec::with_capacity(values.len() * T::SIZE);
+    for v in values {
+        v.put(&mut raw);
+    }
+    let packed = lz4::block::compress(&raw, Some(lz4::block::CompressionMode::FAST(1)), false)?;
+    (raw.len() as u64).put(out);
+    (packed.len() as u64).put(out);
+    out.extend_from_slice(&packed);
+    Ok(())
+}
+
+/// Encodes the columns of a spill file.
+pub fn encode(c: &SpillColumns) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(c.len() * 24 + 1024);
+    out.extend_from_slice(MAGIC);
+    (c.len() as u64).put(&mut out);
+    (c.labels.len() as u32).put(&mut out);
+    for l in &c.labels {
+        (l.len() as u32).put(&mut out);
+        out.extend_from_slice(l.as_bytes());
+    }
+    put_column(&mut out, &c.seq)?;
+    put_column(&mut out, &c.ts_us)?;
+    put_column(&mut out, &c.offset_s)?;
+    put_column(&mut out, &c.site)?;
+    put_column(&mut out, &c.worker)?;
+    put_column(&mut out, &c.kind)?;
+    put_column(&mut out, &c.team)?;
+    put_column(&mut out, &c.zone)?;
+    put_column(&mut out, &c.process)?;
+    put_column(&mut out, &c.quantity)?;
+    put_column(&mut out, &c.weight_kg)?;
+    put_column(&mut out, &c.threshold_s)?;
+    put_column(&mut out, &c.gap_s)?;
+    put_column(&mut out, &c.target_per_hour)?;
+    xxhash_rust::xxh3::xxh3_64(&out).put(&mut out);
+    Ok(out)
+}
+
+fn bad(why: &str) -> Error {
+    Error::new(ErrorKind::InvalidData, format!("not a vigie spill file ({why})"))
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.b.len() < n {
+            return Err(bad("cut short"));
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(head)
+    }
+
+    fn value<T: Raw>(&mut self) -> Result<T> {
+        Ok(T::get(self.take(T::SIZE)?))
+    }
+
+    fn column<T: Raw>(&mut self, rows: usize) -> Result<Vec<T>> {
+        let raw_len = self.value::<u64>()? as usize;
+        let packed_len = self.value::<u64>()? as usize;
+        if raw_len != rows * T::SIZE {
+            return Err(bad("a column's length does not match the row count"));
+        }
+        let packed = self.take(packed_len)?;
+        let size = i32::try_from(raw_len).map_err(|_| bad("a column over 2 GiB"))?;
+        let raw = lz4::block::decompress(packed, Some(size))?;
+        if raw.len() != raw_len {
+            return Err(bad("a column decompressed to the wrong length"));
+        }
+        Ok(raw.chunks_exact(T::SIZE).map(T::get).collect())
+    }
+}
+
+/// Decodes a spill file written by [`encode`].
+pub fn decode(bytes: &[u8]) -> Result<SpillColumns> {
+    if bytes.len() < MAGIC.len() + 8 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(bad("no spill header"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 8);
+    if xxhash_rust::xxh3::xxh3_64(body) != u64::get(sum) {
+        return Err(bad("its checksum does not match"));
+    }
+    let mut r = Reader { b: &body[MAGIC.len()..] };
+    let rows = r.value::<u64>()? as usize;
+    let n_labels = r.value::<u32>()? as usize;
+    let mut labels = Vec::with_capacity(n_labels.min(1 << 16));
+    for _ in 0..n_labels {
+        let len = r.value::<u32>()? as usize;
+        let s = std::str::from_utf8(r.take(len)?).map_err(|_| bad("a label is not UTF-8"))?;
+        labels.push(s.to_string());
+    }
+    let c = SpillColumns {
+        seq: r.column(rows)?,
+        ts_us: r.column(rows)?,
+        offset_s: r.column(rows)?,
+        site: r.column(rows)?,
+        worker: r.column(rows)?,
+        kind: r.column(rows)?,
+        team: r.column(rows)?,
+        zone: r.column(rows)?,
+        process: r.column(rows)?,
+        quantity: r.column(rows)?,
+        weight_kg: r.column(rows)?,
+        threshold_s: r.column(rows)?,
+        gap_s: r.column(rows)?,
+        target_per_hour: r.column(rows)?,
+        labels,
+    };
+    if !r.b.is_empty() {
+        return Err(bad("bytes after the last column"));
+    }
+    let n = c.labels.len();
+    let coded = |v: &[u32], missing: Option<u32>| v.iter().all(|x| (*x as usize) < n || Some(*x) == missing);
+    if !coded(&c.site, None) || !coded(&c.team, Some(NO_LABEL)) || !coded(&c.zone, Some(NO_LABEL)) {
+        return Err(bad("a label code out of range"));
+    }
+    Ok(c)
+}
+
+/// Reads a spill file.
+pub fn read(path: &std::path::Path) -> Result<SpillColumns> {
+    decode(&std::fs::read(path)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> SpillColumns {
+        SpillColumns {
+            seq: vec![3, 9],
+            ts_us: vec![-5, 1_700_000_000_000_000],
+            offset_s: vec![3600, -18000],
+            site: vec![0, 1],
+            worker: vec![u64::MAX, 7],
+            kind: vec![4, 9],
+            team: vec![2, NO_LABEL],
+            zone: vec![NO_LABEL, 0],
+            process: vec![NO_PROCESS, 3],
+            quantity: vec![2, NO_QUANTITY],
+            weight_kg: vec![1.5, f64::NAN],
+            threshold_s: vec![f64::NAN, 60.0],
+            gap_s: vec![f64::NAN, f64::NAN],
+            target_per_hour: vec![f64::NAN, 120.5],
+            labels: vec!["LYS1".into(), "Entrepôt é".into(), "t".into()],
+        }
+    }
+
+    #[test]
+    fn a_spill_file_reads_back_as_written() {
+        let c = sample();
+        let back = decode(&encode(&c).unwrap()).unwrap();
+        // NaN != NaN: compare the bits.
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&back.weight_kg), bits(&c.weight_kg));
+        assert_eq!(bits(&back.threshold_s), bits(&c.threshold_s));
+        let strip = |mut c: SpillColumns| {
+            c.weight_kg.clear();
+            c.threshold_s.clear();
+            c.gap_s.clear();
+            c.target_per_hour.clear();
+            c
+        };
+        assert_eq!(strip(back), strip(c));
+        assert!(decode(&encode(&SpillColumns::default()).unwrap()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_damaged_spill_file_is_an_error_never_wrong_rows() {
+        let bytes = encode(&sample()).unwrap();
+        for cut in [0, 7, 8, 20, bytes.len() / 2, bytes.len() - 1] {
+            let e = decode(&bytes[..cut]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidData, "{cut}");
+        }
+        for at in [9, 30, bytes.len() / 2, bytes.len() - 9] {
+            let mut b = bytes.clone();
+            b[at] ^= 0x40;
+            let e = decode(&b).unwrap_err();
+            assert!(e.to_string().contains("not a vigie spill file"), "{at}: {e}");
+        }
+    }
+}
