@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 
 use polars::prelude::*;
+use polars_arrow::array::Array;
 
 use crate::event::{Device, Kind, Process, MAX_RECORD_BYTES};
 use crate::validate::{site_charset_ok, Clock, Valid, MAX_TS_US, MIN_TS_US};
@@ -91,6 +92,58 @@ fn ranged(c: Cell<f64>, ok: fn(f64) -> bool) -> Cell<f64> {
     match c? {
         Some(x) if !ok(x) => Err(()),
         v => Ok(v),
+    }
+}
+
+/// Resolves each distinct value of a text column of a slice once (a worker
+/// appears thousands of times) and gives each row its value's result;
+/// `f(None)` for a missing value. A value of up to 12 bytes is held whole
+/// in its Arrow view, so the view is the key, without hashing the bytes.
+/// `None` when the column is not text.
+pub(crate) fn per_distinct<'a, R: Clone>(
+    col: Fast<'a>,
+    rows: usize,
+    mut f: impl FnMut(Option<&'a str>) -> R,
+) -> Option<Vec<R>> {
+    type Map<K> = std::collections::HashMap<K, usize, foldhash::fast::RandomState>;
+    match col {
+        Fast::Absent => Some(vec![f(None); rows]),
+        Fast::Str(a) => {
+            let views = a.views();
+            let (mut inline, mut long): (Map<u128>, Map<&'a str>) = Default::default();
+            let mut distinct: Vec<R> = Vec::new();
+            let mut null: Option<R> = None;
+            let mut last: Option<(u128, usize)> = None;
+            let mut out = Vec::with_capacity(rows);
+            for (i, view) in views.iter().enumerate().take(rows) {
+                if !a.is_valid(i) {
+                    out.push(null.get_or_insert_with(|| f(None)).clone());
+                    continue;
+                }
+                let at = if view.length <= 12 {
+                    let key = view.as_u128();
+                    match last {
+                        Some((k, at)) if k == key => at,
+                        _ => {
+                            let at = *inline.entry(key).or_insert_with(|| {
+                                distinct.push(f(Some(a.value(i))));
+                                distinct.len() - 1
+                            });
+                            last = Some((key, at));
+                            at
+                        }
+                    }
+                } else {
+                    *long.entry(a.value(i)).or_insert_with(|| {
+                        distinct.push(f(Some(a.value(i))));
+                        distinct.len() - 1
+                    })
+                };
+                out.push(distinct[at].clone());
+            }
+            Some(out)
+        }
+        _ => None,
     }
 }
 

@@ -33,7 +33,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
-use event::{Event, EventRef, Origin, RejectReason};
+use event::{Event, EventRef, Origin, Pseudonym, RejectReason};
 use pseudo::Pseudonymiser;
 use rejects::RejectSink;
 use validate::{Clock, RawFields, Rejection, Valid};
@@ -159,6 +159,15 @@ enum Dedup {
     /// Logged to partition files and resolved after the read (the audit:
     /// memory flat in the input; see [`dedup`]).
     Deferred(dedup::IdLog),
+}
+
+/// A valid record's worker pseudonym and labels, as the door stores them.
+#[derive(Clone, Copy)]
+pub(crate) struct Resolved<'r> {
+    pub worker: Pseudonym,
+    pub site: &'r Arc<str>,
+    pub zone: Option<&'r Arc<str>>,
+    pub team: Option<&'r Arc<str>>,
 }
 
 /// Validation, pseudonymisation and de-duplication, in front of a sink.
@@ -430,6 +439,25 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         self.admit(v)
     }
 
+    /// [`Self::offer_valid`] for a record whose worker and labels the
+    /// reader resolved once per distinct value of its slice
+    /// ([`Self::pseudonymiser`], [`Self::intern`]).
+    pub(crate) fn offer_resolved<'n>(
+        &mut self,
+        v: &Valid<'_>,
+        unknown: impl IntoIterator<Item = &'n str>,
+        resolved: Resolved<'_>,
+    ) -> Result<(), IngestError> {
+        self.stats.records += 1;
+        self.count_unknown(unknown);
+        self.admit_resolved(v, resolved)
+    }
+
+    /// The shared copy of a site, team or zone name.
+    pub(crate) fn intern(&mut self, s: &str) -> Arc<str> {
+        self.label(s)
+    }
+
     /// Counts the fields of a valid record that are outside the contract.
     fn count_unknown<'n>(&mut self, names: impl IntoIterator<Item = &'n str>) {
         let mut any = false;
@@ -454,6 +482,17 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
 
     /// A valid record past the duplicate filter, re-keyed, to the sink.
     fn admit(&mut self, v: &Valid<'_>) -> Result<(), IngestError> {
+        let worker = self.pseudo.pseudonym(&v.worker);
+        let site = match &self.last_site {
+            Some((a, _)) if a.as_ref() == v.site.as_ref() => a.clone(),
+            _ => self.label(&v.site),
+        };
+        let zone = v.zone.as_deref().map(|z| self.label(z));
+        let team = v.team.as_deref().map(|t| self.label(t));
+        self.admit_resolved(v, Resolved { worker, site: &site, zone: zone.as_ref(), team: team.as_ref() })
+    }
+
+    fn admit_resolved(&mut self, v: &Valid<'_>, r: Resolved<'_>) -> Result<(), IngestError> {
         let h = xxhash_rust::xxh3::xxh3_128(v.event_id.as_bytes());
         if let Dedup::Memory(seen) = &mut self.dedup {
             if !seen.insert(h) {
@@ -461,31 +500,28 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
                 return Ok(());
             }
         }
-        let worker = self.pseudo.pseudonym(&v.worker);
-        let (site, site_code) = match &self.last_site {
-            Some((a, code)) if a.as_ref() == v.site.as_ref() => (a.clone(), *code),
+        let Resolved { worker, site, zone, team } = r;
+        let site_code = match &self.last_site {
+            Some((a, code)) if Arc::ptr_eq(a, site) || a.as_ref() == site.as_ref() => *code,
             _ => {
-                let a = self.label(&v.site);
-                let code = match self.site_codes.get(&a) {
+                let code = match self.site_codes.get(site) {
                     Some(c) => *c,
                     None => {
                         let c = self.site_names.len() as u32;
-                        self.site_codes.insert(a.clone(), c);
-                        self.site_names.push(a.clone());
-                        self.stats.sites.insert(a.to_string());
+                        self.site_codes.insert(site.clone(), c);
+                        self.site_names.push(site.clone());
+                        self.stats.sites.insert(site.to_string());
                         c
                     }
                 };
-                self.last_site = Some((a.clone(), code));
-                (a, code)
+                self.last_site = Some((site.clone(), code));
+                code
             }
         };
         let seq = match &mut self.dedup {
             Dedup::Deferred(log) => log.log(h, worker.0, v.ts_us, site_code)?,
             Dedup::Memory(_) => self.stats.accepted,
         };
-        let zone = v.zone.as_deref().map(|z| self.label(z));
-        let team = v.team.as_deref().map(|t| self.label(t));
         self.stats.accepted += 1;
         self.stats.min_ts_us = Some(self.stats.min_ts_us.map_or(v.ts_us, |m| m.min(v.ts_us)));
         self.stats.max_ts_us = Some(self.stats.max_ts_us.map_or(v.ts_us, |m| m.max(v.ts_us)));
@@ -494,11 +530,11 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             event_id: &v.event_id,
             ts_us: v.ts_us,
             offset_s: v.offset_s,
-            site: &site,
+            site,
             worker,
             kind: v.kind,
-            zone: zone.as_ref(),
-            team: team.as_ref(),
+            zone,
+            team,
             process: v.process,
             device: v.device,
             quantity: v.quantity,

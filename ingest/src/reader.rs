@@ -685,7 +685,17 @@ fn read_slice<S: EventSink, R: RejectSink>(
     let fast: [Fast<'_>; 14] =
         std::array::from_fn(|f| views[f].1.as_ref().map_or(Fast::Absent, ColView::fast));
     let (clock, columnar) = (ing.clock(), ing.columnar());
-    for i in 0..df.height() {
+    let rows = df.height();
+    // The worker's pseudonym and the labels, once per distinct value of the
+    // slice (used only for the rows that pass every rule).
+    let [_, _, site, worker, _, zone, team, ..] = fast;
+    let (mut workers, mut sites, mut zones, mut teams) = (None, None, None, None);
+    if columnar {
+        workers = columnar::per_distinct(worker, rows, |w| w.map(|w| ing.pseudonymiser().pseudonym(w)));
+        let mut labels = |c| columnar::per_distinct(c, rows, |s: Option<&str>| s.map(|s| ing.intern(s)));
+        (sites, zones, teams) = (labels(site), labels(zone), labels(team));
+    }
+    for i in 0..rows {
         let row = offset + i;
         let g = groups.partition_point(|(start, _)| *start <= row).saturating_sub(1);
         let present = groups.get(g).map(|(_, p)| p.as_slice()).unwrap_or(&[]);
@@ -693,7 +703,19 @@ fn read_slice<S: EventSink, R: RejectSink>(
         // take the record path below, which says why.
         if let Some(v) = columnar.then(|| columnar::row(&fast, i, clock)).flatten() {
             let names = unknown.iter().zip(present).filter(|(_, p)| **p).map(|(n, _)| *n);
-            ing.offer_valid(&v, names)?;
+            let resolved = match (&workers, &sites, &zones, &teams) {
+                (Some(w), Some(s), Some(z), Some(t)) => match (w[i], &s[i]) {
+                    (Some(worker), Some(site)) => {
+                        Some(crate::Resolved { worker, site, zone: z[i].as_ref(), team: t[i].as_ref() })
+                    }
+                    _ => None,
+                },
+                _ => None,
+            };
+            match resolved {
+                Some(r) => ing.offer_resolved(&v, names, r)?,
+                None => ing.offer_valid(&v, names)?,
+            }
             continue;
         }
         let mut raw = RawFields::default();
