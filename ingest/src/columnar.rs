@@ -8,12 +8,14 @@
 //! differential tests in `tests` hold the two paths to the same outcome.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use polars::prelude::*;
 use polars_arrow::array::Array;
 
-use crate::event::{Device, Kind, Process, MAX_RECORD_BYTES};
+use crate::event::{Device, Kind, Process, Pseudonym, MAX_RECORD_BYTES};
 use crate::validate::{site_charset_ok, Clock, Valid, MAX_TS_US, MIN_TS_US};
+use crate::Resolved;
 
 type StrArray = <StringType as PolarsDataType>::Array;
 type I64Array = <Int64Type as PolarsDataType>::Array;
@@ -81,13 +83,6 @@ fn short_text(s: &str) -> Result<&str, ()> {
     Ok(s)
 }
 
-fn label(c: Cell<&str>) -> Cell<&str> {
-    match c? {
-        Some(s) if !site_charset_ok(s) => Err(()),
-        v => Ok(v),
-    }
-}
-
 fn ranged(c: Cell<f64>, ok: fn(f64) -> bool) -> Cell<f64> {
     match c? {
         Some(x) if !ok(x) => Err(()),
@@ -95,68 +90,147 @@ fn ranged(c: Cell<f64>, ok: fn(f64) -> bool) -> Cell<f64> {
     }
 }
 
-/// Resolves each distinct value of a text column of a slice once (a worker
-/// appears thousands of times) and gives each row its value's result;
-/// `f(None)` for a missing value. A value of up to 12 bytes is held whole
-/// in its Arrow view, so the view is the key, without hashing the bytes.
-/// `None` when the column is not text.
-pub(crate) fn per_distinct<'a, R: Clone>(
+/// The distinct values of a text column of a slice, each checked once (a
+/// worker appears thousands of times), and each row's value.
+pub(crate) struct Distinct<R> {
+    codes: Vec<u32>,
+    values: Vec<R>,
+}
+
+impl<R> Distinct<R> {
+    fn get(&self, i: usize) -> &R {
+        &self.values[self.codes[i] as usize]
+    }
+}
+
+/// A text value checked once: the text (for the size check and the
+/// record), and the value the door keeps, `Err` when the record path must
+/// decide.
+pub(crate) struct Checked<'a, T> {
+    text: Option<&'a str>,
+    value: Result<Option<T>, ()>,
+}
+
+impl<T> Checked<'_, T> {
+    /// Bytes the record path counts for this field in its size check.
+    fn size(&self) -> usize {
+        self.text.map_or(8, str::len)
+    }
+}
+
+/// Checks each distinct value of a text column once, with `f` (`f(None)`
+/// for a missing value). A value of up to 12 bytes is held whole in its
+/// Arrow view, so the view is the key, without hashing the bytes. `None`
+/// when the column is not text: no row of the slice can pass then.
+fn distinct<'a, T>(
     col: Fast<'a>,
     rows: usize,
-    mut f: impl FnMut(Option<&'a str>) -> R,
-) -> Option<Vec<R>> {
-    type Map<K> = std::collections::HashMap<K, usize, foldhash::fast::RandomState>;
+    mut f: impl FnMut(Option<&'a str>) -> Result<Option<T>, ()>,
+) -> Option<Distinct<Checked<'a, T>>> {
+    type Map<K> = std::collections::HashMap<K, u32, foldhash::fast::RandomState>;
+    let mut check = |text: Option<&'a str>| Checked { text, value: f(text) };
     match col {
-        Fast::Absent => Some(vec![f(None); rows]),
+        Fast::Absent => Some(Distinct { codes: vec![0; rows], values: vec![check(None)] }),
         Fast::Str(a) => {
             let views = a.views();
             let (mut inline, mut long): (Map<u128>, Map<&'a str>) = Default::default();
-            let mut distinct: Vec<R> = Vec::new();
-            let mut null: Option<R> = None;
-            let mut last: Option<(u128, usize)> = None;
-            let mut out = Vec::with_capacity(rows);
+            let mut values: Vec<Checked<'a, T>> = Vec::new();
+            let mut null: Option<u32> = None;
+            let mut last: Option<(u128, u32)> = None;
+            let mut codes = Vec::with_capacity(rows);
+            let mut add = |values: &mut Vec<Checked<'a, T>>, text| {
+                values.push(check(text));
+                (values.len() - 1) as u32
+            };
             for (i, view) in views.iter().enumerate().take(rows) {
-                if !a.is_valid(i) {
-                    out.push(null.get_or_insert_with(|| f(None)).clone());
-                    continue;
-                }
-                let at = if view.length <= 12 {
+                let code = if !a.is_valid(i) {
+                    *null.get_or_insert_with(|| add(&mut values, None))
+                } else if view.length <= 12 {
                     let key = view.as_u128();
                     match last {
-                        Some((k, at)) if k == key => at,
+                        Some((k, code)) if k == key => code,
                         _ => {
-                            let at = *inline.entry(key).or_insert_with(|| {
-                                distinct.push(f(Some(a.value(i))));
-                                distinct.len() - 1
-                            });
-                            last = Some((key, at));
-                            at
+                            let code =
+                                *inline.entry(key).or_insert_with(|| add(&mut values, Some(a.value(i))));
+                            last = Some((key, code));
+                            code
                         }
                     }
                 } else {
-                    *long.entry(a.value(i)).or_insert_with(|| {
-                        distinct.push(f(Some(a.value(i))));
-                        distinct.len() - 1
-                    })
+                    *long.entry(a.value(i)).or_insert_with(|| add(&mut values, Some(a.value(i))))
                 };
-                out.push(distinct[at].clone());
+                codes.push(code);
             }
-            Some(out)
+            (codes.len() == rows).then_some(Distinct { codes, values })
         }
         _ => None,
     }
 }
 
-/// Row `i` of a slice whose columns are in [`crate::validate::FIELDS`]
-/// order, when it passes every rule; `None` sends it to the record path.
-pub(crate) fn row<'a>(cols: &[Fast<'a>; 14], i: usize, clock: Option<Clock>) -> Option<Valid<'a>> {
-    checked_row(cols, i, clock).ok()
+/// What the door needs to resolve once per distinct value.
+pub(crate) trait Resolve {
+    fn pseudonym(&mut self, worker: &str) -> Pseudonym;
+    fn intern(&mut self, label: &str) -> Arc<str>;
 }
 
-fn checked_row<'a>(c: &[Fast<'a>; 14], i: usize, clock: Option<Clock>) -> Result<Valid<'a>, ()> {
-    let [event_id, ts, site, worker, kind, zone, team, process, device, quantity, weight_kg, threshold_s, gap_s, target_per_hour] =
-        *c;
-    let size: usize = [event_id, worker, site, zone, team, kind].iter().map(|f| f.size(i)).sum();
+/// The text columns of a slice, checked once per distinct value.
+pub(crate) struct Texts<'a> {
+    site: Distinct<Checked<'a, Arc<str>>>,
+    worker: Distinct<Checked<'a, Pseudonym>>,
+    kind: Distinct<Checked<'a, Kind>>,
+    zone: Distinct<Checked<'a, Arc<str>>>,
+    team: Distinct<Checked<'a, Arc<str>>>,
+    process: Distinct<Checked<'a, Process>>,
+    device: Distinct<Checked<'a, Device>>,
+}
+
+/// Checks the text columns of a slice, once per distinct value; `None`
+/// when one is not text (no row passes then: the record path says why).
+pub(crate) fn texts<'a>(c: &[Fast<'a>; 14], rows: usize, r: &mut impl Resolve) -> Option<Texts<'a>> {
+    let [_, _, site, worker, kind, zone, team, process, device, ..] = *c;
+    let label = |c, r: &mut dyn FnMut(&str) -> Arc<str>| {
+        distinct(c, rows, |s: Option<&str>| match s {
+            Some(s) if !site_charset_ok(s) => Err(()),
+            Some(s) => Ok(Some(r(s))),
+            None => Ok(None),
+        })
+    };
+    Some(Texts {
+        site: label(site, &mut |s| r.intern(s))?,
+        zone: label(zone, &mut |s| r.intern(s))?,
+        team: label(team, &mut |s| r.intern(s))?,
+        worker: distinct(worker, rows, |w| match w {
+            Some(w) => short_text(w).map(|w| Some(r.pseudonym(w))),
+            None => Ok(None),
+        })?,
+        kind: distinct(kind, rows, |k| k.map(|k| Kind::parse(k).ok_or(())).transpose())?,
+        process: distinct(process, rows, |p| p.map(|p| Process::parse(p).ok_or(())).transpose())?,
+        device: distinct(device, rows, |d| d.map(|d| Device::parse(d).ok_or(())).transpose())?,
+    })
+}
+
+/// Row `i` of a slice whose columns are in [`crate::validate::FIELDS`]
+/// order, when it passes every rule, with the worker's pseudonym and the
+/// labels the door keeps; `None` sends it to the record path.
+pub(crate) fn row<'a, 't>(
+    cols: &[Fast<'a>; 14],
+    texts: &'t Texts<'a>,
+    i: usize,
+    clock: Option<Clock>,
+) -> Option<(Valid<'a>, Resolved<'t>)> {
+    checked_row(cols, texts, i, clock).ok()
+}
+
+fn checked_row<'a, 't>(
+    c: &[Fast<'a>; 14],
+    t: &'t Texts<'a>,
+    i: usize,
+    clock: Option<Clock>,
+) -> Result<(Valid<'a>, Resolved<'t>), ()> {
+    let [event_id, ts, _, _, _, _, _, _, _, quantity, weight_kg, threshold_s, gap_s, target_per_hour] = *c;
+    let (site, worker, kind, zone, team) =
+        (t.site.get(i), t.worker.get(i), t.kind.get(i), t.zone.get(i), t.team.get(i));
+    let size = event_id.size(i) + worker.size() + site.size() + zone.size() + team.size() + kind.size();
     if size > MAX_RECORD_BYTES {
         return Err(());
     }
@@ -182,19 +256,13 @@ fn checked_row<'a>(c: &[Fast<'a>; 14], i: usize, clock: Option<Clock>) -> Result
             }
         }
     }
-    let site = label(site.text(i))?.ok_or(())?;
-    let worker = short_text(required(worker.text(i))?)?;
-    let kind = Kind::parse(required(kind.text(i))?).ok_or(())?;
-    let zone = label(zone.text(i))?;
-    let team = label(team.text(i))?;
-    let process = match process.text(i)? {
-        Some(s) => Some(Process::parse(s).ok_or(())?),
-        None => None,
-    };
-    let device = match device.text(i)? {
-        Some(s) => Some(Device::parse(s).ok_or(())?),
-        None => None,
-    };
+    let site_label = site.value.as_ref().map_err(|_| ())?.as_ref().ok_or(())?;
+    let pseudonym = (*worker.value.as_ref().map_err(|_| ())?).ok_or(())?;
+    let kind = (*kind.value.as_ref().map_err(|_| ())?).ok_or(())?;
+    let zone_label = zone.value.as_ref().map_err(|_| ())?.as_ref();
+    let team_label = team.value.as_ref().map_err(|_| ())?.as_ref();
+    let process = *t.process.get(i).value.as_ref().map_err(|_| ())?;
+    let device = *t.device.get(i).value.as_ref().map_err(|_| ())?;
     let quantity = match quantity {
         Fast::Absent => None,
         Fast::Int(a) => match a.get(i) {
@@ -208,15 +276,15 @@ fn checked_row<'a>(c: &[Fast<'a>; 14], i: usize, clock: Option<Clock>) -> Result
         (Kind::Scan, None) => Some(1),
         (_, q) => q,
     };
-    Ok(Valid {
+    let valid = Valid {
         event_id: Cow::Borrowed(id),
         ts_us,
         offset_s,
-        site: Cow::Borrowed(site),
-        worker: Cow::Borrowed(worker),
+        site: Cow::Borrowed(site.text.ok_or(())?),
+        worker: Cow::Borrowed(worker.text.ok_or(())?),
         kind,
-        zone: zone.map(Cow::Borrowed),
-        team: team.map(Cow::Borrowed),
+        zone: zone.text.map(Cow::Borrowed),
+        team: team.text.map(Cow::Borrowed),
         process,
         device,
         quantity,
@@ -224,7 +292,9 @@ fn checked_row<'a>(c: &[Fast<'a>; 14], i: usize, clock: Option<Clock>) -> Result
         threshold_s: ranged(threshold_s.number(i), |x| x > 0.0)?,
         gap_s: ranged(gap_s.number(i), |x| x >= 0.0)?,
         target_per_hour: ranged(target_per_hour.number(i), |x| x > 0.0)?,
-    })
+    };
+    let resolved = Resolved { worker: pseudonym, site: site_label, zone: zone_label, team: team_label };
+    Ok((valid, resolved))
 }
 
 /// The usual form of an RFC 3339 timestamp, `YYYY-MM-DDTHH:MM:SS`, an

@@ -161,6 +161,17 @@ enum Dedup {
     Deferred(dedup::IdLog),
 }
 
+impl<S: EventSink, R: RejectSink> columnar::Resolve for Ingestor<S, R> {
+    fn pseudonym(&mut self, worker: &str) -> Pseudonym {
+        self.pseudo.pseudonym(worker)
+    }
+
+    /// The shared copy of a site, team or zone name.
+    fn intern(&mut self, label: &str) -> Arc<str> {
+        self.label(label)
+    }
+}
+
 /// A valid record's worker pseudonym and labels, as the door stores them.
 #[derive(Clone, Copy)]
 pub(crate) struct Resolved<'r> {
@@ -428,20 +439,9 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
 
     /// A record a columnar reader has already checked against every rule
     /// of the contract (`validate::validate` would accept it and give
-    /// `v`), with the names of the fields outside the contract it carried.
-    pub(crate) fn offer_valid<'n>(
-        &mut self,
-        v: &Valid<'_>,
-        unknown: impl IntoIterator<Item = &'n str>,
-    ) -> Result<(), IngestError> {
-        self.stats.records += 1;
-        self.count_unknown(unknown);
-        self.admit(v)
-    }
-
-    /// [`Self::offer_valid`] for a record whose worker and labels the
-    /// reader resolved once per distinct value of its slice
-    /// ([`Self::pseudonymiser`], [`Self::intern`]).
+    /// `v`), with the names of the fields outside the contract it carried,
+    /// and its worker and labels resolved once per distinct value of its
+    /// slice (`columnar::Resolve`).
     pub(crate) fn offer_resolved<'n>(
         &mut self,
         v: &Valid<'_>,
@@ -451,11 +451,6 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         self.stats.records += 1;
         self.count_unknown(unknown);
         self.admit_resolved(v, resolved)
-    }
-
-    /// The shared copy of a site, team or zone name.
-    pub(crate) fn intern(&mut self, s: &str) -> Arc<str> {
-        self.label(s)
     }
 
     /// Counts the fields of a valid record that are outside the contract.

@@ -686,36 +686,18 @@ fn read_slice<S: EventSink, R: RejectSink>(
         std::array::from_fn(|f| views[f].1.as_ref().map_or(Fast::Absent, ColView::fast));
     let (clock, columnar) = (ing.clock(), ing.columnar());
     let rows = df.height();
-    // The worker's pseudonym and the labels, once per distinct value of the
-    // slice (used only for the rows that pass every rule).
-    let [_, _, site, worker, _, zone, team, ..] = fast;
-    let (mut workers, mut sites, mut zones, mut teams) = (None, None, None, None);
-    if columnar {
-        workers = columnar::per_distinct(worker, rows, |w| w.map(|w| ing.pseudonymiser().pseudonym(w)));
-        let mut labels = |c| columnar::per_distinct(c, rows, |s: Option<&str>| s.map(|s| ing.intern(s)));
-        (sites, zones, teams) = (labels(site), labels(zone), labels(team));
-    }
+    // The text columns, checked (and the worker pseudonymised, the labels
+    // interned) once per distinct value of the slice.
+    let texts = if columnar { columnar::texts(&fast, rows, ing) } else { None };
     for i in 0..rows {
         let row = offset + i;
         let g = groups.partition_point(|(start, _)| *start <= row).saturating_sub(1);
         let present = groups.get(g).map(|(_, p)| p.as_slice()).unwrap_or(&[]);
         // Rows that pass every rule go on from the columns; the others
         // take the record path below, which says why.
-        if let Some(v) = columnar.then(|| columnar::row(&fast, i, clock)).flatten() {
+        if let Some((v, resolved)) = texts.as_ref().and_then(|t| columnar::row(&fast, t, i, clock)) {
             let names = unknown.iter().zip(present).filter(|(_, p)| **p).map(|(n, _)| *n);
-            let resolved = match (&workers, &sites, &zones, &teams) {
-                (Some(w), Some(s), Some(z), Some(t)) => match (w[i], &s[i]) {
-                    (Some(worker), Some(site)) => {
-                        Some(crate::Resolved { worker, site, zone: z[i].as_ref(), team: t[i].as_ref() })
-                    }
-                    _ => None,
-                },
-                _ => None,
-            };
-            match resolved {
-                Some(r) => ing.offer_resolved(&v, names, r)?,
-                None => ing.offer_valid(&v, names)?,
-            }
+            ing.offer_resolved(&v, names, resolved)?;
             continue;
         }
         let mut raw = RawFields::default();
