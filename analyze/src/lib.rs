@@ -33,15 +33,18 @@ impl AnalyzeError {
     }
 }
 
-/// Shifts of every bucket of a store, one bucket at a time (memory is
-/// bounded by the largest bucket). `buckets` are folders of Parquet files.
+/// Shifts of every bucket of the audit's spill, one bucket at a time on
+/// each core (memory is bounded by the largest buckets). `buckets` are
+/// folders of spill files.
 pub fn store_shifts(
     buckets: &[std::path::PathBuf],
     model: &shifts::ShiftModel,
-    mut progress: impl FnMut(usize),
+    mut progress: impl FnMut(usize) + Send,
 ) -> Result<Vec<shifts::Shift>, AnalyzeError> {
-    let mut all = Vec::new();
-    for (i, dir) in buckets.iter().enumerate() {
+    // Buckets are folded on the machine's cores, one at a time each.
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let progress = std::sync::Mutex::new(&mut progress);
+    let parts = vigie_ingest::map_parallel(buckets, vigie_ingest::work_threads(), |dir| {
         // The bucket's files by name: a path is never a glob pattern (an
         // output folder may hold `*` or `[`).
         let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
@@ -55,10 +58,14 @@ pub fn store_shifts(
             vigie_ingest::IngestError::Io { source, .. } => AnalyzeError::io(dir, source),
             other => AnalyzeError::io(dir, std::io::Error::other(other.to_string())),
         })?;
-        let mut part = fold::fold_spill(&files, &dropped, model)?;
-        all.append(&mut part);
-        progress(i + 1);
-    }
+        let part = fold::fold_spill(&files, &dropped, model)?;
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        if let Ok(mut p) = progress.lock() {
+            (*p)(n);
+        }
+        Ok::<_, AnalyzeError>(part)
+    })?;
+    let mut all: Vec<shifts::Shift> = parts.into_iter().flatten().collect();
     all.sort_by(|a, b| (&a.site, a.worker, a.start_us).cmp(&(&b.site, b.worker, b.start_us)));
     Ok(all)
 }

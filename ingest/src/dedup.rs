@@ -144,27 +144,44 @@ impl IdLog {
             w.into_inner().map_err(|e| IngestError::io(&path, e.into_error()))?;
             paths.push(path);
         }
-        for path in paths {
+        // Partitions are sorted on the machine's cores, one at a time each.
+        let n = buckets.max(1);
+        let parts = crate::map_parallel(&paths, crate::work_threads(), |path| {
             let mut bytes = Vec::new();
-            BufReader::new(File::open(&path).map_err(|e| IngestError::io(&path, e))?)
+            BufReader::new(File::open(path).map_err(|e| IngestError::io(path, e))?)
                 .read_to_end(&mut bytes)
-                .map_err(|e| IngestError::io(&path, e))?;
-            let _ = std::fs::remove_file(&path);
+                .map_err(|e| IngestError::io(path, e))?;
+            let _ = std::fs::remove_file(path);
             let mut lines: Vec<Line> = bytes.chunks_exact(LINE).map(Line::decode).collect();
             drop(bytes);
             lines.sort_unstable_by_key(|l| (l.hash, l.seq));
+            let mut part = Resolved { dropped: vec![Vec::new(); n], ..Default::default() };
             let mut prev: Option<u128> = None;
             for l in &lines {
                 if prev == Some(l.hash) {
-                    out.dropped[bucket_of(l.worker, buckets.max(1))].push(l.seq);
+                    part.dropped[bucket_of(l.worker, n)].push(l.seq);
                     continue;
                 }
                 prev = Some(l.hash);
-                out.kept += 1;
-                out.min_ts_us = Some(out.min_ts_us.map_or(l.ts_us, |m| m.min(l.ts_us)));
-                out.max_ts_us = Some(out.max_ts_us.map_or(l.ts_us, |m| m.max(l.ts_us)));
-                out.sites.insert(l.site);
+                part.kept += 1;
+                part.min_ts_us = Some(part.min_ts_us.map_or(l.ts_us, |m| m.min(l.ts_us)));
+                part.max_ts_us = Some(part.max_ts_us.map_or(l.ts_us, |m| m.max(l.ts_us)));
+                part.sites.insert(l.site);
             }
+            Ok::<_, IngestError>(part)
+        })?;
+        for part in parts {
+            for (all, mut d) in out.dropped.iter_mut().zip(part.dropped) {
+                all.append(&mut d);
+            }
+            out.kept += part.kept;
+            let both = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
+                (Some(a), Some(b)) => Some(f(a, b)),
+                (a, b) => a.or(b),
+            };
+            out.min_ts_us = both(out.min_ts_us, part.min_ts_us, i64::min);
+            out.max_ts_us = both(out.max_ts_us, part.max_ts_us, i64::max);
+            out.sites.extend(part.sites);
         }
         for d in &mut out.dropped {
             d.sort_unstable();

@@ -582,3 +582,62 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         Ok((self.sink, self.rejects, self.stats))
     }
 }
+
+/// Runs `f` on each item on up to `threads` threads (at least one), one
+/// item at a time per thread, and returns the results in the items'
+/// order; stops at the first error. Memory: one item in work per thread.
+pub fn map_parallel<T: Sync, R: Send, E: Send>(
+    items: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, E> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let threads = threads.clamp(1, items.len().max(1));
+    let mut done: Vec<(usize, Result<R, E>)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        let r = f(item);
+                        if r.is_err() {
+                            failed.store(true, Ordering::Relaxed);
+                        }
+                        out.push((i, r));
+                    }
+                    out
+                })
+            })
+            .collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    });
+    done.sort_by_key(|(i, _)| *i);
+    done.into_iter().map(|(_, r)| r).collect()
+}
+
+/// The threads the audit's parallel passes use: the machine's cores, at
+/// most 4 (each holds one bucket or partition in memory).
+pub fn work_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    use super::map_parallel;
+
+    #[test]
+    fn results_come_back_in_the_items_order_and_the_first_error_wins() {
+        let items: Vec<u64> = (0..200).collect();
+        for threads in [0, 1, 2, 7, 500] {
+            let out = map_parallel(&items, threads, |x| Ok::<_, String>(x * 2)).unwrap();
+            assert_eq!(out, items.iter().map(|x| x * 2).collect::<Vec<_>>(), "{threads} threads");
+            let err = map_parallel(&items, threads, |x| if *x == 57 { Err(*x) } else { Ok(*x) }).unwrap_err();
+            assert_eq!(err, 57);
+        }
+        assert!(map_parallel(&[] as &[u8], 2, |_| Ok::<u8, ()>(0)).unwrap().is_empty());
+    }
+}

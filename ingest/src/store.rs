@@ -93,9 +93,15 @@ impl EventBatch {
     }
 
     fn push_ref(&mut self, e: &EventRef<'_>) {
-        self.seq.push(e.seq);
         self.ids.push_str(e.event_id);
         self.id_ends.push(self.ids.len());
+        self.push_fields(e);
+    }
+
+    /// Everything but the event id, which the spill does not keep (its
+    /// duplicates are found apart, `crate::dedup`).
+    fn push_fields(&mut self, e: &EventRef<'_>) {
+        self.seq.push(e.seq);
         self.ts_us.push(e.ts_us);
         self.offset_s.push(e.offset_s);
         self.site.push(e.site.clone());
@@ -385,7 +391,7 @@ impl SpillWriter {
     pub fn push_ref(&mut self, e: EventRef<'_>) -> Result<(), IngestError> {
         // The pseudonym's top bits pick the bucket.
         let b = crate::dedup::bucket_of(e.worker.0, self.batches.len());
-        self.batches[b].push_ref(&e);
+        self.batches[b].push_fields(&e);
         if self.batches[b].len() >= self.rows_per_file {
             self.flush_bucket(b)?;
         }
