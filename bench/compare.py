@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """Times `vigie audit` against the same core metrics in DuckDB on one
-Parquet file, and against a DuckDB scan of the same columns (the floor),
+Parquet or NDJSON file, and against a DuckDB scan of the same columns (the floor),
 alternating runs, with /usr/bin/time (wall seconds, peak resident memory),
 then checks that vigie and the DuckDB peer found the same figures.
 
-Usage: compare.py FILE.parquet RUNS WORKDIR"""
+Usage: compare.py FILE RUNS WORKDIR (FILE: .parquet, .ndjson or .jsonl)"""
 import json
 import pathlib
 import statistics

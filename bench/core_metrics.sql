@@ -3,8 +3,9 @@
 -- of vigie's figures. Same definitions as docs/metrics.md: de-duplication
 -- by event_id, shifts from markers or 3 h gaps of activity, declared
 -- breaks, stretches cut by breaks of 20 min or more, effective time, ISO
--- weeks of the shift's local start. The input path is substituted for
--- __INPUT__ and the time zone of its `ts` column for __TZ__.
+-- weeks of the shift's local start. The table function that reads the input
+-- (bench/duckdb_source.py) is substituted for __SOURCE__ and the time zone
+-- of its `ts` column for __TZ__.
 --
 -- One statement of common table expressions, which DuckDB plans and
 -- pipelines as a whole: the fastest formulation found so far (the same
@@ -23,7 +24,7 @@ SELECT DISTINCT ON (event_id)
               WHEN 'break_end' THEN 3 WHEN 'scan' THEN 4 WHEN 'voice_prompt' THEN 5
               WHEN 'idle_flag' THEN 6 WHEN 'speed_flag' THEN 7 WHEN 'justification_request' THEN 8
               ELSE 9 END AS kord
-FROM read_parquet('__INPUT__')
+FROM __SOURCE__
 ),
 
 w1 AS (

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """The scan floor: DuckDB reads and decodes every contract column vigie
-reads from one Parquet file (a sum or a length of each, so that no column
-is answered from the file's statistics), and nothing else. Prints the
-figures as JSON. Usage: duckdb_scan.py FILE.parquet"""
+reads from one Parquet or NDJSON file (a sum or a length of each, so that
+no column is answered from the file's statistics), and nothing else.
+Prints the figures as JSON. Usage: duckdb_scan.py FILE"""
 import json
 import sys
 
 import duckdb
+
+from duckdb_source import source
 
 path = sys.argv[1]
 sql = """
@@ -25,8 +27,8 @@ SELECT count(*) AS rows,
        sum(threshold_s) AS threshold_s,
        sum(gap_s) AS gap_s,
        sum(target_per_hour) AS target_per_hour
-FROM read_parquet(?)
-"""
-cols_row = duckdb.execute(sql, [path])
+FROM __SOURCE__
+""".replace("__SOURCE__", source(path))
+cols_row = duckdb.execute(sql)
 cols = [d[0] for d in cols_row.description]
 print(json.dumps(dict(zip(cols, cols_row.fetchone())), default=str))

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces docs/benchmarks.md. Usage: bench/run.sh [SIZES...]
-# SIZES are millions of events (default: 10 50). Needs about 2 GB of disk
-# per 10 M events in $BENCH_DIR (default /tmp/vigie-bench).
+# SIZES are millions of events (default: 10 50), each as Parquet, then as
+# NDJSON. Needs about 3 GB of disk per 10 M events in $BENCH_DIR (default
+# /tmp/vigie-bench): the NDJSON file is 2 GB, the audit's scratch 1 GB.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -gt 0 ]; then sizes=("$@"); else sizes=(10 50); fi
@@ -39,4 +40,13 @@ for m in "${sizes[@]}"; do
   echo "| tool | runs | median wall s | min-max | median peak MiB |"
   echo "|---|---|---|---|---|"
   python3 bench/compare.py "$dir/e${m}m.parquet" "$runs" "$dir"
+  rm -f "$dir/e${m}m.parquet"
+
+  echo
+  echo "## $m M events (NDJSON): vigie audit against DuckDB"
+  $vigie generate --out "$dir/e${m}m.ndjson" --workers $workers --days 28 --seed 7
+  echo "| tool | runs | median wall s | min-max | median peak MiB |"
+  echo "|---|---|---|---|---|"
+  python3 bench/compare.py "$dir/e${m}m.ndjson" "$runs" "$dir"
+  rm -f "$dir/e${m}m.ndjson"
 done
