@@ -189,7 +189,10 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     };
     for port in [demo_port, ingest_port] {
         assert_eq!(probe(port, "/healthz"), Some(0), "{port} /healthz");
-        assert_eq!(probe(port, "/readyz"), Some(0), "{port} /readyz");
+        // Readiness may drop for a moment while the group rebalances (a
+        // loaded machine can make the mock cluster time a member out): the
+        // probe must say ready within a rebalance.
+        wait_for(&format!("{port} /readyz"), Duration::from_secs(60), || probe(port, "/readyz") == Some(0));
         assert_eq!(probe(port, "/nowhere"), Some(1), "{port} /nowhere");
     }
     assert_eq!(probe(free_port(), "/healthz"), Some(1), "nothing listening");

@@ -59,8 +59,9 @@ pub fn store_shifts(
             other => AnalyzeError::io(dir, std::io::Error::other(other.to_string())),
         })?;
         let part = fold::fold_spill(&files, &dropped, model)?;
-        let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         if let Ok(mut p) = progress.lock() {
+            // Counted under the lock, so the progress never steps back.
+            let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             (*p)(n);
         }
         Ok::<_, AnalyzeError>(part)

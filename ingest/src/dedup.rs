@@ -11,7 +11,7 @@
 //! The duplicates' sequence numbers are handed to the analysis by bucket
 //! (it leaves them out as it reads the bucket), and the counts, period
 //! and sites are those of the records kept. Memory: one partition at a
-//! time, and 8 bytes per duplicate.
+//! time per thread (`crate::work_threads`), and 8 bytes per duplicate.
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -133,7 +133,7 @@ impl IdLog {
         Ok(seq)
     }
 
-    /// Sorts each partition in turn and returns the duplicates by bucket
+    /// Sorts each partition (one at a time per thread) and returns the duplicates by bucket
     /// (`buckets` of the spill) and what the records kept span. The
     /// partition files are removed as they are read.
     pub fn resolve(self, buckets: usize) -> Result<Resolved, IngestError> {

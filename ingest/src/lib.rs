@@ -603,7 +603,12 @@ pub fn map_parallel<T: Sync, R: Send, E: Send>(
                     while !failed.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(item) = items.get(i) else { break };
-                        let r = f(item);
+                        // A panic stops the others too, then goes on up.
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(item)))
+                            .unwrap_or_else(|p| {
+                                failed.store(true, Ordering::Relaxed);
+                                std::panic::resume_unwind(p)
+                            });
                         if r.is_err() {
                             failed.store(true, Ordering::Relaxed);
                         }
@@ -620,9 +625,15 @@ pub fn map_parallel<T: Sync, R: Send, E: Send>(
 }
 
 /// The threads the audit's parallel passes use: the machine's cores, at
-/// most 4 (each holds one bucket or partition in memory).
+/// most 4 (each holds one bucket or partition in memory), and at most
+/// `POLARS_MAX_THREADS` when it is set (docs/cli.md), so one setting caps
+/// every pool of the run.
 pub fn work_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get()).min(4)
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    match std::env::var("POLARS_MAX_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
+        Some(cap) if cap > 0 => cores.min(cap),
+        _ => cores,
+    }
 }
 
 #[cfg(test)]

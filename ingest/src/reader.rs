@@ -623,19 +623,24 @@ fn read_parquet<S: EventSink, R: RejectSink>(
     let groups = unknown_presence(&mut reader, &unknown).map_err(bad)?;
     check_pages(path, &mut reader, &wanted)
         .map_err(|why| IngestError::Input(format!("{name}: not a readable Parquet file ({why})")))?;
-    // Slices are decoded on their own thread, one ahead of the check.
-    // A slice never straddles two row groups: each group is decoded once
-    // per slice that reads it, so slices end where groups end.
-    let starts: Vec<usize> = groups.iter().map(|(start, _)| *start).collect();
+    // Slices are decoded on their own thread, one ahead of the check. A
+    // slice holds whole row groups, as many as fit in it (a group is
+    // decoded once per slice that reads part of it); only a group larger
+    // than a slice is read in parts.
+    let mut bounds: Vec<usize> = groups.iter().map(|(start, _)| *start).filter(|s| *s > 0).collect();
+    bounds.push(total);
     std::thread::scope(|scope| -> Result<(), IngestError> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, DataFrame), IngestError>>(1);
+        // A rendezvous: the decoder hands a slice over when the check takes
+        // it, so one slice is checked while the next is decoded.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, DataFrame), IngestError>>(0);
         let wanted = &wanted;
         let decoder =
             std::thread::Builder::new().name("vigie-decode".into()).spawn_scoped(scope, move || {
                 let mut offset = 0;
                 while offset < total {
-                    let group_end = starts.iter().copied().find(|s| *s > offset).unwrap_or(total);
-                    let len = PARQUET_SLICE_ROWS.min(total - offset).min(group_end - offset);
+                    let reach = (offset + PARQUET_SLICE_ROWS).min(total);
+                    let whole = bounds[..bounds.partition_point(|b| *b <= reach)].last().copied();
+                    let len = whole.filter(|b| *b > offset).unwrap_or(reach) - offset;
                     // Only the contract's columns are read; unknown ones are
                     // never decoded (see `unknown_presence`).
                     let df = open().and_then(|f| {

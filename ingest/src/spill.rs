@@ -145,10 +145,15 @@ impl<'a> Reader<'a> {
     fn column<T: Raw>(&mut self, rows: usize) -> Result<Vec<T>> {
         let raw_len = self.value::<u64>()? as usize;
         let packed_len = self.value::<u64>()? as usize;
-        if raw_len != rows * T::SIZE {
+        if Some(raw_len) != rows.checked_mul(T::SIZE) {
             return Err(bad("a column's length does not match the row count"));
         }
         let packed = self.take(packed_len)?;
+        // LZ4 expands a block at most 255 times: a larger claim is not
+        // allocated.
+        if raw_len > packed_len.saturating_mul(255).saturating_add(16) {
+            return Err(bad("a column claims more bytes than its block can hold"));
+        }
         let size = i32::try_from(raw_len).map_err(|_| bad("a column over 2 GiB"))?;
         let raw = lz4::block::decompress(packed, Some(size))?;
         if raw.len() != raw_len {
@@ -201,6 +206,13 @@ pub fn decode(bytes: &[u8]) -> Result<SpillColumns> {
     if !coded(&c.site, None) || !coded(&c.team, Some(NO_LABEL)) || !coded(&c.zone, Some(NO_LABEL)) {
         return Err(bad("a label code out of range"));
     }
+    let known = |code: u8, all: &[u8]| all.contains(&code);
+    let kinds: Vec<u8> = crate::event::Kind::ALL.iter().map(|k| k.code()).collect();
+    let mut processes: Vec<u8> = crate::event::Process::ALL.iter().map(|p| p.code()).collect();
+    processes.push(NO_PROCESS);
+    if !c.kind.iter().all(|k| known(*k, &kinds)) || !c.process.iter().all(|p| known(*p, &processes)) {
+        return Err(bad("an unknown kind or process code"));
+    }
     Ok(c)
 }
 
@@ -250,6 +262,35 @@ mod tests {
         };
         assert_eq!(strip(back), strip(c));
         assert!(decode(&encode(&SpillColumns::default()).unwrap()).unwrap().is_empty());
+    }
+
+    /// A crafted file: `bytes` with a checksum that matches.
+    fn resealed(mut bytes: Vec<u8>) -> Vec<u8> {
+        let n = bytes.len() - 8;
+        let sum = xxhash_rust::xxh3::xxh3_64(&bytes[..n]);
+        bytes[n..].copy_from_slice(&sum.to_le_bytes());
+        bytes
+    }
+
+    #[test]
+    fn a_crafted_spill_file_with_a_good_checksum_is_still_refused() {
+        // Row count past any allocation.
+        let mut b = encode(&sample()).unwrap();
+        b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode(&resealed(b)).is_err());
+        // An unknown kind.
+        let mut c = sample();
+        c.kind[0] = 42;
+        assert!(decode(&encode(&c).unwrap()).unwrap_err().to_string().contains("kind"));
+        // A column that claims far more bytes than its block can hold.
+        let one = SpillColumns { labels: vec!["s".into()], ..SpillColumns::default() };
+        let mut b = encode(&one).unwrap();
+        let rows = 1u64 << 28;
+        b[8..16].copy_from_slice(&rows.to_le_bytes());
+        let first = 8 + 8 + 4 + 4 + 1;
+        b[first..first + 8].copy_from_slice(&(rows * 8).to_le_bytes());
+        let e = decode(&resealed(b)).unwrap_err();
+        assert!(e.to_string().contains("claims more bytes"), "{e}");
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! The pseudonymised event store: Parquet files written under a temporary
-//! name, fsynced, then renamed, so that a reader never sees half a file.
-//!
-//! `vigie audit` uses it as a spill area under the output directory (purged
-//! at the end of the run); the service keeps it as its raw tier.
+//! The pseudonymised event store: files written under a temporary name,
+//! fsynced, then renamed, so that a reader never sees half a file. The
+//! service's raw tier is Parquet; `vigie audit` spills to its own files
+//! ([`crate::spill`]) under the output directory, purged at the end of the
+//! run.
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -14,14 +14,15 @@ use polars::prelude::*;
 use crate::event::{Event, EventRef};
 use crate::IngestError;
 
-/// Rows buffered per bucket before a Parquet part is written: with 16
+/// Rows buffered per bucket before a spill file is written: with 16
 /// buckets, about 100 MB of column buffers at most.
 pub const DEFAULT_ROWS_PER_FILE: usize = 32 * 1024;
 
-/// Fewest buckets of the spill: the analysis holds one at a time.
+/// Fewest buckets of the spill: the analysis holds one at a time per
+/// thread.
 pub const MIN_BUCKETS: usize = 16;
 
-/// Most buckets (each is a folder of Parquet parts).
+/// Most buckets (each is a folder of spill files).
 pub const MAX_BUCKETS: usize = 1024;
 
 /// Events the analysis should find in one bucket, so that its memory stays
@@ -331,7 +332,7 @@ fn write_atomic_with(
 /// the same bucket, so the analysis can take one bucket at a time and its
 /// memory is bounded by the largest bucket, not by the input.
 ///
-/// Building the frame, encoding and compression run on a writer thread,
+/// Coding the labels, encoding and compression run on a writer thread,
 /// so that they overlap with reading and validation; at most two batches
 /// wait for it.
 pub struct SpillWriter {
