@@ -34,19 +34,14 @@ rm -f "$dir/n.ndjson"
 
 for m in "${sizes[@]}"; do
   workers=$((m * 50))
-  echo
-  echo "## $m M events (Parquet): vigie audit against DuckDB"
-  $vigie generate --out "$dir/e${m}m.parquet" --workers $workers --days 28 --seed 7
-  echo "| tool | runs | median wall s | min-max | median peak MiB |"
-  echo "|---|---|---|---|---|"
-  python3 bench/compare.py "$dir/e${m}m.parquet" "$runs" "$dir"
-  rm -f "$dir/e${m}m.parquet"
-
-  echo
-  echo "## $m M events (NDJSON): vigie audit against DuckDB"
-  $vigie generate --out "$dir/e${m}m.ndjson" --workers $workers --days 28 --seed 7
-  echo "| tool | runs | median wall s | min-max | median peak MiB |"
-  echo "|---|---|---|---|---|"
-  python3 bench/compare.py "$dir/e${m}m.ndjson" "$runs" "$dir"
-  rm -f "$dir/e${m}m.ndjson"
+  for format in parquet ndjson; do
+    input="$dir/e${m}m.$format"
+    echo
+    echo "## $m M events ($format): vigie audit against DuckDB"
+    $vigie generate --out "$input" --workers $workers --days 28 --seed 7
+    echo "| tool | runs | median wall s | min-max | median peak MiB |"
+    echo "|---|---|---|---|---|"
+    python3 bench/compare.py "$input" "$runs" "$dir"
+    rm -f "$input"
+  done
 done
