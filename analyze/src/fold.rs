@@ -18,8 +18,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use polars::prelude::*;
-use polars_arrow::array::Array;
-use polars_arrow::bitmap::Bitmap;
 
 use crate::shifts::{
     Shift, ShiftModel, CHAIN_S, GAP_CLASSES, HIST_BOUNDS_S, JUSTIFY_GAP_BUCKETS, PROMPT_BOUNDS_S,
@@ -63,148 +61,78 @@ fn some(x: f64) -> Option<f64> {
     (!x.is_nan()).then_some(x)
 }
 
-/// Codes of a string column's labels in `names`. A label of up to 12
-/// bytes is held whole in its Arrow view, so the view itself is the key
-/// (no hashing of the bytes); longer ones are looked up by text.
-struct Coder<'a> {
-    inline: Fast<u128, u32>,
-    long: Fast<&'a str, u32>,
+/// A bucket's labels (sites, teams, zones) as codes into one table,
+/// matched by text.
+#[derive(Default)]
+struct Labels {
+    by_text: Fast<Arc<str>, u32>,
     names: Vec<Arc<str>>,
 }
 
-impl<'a> Coder<'a> {
-    fn column(&mut self, ca: &'a StringChunked, out: &mut [u32]) {
-        let mut i = 0;
-        for arr in ca.downcast_iter() {
-            let views = arr.views();
-            let mut last: Option<(u128, u32)> = None;
-            for (j, v) in arr.iter().enumerate() {
-                out[i] = match v {
-                    None => NONE,
-                    Some(s) => {
-                        let view = views[j];
-                        if view.length <= 12 {
-                            let key = view.as_u128();
-                            match last {
-                                Some((k, c)) if k == key => c,
-                                _ => {
-                                    let names = &mut self.names;
-                                    let c = *self.inline.entry(key).or_insert_with(|| new_name(names, s));
-                                    last = Some((key, c));
-                                    c
-                                }
-                            }
-                        } else {
-                            let names = &mut self.names;
-                            *self.long.entry(s).or_insert_with(|| new_name(names, s))
-                        }
-                    }
-                };
-                i += 1;
-            }
+impl Labels {
+    fn code(&mut self, s: &str) -> u32 {
+        if let Some(c) = self.by_text.get(s) {
+            return *c;
         }
+        let a: Arc<str> = Arc::from(s);
+        self.names.push(a.clone());
+        let c = (self.names.len() - 1) as u32;
+        self.by_text.insert(a, c);
+        c
     }
 }
 
-/// The same label may be met inline and long (never: the length decides),
-/// or in two columns (a zone named like a team): one name each time is
-/// harmless, since only the text is kept.
-fn new_name(names: &mut Vec<Arc<str>>, s: &str) -> u32 {
-    names.push(Arc::from(s));
-    (names.len() - 1) as u32
-}
-
-/// A numeric column as one chunk of `T`, with its validity.
-struct Num<T: PolarsNumericType> {
-    ca: ChunkedArray<T>,
-}
-
-impl<T: PolarsNumericType> Num<T> {
-    fn new(df: &DataFrame, name: &str) -> PolarsResult<Self> {
-        let s = df.column(name)?.as_materialized_series().cast(&T::get_static_dtype())?;
-        Ok(Num { ca: s.unpack::<T>()?.rechunk().into_owned() })
-    }
-
-    /// The values and, when some are missing, which are present.
-    fn parts(&self) -> (&[T::Native], Option<&Bitmap>) {
-        match self.ca.downcast_iter().next() {
-            Some(arr) => (arr.values().as_slice(), arr.validity().filter(|_| arr.null_count() > 0)),
-            None => (&[], None),
-        }
-    }
-}
-
-fn at<T: Copy>(parts: (&[T], Option<&Bitmap>), i: usize) -> Option<T> {
-    match parts.1 {
-        Some(b) if !b.get_bit(i) => None,
-        _ => Some(parts.0[i]),
-    }
+/// A numeric column of a frame, as `T`.
+fn values<T: PolarsNumericType>(df: &DataFrame, name: &str) -> PolarsResult<Vec<Option<T::Native>>> {
+    let s = df.column(name)?.as_materialized_series().cast(&T::get_static_dtype())?;
+    Ok(s.unpack::<T>()?.iter().collect())
 }
 
 /// The shifts of a bucket's events (the columns of
 /// [`crate::shifts::query_columns`], in any order), sorted by site, worker
 /// and start. `None` when a key column (site, worker, time, kind or offset)
-/// holds a null or a number is NaN: the Polars query takes those.
+/// holds a null or a number is NaN: the Polars query takes those. (The
+/// audit folds its spill files, [`fold_spill`]; this is the frame's way
+/// in, for the tests that hold the fold to the query.)
 pub fn fold_shifts(df: &DataFrame, m: &ShiftModel) -> Result<Option<Vec<Shift>>, crate::AnalyzeError> {
     for k in ["site", "worker", "ts_us", "kind", "offset_s"] {
         if df.column(k)?.null_count() > 0 {
             return Ok(None);
         }
     }
-    let n = df.height();
-    let (site, team, zone) =
-        (df.column("site")?.str()?, df.column("team")?.str()?, df.column("zone")?.str()?);
-    let mut coder = Coder { inline: Fast::default(), long: Fast::default(), names: Vec::new() };
-    let mut codes = [vec![NONE; n], vec![NONE; n], vec![NONE; n]];
-    coder.column(site, &mut codes[0]);
-    coder.column(team, &mut codes[1]);
-    coder.column(zone, &mut codes[2]);
-    let names = coder.names;
-    let (ts, worker, offset) = (
-        Num::<Int64Type>::new(df, "ts_us")?,
-        Num::<UInt64Type>::new(df, "worker")?,
-        Num::<Int32Type>::new(df, "offset_s")?,
-    );
-    let (kind, process, quantity) = (
-        Num::<UInt8Type>::new(df, "kind")?,
-        Num::<UInt8Type>::new(df, "process")?,
-        Num::<UInt32Type>::new(df, "quantity")?,
-    );
-    let floats = ["weight_kg", "threshold_s", "gap_s", "target_per_hour"]
-        .map(|name| Num::<Float64Type>::new(df, name));
-    let [weight, threshold, gap_s, target] = floats;
+    let mut labels = Labels::default();
+    let mut codes = |name: &str| -> PolarsResult<Vec<u32>> {
+        Ok(df.column(name)?.str()?.iter().map(|v| v.map_or(NONE, |s| labels.code(s))).collect())
+    };
+    let (site, team, zone) = (codes("site")?, codes("team")?, codes("zone")?);
+    let (ts, worker) = (values::<Int64Type>(df, "ts_us")?, values::<UInt64Type>(df, "worker")?);
+    let (offset, kind) = (values::<Int32Type>(df, "offset_s")?, values::<UInt8Type>(df, "kind")?);
+    let (process, quantity) = (values::<UInt8Type>(df, "process")?, values::<UInt32Type>(df, "quantity")?);
+    let [weight, threshold, gap_s, target] =
+        ["weight_kg", "threshold_s", "gap_s", "target_per_hour"].map(|name| values::<Float64Type>(df, name));
     let (weight, threshold, gap_s, target) = (weight?, threshold?, gap_s?, target?);
-    let (ts, worker, offset, kind) = (ts.parts(), worker.parts(), offset.parts(), kind.parts());
-    let (process, quantity) = (process.parts(), quantity.parts());
-    let (weight, threshold, gap_s, target) =
-        (weight.parts(), threshold.parts(), gap_s.parts(), target.parts());
-    if [weight, threshold, gap_s, target].iter().any(|f| f.0.iter().any(|x| x.is_nan())) {
-        // (A missing value's slot may hold NaN too: the query decides.)
+    if [&weight, &threshold, &gap_s, &target].iter().any(|c| c.iter().flatten().any(|x| x.is_nan())) {
         return Ok(None);
     }
-    let float = |p: (&[f64], Option<&Bitmap>), i| at(p, i).unwrap_or(f64::NAN);
-    let rows: Vec<Row> = (0..n)
-        .map(|i| {
-            let q = at(quantity, i);
-            Row {
-                ts: ts.0[i],
-                worker: worker.0[i],
-                weight: float(weight, i),
-                threshold: float(threshold, i),
-                gap_s: float(gap_s, i),
-                target: float(target, i),
-                site: codes[0][i],
-                team: codes[1][i],
-                zone: codes[2][i],
-                quantity: q.unwrap_or(0),
-                offset: offset.0[i],
-                kind: kind.0[i],
-                process: at(process, i).unwrap_or(NO_PROCESS),
-                has_quantity: q.is_some(),
-            }
+    let rows: Vec<Row> = (0..df.height())
+        .map(|i| Row {
+            ts: ts[i].unwrap_or(0),
+            worker: worker[i].unwrap_or(0),
+            weight: weight[i].unwrap_or(f64::NAN),
+            threshold: threshold[i].unwrap_or(f64::NAN),
+            gap_s: gap_s[i].unwrap_or(f64::NAN),
+            target: target[i].unwrap_or(f64::NAN),
+            site: site[i],
+            team: team[i],
+            zone: zone[i],
+            quantity: quantity[i].unwrap_or(0),
+            offset: offset[i].unwrap_or(0),
+            kind: kind[i].unwrap_or(0),
+            process: process[i].unwrap_or(NO_PROCESS),
+            has_quantity: quantity[i].is_some(),
         })
         .collect();
-    Ok(Some(fold_rows(&rows, &names, m)))
+    Ok(Some(fold_rows(&rows, &labels.names, m)))
 }
 
 /// The shifts of one bucket of the audit's spill (its files, named),
@@ -216,26 +144,12 @@ pub fn fold_spill(
     m: &ShiftModel,
 ) -> Result<Vec<Shift>, crate::AnalyzeError> {
     use vigie_ingest::spill::{NO_LABEL, NO_QUANTITY};
-    let mut names: Vec<Arc<str>> = Vec::new();
-    let mut by_text: Fast<Arc<str>, u32> = Fast::default();
+    let mut labels = Labels::default();
     let mut rows: Vec<Row> = Vec::new();
     for path in files {
         let c = vigie_ingest::spill::read(path).map_err(|e| crate::AnalyzeError::io(path, e))?;
         // The file's label codes as the bucket's.
-        let local: Vec<u32> = c
-            .labels
-            .iter()
-            .map(|l| match by_text.get(l.as_str()) {
-                Some(code) => *code,
-                None => {
-                    let a: Arc<str> = Arc::from(l.as_str());
-                    names.push(a.clone());
-                    let code = (names.len() - 1) as u32;
-                    by_text.insert(a, code);
-                    code
-                }
-            })
-            .collect();
+        let local: Vec<u32> = c.labels.iter().map(|l| labels.code(l)).collect();
         let label = |c: u32| if c == NO_LABEL { NONE } else { local[c as usize] };
         rows.reserve(c.len());
         for i in 0..c.len() {
@@ -261,7 +175,7 @@ pub fn fold_spill(
             });
         }
     }
-    Ok(fold_rows(&rows, &names, m))
+    Ok(fold_rows(&rows, &labels.names, m))
 }
 
 fn fold_rows(rows: &[Row], names: &[Arc<str>], m: &ShiftModel) -> Vec<Shift> {
@@ -374,11 +288,22 @@ struct Folder<'a> {
     /// Per row of the current group: the time and kind of the next
     /// activity event after it.
     next_act: Vec<Option<(i64, u8)>>,
+    /// The histogram's and the prompt buckets' bounds, microseconds.
+    hist_us: [i64; HIST_BOUNDS_S.len()],
+    prompt_us: [i64; PROMPT_BOUNDS_S.len()],
 }
 
 impl<'a> Folder<'a> {
     fn new(names: &'a [Arc<str>], m: &ShiftModel) -> Self {
-        Folder { names, m: *m, out: Vec::new(), stretch_no: 0, next_act: Vec::new() }
+        Folder {
+            names,
+            m: *m,
+            out: Vec::new(),
+            stretch_no: 0,
+            next_act: Vec::new(),
+            hist_us: HIST_BOUNDS_S.map(us),
+            prompt_us: PROMPT_BOUNDS_S.map(us),
+        }
     }
 
     fn group(&mut self, rows: &[Row]) {
@@ -394,6 +319,7 @@ impl<'a> Folder<'a> {
             }
         }
         let (break_min, shift_gap, rush) = (us(m.break_min_s), us(m.shift_gap_s), us(m.rush_s));
+        let (hist_us, prompt_us) = (self.hist_us, self.prompt_us);
         let (latency_from, idle_from) = (us(m.latency_from_s), us(m.idle_from_s));
         // Running state before the current row.
         let mut in_break = false;
@@ -516,7 +442,7 @@ impl<'a> Folder<'a> {
                             if iv < rush {
                                 s.rush += 1;
                             }
-                            let b = hist_bucket(iv);
+                            let b = hist_bucket(iv, &hist_us);
                             if let Some(b) = b {
                                 s.hist[b] += 1;
                             }
@@ -559,7 +485,7 @@ impl<'a> Folder<'a> {
                     s.prompts += 1;
                     if let Some((nts, SCAN)) = self.next_act[j] {
                         let wait = nts - ts;
-                        if let Some(b) = prompt_bucket(wait) {
+                        if let Some(b) = prompt_bucket(wait, &prompt_us) {
                             s.prompt_conf[b] += 1;
                         }
                         if let Some((pts, SCAN)) = prev_act {
@@ -712,20 +638,20 @@ fn end_stretch(o: &mut Open) {
 
 /// The histogram bucket of an interval between scans: the first bound at
 /// or above it (the first bucket also holds zero), or the last bucket.
-fn hist_bucket(iv: i64) -> Option<usize> {
+fn hist_bucket(iv: i64, bounds_us: &[i64]) -> Option<usize> {
     if iv < 0 {
         return None;
     }
-    Some(HIST_BOUNDS_S.iter().position(|b| iv <= us(*b)).unwrap_or(HIST_BOUNDS_S.len()))
+    Some(bounds_us.iter().position(|b| iv <= *b).unwrap_or(bounds_us.len()))
 }
 
 /// The bucket of the time from a prompt to its scan: bounds are
 /// exclusive above, the last bucket open.
-fn prompt_bucket(wait: i64) -> Option<usize> {
+fn prompt_bucket(wait: i64, bounds_us: &[i64]) -> Option<usize> {
     if wait < 0 {
         return None;
     }
-    Some(PROMPT_BOUNDS_S.iter().position(|b| wait < us(*b)).unwrap_or(PROMPT_BOUNDS_S.len()))
+    Some(bounds_us.iter().position(|b| wait < *b).unwrap_or(bounds_us.len()))
 }
 
 /// Asserts two lists of shifts are the same; sums of `weight_kg` may
