@@ -147,16 +147,54 @@ pub mod interrupt {
         }
     }
 
+    /// Set once a signal is being handled: the run's own threads may then
+    /// fail on a spill that is gone, and must leave the exit to the
+    /// watcher (see [`pending`]).
+    static PURGING: AtomicBool = AtomicBool::new(false);
+
+    /// True while an interrupted run is being purged: an error the run
+    /// meets now is a consequence, and the process exits with 130.
+    pub fn pending() -> bool {
+        PURGING.load(Ordering::SeqCst)
+    }
+
+    /// The name a spill folder takes while it is removed.
+    pub fn tombstone(dir: &std::path::Path) -> PathBuf {
+        let mut name = dir.file_name().unwrap_or_default().to_os_string();
+        name.push(".removing");
+        dir.with_file_name(name)
+    }
+
+    /// Removes a spill while the run's threads may still be writing to
+    /// it. The folder is first renamed: nothing re-creates the spill's
+    /// folders (scratch writes never create folders), so every later
+    /// write under the old name fails instead of leaving a file behind.
+    /// A file opened just before the rename lands in the tombstone, which
+    /// is removed until it is gone.
+    pub fn purge(dir: &std::path::Path) {
+        let grave = tombstone(dir);
+        let target = if std::fs::rename(dir, &grave).is_ok() { grave } else { dir.to_path_buf() };
+        for _ in 0..100 {
+            match std::fs::remove_dir_all(&target) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                _ => break,
+            }
+        }
+    }
+
     fn watch() {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         loop {
             rt.block_on(crate::cli::interrupted());
             let spills: Vec<PathBuf> = SPILLS.lock().unwrap_or_else(|e| e.into_inner()).clone();
-            for d in &spills {
-                let _ = std::fs::remove_dir_all(d);
-            }
             if spills.is_empty() && HANDLED_ELSEWHERE.load(Ordering::SeqCst) {
                 continue;
+            }
+            PURGING.store(true, Ordering::SeqCst);
+            for d in &spills {
+                purge(d);
             }
             eprintln!("vigie: interrupted; the spill was removed");
             std::process::exit(130);
@@ -195,10 +233,12 @@ pub fn run(
     let out = &setup.out;
     std::fs::create_dir_all(out).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
     let work = out.join(".vigie-work");
-    if work.exists() {
-        // The spill of a run that was killed (kill -9, power loss).
-        tracing::warn!(path = %work.display(), "Removing the spill of an interrupted run");
-        std::fs::remove_dir_all(&work)?;
+    for left in [work.clone(), interrupt::tombstone(&work)] {
+        if left.exists() {
+            // The spill of a run that was killed (kill -9, power loss).
+            tracing::warn!(path = %left.display(), "Removing the spill of an interrupted run");
+            std::fs::remove_dir_all(&left)?;
+        }
     }
     private_dir(&work)?;
     let _purge = Purge(work.clone());

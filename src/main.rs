@@ -23,6 +23,13 @@ fn main() {
     }));
     let cli = vigie::cli::Cli::parse();
     if let Err(f) = vigie::cli::run(cli) {
+        if vigie::audit::interrupt::pending() {
+            // A signal is being handled: this error is its consequence (the
+            // spill was pulled from under the run). The watcher exits 130.
+            loop {
+                std::thread::park();
+            }
+        }
         eprintln!("vigie: {}", f.message);
         std::process::exit(f.code);
     }

@@ -436,7 +436,12 @@ fn an_interrupted_audit_leaves_no_spill_and_the_spill_is_private() {
     let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{status:?}");
-    assert!(!work.exists(), "the spill outlived the interrupted run");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".vigie-work"))
+        .collect();
+    assert!(left.is_empty(), "the spill outlived the interrupted run: {left:?}");
 }
 
 #[test]

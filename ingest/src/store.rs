@@ -284,7 +284,13 @@ fn write_atomic_with(
     fill: &mut dyn FnMut(&mut File) -> std::io::Result<()>,
 ) -> Result<(), IngestError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
+    // Scratch folders are made up front, by whoever owns the scratch area.
+    // One that vanished was removed on purpose (an interrupted audit purges
+    // its spill while its threads still run): it is an error, never
+    // re-created, so nothing outlives the purge.
+    if durability != Durability::Scratch {
+        fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
+    }
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("part");
     // Unique per process and call: instances sharing a store may write the
     // same file (a summary, findings) at the same time.
@@ -344,6 +350,10 @@ pub struct SpillWriter {
     writer: Option<std::thread::JoinHandle<Result<(), IngestError>>>,
 }
 
+fn bucket_name(b: usize) -> String {
+    format!("bucket-{b:04}")
+}
+
 impl SpillWriter {
     pub fn new(
         dir: impl Into<PathBuf>,
@@ -354,6 +364,11 @@ impl SpillWriter {
         let dir = dir.into();
         let buckets = buckets.max(1);
         fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
+        // Every bucket's folder now: scratch writes never create folders.
+        for b in 0..buckets {
+            let d = dir.join(bucket_name(b));
+            fs::create_dir_all(&d).map_err(|e| IngestError::io(&d, e))?;
+        }
         let (tx, rx) = std::sync::mpsc::sync_channel::<(EventBatch, PathBuf)>(2);
         let writer = std::thread::Builder::new()
             .name("vigie-spill".into())
@@ -386,7 +401,7 @@ impl SpillWriter {
     }
 
     fn bucket_dir(&self, b: usize) -> PathBuf {
-        self.dir.join(format!("bucket-{b:04}"))
+        self.dir.join(bucket_name(b))
     }
 
     pub fn push_ref(&mut self, e: EventRef<'_>) -> Result<(), IngestError> {
@@ -405,7 +420,6 @@ impl SpillWriter {
         }
         let batch = std::mem::take(&mut self.batches[b]);
         let path = self.bucket_dir(b).join(format!("part-{:06}.spill", self.parts[b]));
-        fs::create_dir_all(self.bucket_dir(b)).map_err(|e| IngestError::io(&self.bucket_dir(b), e))?;
         self.parts[b] += 1;
         let sent = self.tx.as_ref().map(|tx| tx.send((batch, path)).is_ok()).unwrap_or(false);
         if !sent {
@@ -440,5 +454,66 @@ impl SpillWriter {
 impl Drop for SpillWriter {
     fn drop(&mut self) {
         let _ = self.join_writer();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Event, Kind, Pseudonym};
+
+    fn event(i: u64) -> Event {
+        Event {
+            event_id: format!("e{i}"),
+            ts_us: i as i64 * 1_000_000,
+            offset_s: 0,
+            site: "S1".into(),
+            worker: Pseudonym(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            kind: Kind::Scan,
+            zone: None,
+            team: None,
+            process: None,
+            device: None,
+            quantity: Some(1),
+            weight_kg: None,
+            threshold_s: None,
+            gap_s: None,
+            target_per_hour: None,
+        }
+    }
+
+    /// An interrupted audit removes its spill while the spill's threads
+    /// still write: later writes fail, and none re-creates a folder.
+    #[test]
+    fn a_spill_removed_under_its_writer_is_never_re_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let spill = dir.path().join("events");
+        let mut w = SpillWriter::new(&spill, 4, 8, Durability::Scratch).unwrap();
+        for i in 0..40 {
+            w.push_ref(event(i).as_ref()).unwrap();
+        }
+        fs::remove_dir_all(&spill).unwrap();
+        let mut failed = false;
+        for i in 40..400 {
+            if w.push_ref(event(i).as_ref()).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        let finished = w.finish();
+        assert!(failed || finished.is_err(), "writes into a removed spill succeeded");
+        assert!(!spill.exists(), "the spill was re-created");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// A durable write makes the folders it needs; a scratch write never.
+    #[test]
+    fn only_durable_writes_create_their_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a/b/part");
+        assert!(write_private_bytes_atomic(&deep, b"x", Durability::Scratch).is_err());
+        assert!(!dir.path().join("a").exists());
+        write_private_bytes_atomic(&deep, b"x", Durability::Synced).unwrap();
+        assert_eq!(fs::read(&deep).unwrap(), b"x");
     }
 }
