@@ -368,7 +368,7 @@ pub fn parse_ts_fast(s: &str) -> Option<(i64, i32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::parse_ts;
+    use crate::validate::parse_ts_chrono;
     use rand::{Rng, SeedableRng};
 
     #[test]
@@ -383,7 +383,7 @@ mod tests {
             "2026-03-02T00:30:00-00:00",
             "1969-12-31T23:59:59.999999+23:59",
         ] {
-            assert_eq!(parse_ts_fast(s), parse_ts(s), "{s}");
+            assert_eq!(parse_ts_fast(s), parse_ts_chrono(s), "{s}");
             assert!(parse_ts_fast(s).is_some(), "{s}");
         }
         // Forms chrono may accept that the fast parser leaves to it.
@@ -437,42 +437,13 @@ mod tests {
             let s = String::from_utf8(s).unwrap();
             if let Some(v) = parse_ts_fast(&s) {
                 accepted += 1;
-                assert_eq!(Some(v), parse_ts(&s), "{s}");
+                assert_eq!(Some(v), parse_ts_chrono(&s), "{s}");
             }
         }
         assert!(accepted > 20_000, "{accepted}");
     }
 
-    /// Reads `path` twice, with and without the columnar check: the same
-    /// events, rejects (reason, message, redacted record) and counts.
-    fn both_paths_agree(path: &std::path::Path, clock: Option<Clock>) -> (usize, usize) {
-        use crate::rejects::MemoryRejects;
-        let run = |columnar: bool| {
-            let pseudo = crate::pseudo::Pseudonymiser::new(&[7u8; 32]).unwrap();
-            let mut ing = crate::Ingestor::new(pseudo, clock, Vec::new(), MemoryRejects::default());
-            ing.set_columnar_check(columnar);
-            let read = crate::reader::read_file(path, &mut ing, &mut |_| {}).map(|d| d.bytes);
-            let (events, rejects, stats) = ing.finish().unwrap();
-            (read.map_err(|e| e.to_string()), events, rejects.lines, stats)
-        };
-        let (fast, slow) = (run(true), run(false));
-        assert_eq!(fast.0, slow.0, "{}", path.display());
-        assert_eq!(fast.1, slow.1, "events of {}", path.display());
-        // Everything of a reject but the time it was written.
-        let rejects = |lines: &[String]| -> Vec<serde_json::Value> {
-            lines
-                .iter()
-                .map(|l| {
-                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
-                    v.as_object_mut().unwrap().remove("rejected_at").expect("a time");
-                    v
-                })
-                .collect()
-        };
-        assert_eq!(rejects(&fast.2), rejects(&slow.2), "rejects of {}", path.display());
-        assert_eq!(fast.3, slow.3, "counts of {}", path.display());
-        (fast.1.len(), fast.2.len())
-    }
+    use crate::testing::both_paths_agree;
 
     /// A column of `rows` random cells of one of several types, valid and
     /// not, with nulls.

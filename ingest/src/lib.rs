@@ -9,6 +9,8 @@
 mod columnar;
 pub mod dedup;
 pub mod event;
+mod flat;
+mod lines;
 pub mod mapping;
 pub mod planted;
 pub mod pseudo;
@@ -16,6 +18,8 @@ pub mod reader;
 pub mod rejects;
 pub mod spill;
 pub mod store;
+#[cfg(test)]
+mod testing;
 pub mod validate;
 
 /// Bytes in lower-case hexadecimal (hashes, key fingerprints), as
@@ -475,9 +479,26 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         }
     }
 
+    /// A record another thread has checked against every rule of the
+    /// contract (`validate::validate` gave `v`, and it carried no field
+    /// outside the contract), with `worker` the pseudonym of `v.worker`
+    /// under this ingestor's key ([`Pseudonymiser::fork`]).
+    pub(crate) fn offer_checked(
+        &mut self,
+        v: &Valid<'_>,
+        worker: crate::event::Pseudonym,
+    ) -> Result<(), IngestError> {
+        self.stats.records += 1;
+        self.admit_as(v, worker)
+    }
+
     /// A valid record past the duplicate filter, re-keyed, to the sink.
     fn admit(&mut self, v: &Valid<'_>) -> Result<(), IngestError> {
         let worker = self.pseudo.pseudonym(&v.worker);
+        self.admit_as(v, worker)
+    }
+
+    fn admit_as(&mut self, v: &Valid<'_>, worker: crate::event::Pseudonym) -> Result<(), IngestError> {
         let site = match &self.last_site {
             Some((a, _)) if a.as_ref() == v.site.as_ref() => a.clone(),
             _ => self.label(&v.site),

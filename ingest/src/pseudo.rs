@@ -164,6 +164,11 @@ impl Pseudonymiser {
     }
 
     /// The pseudonym of one identifier.
+    /// The same key with a memo of its own, for another thread.
+    pub fn fork(&self) -> Pseudonymiser {
+        Pseudonymiser { mac: self.mac.clone(), memo: HashMap::default(), ephemeral: self.ephemeral }
+    }
+
     pub fn pseudonym(&mut self, worker: &str) -> Pseudonym {
         if let Some(p) = self.memo.get(worker) {
             return *p;

@@ -249,6 +249,11 @@ impl Clock {
 
 /// Parses one NDJSON line (already known to be UTF-8 and within size).
 pub fn parse_json(line: &str) -> Result<RawFields<'_>, Rejection> {
+    // The usual record, a flat object without escapes, the fast way; the
+    // same fields as serde_json would give (crate::flat).
+    if let Some(raw) = crate::flat::parse(line) {
+        return Ok(raw);
+    }
     let trimmed = line.trim_start();
     if !trimmed.starts_with('{') {
         return Err(Rejection::new(RejectReason::InvalidJson, "a record must be one JSON object"));
@@ -405,6 +410,12 @@ pub const MIN_TS_US: i64 = -62_167_219_200_000_000;
 pub const MAX_TS_US: i64 = 253_402_300_799_999_999;
 
 pub fn parse_ts(s: &str) -> Option<(i64, i32)> {
+    // The usual form the fast way (property-tested against chrono's).
+    crate::columnar::parse_ts_fast(s).or_else(|| parse_ts_chrono(s))
+}
+
+/// [`parse_ts`] by chrono alone: the reference the fast parser is held to.
+pub(crate) fn parse_ts_chrono(s: &str) -> Option<(i64, i32)> {
     let dt: DateTime<FixedOffset> = DateTime::parse_from_rfc3339(s).ok()?;
     // chrono accepts `-00:00` too; it still is an explicit offset.
     Some((dt.timestamp_micros(), dt.offset().local_minus_utc()))

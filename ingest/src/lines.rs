@@ -1,0 +1,599 @@
+//! NDJSON on every core. One thread reads the file (and inflates it) into
+//! chunks of whole lines; `work_threads()` threads parse and check each
+//! line of a chunk against the contract and re-key its worker; the
+//! ingesting thread then admits the chunks in file order.
+//!
+//! Only what the record path would accept as it is takes the fast way: a
+//! line that is refused, carries a field outside the contract, a string
+//! with escapes (its text is not a slice of the line), or sits in a chunk
+//! that is not all UTF-8 goes back to the record path
+//! ([`Ingestor::offer_json`]) on the ingesting thread, which gives the
+//! reason and the redacted record exactly as a line-by-line read would.
+//! The result, per line, is the same either way (the differential tests
+//! in this module read the same files both ways).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use crate::event::{Device, Kind, Origin, Process, Pseudonym, RejectReason, MAX_RECORD_BYTES};
+use crate::pseudo::Pseudonymiser;
+use crate::rejects::RejectSink;
+use crate::validate::{self, Clock, Rejection, Valid};
+use crate::{EventSink, IngestError, Ingestor};
+
+/// A chunk is sent once it holds this many bytes or lines.
+#[cfg(not(test))]
+const CHUNK_BYTES: usize = 1 << 20;
+#[cfg(not(test))]
+const CHUNK_LINES: usize = 8192;
+// Small in the tests, so that a few hundred lines make many chunks.
+#[cfg(test)]
+const CHUNK_BYTES: usize = 700;
+#[cfg(test)]
+const CHUNK_LINES: usize = 7;
+
+/// One line of a chunk.
+struct Line {
+    /// Its number in the file, from 1 (blank lines count).
+    no: u64,
+    /// Where it is in the chunk's text (empty for a line over the limit).
+    at: Range<u32>,
+    /// Its full length: over [`MAX_RECORD_BYTES`], the line is refused
+    /// and no byte of it is kept.
+    len: usize,
+}
+
+/// Lines as read, in file order.
+struct Chunk {
+    index: u64,
+    text: Vec<u8>,
+    lines: Vec<Line>,
+}
+
+/// The text of a chunk: a `String` when it is all UTF-8.
+enum Text {
+    Utf8(String),
+    Bytes(Vec<u8>),
+}
+
+impl Text {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Text::Utf8(s) => s.as_bytes(),
+            Text::Bytes(b) => b,
+        }
+    }
+}
+
+/// What a parsing thread found in a line.
+enum Verdict {
+    /// Valid as it is: its text fields are slices of the chunk's text.
+    Checked(Checked),
+    /// Everything else: read again by the record path.
+    Again,
+}
+
+/// A valid record whose text fields are ranges of its chunk's text.
+struct Checked {
+    event_id: Range<u32>,
+    site: Range<u32>,
+    worker: Range<u32>,
+    pseudonym: Pseudonym,
+    zone: Option<Range<u32>>,
+    team: Option<Range<u32>>,
+    ts_us: i64,
+    offset_s: i32,
+    kind: Kind,
+    process: Option<Process>,
+    device: Option<Device>,
+    quantity: Option<u32>,
+    weight_kg: Option<f64>,
+    threshold_s: Option<f64>,
+    gap_s: Option<f64>,
+    target_per_hour: Option<f64>,
+}
+
+/// A chunk after its lines were checked, or the read failure that ended
+/// the file at this point.
+enum Done {
+    Parsed { index: u64, text: Text, lines: Vec<Line>, verdicts: Vec<Verdict> },
+    Failed { index: u64, after_line: u64, error: std::io::Error },
+}
+
+impl Done {
+    fn index(&self) -> u64 {
+        match self {
+            Done::Parsed { index, .. } | Done::Failed { index, .. } => *index,
+        }
+    }
+}
+
+/// What the reading thread sends.
+enum Job {
+    Chunk(Chunk),
+    Failed { index: u64, after_line: u64, error: std::io::Error },
+}
+
+/// Reads the next line, appending at most `MAX_RECORD_BYTES + 1` bytes of
+/// it to `out` (without its end, nor a `\r` before it). Returns the line's
+/// full length, or `None` at the end of the input.
+pub(crate) fn next_line_into(r: &mut dyn BufRead, out: &mut Vec<u8>) -> std::io::Result<Option<usize>> {
+    let start = out.len();
+    let mut total = 0usize;
+    let mut any = false;
+    loop {
+        let chunk = r.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(if any { Some(total) } else { None });
+        }
+        any = true;
+        let (take, done) = match memchr::memchr(b'\n', chunk) {
+            Some(i) => (i, true),
+            None => (chunk.len(), false),
+        };
+        let room = (MAX_RECORD_BYTES + 1).saturating_sub(out.len() - start);
+        out.extend_from_slice(&chunk[..take.min(room)]);
+        total += take;
+        r.consume(if done { take + 1 } else { take });
+        if done {
+            if out.len() > start && out.last() == Some(&b'\r') && total == out.len() - start {
+                out.pop();
+                total -= 1;
+            }
+            return Ok(Some(total));
+        }
+    }
+}
+
+/// The reading thread: lines into chunks, blank ones left out (they are
+/// counted by their number only, as the record path does).
+/// Returns the number of chunks sent (failures included).
+fn read_chunks(r: &mut dyn BufRead, jobs: &mpsc::SyncSender<Job>) -> u64 {
+    let mut index = 0u64;
+    let mut line_no = 0u64;
+    let mut chunk = Chunk { index, text: Vec::with_capacity(CHUNK_BYTES + 4096), lines: Vec::new() };
+    loop {
+        let start = chunk.text.len();
+        let len = match next_line_into(r, &mut chunk.text) {
+            Ok(Some(n)) => n,
+            Ok(None) => break,
+            Err(error) => {
+                chunk.text.truncate(start);
+                let _ = jobs.send(Job::Chunk(chunk));
+                let _ = jobs.send(Job::Failed { index: index + 1, after_line: line_no, error });
+                return index + 2;
+            }
+        };
+        line_no += 1;
+        let line = &chunk.text[start..];
+        if line.iter().all(u8::is_ascii_whitespace) && len == line.len() {
+            chunk.text.truncate(start);
+            continue;
+        }
+        if len > MAX_RECORD_BYTES {
+            chunk.text.truncate(start);
+        }
+        let at = start as u32..chunk.text.len() as u32;
+        chunk.lines.push(Line { no: line_no, at, len });
+        if chunk.text.len() >= CHUNK_BYTES || chunk.lines.len() >= CHUNK_LINES {
+            index += 1;
+            let next = Chunk { index, text: Vec::with_capacity(CHUNK_BYTES + 4096), lines: Vec::new() };
+            if jobs.send(Job::Chunk(std::mem::replace(&mut chunk, next))).is_err() {
+                return index;
+            }
+        }
+    }
+    let _ = jobs.send(Job::Chunk(chunk));
+    index + 1
+}
+
+/// The range of `s` in `text`, when `s` is a slice of it (an owned
+/// string, the text of an escape, is not).
+#[allow(clippy::ptr_arg, reason = "whether the Cow borrows is the question")]
+fn span(text: &str, s: &Cow<'_, str>) -> Option<Range<u32>> {
+    let Cow::Borrowed(s) = s else { return None };
+    let from = (s.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+    let to = from.checked_add(s.len())?;
+    (to <= text.len()).then_some(from as u32..to as u32)
+}
+
+/// Checks one line as [`Ingestor::offer_json`] would, and keeps it only
+/// when that would accept it as it is.
+fn check(text: &str, at: &Range<u32>, clock: Option<Clock>, pseudo: &mut Pseudonymiser) -> Verdict {
+    let line = &text[at.start as usize..at.end as usize];
+    let line = line.strip_prefix('\u{FEFF}').unwrap_or(line);
+    let Ok(raw) = validate::parse_json(line) else { return Verdict::Again };
+    if !raw.unknown.is_empty() || raw.repeated.is_some() {
+        return Verdict::Again;
+    }
+    let Ok(v) = validate::validate(&raw, clock) else { return Verdict::Again };
+    let texts = (
+        span(text, &v.event_id),
+        span(text, &v.site),
+        span(text, &v.worker),
+        v.zone.as_ref().map(|z| span(text, z)),
+        v.team.as_ref().map(|t| span(text, t)),
+    );
+    let (Some(event_id), Some(site), Some(worker), zone, team) = texts else { return Verdict::Again };
+    let (Ok(zone), Ok(team)) = (zone.map(|z| z.ok_or(())).transpose(), team.map(|t| t.ok_or(())).transpose())
+    else {
+        return Verdict::Again;
+    };
+    Verdict::Checked(Checked {
+        event_id,
+        site,
+        pseudonym: pseudo.pseudonym(&v.worker),
+        worker,
+        zone,
+        team,
+        ts_us: v.ts_us,
+        offset_s: v.offset_s,
+        kind: v.kind,
+        process: v.process,
+        device: v.device,
+        quantity: v.quantity,
+        weight_kg: v.weight_kg,
+        threshold_s: v.threshold_s,
+        gap_s: v.gap_s,
+        target_per_hour: v.target_per_hour,
+    })
+}
+
+/// A parsing thread: chunks in, verdicts out.
+fn parse_chunks(
+    jobs: &Mutex<mpsc::Receiver<Job>>,
+    done: &mpsc::SyncSender<Done>,
+    clock: Option<Clock>,
+    mut pseudo: Pseudonymiser,
+) {
+    loop {
+        let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let out = match job {
+            Job::Failed { index, after_line, error } => Done::Failed { index, after_line, error },
+            Job::Chunk(Chunk { index, text, lines }) => match String::from_utf8(text) {
+                Ok(text) => {
+                    let verdicts = lines
+                        .iter()
+                        .map(|l| {
+                            if l.len > MAX_RECORD_BYTES {
+                                Verdict::Again
+                            } else {
+                                check(&text, &l.at, clock, &mut pseudo)
+                            }
+                        })
+                        .collect();
+                    Done::Parsed { index, text: Text::Utf8(text), lines, verdicts }
+                }
+                // A line that is not UTF-8 somewhere in the chunk: the
+                // record path reads all of it (rare).
+                Err(e) => {
+                    let verdicts = lines.iter().map(|_| Verdict::Again).collect();
+                    Done::Parsed { index, text: Text::Bytes(e.into_bytes()), lines, verdicts }
+                }
+            },
+        };
+        if done.send(out).is_err() {
+            return;
+        }
+    }
+}
+
+/// Reads an NDJSON file (gzipped or not) on several threads into the
+/// ingestor; returns the file's size and hash.
+pub(crate) fn read_ndjson_parallel<S: EventSink, R: RejectSink>(
+    path: &Path,
+    gz: bool,
+    name: Arc<str>,
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<crate::reader::FileDigest, IngestError> {
+    let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
+    let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let threads = crate::work_threads().max(1);
+    let clock = ing.clock();
+    let forks: Vec<Pseudonymiser> = (0..threads).map(|_| ing.pseudonymiser().fork()).collect();
+    let read_bytes = Arc::new(AtomicU64::new(0));
+    std::thread::scope(|s| {
+        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
+        let (done_tx, done_rx) = mpsc::sync_channel::<Done>(threads * 2);
+        let counter = read_bytes.clone();
+        let owned = path.to_path_buf();
+        let reader = std::thread::Builder::new()
+            .name("vigie-lines".into())
+            .spawn_scoped(s, move || {
+                let tap = crate::reader::Tap::default();
+                let shared = tap.wrap_counted(file, counter);
+                let inner: Box<dyn Read> = if gz {
+                    Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(shared)))
+                } else {
+                    Box::new(shared)
+                };
+                let mut r = BufReader::with_capacity(1 << 20, inner);
+                let chunks = read_chunks(&mut r, &job_tx);
+                drop(job_tx);
+                tap.finish(&owned).map(|d| (d, chunks))
+            })
+            .map_err(|e| IngestError::io(path, e))?;
+        let jobs = Arc::new(Mutex::new(job_rx));
+        for pseudo in forks {
+            let (jobs, done_tx) = (jobs.clone(), done_tx.clone());
+            std::thread::Builder::new()
+                .name("vigie-parse".into())
+                .spawn_scoped(s, move || parse_chunks(&jobs, &done_tx, clock, pseudo))
+                .map_err(|e| IngestError::io(path, e))?;
+        }
+        // The parsing threads hold the only ends left: when they stop, the
+        // reader's sends fail and it stops too.
+        drop(jobs);
+        drop(done_tx);
+        let admitted = admit_in_order(&done_rx, &name, ing, &mut || {
+            progress(read_bytes.load(Ordering::Relaxed) as f64 / size as f64)
+        });
+        // On an error the other threads stop: their channels are closed.
+        drop(done_rx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(IngestError::Input(format!("{name}: the reading thread failed"))));
+        let admitted = admitted?;
+        let (digest, chunks) = read?;
+        // A parsing thread that stopped (a panic) would leave chunks out.
+        if admitted != chunks {
+            return Err(IngestError::Input(format!(
+                "{name}: {} of {chunks} chunks were checked; a parsing thread failed",
+                admitted
+            )));
+        }
+        progress(1.0);
+        Ok(digest)
+    })
+}
+
+/// The ingesting thread: chunks in file order, each line admitted from
+/// its verdict or read again by the record path.
+fn admit_in_order<S: EventSink, R: RejectSink>(
+    done: &mpsc::Receiver<Done>,
+    name: &Arc<str>,
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(),
+) -> Result<u64, IngestError> {
+    let mut waiting: BTreeMap<u64, Done> = BTreeMap::new();
+    let mut next = 0u64;
+    loop {
+        let d = match waiting.remove(&next) {
+            Some(d) => d,
+            None => match done.recv() {
+                Ok(d) if d.index() == next => d,
+                Ok(d) => {
+                    waiting.insert(d.index(), d);
+                    continue;
+                }
+                // Every parsing thread stopped: the number of chunks admitted.
+                Err(_) => return Ok(next),
+            },
+        };
+        next += 1;
+        match d {
+            Done::Failed { after_line, error, .. } => {
+                return Err(IngestError::Input(format!(
+                    "{name}: read failed after line {after_line}: {error}"
+                )))
+            }
+            Done::Parsed { text, lines, verdicts, .. } => {
+                for (l, v) in lines.iter().zip(verdicts) {
+                    let at = || Origin::File { file: name.clone(), line: l.no };
+                    match (v, &text) {
+                        (Verdict::Checked(c), Text::Utf8(t)) => {
+                            let r = |r: &Range<u32>| &t[r.start as usize..r.end as usize];
+                            let v = Valid {
+                                event_id: Cow::Borrowed(r(&c.event_id)),
+                                ts_us: c.ts_us,
+                                offset_s: c.offset_s,
+                                site: Cow::Borrowed(r(&c.site)),
+                                worker: Cow::Borrowed(r(&c.worker)),
+                                kind: c.kind,
+                                zone: c.zone.as_ref().map(|z| Cow::Borrowed(r(z))),
+                                team: c.team.as_ref().map(|z| Cow::Borrowed(r(z))),
+                                process: c.process,
+                                device: c.device,
+                                quantity: c.quantity,
+                                weight_kg: c.weight_kg,
+                                threshold_s: c.threshold_s,
+                                gap_s: c.gap_s,
+                                target_per_hour: c.target_per_hour,
+                            };
+                            ing.offer_checked(&v, c.pseudonym)?;
+                        }
+                        _ if l.len > MAX_RECORD_BYTES => {
+                            let rej = Rejection::new(
+                                RejectReason::TooLarge,
+                                format!("record of {} bytes, over the limit of {MAX_RECORD_BYTES}", l.len),
+                            );
+                            // Cut: it cannot be parsed whole, so no byte of it is kept.
+                            ing.offer_refused(rej, at(), &[], l.len)?;
+                        }
+                        _ => ing.offer_json(&text.bytes()[l.at.start as usize..l.at.end as usize], at)?,
+                    }
+                }
+                progress();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::both_paths_agree;
+    use rand::{Rng, SeedableRng};
+
+    /// One random line: valid records of every shape, and every way a
+    /// line can be refused or must go back to the record path.
+    fn random_line(rng: &mut rand::rngs::StdRng, i: usize) -> Vec<u8> {
+        // The first value of a pool is valid, and the usual one.
+        let pick = |rng: &mut rand::rngs::StdRng, xs: &[&str]| {
+            if rng.gen_bool(0.9) {
+                xs[0].to_string()
+            } else {
+                xs[rng.gen_range(0..xs.len())].to_string()
+            }
+        };
+        let mut fields: Vec<(String, String)> = vec![
+            ("event_id".into(), format!("\"e{}\"", rng.gen_range(0..(i + 2)))),
+            (
+                "ts".into(),
+                pick(
+                    rng,
+                    &[
+                        "\"2026-03-02T08:00:00+01:00\"",
+                        "\"2026-03-02T08:00:01.250Z\"",
+                        "\"2026-03-02 08:00:00\"",
+                        "\"2026-03-02T08:00:00\"",
+                        "1772434800",
+                    ],
+                ),
+            ),
+            ("site".into(), pick(rng, &["\"lyon-1\"", "\"lyon-1\"", "\"ly on\"", "\"\"", "7"])),
+            ("worker".into(), {
+                let w = pick(rng, &["\"w\"", "\"w\\u0031\"", "\"\"", "\"é\"", "12", "null"]);
+                if w == "\"w\"" {
+                    format!("\"w{}\"", rng.gen_range(0..5))
+                } else {
+                    w
+                }
+            }),
+            (
+                "kind".into(),
+                pick(rng, &["\"scan\"", "\"voice_prompt\"", "\"break_start\"", "\"shift_start\"", "\"nap\""]),
+            ),
+        ];
+        let optional: [(&str, &[&str]); 9] = [
+            ("zone", &["\"A\"", "\"z\\u00e9\"", "\"\"", "3", "\"B\""]),
+            ("team", &["\"t1\"", "\"night shift\"", "null"]),
+            ("process", &["\"pick\"", "\"stow\"", "\"dance\""]),
+            ("device", &["\"scanner\"", "\"voice\"", "\"phone\""]),
+            ("quantity", &["1", "3", "0", "2.5", "\"4\""]),
+            ("weight_kg", &["1.5", "-1", "2000", "\"x\""]),
+            ("threshold_s", &["30", "0"]),
+            ("gap_s", &["12.5", "-3"]),
+            ("target_per_hour", &["120", "0"]),
+        ];
+        for (name, values) in optional {
+            if rng.gen_bool(0.3) {
+                fields.push((name.into(), pick(rng, values)));
+            }
+        }
+        if rng.gen_bool(0.03) {
+            fields.remove(rng.gen_range(0..5));
+        }
+        if rng.gen_bool(0.05) {
+            fields.push(("badge".into(), "\"B7\"".into()));
+        }
+        if rng.gen_bool(0.02) {
+            fields.push(("employee_id".into(), "\"E12\"".into()));
+        }
+        if rng.gen_bool(0.02) {
+            fields.push(("site".into(), "\"lyon-2\"".into()));
+        }
+        let mut line: Vec<u8> = format!(
+            "{{{}}}",
+            fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect::<Vec<_>>().join(",")
+        )
+        .into_bytes();
+        match rng.gen_range(0..100) {
+            0 => line = b"not json".to_vec(),
+            1 => line = b"[1,2]".to_vec(),
+            2 => line.truncate(line.len() / 2),
+            3 => line = Vec::new(),
+            4 => line = b"  \t ".to_vec(),
+            5 => {
+                line.splice(0..0, *b"\xEF\xBB\xBF");
+            }
+            6 => line.push(b'\r'),
+            7 => {
+                line.splice(3..3, *b"\xFF\xFE");
+            }
+            8 => {
+                // Over the limit: refused whole.
+                line.truncate(line.len() - 1);
+                line.extend_from_slice(format!(",\"pad\":\"{}\"}}", "x".repeat(MAX_RECORD_BYTES)).as_bytes());
+            }
+            9 => line.extend_from_slice(b" "),
+            _ => {}
+        }
+        line
+    }
+
+    fn write(path: &Path, lines: &[Vec<u8>], gz: bool, last_newline: bool) {
+        let mut body = lines.join(&b"\n"[..]);
+        if last_newline {
+            body.push(b'\n');
+        }
+        if gz {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            e.write_all(&body).unwrap();
+            body = e.finish().unwrap();
+        }
+        std::fs::write(path, body).unwrap();
+    }
+
+    /// Random files read on several threads and line by line: the same
+    /// events, rejects, counts and digest (`testing::both_paths_agree`).
+    #[test]
+    fn property_random_ndjson_reads_the_same_on_several_threads_and_line_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(2718);
+        let (mut accepted, mut refused) = (0, 0);
+        for n in 0..60 {
+            let count = rng.gen_range(0..300);
+            let lines: Vec<Vec<u8>> = (0..count).map(|i| random_line(&mut rng, i)).collect();
+            let gz = n % 4 == 1;
+            let path = dir.path().join(if gz { format!("r{n}.ndjson.gz") } else { format!("r{n}.ndjson") });
+            write(&path, &lines, gz, n % 3 != 0);
+            let clock = (n % 5 == 0).then(|| Clock {
+                now_us: 1_772_434_800_000_000,
+                skew_us: 1_000_000,
+                oldest_local_day: None,
+            });
+            let (a, r) = both_paths_agree(&path, clock);
+            accepted += a;
+            refused += r;
+        }
+        assert!(accepted > 1000 && refused > 1000, "{accepted} accepted, {refused} refused");
+    }
+
+    /// A file cut inside its gzip stream: the lines before the cut are
+    /// admitted, then the read fails with the same message both ways.
+    #[test]
+    fn a_read_failure_ends_the_file_where_it_happened() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        let lines: Vec<Vec<u8>> = (0..2000).map(|i| random_line(&mut rng, i)).collect();
+        let path = dir.path().join("cut.ndjson.gz");
+        write(&path, &lines, true, true);
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() * 2 / 3]).unwrap();
+        let (a, _) = both_paths_agree(&path, None);
+        assert!(a > 100, "{a}");
+    }
+
+    #[test]
+    fn lines_are_cut_as_the_record_path_cuts_them() {
+        let mut r: &[u8] = b"a\r\nb\n\r\n\nlast";
+        let mut out = Vec::new();
+        let mut lens = Vec::new();
+        while let Some(n) = next_line_into(&mut r, &mut out).unwrap() {
+            lens.push(n);
+        }
+        assert_eq!(out, b"ablast");
+        assert_eq!(lens, [1, 1, 0, 0, 4]);
+    }
+}
