@@ -519,6 +519,20 @@ fn read_csv<S: EventSink, R: RejectSink>(
     Ok(())
 }
 
+/// A Parquet slice, each contract field's column seen through the type
+/// the contract needs (in the order of [`FIELDS`]; `None` when absent).
+struct Views {
+    rows: usize,
+    columns: Vec<(&'static str, Option<ColView>)>,
+}
+
+impl Views {
+    fn of(df: &DataFrame) -> Result<Views, IngestError> {
+        let columns = FIELDS.iter().map(|f| Ok((*f, view(df, f)?))).collect::<Result<_, IngestError>>()?;
+        Ok(Views { rows: df.height(), columns })
+    }
+}
+
 /// A column of a Parquet slice, seen through the type the contract needs.
 enum ColView {
     Str(StringChunked),
@@ -568,6 +582,12 @@ fn view(df: &DataFrame, name: &str) -> Result<Option<ColView>, IngestError> {
         d if d.is_integer() => ColView::Int(s.cast(&DataType::Int64)?.i64()?.rechunk().into_owned()),
         d if d.is_float() => ColView::Float(s.cast(&DataType::Float64)?.f64()?.rechunk().into_owned()),
         DataType::Boolean => ColView::Bool(s.bool()?.clone()),
+        DataType::Datetime(unit, Some(tz)) if tz.as_str().parse::<chrono_tz::Tz>().is_ok() => {
+            let zone: chrono_tz::Tz = tz.as_str().parse().expect("checked above");
+            let utc = s.timestamp(TimeUnit::Microseconds)?.rechunk().into_owned();
+            let physical = s.datetime()?.physical().rechunk();
+            ColView::Instant(utc, zone_offsets(physical.downcast_as_array(), *unit, zone))
+        }
         DataType::Datetime(_, Some(_)) => {
             let frame = DataFrame::new_infer_height(vec![s.clone().with_name("t".into()).into()])?;
             let out = frame
@@ -594,6 +614,50 @@ fn view(df: &DataFrame, name: &str) -> Result<Option<ColView>, IngestError> {
         _ => ColView::Other,
     };
     Ok(Some(v))
+}
+
+/// The offset from UTC, in seconds, of each instant of a zoned column:
+/// its wall-clock time in `zone` minus the instant, as Polars gives it
+/// (`replace_time_zone(None)` minus the instant). The zone's rules are
+/// searched once per hour of UTC time the column touches, not once per
+/// row: an hour whose first and last instants have the same offset has
+/// it throughout (no zone changes its offset twice within an hour);
+/// the others are searched row by row.
+fn zone_offsets(
+    values: &polars_arrow::array::PrimitiveArray<i64>,
+    unit: TimeUnit,
+    zone: chrono_tz::Tz,
+) -> Int32Chunked {
+    use chrono::{Offset, TimeZone};
+    let per_second: i64 = match unit {
+        TimeUnit::Nanoseconds => 1_000_000_000,
+        TimeUnit::Microseconds => 1_000_000,
+        TimeUnit::Milliseconds => 1_000,
+    };
+    // An instant chrono cannot hold is hundreds of centuries away: the
+    // check refuses it (`invalid_timestamp`) whatever its offset.
+    let offset_at = |v: i64| -> Option<i32> {
+        let secs = v.div_euclid(per_second);
+        let nanos = (v.rem_euclid(per_second) * (1_000_000_000 / per_second)) as u32;
+        let Some(utc) = chrono::DateTime::from_timestamp(secs, nanos) else { return Some(0) };
+        Some(zone.offset_from_utc_datetime(&utc.naive_utc()).fix().local_minus_utc())
+    };
+    let hour = 3600 * per_second;
+    let mut memo: std::collections::HashMap<i64, Option<i32>, foldhash::fast::RandomState> =
+        Default::default();
+    values
+        .iter()
+        .map(|v| {
+            let v = *v?;
+            let h = v.div_euclid(hour);
+            let whole = *memo.entry(h).or_insert_with(|| {
+                let start = h.checked_mul(hour)?;
+                let (a, b) = (offset_at(start)?, offset_at(start.checked_add(hour - 1)?)?);
+                (a == b).then_some(a)
+            });
+            whole.or_else(|| offset_at(v))
+        })
+        .collect()
 }
 
 fn read_parquet<S: EventSink, R: RejectSink>(
@@ -628,7 +692,7 @@ fn read_parquet<S: EventSink, R: RejectSink>(
     std::thread::scope(|scope| -> Result<(), IngestError> {
         // A rendezvous: the decoder hands a slice over when the check takes
         // it, so one slice is checked while the next is decoded.
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, DataFrame), IngestError>>(0);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(usize, Views), IngestError>>(0);
         let wanted = &wanted;
         let decoder =
             std::thread::Builder::new().name("vigie-decode".into()).spawn_scoped(scope, move || {
@@ -639,16 +703,21 @@ fn read_parquet<S: EventSink, R: RejectSink>(
                     let len = whole.filter(|b| *b > offset).unwrap_or(reach) - offset;
                     // Only the contract's columns are read; unknown ones are
                     // never decoded (see `unknown_presence`).
-                    let df = open().and_then(|f| {
-                        ParquetReader::new(f)
-                            .with_slice(Some((offset, len)))
-                            .with_columns(Some(wanted.clone()))
-                            .finish()
-                            .map_err(bad)
-                    });
-                    let stop = !matches!(&df, Ok(df) if df.height() > 0);
+                    // The columns are seen through the contract's types here
+                    // too (casts, offsets of zoned times), off the checking
+                    // thread.
+                    let views = open()
+                        .and_then(|f| {
+                            ParquetReader::new(f)
+                                .with_slice(Some((offset, len)))
+                                .with_columns(Some(wanted.clone()))
+                                .finish()
+                                .map_err(bad)
+                        })
+                        .and_then(|df| Views::of(&df));
+                    let stop = !matches!(&views, Ok(v) if v.rows > 0);
                     // The checking side has stopped: nothing more to read.
-                    if tx.send(df.map(|df| (offset, df))).is_err() || stop {
+                    if tx.send(views.map(|v| (offset, v))).is_err() || stop {
                         return;
                     }
                     offset += len;
@@ -656,12 +725,12 @@ fn read_parquet<S: EventSink, R: RejectSink>(
             });
         decoder.map_err(|e| IngestError::io(path, e))?;
         for slice in rx {
-            let (offset, df) = slice?;
-            if df.height() == 0 {
+            let (offset, views) = slice?;
+            if views.rows == 0 {
                 // The footer claimed more rows than the file holds.
                 break;
             }
-            read_slice(&df, offset, total, &name, &unknown, &groups, ing, progress)?;
+            read_slice(&views, offset, total, &name, &unknown, &groups, ing, progress)?;
         }
         Ok(())
     })?;
@@ -672,7 +741,7 @@ fn read_parquet<S: EventSink, R: RejectSink>(
 /// Checks the rows of one Parquet slice that starts at row `offset`.
 #[allow(clippy::too_many_arguments)]
 fn read_slice<S: EventSink, R: RejectSink>(
-    df: &DataFrame,
+    slice: &Views,
     offset: usize,
     total: usize,
     name: &Arc<str>,
@@ -681,12 +750,11 @@ fn read_slice<S: EventSink, R: RejectSink>(
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<(), IngestError> {
-    let views: Vec<(&str, Option<ColView>)> =
-        FIELDS.iter().map(|f| Ok((*f, view(df, f)?))).collect::<Result<_, IngestError>>()?;
+    let views = &slice.columns;
     let fast: [Fast<'_>; 14] =
         std::array::from_fn(|f| views[f].1.as_ref().map_or(Fast::Absent, ColView::fast));
     let (clock, columnar) = (ing.clock(), ing.columnar());
-    let rows = df.height();
+    let rows = slice.rows;
     // The text columns, checked (and the worker pseudonymised, the labels
     // interned) once per distinct value of the slice.
     let texts = if columnar { columnar::texts(&fast, rows, ing) } else { None };
@@ -702,7 +770,7 @@ fn read_slice<S: EventSink, R: RejectSink>(
             continue;
         }
         let mut raw = RawFields::default();
-        for (field, v) in &views {
+        for (field, v) in views {
             if let Some(v) = v {
                 let (_, slot) = raw.slot(field).expect("a contract field");
                 *slot = v.get(i);
@@ -734,7 +802,7 @@ fn read_slice<S: EventSink, R: RejectSink>(
         }
         ing.offer_fields(&raw, at, render)?;
     }
-    progress((offset + df.height()) as f64 / total.max(1) as f64);
+    progress((offset + rows) as f64 / total.max(1) as f64);
     Ok(())
 }
 
@@ -1032,6 +1100,101 @@ mod parquet_tests {
         ])
         .unwrap();
         ParquetWriter::new(File::create(path).unwrap()).finish(&mut df).unwrap();
+    }
+
+    /// The offsets as Polars gives them: the wall-clock time minus the
+    /// instant (what `view` computed before `zone_offsets`).
+    fn polars_offsets(s: &Series) -> Vec<Option<i32>> {
+        let frame = DataFrame::new_infer_height(vec![s.clone().with_name("t".into()).into()]).unwrap();
+        let out = frame
+            .lazy()
+            .select([((col("t")
+                .dt()
+                .replace_time_zone(None, lit("raise"), NonExistent::Raise)
+                .dt()
+                .timestamp(TimeUnit::Microseconds)
+                - col("t").dt().timestamp(TimeUnit::Microseconds))
+                / lit(1_000_000i64))
+            .cast(DataType::Int32)
+            .alias("off")])
+            .collect()
+            .unwrap();
+        out.column("off").unwrap().i32().unwrap().iter().collect()
+    }
+
+    fn values_at(s: &Series, i: usize) -> Option<i64> {
+        s.datetime().unwrap().physical().get(i)
+    }
+
+    /// Random instants, many near a change of offset (daylight saving,
+    /// half-hour rules, local mean times of the nineteenth century, a
+    /// skipped day), in three units: the offsets searched once per hour
+    /// are Polars' row by row.
+    #[test]
+    fn property_zone_offsets_are_polars_offsets() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(31);
+        let zones = [
+            "Europe/Paris",
+            "America/New_York",
+            "Australia/Lord_Howe",
+            "Asia/Kathmandu",
+            "Europe/Amsterdam",
+            "Africa/Monrovia",
+            "Pacific/Apia",
+            "Etc/GMT-14",
+            "UTC",
+        ];
+        let mut changes = 0;
+        for zone in zones {
+            let tz: chrono_tz::Tz = zone.parse().unwrap();
+            for unit in [TimeUnit::Nanoseconds, TimeUnit::Microseconds, TimeUnit::Milliseconds] {
+                let per_second: i64 = match unit {
+                    TimeUnit::Nanoseconds => 1_000_000_000,
+                    TimeUnit::Microseconds => 1_000_000,
+                    TimeUnit::Milliseconds => 1_000,
+                };
+                // ns reach 1677 to 2262 only.
+                let (lo, hi) = if unit == TimeUnit::Nanoseconds {
+                    (-9_000_000_000i64, 9_000_000_000i64)
+                } else {
+                    (-4_000_000_000, 4_000_000_000)
+                };
+                let mut values: Vec<Option<i64>> = Vec::new();
+                for _ in 0..3000 {
+                    // An hour, then instants around its edges and inside it.
+                    let hour = rng.gen_range(lo / 3600..hi / 3600) * 3600;
+                    for _ in 0..4 {
+                        let within = match rng.gen_range(0..4) {
+                            0 => 0,
+                            1 => 3600 * per_second - 1,
+                            2 => rng.gen_range(-2..3),
+                            _ => rng.gen_range(0..3600 * per_second),
+                        };
+                        values.push(Some(hour * per_second + within));
+                    }
+                    if rng.gen_bool(0.05) {
+                        values.push(None);
+                    }
+                }
+                let s = Series::new("t".into(), values)
+                    .cast(&DataType::Datetime(unit, Some(TimeZone::from_chrono(&tz))))
+                    .unwrap();
+                let expected = polars_offsets(&s);
+                let physical = s.datetime().unwrap().physical().rechunk();
+                let ours: Vec<Option<i32>> =
+                    zone_offsets(physical.downcast_as_array(), unit, tz).iter().collect();
+                if let Some(i) = (0..ours.len()).find(|i| ours[*i] != expected[*i]) {
+                    panic!("{zone} {unit:?}: {:?} is {:?}, not {:?}", values_at(&s, i), ours[i], expected[i]);
+                }
+                let mut distinct: Vec<i32> = ours.iter().flatten().copied().collect();
+                distinct.sort();
+                distinct.dedup();
+                changes += distinct.len();
+            }
+        }
+        // Zones with changes were met on both sides of them.
+        assert!(changes > 40, "{changes}");
     }
 
     #[test]
