@@ -54,6 +54,108 @@ impl SpillColumns {
     pub fn is_empty(&self) -> bool {
         self.seq.is_empty()
     }
+
+    /// Empties every column, keeping its room (a writer hands its buffers
+    /// back for the next file).
+    pub fn clear(&mut self) {
+        self.seq.clear();
+        self.ts_us.clear();
+        self.offset_s.clear();
+        self.site.clear();
+        self.worker.clear();
+        self.kind.clear();
+        self.team.clear();
+        self.zone.clear();
+        self.process.clear();
+        self.quantity.clear();
+        self.weight_kg.clear();
+        self.threshold_s.clear();
+        self.gap_s.clear();
+        self.target_per_hour.clear();
+        self.labels.clear();
+    }
+}
+
+/// A spill file's columns as events come in, labels coded on the way.
+///
+/// A label is coded by the address of its interned text: each label coded
+/// is held (one reference per distinct label, not per row), so that an
+/// address names one text for as long as the file fills. Two copies of a
+/// name may get two codes; the reader goes by the text.
+#[derive(Default)]
+pub struct SpillBuilder {
+    cols: SpillColumns,
+    held: Vec<std::sync::Arc<str>>,
+    codes: std::collections::HashMap<usize, u32, foldhash::fast::RandomState>,
+    /// The last label coded for site, team and zone: rows in a row mostly
+    /// share them.
+    last: [(usize, u32); 3],
+}
+
+impl SpillBuilder {
+    /// A builder that fills `cols` (emptied, its room kept).
+    pub fn reusing(mut cols: SpillColumns) -> SpillBuilder {
+        cols.clear();
+        SpillBuilder { cols, ..Default::default() }
+    }
+
+    pub fn len(&self) -> usize {
+        self.cols.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.cols.is_empty()
+    }
+
+    fn code(&mut self, which: usize, a: &std::sync::Arc<str>) -> u32 {
+        let at = std::sync::Arc::as_ptr(a) as *const u8 as usize;
+        if self.last[which].0 == at {
+            return self.last[which].1;
+        }
+        let code = match self.codes.get(&at) {
+            Some(c) => *c,
+            None => {
+                self.held.push(a.clone());
+                let c = (self.held.len() - 1) as u32;
+                self.codes.insert(at, c);
+                c
+            }
+        };
+        self.last[which] = (at, code);
+        code
+    }
+
+    /// One event (its id and device are not kept: duplicates are found
+    /// apart, and the analysis does not read the device).
+    pub fn push(&mut self, e: &crate::event::EventRef<'_>) {
+        let site = self.code(0, e.site);
+        let team = e.team.map_or(NO_LABEL, |t| self.code(1, t));
+        let zone = e.zone.map_or(NO_LABEL, |z| self.code(2, z));
+        let c = &mut self.cols;
+        c.seq.push(e.seq);
+        c.ts_us.push(e.ts_us);
+        c.offset_s.push(e.offset_s);
+        c.site.push(site);
+        c.worker.push(e.worker.0);
+        c.kind.push(e.kind.code());
+        c.team.push(team);
+        c.zone.push(zone);
+        c.process.push(e.process.map_or(NO_PROCESS, |p| p.code()));
+        c.quantity.push(e.quantity.unwrap_or(NO_QUANTITY));
+        c.weight_kg.push(e.weight_kg.unwrap_or(f64::NAN));
+        c.threshold_s.push(e.threshold_s.unwrap_or(f64::NAN));
+        c.gap_s.push(e.gap_s.unwrap_or(f64::NAN));
+        c.target_per_hour.push(e.target_per_hour.unwrap_or(f64::NAN));
+    }
+
+    /// The file's columns, with its label table; the builder starts again
+    /// empty (with `spare`'s room when given).
+    pub fn take(&mut self, spare: Option<SpillColumns>) -> SpillColumns {
+        let mut cols = std::mem::take(&mut self.cols);
+        cols.labels = self.held.iter().map(|l| l.to_string()).collect();
+        *self = spare.map(SpillBuilder::reusing).unwrap_or_default();
+        cols
+    }
 }
 
 /// Plain values that have a fixed little-endian form.
@@ -262,6 +364,51 @@ mod tests {
         };
         assert_eq!(strip(back), strip(c));
         assert!(decode(&encode(&SpillColumns::default()).unwrap()).unwrap().is_empty());
+    }
+
+    /// Labels go in by address and come out by text: each row reads back
+    /// its own site, team and zone, whether names are shared, copied or
+    /// freed and made again while a file fills; reused buffers start empty.
+    #[test]
+    fn a_builder_codes_each_row_s_labels_by_text() {
+        use crate::event::{EventRef, Kind, Pseudonym};
+        use std::sync::Arc;
+        let mut b = SpillBuilder::default();
+        let mut expected = Vec::new();
+        for i in 0..200u64 {
+            // A fresh copy now and then; the old one is then dropped.
+            let site: Arc<str> = Arc::from(format!("s{}", i % 3));
+            let team: Option<Arc<str>> = (i % 4 != 0).then(|| Arc::from(format!("t{}", i % 5)));
+            let zone: Option<Arc<str>> = (i % 7 == 0).then(|| Arc::from("z"));
+            b.push(&EventRef {
+                seq: i,
+                event_id: "e",
+                ts_us: i as i64,
+                offset_s: 0,
+                site: &site,
+                worker: Pseudonym(i),
+                kind: Kind::Scan,
+                zone: zone.as_ref(),
+                team: team.as_ref(),
+                process: None,
+                device: None,
+                quantity: Some(1),
+                weight_kg: None,
+                threshold_s: None,
+                gap_s: None,
+                target_per_hour: None,
+            });
+            expected.push((site.to_string(), team.map(|t| t.to_string()), zone.map(|z| z.to_string())));
+        }
+        let cols = decode(&encode(&b.take(None)).unwrap()).unwrap();
+        let label = |c: u32| (c != NO_LABEL).then(|| cols.labels[c as usize].clone());
+        let got: Vec<_> = (0..cols.len())
+            .map(|i| (label(cols.site[i]).unwrap(), label(cols.team[i]), label(cols.zone[i])))
+            .collect();
+        assert_eq!(got, expected);
+        assert!(b.is_empty());
+        let again = SpillBuilder::reusing(cols);
+        assert!(again.is_empty());
     }
 
     /// A crafted file: `bytes` with a checksum that matches.

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use polars::prelude::*;
 
 use crate::event::{Event, EventRef};
+use crate::spill::{SpillBuilder, SpillColumns};
 use crate::IngestError;
 
 /// Rows buffered per bucket before a spill file is written: with 16
@@ -96,12 +97,6 @@ impl EventBatch {
     fn push_ref(&mut self, e: &EventRef<'_>) {
         self.ids.push_str(e.event_id);
         self.id_ends.push(self.ids.len());
-        self.push_fields(e);
-    }
-
-    /// Everything but the event id, which the spill does not keep (its
-    /// duplicates are found apart, `crate::dedup`).
-    fn push_fields(&mut self, e: &EventRef<'_>) {
         self.seq.push(e.seq);
         self.ts_us.push(e.ts_us);
         self.offset_s.push(e.offset_s);
@@ -117,46 +112,6 @@ impl EventBatch {
         self.threshold_s.push(e.threshold_s);
         self.gap_s.push(e.gap_s);
         self.target_per_hour.push(e.target_per_hour);
-    }
-
-    /// Moves the buffers into the columns of a spill file
-    /// ([`crate::spill`]): labels coded, missing values marked.
-    pub fn take_spill(&mut self) -> crate::spill::SpillColumns {
-        use crate::spill::{NO_LABEL, NO_PROCESS, NO_QUANTITY};
-        let b = std::mem::take(self);
-        // The batch holds every label it codes, so an address names one
-        // label for as long as the coding runs (two copies of a name get
-        // two codes: the reader goes by the text).
-        let mut codes: std::collections::HashMap<usize, u32, foldhash::fast::RandomState> =
-            Default::default();
-        let mut labels: Vec<String> = Vec::new();
-        let mut code = |a: &Arc<str>| {
-            *codes.entry(Arc::as_ptr(a) as *const u8 as usize).or_insert_with(|| {
-                labels.push(a.to_string());
-                (labels.len() - 1) as u32
-            })
-        };
-        let site = b.site.iter().map(&mut code).collect();
-        let team = b.team.iter().map(|t| t.as_ref().map_or(NO_LABEL, &mut code)).collect();
-        let zone = b.zone.iter().map(|z| z.as_ref().map_or(NO_LABEL, &mut code)).collect();
-        let nan = |v: Vec<Option<f64>>| v.into_iter().map(|x| x.unwrap_or(f64::NAN)).collect();
-        crate::spill::SpillColumns {
-            seq: b.seq,
-            ts_us: b.ts_us,
-            offset_s: b.offset_s,
-            site,
-            worker: b.worker,
-            kind: b.kind,
-            team,
-            zone,
-            process: b.process.into_iter().map(|p| p.unwrap_or(NO_PROCESS)).collect(),
-            quantity: b.quantity.into_iter().map(|q| q.unwrap_or(NO_QUANTITY)).collect(),
-            weight_kg: nan(b.weight_kg),
-            threshold_s: nan(b.threshold_s),
-            gap_s: nan(b.gap_s),
-            target_per_hour: nan(b.target_per_hour),
-            labels,
-        }
     }
 
     /// Moves the buffers into a DataFrame with [`store_schema`].
@@ -343,10 +298,11 @@ fn write_atomic_with(
 /// wait for it.
 pub struct SpillWriter {
     dir: PathBuf,
-    batches: Vec<EventBatch>,
+    batches: Vec<SpillBuilder>,
+    spare: std::sync::mpsc::Receiver<SpillColumns>,
     rows_per_file: usize,
     parts: Vec<usize>,
-    tx: Option<std::sync::mpsc::SyncSender<(EventBatch, PathBuf)>>,
+    tx: Option<std::sync::mpsc::SyncSender<(SpillColumns, PathBuf)>>,
     writer: Option<std::thread::JoinHandle<Result<(), IngestError>>>,
 }
 
@@ -369,21 +325,25 @@ impl SpillWriter {
             let d = dir.join(bucket_name(b));
             fs::create_dir_all(&d).map_err(|e| IngestError::io(&d, e))?;
         }
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(EventBatch, PathBuf)>(2);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(SpillColumns, PathBuf)>(2);
+        // Written files' buffers come back, emptied, for the next ones.
+        let (spare_tx, spare) = std::sync::mpsc::channel::<SpillColumns>();
         let writer = std::thread::Builder::new()
             .name("vigie-spill".into())
             .spawn(move || {
-                for (mut batch, path) in rx {
-                    let bytes =
-                        crate::spill::encode(&batch.take_spill()).map_err(|e| IngestError::io(&path, e))?;
+                for (mut cols, path) in rx {
+                    let bytes = crate::spill::encode(&cols).map_err(|e| IngestError::io(&path, e))?;
                     write_private_bytes_atomic(&path, &bytes, durability)?;
+                    cols.clear();
+                    let _ = spare_tx.send(cols);
                 }
                 Ok(())
             })
             .map_err(|e| IngestError::io(&dir, e))?;
         Ok(SpillWriter {
             dir,
-            batches: (0..buckets).map(|_| EventBatch::default()).collect(),
+            batches: (0..buckets).map(|_| SpillBuilder::default()).collect(),
+            spare,
             rows_per_file,
             parts: vec![0; buckets],
             tx: Some(tx),
@@ -407,7 +367,7 @@ impl SpillWriter {
     pub fn push_ref(&mut self, e: EventRef<'_>) -> Result<(), IngestError> {
         // The pseudonym's top bits pick the bucket.
         let b = crate::dedup::bucket_of(e.worker.0, self.batches.len());
-        self.batches[b].push_fields(&e);
+        self.batches[b].push(&e);
         if self.batches[b].len() >= self.rows_per_file {
             self.flush_bucket(b)?;
         }
@@ -418,7 +378,7 @@ impl SpillWriter {
         if self.batches[b].is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(&mut self.batches[b]);
+        let batch = self.batches[b].take(self.spare.try_recv().ok());
         let path = self.bucket_dir(b).join(format!("part-{:06}.spill", self.parts[b]));
         self.parts[b] += 1;
         let sent = self.tx.as_ref().map(|tx| tx.send((batch, path)).is_ok()).unwrap_or(false);
