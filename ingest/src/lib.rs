@@ -11,6 +11,7 @@ pub mod dedup;
 pub mod event;
 mod flat;
 mod lines;
+pub use lines::CheckedJson;
 pub mod mapping;
 pub mod planted;
 pub mod pseudo;
@@ -198,6 +199,9 @@ pub struct Ingestor<S, R> {
     last_site: Option<(Arc<str>, u32)>,
     /// Whether columnar readers may accept rows from their columns.
     columnar: bool,
+    /// The key, one copy per checking thread, for batches of messages
+    /// (`check_json_batch`): each keeps its memo from batch to batch.
+    forks: Vec<Pseudonymiser>,
     pub stats: IngestStats,
     pub sink: S,
     pub rejects: R,
@@ -214,6 +218,7 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             site_names: Vec::new(),
             last_site: None,
             columnar: true,
+            forks: Vec::new(),
             stats: IngestStats::default(),
             sink,
             rejects,

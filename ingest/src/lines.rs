@@ -391,25 +391,7 @@ fn admit_in_order<S: EventSink, R: RejectSink>(
                     let at = || Origin::File { file: name.clone(), line: l.no };
                     match (v, &text) {
                         (Verdict::Checked(c), Text::Utf8(t)) => {
-                            let r = |r: &Range<u32>| &t[r.start as usize..r.end as usize];
-                            let v = Valid {
-                                event_id: Cow::Borrowed(r(&c.event_id)),
-                                ts_us: c.ts_us,
-                                offset_s: c.offset_s,
-                                site: Cow::Borrowed(r(&c.site)),
-                                worker: Cow::Borrowed(r(&c.worker)),
-                                kind: c.kind,
-                                zone: c.zone.as_ref().map(|z| Cow::Borrowed(r(z))),
-                                team: c.team.as_ref().map(|z| Cow::Borrowed(r(z))),
-                                process: c.process,
-                                device: c.device,
-                                quantity: c.quantity,
-                                weight_kg: c.weight_kg,
-                                threshold_s: c.threshold_s,
-                                gap_s: c.gap_s,
-                                target_per_hour: c.target_per_hour,
-                            };
-                            ing.offer_checked(&v, c.pseudonym)?;
+                            ing.offer_checked(&c.valid(t), c.pseudonym)?
                         }
                         _ if l.len > MAX_RECORD_BYTES => {
                             let rej = Rejection::new(
@@ -424,6 +406,99 @@ fn admit_in_order<S: EventSink, R: RejectSink>(
                 }
                 progress();
             }
+        }
+    }
+}
+
+/// A message checked by [`Ingestor::check_json_batch`], for
+/// [`Ingestor::offer_json_checked`].
+pub struct CheckedJson(Verdict);
+
+/// Batches smaller than this are checked on the calling thread.
+const PARALLEL_FROM: usize = 256;
+
+/// Checks one payload as a whole text.
+fn check_payload(bytes: &[u8], clock: Option<Clock>, pseudo: &mut Pseudonymiser) -> Verdict {
+    match std::str::from_utf8(bytes) {
+        Ok(text) if bytes.len() <= MAX_RECORD_BYTES => check(text, &(0..text.len() as u32), clock, pseudo),
+        _ => Verdict::Again,
+    }
+}
+
+impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
+    /// Checks a batch of JSON payloads (the messages of one poll) on the
+    /// machine's cores, against the clock set now: each result then goes,
+    /// in order, to [`Self::offer_json_checked`] with its payload. Nothing
+    /// is counted or admitted here.
+    pub fn check_json_batch(&mut self, payloads: &[&[u8]]) -> Vec<CheckedJson> {
+        let threads = crate::work_threads().max(1);
+        while self.forks.len() < threads {
+            let fork = self.pseudonymiser().fork();
+            self.forks.push(fork);
+        }
+        let clock = self.clock();
+        if payloads.len() < PARALLEL_FROM || threads == 1 {
+            let pseudo = &mut self.forks[0];
+            return payloads.iter().map(|p| CheckedJson(check_payload(p, clock, pseudo))).collect();
+        }
+        let per = payloads.len().div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = payloads
+                .chunks(per)
+                .zip(self.forks.iter_mut())
+                .map(|(part, pseudo)| {
+                    s.spawn(move || {
+                        part.iter().map(|p| CheckedJson(check_payload(p, clock, pseudo))).collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    }
+
+    /// One payload with the result [`Self::check_json_batch`] gave it:
+    /// the same outcome as [`Self::offer_json`], which takes every payload
+    /// the check did not accept as it is.
+    pub fn offer_json_checked(
+        &mut self,
+        bytes: &[u8],
+        checked: CheckedJson,
+        at: impl FnOnce() -> Origin,
+    ) -> Result<(), IngestError> {
+        match (checked.0, std::str::from_utf8(bytes)) {
+            (Verdict::Checked(c), Ok(t)) if t.len() <= u32::MAX as usize => {
+                let v = c.valid(t);
+                self.offer_checked(&v, c.pseudonym)
+            }
+            _ => self.offer_json(bytes, at),
+        }
+    }
+}
+
+impl Checked {
+    /// The record, its text fields borrowed from `t`, the text it was
+    /// checked in.
+    fn valid<'t>(&self, t: &'t str) -> Valid<'t> {
+        let r = |r: &Range<u32>| &t[r.start as usize..r.end as usize];
+        Valid {
+            event_id: Cow::Borrowed(r(&self.event_id)),
+            ts_us: self.ts_us,
+            offset_s: self.offset_s,
+            site: Cow::Borrowed(r(&self.site)),
+            worker: Cow::Borrowed(r(&self.worker)),
+            kind: self.kind,
+            zone: self.zone.as_ref().map(|z| Cow::Borrowed(r(z))),
+            team: self.team.as_ref().map(|z| Cow::Borrowed(r(z))),
+            process: self.process,
+            device: self.device,
+            quantity: self.quantity,
+            weight_kg: self.weight_kg,
+            threshold_s: self.threshold_s,
+            gap_s: self.gap_s,
+            target_per_hour: self.target_per_hour,
         }
     }
 }
@@ -568,6 +643,52 @@ mod tests {
             refused += r;
         }
         assert!(accepted > 1000 && refused > 1000, "{accepted} accepted, {refused} refused");
+    }
+
+    /// Messages offered one by one, and checked as a batch then offered:
+    /// the same events, rejects and counts (a batch large enough to be
+    /// checked on several threads, and small ones).
+    #[test]
+    fn property_a_checked_batch_offers_what_single_messages_do() {
+        use crate::rejects::MemoryRejects;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(77);
+        let clock = Some(Clock { now_us: 1_772_434_800_000_000, skew_us: 1_000_000, oldest_local_day: None });
+        let ingestor = || {
+            let pseudo = Pseudonymiser::new(&[7u8; 32]).unwrap();
+            crate::Ingestor::new(pseudo, clock, Vec::new(), MemoryRejects::default())
+        };
+        let (mut one, mut batched) = (ingestor(), ingestor());
+        let mut n = 0u64;
+        for size in [0, 1, 5, 255, 256, 700, 1500] {
+            let msgs: Vec<Vec<u8>> = (0..size).map(|i| random_line(&mut rng, i)).collect();
+            let at = |i: u64| move || Origin::Kafka { topic: "t".into(), partition: 0, offset: i as i64 };
+            for (i, m) in msgs.iter().enumerate() {
+                one.offer_json(m, at(n + i as u64)).unwrap();
+            }
+            let refs: Vec<&[u8]> = msgs.iter().map(Vec::as_slice).collect();
+            let checked = batched.check_json_batch(&refs);
+            assert_eq!(checked.len(), msgs.len());
+            for (i, (m, c)) in msgs.iter().zip(checked).enumerate() {
+                batched.offer_json_checked(m, c, at(n + i as u64)).unwrap();
+            }
+            n += size as u64;
+        }
+        let (a, b) = (one.finish().unwrap(), batched.finish().unwrap());
+        assert!(a.0.len() > 400, "{}", a.0.len());
+        assert_eq!(a.0, b.0, "events");
+        let strip = |lines: &[String]| -> Vec<serde_json::Value> {
+            lines
+                .iter()
+                .map(|l| {
+                    let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+                    v.as_object_mut().unwrap().remove("rejected_at");
+                    v
+                })
+                .collect()
+        };
+        assert!(a.1.lines.len() > 100);
+        assert_eq!(strip(&a.1.lines), strip(&b.1.lines), "rejects");
+        assert_eq!(a.2, b.2, "counts");
     }
 
     /// A file cut inside its gzip stream: the lines before the cut are

@@ -31,10 +31,14 @@ use vigie_ingest::event::{Event, Origin};
 use vigie_ingest::pseudo::Pseudonymiser;
 use vigie_ingest::rejects::RejectSink;
 use vigie_ingest::validate::Clock;
-use vigie_ingest::{IngestError, Ingestor};
+use vigie_ingest::{CheckedJson, IngestError, Ingestor};
 
 use crate::metrics::Metrics;
 use config::Config;
+
+/// Most messages taken from one poll and checked together
+/// ([`Pipeline::check_batch`]); a rebalance ends a batch early.
+const MAX_POLL_BATCH: usize = 1024;
 use deadletter::DeadLetter;
 
 /// Errors that stop the service (exit 1).
@@ -255,6 +259,34 @@ impl Pipeline {
         offset: i64,
         payload: Option<&[u8]>,
     ) -> Result<(), IngestError> {
+        self.offer_checked(topic, partition, offset, payload, None)
+    }
+
+    /// Checks the messages of one poll on the machine's cores
+    /// ([`Ingestor::check_json_batch`]): one result per message, `None`
+    /// for a topic read through a mapping (its messages take the mapped
+    /// path in [`Self::offer_checked`]).
+    pub fn check_batch(&mut self, msgs: &[(&str, Option<&[u8]>)]) -> Vec<Option<CheckedJson>> {
+        self.door.set_clock(Some(Clock::now(self.skew_s).with_retention(self.raw_retention_days)));
+        let plain: Vec<&[u8]> = msgs
+            .iter()
+            .filter(|(t, _)| !self.mappers.contains_key(*t))
+            .map(|(_, p)| p.unwrap_or(b""))
+            .collect();
+        let mut checked = self.door.check_json_batch(&plain).into_iter();
+        msgs.iter().map(|(t, _)| if self.mappers.contains_key(*t) { None } else { checked.next() }).collect()
+    }
+
+    /// [`Self::offer`], with the message's result from
+    /// [`Self::check_batch`] when it has one.
+    pub fn offer_checked(
+        &mut self,
+        topic: &Arc<str>,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+        checked: Option<CheckedJson>,
+    ) -> Result<(), IngestError> {
         if self.held.contains(&(topic.clone(), partition)) {
             // Held after a reset (on_source_reset = "stop"): not read.
             return Ok(());
@@ -289,7 +321,10 @@ impl Pipeline {
                     self.metrics.events_unmapped.with_label_values(&[topic.as_ref()]).inc_by(now - skipped);
                 }
             }
-            None => self.door.offer_json(bytes, origin)?,
+            None => match checked {
+                Some(c) => self.door.offer_json_checked(bytes, c, origin)?,
+                None => self.door.offer_json(bytes, origin)?,
+            },
         }
         let mut accepted = std::mem::take(&mut self.door.sink);
         let buf = self.part(topic, partition);
@@ -808,6 +843,9 @@ pub struct Ctx {
     lag_labels: Mutex<std::collections::HashSet<(String, String)>>,
     /// A client configuration to read the source outside the group.
     probe: ClientConfig,
+    /// Rebalance callbacks run so far: the loop stops gathering a poll's
+    /// messages at the first one (see `MAX_POLL_BATCH`).
+    rebalances: std::sync::atomic::AtomicU64,
 }
 
 impl ClientContext for Ctx {
@@ -864,6 +902,7 @@ impl ConsumerContext for Ctx {
     /// the partitions' buffers are flushed and committed while vigie still
     /// owns them; on assignment, each partition starts at its durable point.
     fn rebalance(&self, base: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        self.rebalances.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(partitions = tpl.count(), "Partitions revoked: flushing them");
@@ -1146,6 +1185,7 @@ pub async fn run(
         metrics: metrics.clone(),
         lag_labels: Mutex::default(),
         probe: probe_config(&cfg),
+        rebalances: Default::default(),
     };
     let consumer: StreamConsumer<Ctx> = consumer_config(&cfg).create_with_context(ctx)?;
     let topics: Vec<&str> = cfg.kafka.topics.iter().map(String::as_str).collect();
@@ -1217,15 +1257,49 @@ pub async fn run(
                         continue;
                     }
                 };
-                let topic: Arc<str> = Arc::from(m.topic());
-                let (partition, offset) = (m.partition(), m.offset());
+                // The messages of one poll: this one and those librdkafka
+                // already holds (a zero timeout polls once, without waiting).
+                // A rebalance ends the batch: the messages gathered before it
+                // are then offered as if they had arrived just before it (a
+                // revoked partition's are left to its new owner), and none
+                // gathered before an assignment meets the partition's new
+                // starting point.
+                let mut msgs = vec![m];
+                let rebalances = consumer.context().rebalances.load(std::sync::atomic::Ordering::SeqCst);
+                while msgs.len() < MAX_POLL_BATCH {
+                    let next = tokio::time::timeout(Duration::ZERO, consumer.recv()).await;
+                    let moved =
+                        consumer.context().rebalances.load(std::sync::atomic::Ordering::SeqCst) != rebalances;
+                    match next {
+                        Ok(Ok(m)) => {
+                            msgs.push(m);
+                            if moved {
+                                break;
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "Consumer error; retrying");
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                    if moved {
+                        break;
+                    }
+                }
                 let r = tokio::task::block_in_place(|| {
                     let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
-                    p.offer(&topic, partition, offset, m.payload())?;
-                    if p.writable()
-                        && p.batch_full(&topic, partition, cfg.kafka.max_batch_events, cfg.kafka.max_batch_folders)
-                    {
-                        p.flush_some(&[(topic.clone(), partition)], &commit);
+                    let texts: Vec<(&str, Option<&[u8]>)> = msgs.iter().map(|m| (m.topic(), m.payload())).collect();
+                    let checked = p.check_batch(&texts);
+                    for (m, c) in msgs.iter().zip(checked) {
+                        let topic: Arc<str> = Arc::from(m.topic());
+                        let (partition, offset) = (m.partition(), m.offset());
+                        p.offer_checked(&topic, partition, offset, m.payload(), c)?;
+                        if p.writable()
+                            && p.batch_full(&topic, partition, cfg.kafka.max_batch_events, cfg.kafka.max_batch_folders)
+                        {
+                            p.flush_some(&[(topic.clone(), partition)], &commit);
+                        }
                     }
                     Ok::<(), IngestError>(())
                 });
