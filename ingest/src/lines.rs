@@ -22,6 +22,7 @@ use std::sync::{mpsc, Arc, Mutex};
 
 use crate::event::{Device, Kind, Origin, Process, Pseudonym, RejectReason, MAX_RECORD_BYTES};
 use crate::pseudo::Pseudonymiser;
+use crate::reader::{CsvNext, CsvRecords};
 use crate::rejects::RejectSink;
 use crate::validate::{self, Clock, Rejection, Valid};
 use crate::{EventSink, IngestError, Ingestor};
@@ -50,7 +51,6 @@ struct Line {
 
 /// Lines as read, in file order.
 struct Chunk {
-    index: u64,
     text: Vec<u8>,
     lines: Vec<Line>,
 }
@@ -98,25 +98,102 @@ struct Checked {
     target_per_hour: Option<f64>,
 }
 
-/// A chunk after its lines were checked, or the read failure that ended
-/// the file at this point.
-enum Done {
-    Parsed { index: u64, text: Text, lines: Vec<Line>, verdicts: Vec<Verdict> },
-    Failed { index: u64, after_line: u64, error: std::io::Error },
-}
-
-impl Done {
-    fn index(&self) -> u64 {
-        match self {
-            Done::Parsed { index, .. } | Done::Failed { index, .. } => *index,
-        }
-    }
-}
-
-/// What the reading thread sends.
+/// What the reading thread sends: a chunk, or the read failure that
+/// ended the file at this point.
 enum Job {
     Chunk(Chunk),
-    Failed { index: u64, after_line: u64, error: std::io::Error },
+    Failed { after_line: u64, error: std::io::Error },
+}
+
+/// A chunk after its lines were checked, or the failure, passed on.
+enum Done {
+    Parsed { text: Text, lines: Vec<Line>, verdicts: Vec<Verdict> },
+    Failed { after_line: u64, error: std::io::Error },
+}
+
+/// One reading thread, a checking thread per copy of the key in `forks`,
+/// and the calling thread admitting the results in reading order: the
+/// frame of the parallel readers. `read` hands items over (`false`: the
+/// others stopped, it should too) and returns its own result; `check`
+/// turns an item into a result on a checking thread; `admit` takes them
+/// in the order read. Returns `read`'s result once every item was
+/// admitted; the first error stops every thread.
+fn in_order<T: Send, U: Send, Rd: Send>(
+    name: &str,
+    forks: Vec<Pseudonymiser>,
+    read: impl FnOnce(&mut dyn FnMut(T) -> bool) -> Result<Rd, IngestError> + Send,
+    check: impl Fn(T, &mut Pseudonymiser) -> U + Sync,
+    mut admit: impl FnMut(U) -> Result<(), IngestError>,
+) -> Result<Rd, IngestError> {
+    let threads = forks.len().max(1);
+    std::thread::scope(|s| {
+        let (job_tx, job_rx) = mpsc::sync_channel::<(u64, T)>(threads * 2);
+        let (done_tx, done_rx) = mpsc::sync_channel::<(u64, U)>(threads * 2);
+        let reader = std::thread::Builder::new()
+            .name("vigie-read".into())
+            .spawn_scoped(s, move || {
+                let mut n = 0u64;
+                let out = read(&mut |item| {
+                    let sent = job_tx.send((n, item)).is_ok();
+                    n += 1;
+                    sent
+                });
+                out.map(|r| (r, n))
+            })
+            .map_err(|e| IngestError::Input(format!("{name}: cannot start a thread: {e}")))?;
+        let jobs = Arc::new(Mutex::new(job_rx));
+        let check = &check;
+        for mut pseudo in forks {
+            let (jobs, done_tx) = (jobs.clone(), done_tx.clone());
+            std::thread::Builder::new()
+                .name("vigie-check".into())
+                .spawn_scoped(s, move || loop {
+                    let Ok((n, item)) = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() else { return };
+                    if done_tx.send((n, check(item, &mut pseudo))).is_err() {
+                        return;
+                    }
+                })
+                .map_err(|e| IngestError::Input(format!("{name}: cannot start a thread: {e}")))?;
+        }
+        // The checking threads hold the only ends left: when they stop,
+        // the reader's sends fail and it stops too.
+        drop(jobs);
+        drop(done_tx);
+        let mut waiting: BTreeMap<u64, U> = BTreeMap::new();
+        let mut next = 0u64;
+        let admitted = loop {
+            let u = match waiting.remove(&next) {
+                Some(u) => u,
+                None => match done_rx.recv() {
+                    Ok((n, u)) if n == next => u,
+                    Ok((n, u)) => {
+                        waiting.insert(n, u);
+                        continue;
+                    }
+                    // Every checking thread stopped.
+                    Err(_) => break Ok(next),
+                },
+            };
+            next += 1;
+            if let Err(e) = admit(u) {
+                break Err(e);
+            }
+        };
+        // On an error the other threads stop: their channels are closed.
+        drop(done_rx);
+        let read = reader
+            .join()
+            .unwrap_or_else(|_| Err(IngestError::Input(format!("{name}: the reading thread failed"))));
+        let admitted = admitted?;
+        let (out, sent) = read?;
+        // A checking thread that stopped (a panic) would leave items out.
+        if admitted != sent {
+            return Err(IngestError::Input(format!(
+                "{name}: {admitted} of {sent} chunks were checked; a checking thread failed"
+            )));
+        }
+        Ok(out)
+    })
 }
 
 /// Reads the next line, appending at most `MAX_RECORD_BYTES + 1` bytes of
@@ -152,11 +229,10 @@ pub(crate) fn next_line_into(r: &mut dyn BufRead, out: &mut Vec<u8>) -> std::io:
 
 /// The reading thread: lines into chunks, blank ones left out (they are
 /// counted by their number only, as the record path does).
-/// Returns the number of chunks sent (failures included).
-fn read_chunks(r: &mut dyn BufRead, jobs: &mpsc::SyncSender<Job>) -> u64 {
-    let mut index = 0u64;
+fn read_chunks(r: &mut dyn BufRead, send: &mut dyn FnMut(Job) -> bool) {
     let mut line_no = 0u64;
-    let mut chunk = Chunk { index, text: Vec::with_capacity(CHUNK_BYTES + 4096), lines: Vec::new() };
+    let fresh = || Chunk { text: Vec::with_capacity(CHUNK_BYTES + 4096), lines: Vec::new() };
+    let mut chunk = fresh();
     loop {
         let start = chunk.text.len();
         let len = match next_line_into(r, &mut chunk.text) {
@@ -164,9 +240,10 @@ fn read_chunks(r: &mut dyn BufRead, jobs: &mpsc::SyncSender<Job>) -> u64 {
             Ok(None) => break,
             Err(error) => {
                 chunk.text.truncate(start);
-                let _ = jobs.send(Job::Chunk(chunk));
-                let _ = jobs.send(Job::Failed { index: index + 1, after_line: line_no, error });
-                return index + 2;
+                if send(Job::Chunk(chunk)) {
+                    send(Job::Failed { after_line: line_no, error });
+                }
+                return;
             }
         };
         line_no += 1;
@@ -180,16 +257,13 @@ fn read_chunks(r: &mut dyn BufRead, jobs: &mpsc::SyncSender<Job>) -> u64 {
         }
         let at = start as u32..chunk.text.len() as u32;
         chunk.lines.push(Line { no: line_no, at, len });
-        if chunk.text.len() >= CHUNK_BYTES || chunk.lines.len() >= CHUNK_LINES {
-            index += 1;
-            let next = Chunk { index, text: Vec::with_capacity(CHUNK_BYTES + 4096), lines: Vec::new() };
-            if jobs.send(Job::Chunk(std::mem::replace(&mut chunk, next))).is_err() {
-                return index;
-            }
+        if (chunk.text.len() >= CHUNK_BYTES || chunk.lines.len() >= CHUNK_LINES)
+            && !send(Job::Chunk(std::mem::replace(&mut chunk, fresh())))
+        {
+            return;
         }
     }
-    let _ = jobs.send(Job::Chunk(chunk));
-    index + 1
+    send(Job::Chunk(chunk));
 }
 
 /// The range of `s` in `text`, when `s` is a slice of it (an owned
@@ -212,6 +286,12 @@ fn check(text: &str, at: &Range<u32>, clock: Option<Clock>, pseudo: &mut Pseudon
         return Verdict::Again;
     }
     let Ok(v) = validate::validate(&raw, clock) else { return Verdict::Again };
+    checked_from(text, &v, pseudo)
+}
+
+/// The verdict on a valid record whose text fields should be slices of
+/// `text`.
+fn checked_from(text: &str, v: &Valid<'_>, pseudo: &mut Pseudonymiser) -> Verdict {
     let texts = (
         span(text, &v.event_id),
         span(text, &v.site),
@@ -244,46 +324,49 @@ fn check(text: &str, at: &Range<u32>, clock: Option<Clock>, pseudo: &mut Pseudon
     })
 }
 
-/// A parsing thread: chunks in, verdicts out.
-fn parse_chunks(
-    jobs: &Mutex<mpsc::Receiver<Job>>,
-    done: &mpsc::SyncSender<Done>,
-    clock: Option<Clock>,
-    mut pseudo: Pseudonymiser,
-) {
-    loop {
-        let job = match jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() {
-            Ok(job) => job,
-            Err(_) => return,
-        };
-        let out = match job {
-            Job::Failed { index, after_line, error } => Done::Failed { index, after_line, error },
-            Job::Chunk(Chunk { index, text, lines }) => match String::from_utf8(text) {
-                Ok(text) => {
-                    let verdicts = lines
-                        .iter()
-                        .map(|l| {
-                            if l.len > MAX_RECORD_BYTES {
-                                Verdict::Again
-                            } else {
-                                check(&text, &l.at, clock, &mut pseudo)
-                            }
-                        })
-                        .collect();
-                    Done::Parsed { index, text: Text::Utf8(text), lines, verdicts }
-                }
-                // A line that is not UTF-8 somewhere in the chunk: the
-                // record path reads all of it (rare).
-                Err(e) => {
-                    let verdicts = lines.iter().map(|_| Verdict::Again).collect();
-                    Done::Parsed { index, text: Text::Bytes(e.into_bytes()), lines, verdicts }
-                }
-            },
-        };
-        if done.send(out).is_err() {
-            return;
-        }
+/// A checking thread's work on one chunk of lines.
+fn check_chunk(job: Job, clock: Option<Clock>, pseudo: &mut Pseudonymiser) -> Done {
+    match job {
+        Job::Failed { after_line, error } => Done::Failed { after_line, error },
+        Job::Chunk(Chunk { text, lines }) => match String::from_utf8(text) {
+            Ok(text) => {
+                let verdicts = lines
+                    .iter()
+                    .map(|l| {
+                        if l.len > MAX_RECORD_BYTES {
+                            Verdict::Again
+                        } else {
+                            check(&text, &l.at, clock, pseudo)
+                        }
+                    })
+                    .collect();
+                Done::Parsed { text: Text::Utf8(text), lines, verdicts }
+            }
+            // A line that is not UTF-8 somewhere in the chunk: the record
+            // path reads all of it (rare).
+            Err(e) => {
+                let verdicts = lines.iter().map(|_| Verdict::Again).collect();
+                Done::Parsed { text: Text::Bytes(e.into_bytes()), lines, verdicts }
+            }
+        },
     }
+}
+
+/// Opens a file for a reading thread: counted into `counter` (progress)
+/// and hashed (its digest), inflated when `gz`.
+fn open_counted(
+    file: std::fs::File,
+    gz: bool,
+    counter: Arc<AtomicU64>,
+) -> (crate::reader::Tap, BufReader<Box<dyn Read>>) {
+    let tap = crate::reader::Tap::default();
+    let shared = tap.wrap_counted(file, counter);
+    let inner: Box<dyn Read> = if gz {
+        Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(shared)))
+    } else {
+        Box::new(shared)
+    };
+    (tap, BufReader::with_capacity(1 << 20, inner))
 }
 
 /// Reads an NDJSON file (gzipped or not) on several threads into the
@@ -297,117 +380,199 @@ pub(crate) fn read_ndjson_parallel<S: EventSink, R: RejectSink>(
 ) -> Result<crate::reader::FileDigest, IngestError> {
     let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
     let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let threads = crate::work_threads().max(1);
     let clock = ing.clock();
-    let forks: Vec<Pseudonymiser> = (0..threads).map(|_| ing.pseudonymiser().fork()).collect();
+    let forks: Vec<Pseudonymiser> =
+        (0..crate::work_threads().max(1)).map(|_| ing.pseudonymiser().fork()).collect();
     let read_bytes = Arc::new(AtomicU64::new(0));
-    std::thread::scope(|s| {
-        let (job_tx, job_rx) = mpsc::sync_channel::<Job>(threads * 2);
-        let (done_tx, done_rx) = mpsc::sync_channel::<Done>(threads * 2);
-        let counter = read_bytes.clone();
-        let owned = path.to_path_buf();
-        let reader = std::thread::Builder::new()
-            .name("vigie-lines".into())
-            .spawn_scoped(s, move || {
-                let tap = crate::reader::Tap::default();
-                let shared = tap.wrap_counted(file, counter);
-                let inner: Box<dyn Read> = if gz {
-                    Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(shared)))
-                } else {
-                    Box::new(shared)
-                };
-                let mut r = BufReader::with_capacity(1 << 20, inner);
-                let chunks = read_chunks(&mut r, &job_tx);
-                drop(job_tx);
-                tap.finish(&owned).map(|d| (d, chunks))
-            })
-            .map_err(|e| IngestError::io(path, e))?;
-        let jobs = Arc::new(Mutex::new(job_rx));
-        for pseudo in forks {
-            let (jobs, done_tx) = (jobs.clone(), done_tx.clone());
-            std::thread::Builder::new()
-                .name("vigie-parse".into())
-                .spawn_scoped(s, move || parse_chunks(&jobs, &done_tx, clock, pseudo))
-                .map_err(|e| IngestError::io(path, e))?;
-        }
-        // The parsing threads hold the only ends left: when they stop, the
-        // reader's sends fail and it stops too.
-        drop(jobs);
-        drop(done_tx);
-        let admitted = admit_in_order(&done_rx, &name, ing, &mut || {
-            progress(read_bytes.load(Ordering::Relaxed) as f64 / size as f64)
-        });
-        // On an error the other threads stop: their channels are closed.
-        drop(done_rx);
-        let read = reader
-            .join()
-            .unwrap_or_else(|_| Err(IngestError::Input(format!("{name}: the reading thread failed"))));
-        let admitted = admitted?;
-        let (digest, chunks) = read?;
-        // A parsing thread that stopped (a panic) would leave chunks out.
-        if admitted != chunks {
-            return Err(IngestError::Input(format!(
-                "{name}: {} of {chunks} chunks were checked; a parsing thread failed",
-                admitted
-            )));
-        }
-        progress(1.0);
-        Ok(digest)
-    })
+    let counter = read_bytes.clone();
+    let digest = in_order(
+        &name.clone(),
+        forks,
+        move |send| {
+            let (tap, mut r) = open_counted(file, gz, counter);
+            read_chunks(&mut r, send);
+            drop(r);
+            tap.finish(path)
+        },
+        |job, pseudo| check_chunk(job, clock, pseudo),
+        |done| {
+            admit_chunk(done, &name, ing)?;
+            progress(read_bytes.load(Ordering::Relaxed) as f64 / size as f64);
+            Ok(())
+        },
+    )?;
+    progress(1.0);
+    Ok(digest)
 }
 
-/// The ingesting thread: chunks in file order, each line admitted from
-/// its verdict or read again by the record path.
-fn admit_in_order<S: EventSink, R: RejectSink>(
-    done: &mpsc::Receiver<Done>,
+/// The ingesting thread's work on one checked chunk: each line admitted
+/// from its verdict or read again by the record path.
+fn admit_chunk<S: EventSink, R: RejectSink>(
+    done: Done,
     name: &Arc<str>,
     ing: &mut Ingestor<S, R>,
-    progress: &mut dyn FnMut(),
-) -> Result<u64, IngestError> {
-    let mut waiting: BTreeMap<u64, Done> = BTreeMap::new();
-    let mut next = 0u64;
-    loop {
-        let d = match waiting.remove(&next) {
-            Some(d) => d,
-            None => match done.recv() {
-                Ok(d) if d.index() == next => d,
-                Ok(d) => {
-                    waiting.insert(d.index(), d);
-                    continue;
-                }
-                // Every parsing thread stopped: the number of chunks admitted.
-                Err(_) => return Ok(next),
-            },
-        };
-        next += 1;
-        match d {
-            Done::Failed { after_line, error, .. } => {
-                return Err(IngestError::Input(format!(
-                    "{name}: read failed after line {after_line}: {error}"
-                )))
+) -> Result<(), IngestError> {
+    let (text, lines, verdicts) = match done {
+        Done::Failed { after_line, error } => {
+            return Err(IngestError::Input(format!("{name}: read failed after line {after_line}: {error}")))
+        }
+        Done::Parsed { text, lines, verdicts } => (text, lines, verdicts),
+    };
+    for (l, v) in lines.iter().zip(verdicts) {
+        let at = || Origin::File { file: name.clone(), line: l.no };
+        match (v, &text) {
+            (Verdict::Checked(c), Text::Utf8(t)) => ing.offer_checked(&c.valid(t), c.pseudonym)?,
+            _ if l.len > MAX_RECORD_BYTES => {
+                let rej = Rejection::new(
+                    RejectReason::TooLarge,
+                    format!("record of {} bytes, over the limit of {MAX_RECORD_BYTES}", l.len),
+                );
+                // Cut: it cannot be parsed whole, so no byte of it is kept.
+                ing.offer_refused(rej, at(), &[], l.len)?;
             }
-            Done::Parsed { text, lines, verdicts, .. } => {
-                for (l, v) in lines.iter().zip(verdicts) {
-                    let at = || Origin::File { file: name.clone(), line: l.no };
-                    match (v, &text) {
-                        (Verdict::Checked(c), Text::Utf8(t)) => {
-                            ing.offer_checked(&c.valid(t), c.pseudonym)?
-                        }
-                        _ if l.len > MAX_RECORD_BYTES => {
-                            let rej = Rejection::new(
-                                RejectReason::TooLarge,
-                                format!("record of {} bytes, over the limit of {MAX_RECORD_BYTES}", l.len),
-                            );
-                            // Cut: it cannot be parsed whole, so no byte of it is kept.
-                            ing.offer_refused(rej, at(), &[], l.len)?;
-                        }
-                        _ => ing.offer_json(&text.bytes()[l.at.start as usize..l.at.end as usize], at)?,
-                    }
-                }
-                progress();
-            }
+            _ => ing.offer_json(&text.bytes()[l.at.start as usize..l.at.end as usize], at)?,
         }
     }
+    Ok(())
+}
+
+/// CSV records as read, with the file's header.
+enum CsvJob {
+    Chunk { headers: Arc<Vec<String>>, records: Vec<CsvNext> },
+    Failed(std::io::Error),
+}
+
+/// Records after the check, or the failure, passed on.
+enum CsvDone {
+    Checked { headers: Arc<Vec<String>>, records: Vec<CsvNext>, verdicts: Vec<Verdict> },
+    Failed(std::io::Error),
+}
+
+/// Checks one CSV record as [`crate::reader::csv_record`] would, and
+/// keeps it only when that would accept it as it is (every cell UTF-8,
+/// as many cells as the header, no filled column outside the contract).
+fn check_csv(
+    rec: &csv::ByteRecord,
+    headers: &[String],
+    clock: Option<Clock>,
+    pseudo: &mut Pseudonymiser,
+) -> Verdict {
+    if rec.len() != headers.len() {
+        return Verdict::Again;
+    }
+    let Ok(text) = std::str::from_utf8(rec.as_slice()) else { return Verdict::Again };
+    let mut raw = validate::RawFields::default();
+    for (i, h) in headers.iter().enumerate() {
+        // Each cell on its own must be UTF-8: both its ends on a character.
+        let Some(r) = rec.range(i) else { return Verdict::Again };
+        if !text.is_char_boundary(r.start) || !text.is_char_boundary(r.end) {
+            return Verdict::Again;
+        }
+        let cell = &text[r];
+        if cell.is_empty() {
+            continue;
+        }
+        match raw.slot(h) {
+            Some((_, slot)) => *slot = Some(validate::Scalar::Cell(cell)),
+            None => return Verdict::Again,
+        }
+    }
+    let Ok(v) = validate::validate(&raw, clock) else { return Verdict::Again };
+    checked_from(text, &v, pseudo)
+}
+
+/// Reads a CSV file (gzipped or not) on several threads into the
+/// ingestor, as [`crate::reader::read_file`] reads it record by record;
+/// returns the file's size and hash.
+pub(crate) fn read_csv_parallel<S: EventSink, R: RejectSink>(
+    path: &Path,
+    gz: bool,
+    name: Arc<str>,
+    ing: &mut Ingestor<S, R>,
+    progress: &mut dyn FnMut(f64),
+) -> Result<crate::reader::FileDigest, IngestError> {
+    let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
+    let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
+    let clock = ing.clock();
+    let forks: Vec<Pseudonymiser> =
+        (0..crate::work_threads().max(1)).map(|_| ing.pseudonymiser().fork()).collect();
+    let read_bytes = Arc::new(AtomicU64::new(0));
+    let counter = read_bytes.clone();
+    let label = name.clone();
+    let digest = in_order(
+        &name.clone(),
+        forks,
+        move |send| {
+            let (tap, r) = open_counted(file, gz, counter);
+            let mut rdr = CsvRecords::new(r);
+            let headers = Arc::new(crate::reader::csv_headers(&mut rdr, &label)?);
+            let mut records = Vec::new();
+            loop {
+                match rdr.next_record() {
+                    Ok(CsvNext::End) => break,
+                    Ok(rec) => records.push(rec),
+                    Err(e) => {
+                        let chunk = CsvJob::Chunk { headers: headers.clone(), records };
+                        if send(chunk) {
+                            send(CsvJob::Failed(e));
+                        }
+                        return tap.finish(path);
+                    }
+                }
+                if records.len() >= CHUNK_LINES {
+                    let chunk =
+                        CsvJob::Chunk { headers: headers.clone(), records: std::mem::take(&mut records) };
+                    if !send(chunk) {
+                        break;
+                    }
+                }
+            }
+            send(CsvJob::Chunk { headers, records });
+            drop(rdr);
+            tap.finish(path)
+        },
+        |job, pseudo| match job {
+            CsvJob::Failed(e) => CsvDone::Failed(e),
+            CsvJob::Chunk { headers, records } => {
+                let verdicts = records
+                    .iter()
+                    .map(|r| match r {
+                        CsvNext::Record { fields, .. } => check_csv(fields, &headers, clock, pseudo),
+                        _ => Verdict::Again,
+                    })
+                    .collect();
+                CsvDone::Checked { headers, records, verdicts }
+            }
+        },
+        |done| {
+            let (headers, records, verdicts) = match done {
+                CsvDone::Failed(e) => {
+                    return Err(IngestError::Input(format!("{name}: CSV read failed: {e}")))
+                }
+                CsvDone::Checked { headers, records, verdicts } => (headers, records, verdicts),
+            };
+            for (rec, v) in records.iter().zip(verdicts) {
+                match (rec, v) {
+                    (CsvNext::TooLarge { line, bytes }, _) => {
+                        crate::reader::refuse_too_large(ing, &name, *line, *bytes)?
+                    }
+                    (CsvNext::Record { fields, line }, v) => {
+                        match (v, std::str::from_utf8(fields.as_slice())) {
+                            (Verdict::Checked(c), Ok(text)) => {
+                                ing.offer_checked(&c.valid(text), c.pseudonym)?
+                            }
+                            _ => crate::reader::csv_record(ing, &name, &headers, fields, *line)?,
+                        }
+                    }
+                    (CsvNext::End, _) => {}
+                }
+            }
+            progress(read_bytes.load(Ordering::Relaxed) as f64 / size as f64);
+            Ok(())
+        },
+    )?;
+    progress(1.0);
+    Ok(digest)
 }
 
 /// A message checked by [`Ingestor::check_json_batch`], for
@@ -689,6 +854,97 @@ mod tests {
         assert!(a.1.lines.len() > 100);
         assert_eq!(strip(&a.1.lines), strip(&b.1.lines), "rejects");
         assert_eq!(a.2, b.2, "counts");
+    }
+
+    /// One random CSV cell for a column.
+    fn random_cell(rng: &mut rand::rngs::StdRng, column: &str, i: usize) -> Vec<u8> {
+        let good: String = match column {
+            "event_id" => format!("e{}", rng.gen_range(0..(i + 2))),
+            "ts" => "2026-03-02T08:00:00+01:00".into(),
+            "site" => "lyon-1".into(),
+            "worker" => format!("w{}", rng.gen_range(0..5)),
+            "kind" => "scan".into(),
+            "zone" => "A".into(),
+            "quantity" => "2".into(),
+            "weight_kg" => "1.5".into(),
+            _ => "B7".into(),
+        };
+        if rng.gen_bool(0.85) {
+            return good.into_bytes();
+        }
+        let odd: [&[u8]; 12] = [
+            b"",
+            b"\"quoted, with a comma\"",
+            b"\"two\nlines\"",
+            b"\"\"\"w1\"\"\"",
+            b"\xFF",
+            b"\xC3",
+            b"\xA9",
+            b"\xC3\xA9",
+            b"nap",
+            b"-1",
+            b" lyon-1 ",
+            b"2026-03-02 08:00:00",
+        ];
+        odd[rng.gen_range(0..odd.len())].to_vec()
+    }
+
+    /// Random CSV files read on several threads and record by record: the
+    /// same events, rejects, counts and digest.
+    #[test]
+    fn property_random_csv_reads_the_same_on_several_threads_and_record_by_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(1618);
+        let (mut accepted, mut refused) = (0, 0);
+        for n in 0..60 {
+            let mut columns =
+                vec!["event_id", "ts", "site", "worker", "kind", "zone", "quantity", "weight_kg"];
+            if rng.gen_bool(0.3) {
+                columns.push("badge");
+            }
+            if rng.gen_bool(0.1) {
+                columns.retain(|c| *c != "worker");
+            }
+            let k = columns.len();
+            for i in (1..k).rev() {
+                columns.swap(i, rng.gen_range(0..=i));
+            }
+            let mut body: Vec<u8> = if n % 7 == 0 { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() };
+            body.extend_from_slice(columns.join(",").as_bytes());
+            body.extend_from_slice(if n % 2 == 0 { b"\r\n" } else { b"\n" });
+            for i in 0..rng.gen_range(0..300) {
+                let mut cells: Vec<Vec<u8>> = columns.iter().map(|c| random_cell(&mut rng, c, i)).collect();
+                match rng.gen_range(0..60) {
+                    0 => {
+                        cells.pop();
+                    }
+                    1 => cells.push(b"extra".to_vec()),
+                    2 => cells[0] = format!("\"{}\"", "x".repeat(MAX_RECORD_BYTES)).into_bytes(),
+                    3 => body.extend_from_slice(b"\n"),
+                    _ => {}
+                }
+                body.extend_from_slice(&cells.join(&b","[..]));
+                body.extend_from_slice(if n % 2 == 0 { b"\r\n" } else { b"\n" });
+            }
+            let gz = n % 4 == 1;
+            let path = dir.path().join(if gz { format!("r{n}.csv.gz") } else { format!("r{n}.csv") });
+            if gz {
+                use std::io::Write;
+                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                e.write_all(&body).unwrap();
+                body = e.finish().unwrap();
+            }
+            std::fs::write(&path, body).unwrap();
+            let clock = (n % 5 == 0).then(|| Clock {
+                now_us: 1_772_434_800_000_000,
+                skew_us: 1_000_000,
+                oldest_local_day: None,
+            });
+            let (a, r) = both_paths_agree(&path, clock);
+            accepted += a;
+            refused += r;
+        }
+        assert!(accepted > 1000 && refused > 1000, "{accepted} accepted, {refused} refused");
     }
 
     /// A file cut inside its gzip stream: the lines before the cut are

@@ -180,6 +180,9 @@ pub fn read_file<S: EventSink, R: RejectSink>(
             return crate::lines::read_ndjson_parallel(path, gz, name, ing, progress)
         }
         Format::Ndjson { gz } => read_ndjson(path, gz, name, None, ing, progress, &tap)?,
+        Format::Csv { gz } if ing.columnar() => {
+            return crate::lines::read_csv_parallel(path, gz, name, ing, progress)
+        }
         Format::Csv { gz } => read_csv(path, gz, name, ing, progress, &tap)?,
         Format::Parquet => {
             let owned = path.to_path_buf();
@@ -287,7 +290,7 @@ fn render_cells(
 }
 
 /// One step of [`CsvRecords`].
-enum CsvNext {
+pub(crate) enum CsvNext {
     /// A record within the size limit: its fields and the line it starts
     /// on.
     Record {
@@ -308,7 +311,7 @@ enum CsvNext {
 /// included). RFC 4180 as the `csv` crate reads it by default: `,`, `"`,
 /// doubled quotes, CRLF or LF; blank lines skipped; a leading UTF-8 BOM
 /// dropped.
-struct CsvRecords<R> {
+pub(crate) struct CsvRecords<R> {
     input: R,
     rdr: csv_core::Reader,
     out: Vec<u8>,
@@ -319,7 +322,7 @@ struct CsvRecords<R> {
 }
 
 impl<R: BufRead> CsvRecords<R> {
-    fn new(input: R) -> Self {
+    pub(crate) fn new(input: R) -> Self {
         Self::with_dialect(input, b',', b'"')
     }
 
@@ -334,7 +337,7 @@ impl<R: BufRead> CsvRecords<R> {
         }
     }
 
-    fn next_record(&mut self) -> std::io::Result<CsvNext> {
+    pub(crate) fn next_record(&mut self) -> std::io::Result<CsvNext> {
         if !self.started {
             self.started = true;
             let buf = self.input.fill_buf()?;
@@ -402,7 +405,7 @@ fn redact_cell(name: Option<&String>, cell: &str, pseudo: &mut crate::pseudo::Ps
 
 /// A CSV record over the size limit, cut while reading: refused, no byte
 /// of it kept.
-fn refuse_too_large<S: EventSink, R: RejectSink>(
+pub(crate) fn refuse_too_large<S: EventSink, R: RejectSink>(
     ing: &mut Ingestor<S, R>,
     name: &Arc<str>,
     line: u64,
@@ -429,94 +432,108 @@ fn read_csv<S: EventSink, R: RejectSink>(
     let r: Box<dyn Read> =
         if gz { Box::new(MultiGzDecoder::new(BufReader::new(counted))) } else { Box::new(counted) };
     let mut rdr = CsvRecords::new(BufReader::with_capacity(1 << 20, r));
+    let headers = csv_headers(&mut rdr, &name)?;
     let io_err = |e: std::io::Error| IngestError::Input(format!("{name}: CSV read failed: {e}"));
-    let headers: Vec<String> = match rdr.next_record().map_err(io_err)? {
-        CsvNext::Record { fields, .. } => {
-            fields.iter().map(|c| String::from_utf8_lossy(c).trim().to_string()).collect()
-        }
-        CsvNext::TooLarge { bytes, .. } => {
-            return Err(IngestError::Input(format!(
-                "{name}: cannot read the CSV header: it is {bytes} bytes long, over the limit of {MAX_RECORD_BYTES}"
-            )))
-        }
-        CsvNext::End => Vec::new(),
-    };
-    for required in ["event_id", "ts", "site", "worker", "kind"] {
-        if !headers.iter().any(|h| h == required) {
-            tracing::warn!(file = %name, column = required, "CSV header lacks a required column: every row will be rejected");
-        }
-    }
     let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
     let mut rows = 0u64;
     loop {
-        let (rec, line) = match rdr.next_record().map_err(io_err)? {
+        match rdr.next_record().map_err(io_err)? {
             CsvNext::End => break,
-            CsvNext::TooLarge { line, bytes } => {
-                rows += 1;
-                refuse_too_large(ing, &name, line, bytes)?;
-                continue;
-            }
-            CsvNext::Record { fields, line } => (fields, line),
-        };
+            CsvNext::TooLarge { line, bytes } => refuse_too_large(ing, &name, line, bytes)?,
+            CsvNext::Record { fields, line } => csv_record(ing, &name, &headers, &fields, line)?,
+        }
         rows += 1;
-        let at = || Origin::File { file: name.clone(), line };
-        let cells: Vec<Cow<'_, str>> = rec.iter().map(String::from_utf8_lossy).collect();
-        let redacted = |ps: &mut crate::pseudo::Pseudonymiser| render_cells(&headers, &cells, ps);
-        if let Some(bad) = rec.iter().position(|c| std::str::from_utf8(c).is_err()) {
-            let col = headers.get(bad).cloned().unwrap_or_default();
-            let rej = Rejection::new(RejectReason::InvalidUtf8, format!("column `{col}` is not UTF-8"));
-            // Kept as the raw cells, identifier columns pseudonymised (on
-            // their lossy text) and unnamed ones withheld.
-            let mut raw = Vec::new();
-            for (i, c) in rec.iter().enumerate() {
-                if i > 0 {
-                    raw.push(b',');
-                }
-                let h = headers.get(i);
-                if h.is_some_and(|h| !crate::rejects::is_identifier_field(h)) {
-                    raw.extend_from_slice(c);
-                } else {
-                    let text = String::from_utf8_lossy(c);
-                    raw.extend_from_slice(redact_cell(h, &text, ing.pseudonymiser()).as_bytes());
-                }
-            }
-            ing.offer_refused(rej, at(), &raw, rec.as_slice().len())?;
-            continue;
-        }
-        if rec.len() != headers.len() {
-            let rej = Rejection::new(
-                RejectReason::InvalidValue,
-                format!("row has {} cells, the header has {}", rec.len(), headers.len()),
-            );
-            let raw = redacted(ing.pseudonymiser());
-            ing.offer_refused(rej, at(), &raw, raw.len())?;
-            continue;
-        }
-        let mut raw = RawFields::default();
-        for (i, cell) in rec.iter().enumerate() {
-            let h = &headers[i];
-            // Checked UTF-8 above.
-            let cell = std::str::from_utf8(cell).unwrap_or("");
-            match raw.slot(h) {
-                Some((_, slot)) => {
-                    if !cell.is_empty() {
-                        *slot = Some(Val::Cell(cell));
-                    }
-                }
-                None => {
-                    if !cell.is_empty() {
-                        raw.unknown.push(Cow::Borrowed(h.as_str()));
-                    }
-                }
-            }
-        }
-        ing.offer_fields(&raw, at, redacted)?;
         if rows.is_multiple_of(65_536) {
             progress(done.get() as f64 / size as f64);
         }
     }
     progress(1.0);
     Ok(())
+}
+
+/// Reads a CSV file's header (and warns of a missing required column).
+pub(crate) fn csv_headers<R: BufRead>(
+    rdr: &mut CsvRecords<R>,
+    name: &str,
+) -> Result<Vec<String>, IngestError> {
+    let headers: Vec<String> =
+        match rdr.next_record().map_err(|e| IngestError::Input(format!("{name}: CSV read failed: {e}")))? {
+            CsvNext::Record { fields, .. } => {
+                fields.iter().map(|c| String::from_utf8_lossy(c).trim().to_string()).collect()
+            }
+            CsvNext::TooLarge { bytes, .. } => {
+                return Err(IngestError::Input(format!(
+                "{name}: cannot read the CSV header: it is {bytes} bytes long, over the limit of {MAX_RECORD_BYTES}"
+            )))
+            }
+            CsvNext::End => Vec::new(),
+        };
+    for required in ["event_id", "ts", "site", "worker", "kind"] {
+        if !headers.iter().any(|h| h == required) {
+            tracing::warn!(file = %name, column = required, "CSV header lacks a required column: every row will be rejected");
+        }
+    }
+    Ok(headers)
+}
+
+/// One CSV record by the record path.
+pub(crate) fn csv_record<S: EventSink, R: RejectSink>(
+    ing: &mut Ingestor<S, R>,
+    name: &Arc<str>,
+    headers: &[String],
+    rec: &csv::ByteRecord,
+    line: u64,
+) -> Result<(), IngestError> {
+    let at = || Origin::File { file: name.clone(), line };
+    let cells: Vec<Cow<'_, str>> = rec.iter().map(String::from_utf8_lossy).collect();
+    let redacted = |ps: &mut crate::pseudo::Pseudonymiser| render_cells(headers, &cells, ps);
+    if let Some(bad) = rec.iter().position(|c| std::str::from_utf8(c).is_err()) {
+        let col = headers.get(bad).cloned().unwrap_or_default();
+        let rej = Rejection::new(RejectReason::InvalidUtf8, format!("column `{col}` is not UTF-8"));
+        // Kept as the raw cells, identifier columns pseudonymised (on
+        // their lossy text) and unnamed ones withheld.
+        let mut raw = Vec::new();
+        for (i, c) in rec.iter().enumerate() {
+            if i > 0 {
+                raw.push(b',');
+            }
+            let h = headers.get(i);
+            if h.is_some_and(|h| !crate::rejects::is_identifier_field(h)) {
+                raw.extend_from_slice(c);
+            } else {
+                let text = String::from_utf8_lossy(c);
+                raw.extend_from_slice(redact_cell(h, &text, ing.pseudonymiser()).as_bytes());
+            }
+        }
+        return ing.offer_refused(rej, at(), &raw, rec.as_slice().len());
+    }
+    if rec.len() != headers.len() {
+        let rej = Rejection::new(
+            RejectReason::InvalidValue,
+            format!("row has {} cells, the header has {}", rec.len(), headers.len()),
+        );
+        let raw = redacted(ing.pseudonymiser());
+        return ing.offer_refused(rej, at(), &raw, raw.len());
+    }
+    let mut raw = RawFields::default();
+    for (i, cell) in rec.iter().enumerate() {
+        let h = &headers[i];
+        // Checked UTF-8 above.
+        let cell = std::str::from_utf8(cell).unwrap_or("");
+        match raw.slot(h) {
+            Some((_, slot)) => {
+                if !cell.is_empty() {
+                    *slot = Some(Val::Cell(cell));
+                }
+            }
+            None => {
+                if !cell.is_empty() {
+                    raw.unknown.push(Cow::Borrowed(h.as_str()));
+                }
+            }
+        }
+    }
+    ing.offer_fields(&raw, at, redacted)
 }
 
 /// A Parquet slice, each contract field's column seen through the type
