@@ -369,6 +369,29 @@ fn open_counted(
     (tap, BufReader::with_capacity(1 << 20, inner))
 }
 
+/// What both parallel readers start from: the file, its size (for
+/// progress), the clock, a copy of the key per checking thread, and the
+/// count of bytes read.
+struct Start {
+    size: u64,
+    file: std::fs::File,
+    clock: Option<Clock>,
+    forks: Vec<Pseudonymiser>,
+    read_bytes: Arc<AtomicU64>,
+}
+
+impl Start {
+    fn of<S: EventSink, R: RejectSink>(path: &Path, ing: &mut Ingestor<S, R>) -> Result<Start, IngestError> {
+        Ok(Start {
+            size: std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1),
+            file: std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?,
+            clock: ing.clock(),
+            forks: (0..crate::work_threads().max(1)).map(|_| ing.pseudonymiser().fork()).collect(),
+            read_bytes: Arc::new(AtomicU64::new(0)),
+        })
+    }
+}
+
 /// Reads an NDJSON file (gzipped or not) on several threads into the
 /// ingestor; returns the file's size and hash.
 pub(crate) fn read_ndjson_parallel<S: EventSink, R: RejectSink>(
@@ -378,12 +401,7 @@ pub(crate) fn read_ndjson_parallel<S: EventSink, R: RejectSink>(
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<crate::reader::FileDigest, IngestError> {
-    let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
-    let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let clock = ing.clock();
-    let forks: Vec<Pseudonymiser> =
-        (0..crate::work_threads().max(1)).map(|_| ing.pseudonymiser().fork()).collect();
-    let read_bytes = Arc::new(AtomicU64::new(0));
+    let Start { size, file, clock, forks, read_bytes } = Start::of(path, ing)?;
     let counter = read_bytes.clone();
     let digest = in_order(
         &name.clone(),
@@ -491,12 +509,7 @@ pub(crate) fn read_csv_parallel<S: EventSink, R: RejectSink>(
     ing: &mut Ingestor<S, R>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<crate::reader::FileDigest, IngestError> {
-    let size = std::fs::metadata(path).map_err(|e| IngestError::io(path, e))?.len().max(1);
-    let file = std::fs::File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let clock = ing.clock();
-    let forks: Vec<Pseudonymiser> =
-        (0..crate::work_threads().max(1)).map(|_| ing.pseudonymiser().fork()).collect();
-    let read_bytes = Arc::new(AtomicU64::new(0));
+    let Start { size, file, clock, forks, read_bytes } = Start::of(path, ing)?;
     let counter = read_bytes.clone();
     let label = name.clone();
     let digest = in_order(
@@ -776,13 +789,38 @@ mod tests {
         if last_newline {
             body.push(b'\n');
         }
-        if gz {
-            use std::io::Write;
+        write_body(path, body, gz);
+    }
+
+    /// Writes `body` to `path`, gzipped when `gz`.
+    fn write_body(path: &Path, body: Vec<u8>, gz: bool) {
+        use std::io::Write;
+        let body = if gz {
             let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
             e.write_all(&body).unwrap();
-            body = e.finish().unwrap();
-        }
+            e.finish().unwrap()
+        } else {
+            body
+        };
         std::fs::write(path, body).unwrap();
+    }
+
+    /// Random file `n` (gzipped one time in four, under the service's
+    /// clock one in five), read both ways: the counts accepted and refused.
+    fn both_ways(dir: &Path, n: usize, ext: &str, body: Vec<u8>) -> (usize, usize) {
+        let gz = n % 4 == 1;
+        let path = dir.join(if gz { format!("r{n}.{ext}.gz") } else { format!("r{n}.{ext}") });
+        write_body(&path, body, gz);
+        both_paths_agree(&path, clock_for(n))
+    }
+
+    /// The service's clock for one file in five (future timestamps).
+    fn clock_for(n: usize) -> Option<Clock> {
+        (n % 5 == 0).then_some(Clock {
+            now_us: 1_772_434_800_000_000,
+            skew_us: 1_000_000,
+            oldest_local_day: None,
+        })
     }
 
     /// Random files read on several threads and line by line: the same
@@ -795,15 +833,11 @@ mod tests {
         for n in 0..60 {
             let count = rng.gen_range(0..300);
             let lines: Vec<Vec<u8>> = (0..count).map(|i| random_line(&mut rng, i)).collect();
-            let gz = n % 4 == 1;
-            let path = dir.path().join(if gz { format!("r{n}.ndjson.gz") } else { format!("r{n}.ndjson") });
-            write(&path, &lines, gz, n % 3 != 0);
-            let clock = (n % 5 == 0).then(|| Clock {
-                now_us: 1_772_434_800_000_000,
-                skew_us: 1_000_000,
-                oldest_local_day: None,
-            });
-            let (a, r) = both_paths_agree(&path, clock);
+            let mut body = lines.join(&b"\n"[..]);
+            if n % 3 != 0 {
+                body.push(b'\n');
+            }
+            let (a, r) = both_ways(dir.path(), n, "ndjson", body);
             accepted += a;
             refused += r;
         }
@@ -817,7 +851,7 @@ mod tests {
     fn property_a_checked_batch_offers_what_single_messages_do() {
         use crate::rejects::MemoryRejects;
         let mut rng = rand::rngs::StdRng::seed_from_u64(77);
-        let clock = Some(Clock { now_us: 1_772_434_800_000_000, skew_us: 1_000_000, oldest_local_day: None });
+        let clock = clock_for(0);
         let ingestor = || {
             let pseudo = Pseudonymiser::new(&[7u8; 32]).unwrap();
             crate::Ingestor::new(pseudo, clock, Vec::new(), MemoryRejects::default())
@@ -926,21 +960,7 @@ mod tests {
                 body.extend_from_slice(&cells.join(&b","[..]));
                 body.extend_from_slice(if n % 2 == 0 { b"\r\n" } else { b"\n" });
             }
-            let gz = n % 4 == 1;
-            let path = dir.path().join(if gz { format!("r{n}.csv.gz") } else { format!("r{n}.csv") });
-            if gz {
-                use std::io::Write;
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-                e.write_all(&body).unwrap();
-                body = e.finish().unwrap();
-            }
-            std::fs::write(&path, body).unwrap();
-            let clock = (n % 5 == 0).then(|| Clock {
-                now_us: 1_772_434_800_000_000,
-                skew_us: 1_000_000,
-                oldest_local_day: None,
-            });
-            let (a, r) = both_paths_agree(&path, clock);
+            let (a, r) = both_ways(dir.path(), n, "csv", body);
             accepted += a;
             refused += r;
         }

@@ -611,15 +611,7 @@ fn view(df: &DataFrame, name: &str) -> Result<Option<ColView>, IngestError> {
                 .lazy()
                 .select([
                     col("t").dt().timestamp(TimeUnit::Microseconds).alias("utc"),
-                    ((col("t")
-                        .dt()
-                        .replace_time_zone(None, lit("raise"), NonExistent::Raise)
-                        .dt()
-                        .timestamp(TimeUnit::Microseconds)
-                        - col("t").dt().timestamp(TimeUnit::Microseconds))
-                        / lit(1_000_000i64))
-                    .cast(DataType::Int32)
-                    .alias("off"),
+                    polars_offset_expr("t"),
                 ])
                 .collect()?;
             ColView::Instant(
@@ -631,6 +623,21 @@ fn view(df: &DataFrame, name: &str) -> Result<Option<ColView>, IngestError> {
         _ => ColView::Other,
     };
     Ok(Some(v))
+}
+
+/// Polars' statement of the offsets of a zoned column `t`, in seconds:
+/// the wall-clock time minus the instant (column `off`). For a zone
+/// chrono_tz does not know; [`zone_offsets`] is held to it.
+fn polars_offset_expr(t: &str) -> Expr {
+    ((col(t)
+        .dt()
+        .replace_time_zone(None, lit("raise"), NonExistent::Raise)
+        .dt()
+        .timestamp(TimeUnit::Microseconds)
+        - col(t).dt().timestamp(TimeUnit::Microseconds))
+        / lit(1_000_000i64))
+    .cast(DataType::Int32)
+    .alias("off")
 }
 
 /// The offset from UTC, in seconds, of each instant of a zoned column:
@@ -1123,19 +1130,7 @@ mod parquet_tests {
     /// instant (what `view` computed before `zone_offsets`).
     fn polars_offsets(s: &Series) -> Vec<Option<i32>> {
         let frame = DataFrame::new_infer_height(vec![s.clone().with_name("t".into()).into()]).unwrap();
-        let out = frame
-            .lazy()
-            .select([((col("t")
-                .dt()
-                .replace_time_zone(None, lit("raise"), NonExistent::Raise)
-                .dt()
-                .timestamp(TimeUnit::Microseconds)
-                - col("t").dt().timestamp(TimeUnit::Microseconds))
-                / lit(1_000_000i64))
-            .cast(DataType::Int32)
-            .alias("off")])
-            .collect()
-            .unwrap();
+        let out = frame.lazy().select([polars_offset_expr("t")]).collect().unwrap();
         out.column("off").unwrap().i32().unwrap().iter().collect()
     }
 
