@@ -22,14 +22,17 @@ fn main() {
         }
     }));
     let cli = vigie::cli::Cli::parse();
-    if let Err(f) = vigie::cli::run(cli) {
-        if vigie::audit::interrupt::pending() {
-            // A signal is being handled: this error is its consequence (the
-            // spill was pulled from under the run). The watcher exits 130.
-            loop {
-                std::thread::park();
-            }
+    let outcome = vigie::cli::run(cli);
+    if vigie::audit::interrupt::pending() {
+        // A signal is being handled: the watcher removes the spill and
+        // exits 130; an error now is its consequence (the spill was pulled
+        // from under the run), and a run that just finished must not exit
+        // before the spill is gone.
+        loop {
+            std::thread::park();
         }
+    }
+    if let Err(f) = outcome {
         eprintln!("vigie: {}", f.message);
         std::process::exit(f.code);
     }

@@ -535,6 +535,42 @@ fn a_message_that_arrives_after_its_partition_was_revoked_is_left_to_the_new_own
 }
 
 #[test]
+fn a_fence_in_the_middle_of_a_poll_is_not_taken_for_a_source_that_went_backwards() {
+    // As above, but A meets the fence inside one poll's batch of messages:
+    // the flush that finds B's durable point ahead comes at message 450,
+    // and the batch goes on to 800. The messages after the fence are left
+    // (the loop seeks to 301 after the batch), none is taken for the source
+    // going backwards, and every event is stored once.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = cfg(dir.path(), "");
+    let (mut a, ma) = pipeline(&cfg, Faults::default());
+    let (mut b, _) = pipeline(&cfg, Faults::default());
+    let recs = records();
+    let want = good_ids(&recs);
+    let topic: Arc<str> = Arc::from(TOPIC);
+    let commit = |_: &TopicPartitionList| Ok(());
+    let end = recs.len();
+    let polled = |from: usize, to: usize| -> Vec<vigie::service::Polled<'_>> {
+        (from..to.min(end)).map(|i| (TOPIC, 0, i as i64, Some(recs[i].as_slice()))).collect()
+    };
+    assert_eq!(start_offset(a.assign(&topic, 0, view(None, end))), 0);
+    a.offer_batch(&polled(0, 400), 100_000, 1000, &commit).unwrap();
+    assert_eq!(start_offset(b.assign(&topic, 0, view(None, end))), 0);
+    b.offer_batch(&polled(0, 301), 100_000, 1000, &commit).unwrap();
+    b.flush(&topic, 0, &commit).unwrap();
+    // A's buffer fills at 450 events within this batch: its flush is fenced.
+    a.offer_batch(&polled(400, 800), 450, 1000, &commit).unwrap();
+    assert_eq!(ma.store_fenced_flushes.get(), 1);
+    assert_eq!(ma.source_resets.with_label_values(&[TOPIC]).get(), 0, "a fence taken for a reset");
+    assert_eq!(a.take_reseeks(), vec![(topic.clone(), 0, 301)]);
+    // After the seek A reads on from 301.
+    a.offer_batch(&polled(301, end), 100_000, 1000, &commit).unwrap();
+    a.flush(&topic, 0, &commit).unwrap();
+    assert_eq!(ma.source_resets.with_label_values(&[TOPIC]).get(), 0);
+    assert_exactly_once(&dir.path().join("store"), &want, "a fence inside a poll");
+}
+
+#[test]
 fn two_instances_that_both_believe_they_own_a_partition_never_store_it_twice() {
     // A owns partition 0 from offset 0 and buffers the first 400 records;
     // its session times out unseen and B, given the partition from the

@@ -114,10 +114,13 @@ enum Done {
 /// One reading thread, a checking thread per copy of the key in `forks`,
 /// and the calling thread admitting the results in reading order: the
 /// frame of the parallel readers. `read` hands items over (`false`: the
-/// others stopped, it should too) and returns its own result; `check`
-/// turns an item into a result on a checking thread; `admit` takes them
-/// in the order read. Returns `read`'s result once every item was
-/// admitted; the first error stops every thread.
+/// others stopped, it should too, and its result is then not used) and
+/// returns its own result; `check` turns an item into a result on a
+/// checking thread; `admit` takes them in the order read. Returns `read`'s
+/// result once every item was admitted; the first error stops every
+/// thread, and so does a check that panics (an error naming the chunk).
+/// At most `4 × threads` items are between the reader and the admission
+/// at any time, however slow one check is.
 fn in_order<T: Send, U: Send, Rd: Send>(
     name: &str,
     forks: Vec<Pseudonymiser>,
@@ -126,15 +129,21 @@ fn in_order<T: Send, U: Send, Rd: Send>(
     mut admit: impl FnMut(U) -> Result<(), IngestError>,
 ) -> Result<Rd, IngestError> {
     let threads = forks.len().max(1);
+    let in_flight = threads * 4;
     std::thread::scope(|s| {
         let (job_tx, job_rx) = mpsc::sync_channel::<(u64, T)>(threads * 2);
-        let (done_tx, done_rx) = mpsc::sync_channel::<(u64, U)>(threads * 2);
+        let (done_tx, done_rx) = mpsc::sync_channel::<(u64, Option<U>)>(in_flight);
+        // A token per item between the reader and the admission.
+        let (token_tx, token_rx) = mpsc::sync_channel::<()>(in_flight);
+        for _ in 0..in_flight {
+            let _ = token_tx.send(());
+        }
         let reader = std::thread::Builder::new()
             .name("vigie-read".into())
             .spawn_scoped(s, move || {
                 let mut n = 0u64;
                 let out = read(&mut |item| {
-                    let sent = job_tx.send((n, item)).is_ok();
+                    let sent = token_rx.recv().is_ok() && job_tx.send((n, item)).is_ok();
                     n += 1;
                     sent
                 });
@@ -149,7 +158,11 @@ fn in_order<T: Send, U: Send, Rd: Send>(
                 .name("vigie-check".into())
                 .spawn_scoped(s, move || loop {
                     let Ok((n, item)) = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() else { return };
-                    if done_tx.send((n, check(item, &mut pseudo))).is_err() {
+                    // A check that panics is reported, not waited for.
+                    let out =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(item, &mut pseudo)));
+                    let failed = out.is_err();
+                    if done_tx.send((n, out.ok())).is_err() || failed {
                         return;
                     }
                 })
@@ -159,7 +172,7 @@ fn in_order<T: Send, U: Send, Rd: Send>(
         // the reader's sends fail and it stops too.
         drop(jobs);
         drop(done_tx);
-        let mut waiting: BTreeMap<u64, U> = BTreeMap::new();
+        let mut waiting: BTreeMap<u64, Option<U>> = BTreeMap::new();
         let mut next = 0u64;
         let admitted = loop {
             let u = match waiting.remove(&next) {
@@ -174,19 +187,26 @@ fn in_order<T: Send, U: Send, Rd: Send>(
                     Err(_) => break Ok(next),
                 },
             };
+            let Some(u) = u else {
+                break Err(IngestError::Input(format!(
+                    "{name}: the check of chunk {next} failed (an internal error)"
+                )));
+            };
             next += 1;
             if let Err(e) = admit(u) {
                 break Err(e);
             }
+            let _ = token_tx.send(());
         };
         // On an error the other threads stop: their channels are closed.
         drop(done_rx);
+        drop(token_tx);
         let read = reader
             .join()
             .unwrap_or_else(|_| Err(IngestError::Input(format!("{name}: the reading thread failed"))));
         let admitted = admitted?;
         let (out, sent) = read?;
-        // A checking thread that stopped (a panic) would leave items out.
+        // Every item read was admitted.
         if admitted != sent {
             return Err(IngestError::Input(format!(
                 "{name}: {admitted} of {sent} chunks were checked; a checking thread failed"
@@ -194,6 +214,12 @@ fn in_order<T: Send, U: Send, Rd: Send>(
         }
         Ok(out)
     })
+}
+
+/// What a reader returns when the others stopped it: never used (the
+/// error that stopped them is).
+fn stopped() -> IngestError {
+    IngestError::Input("the read was stopped".into())
 }
 
 /// Reads the next line, appending at most `MAX_RECORD_BYTES + 1` bytes of
@@ -229,7 +255,8 @@ pub(crate) fn next_line_into(r: &mut dyn BufRead, out: &mut Vec<u8>) -> std::io:
 
 /// The reading thread: lines into chunks, blank ones left out (they are
 /// counted by their number only, as the record path does).
-fn read_chunks(r: &mut dyn BufRead, send: &mut dyn FnMut(Job) -> bool) {
+/// Returns false when it was stopped before the end.
+fn read_chunks(r: &mut dyn BufRead, send: &mut dyn FnMut(Job) -> bool) -> bool {
     let mut line_no = 0u64;
     let fresh = || Chunk { text: Vec::with_capacity(CHUNK_BYTES + 4096), lines: Vec::new() };
     let mut chunk = fresh();
@@ -240,10 +267,7 @@ fn read_chunks(r: &mut dyn BufRead, send: &mut dyn FnMut(Job) -> bool) {
             Ok(None) => break,
             Err(error) => {
                 chunk.text.truncate(start);
-                if send(Job::Chunk(chunk)) {
-                    send(Job::Failed { after_line: line_no, error });
-                }
-                return;
+                return send(Job::Chunk(chunk)) && send(Job::Failed { after_line: line_no, error });
             }
         };
         line_no += 1;
@@ -260,10 +284,10 @@ fn read_chunks(r: &mut dyn BufRead, send: &mut dyn FnMut(Job) -> bool) {
         if (chunk.text.len() >= CHUNK_BYTES || chunk.lines.len() >= CHUNK_LINES)
             && !send(Job::Chunk(std::mem::replace(&mut chunk, fresh())))
         {
-            return;
+            return false;
         }
     }
-    send(Job::Chunk(chunk));
+    send(Job::Chunk(chunk))
 }
 
 /// The range of `s` in `text`, when `s` is a slice of it (an owned
@@ -408,7 +432,10 @@ pub(crate) fn read_ndjson_parallel<S: EventSink, R: RejectSink>(
         forks,
         move |send| {
             let (tap, mut r) = open_counted(file, gz, counter);
-            read_chunks(&mut r, send);
+            if !read_chunks(&mut r, send) {
+                // Stopped: the rest of the file is not read to hash it.
+                return Err(stopped());
+            }
             drop(r);
             tap.finish(path)
         },
@@ -525,22 +552,26 @@ pub(crate) fn read_csv_parallel<S: EventSink, R: RejectSink>(
                     Ok(CsvNext::End) => break,
                     Ok(rec) => records.push(rec),
                     Err(e) => {
+                        // The failure ends the file; what follows is not read.
                         let chunk = CsvJob::Chunk { headers: headers.clone(), records };
-                        if send(chunk) {
-                            send(CsvJob::Failed(e));
-                        }
-                        return tap.finish(path);
+                        return if send(chunk) && send(CsvJob::Failed(e)) {
+                            tap.finish(path)
+                        } else {
+                            Err(stopped())
+                        };
                     }
                 }
                 if records.len() >= CHUNK_LINES {
                     let chunk =
                         CsvJob::Chunk { headers: headers.clone(), records: std::mem::take(&mut records) };
                     if !send(chunk) {
-                        break;
+                        return Err(stopped());
                     }
                 }
             }
-            send(CsvJob::Chunk { headers, records });
+            if !send(CsvJob::Chunk { headers, records }) {
+                return Err(stopped());
+            }
             drop(rdr);
             tap.finish(path)
         },
@@ -965,6 +996,86 @@ mod tests {
             refused += r;
         }
         assert!(accepted > 1000 && refused > 1000, "{accepted} accepted, {refused} refused");
+    }
+
+    /// A reader of 100,000 numbers that counts what it read.
+    fn read_to(
+        read: &std::sync::atomic::AtomicUsize,
+    ) -> impl FnOnce(&mut dyn FnMut(u64) -> bool) -> Result<&'static str, IngestError> + Send + '_ {
+        move |send| {
+            for i in 0..100_000u64 {
+                read.fetch_add(1, Ordering::SeqCst);
+                if !send(i) {
+                    return Err(stopped());
+                }
+            }
+            Ok("end")
+        }
+    }
+
+    fn forks(n: usize) -> Vec<Pseudonymiser> {
+        (0..n).map(|_| Pseudonymiser::new(&[7u8; 32]).unwrap()).collect()
+    }
+
+    /// Results come back in reading order; an error while admitting stops
+    /// the reader long before the end; a check that panics is an error,
+    /// not a hang; at most a few items are ahead of the admission.
+    #[test]
+    fn the_frame_admits_in_order_and_stops_on_the_first_failure() {
+        use std::sync::atomic::AtomicUsize;
+        // In order, every item, with a slow check now and then.
+        let (read, mut got) = (AtomicUsize::new(0), Vec::new());
+        let ahead = AtomicUsize::new(0);
+        let out = in_order(
+            "t",
+            forks(3),
+            read_to(&read),
+            |i, _| {
+                if i % 997 == 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                }
+                i
+            },
+            |i| {
+                ahead.fetch_max(read.load(Ordering::SeqCst) - i as usize, Ordering::SeqCst);
+                got.push(i);
+                Ok(())
+            },
+        );
+        assert_eq!(out.unwrap(), "end");
+        assert_eq!(got, (0..100_000).collect::<Vec<_>>());
+        // The reader may run a few items past the tokens it holds.
+        assert!(ahead.load(Ordering::SeqCst) <= 3 * 4 + 2, "{}", ahead.load(Ordering::SeqCst));
+        // An admission error: reported, and the reader stopped early.
+        let read = AtomicUsize::new(0);
+        let err = in_order(
+            "t",
+            forks(2),
+            read_to(&read),
+            |i, _| i,
+            |i| {
+                if i == 50 {
+                    Err(IngestError::Input("full disk".into()))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert_eq!(err.unwrap_err().to_string(), IngestError::Input("full disk".into()).to_string());
+        assert!(read.load(Ordering::SeqCst) < 200, "{}", read.load(Ordering::SeqCst));
+        // A check that panics: an error naming the chunk.
+        let read = AtomicUsize::new(0);
+        let err = in_order(
+            "t",
+            forks(2),
+            read_to(&read),
+            |i, _| {
+                assert!(i != 70, "a bug in a check");
+                i
+            },
+            |_| Ok(()),
+        );
+        assert!(err.unwrap_err().to_string().contains("chunk 70"));
     }
 
     /// A file cut inside its gzip stream: the lines before the cut are

@@ -36,6 +36,9 @@ use vigie_ingest::{CheckedJson, IngestError, Ingestor};
 use crate::metrics::Metrics;
 use config::Config;
 
+/// One polled message: topic, partition, offset, payload.
+pub type Polled<'a> = (&'a str, i32, i64, Option<&'a [u8]>);
+
 /// Most messages taken from one poll and checked together
 /// ([`Pipeline::check_batch`]); a rebalance ends a batch early.
 const MAX_POLL_BATCH: usize = 1024;
@@ -275,6 +278,34 @@ impl Pipeline {
             .collect();
         let mut checked = self.door.check_json_batch(&plain).into_iter();
         msgs.iter().map(|(t, _)| if self.mappers.contains_key(*t) { None } else { checked.next() }).collect()
+    }
+
+    /// The messages of one poll, in order: checked together, then each
+    /// offered, its partition flushed when its buffer is full. A partition
+    /// fenced by one of those flushes (another instance stored past this
+    /// one's durable point) is not offered the rest of the batch: it is
+    /// read again from the other's durable point once the loop seeks it,
+    /// as librdkafka drops the messages fetched before a seek.
+    pub fn offer_batch(
+        &mut self,
+        msgs: &[Polled<'_>],
+        max_events: usize,
+        max_folders: usize,
+        commit: &dyn Fn(&TopicPartitionList) -> KafkaResult<()>,
+    ) -> Result<(), IngestError> {
+        let texts: Vec<(&str, Option<&[u8]>)> = msgs.iter().map(|m| (m.0, m.3)).collect();
+        let checked = self.check_batch(&texts);
+        for (&(topic, partition, offset, payload), c) in msgs.iter().zip(checked) {
+            if self.awaits_reseek(topic, partition) {
+                continue;
+            }
+            let topic: Arc<str> = Arc::from(topic);
+            self.offer_checked(&topic, partition, offset, payload, c)?;
+            if self.writable() && self.batch_full(&topic, partition, max_events, max_folders) {
+                self.flush_some(&[(topic.clone(), partition)], commit);
+            }
+        }
+        Ok(())
     }
 
     /// [`Self::offer`], with the message's result from
@@ -577,6 +608,21 @@ impl Pipeline {
         self.parts.insert((topic.clone(), partition), PartBuf::new(Some(&theirs)));
         self.forget_unstored();
         self.reseeks.push((topic.clone(), partition, theirs.last + 1));
+    }
+
+    /// Whether the partition was fenced and waits for the consumer loop
+    /// to seek it (`take_reseeks`): the messages of it already fetched are
+    /// left, as librdkafka drops those fetched before a seek.
+    pub fn awaits_reseek(&self, topic: &str, partition: i32) -> bool {
+        self.reseeks.iter().any(|(t, p, _)| t.as_ref() == topic && *p == partition)
+    }
+
+    /// A partition whose assignment was lost (another member may own it
+    /// already): its buffer is dropped, uncommitted, and a message of it
+    /// that arrives late is left to the new owner, as after a revocation.
+    pub fn release_lost(&mut self, topic: &Arc<str>, partition: i32) {
+        self.drop_unstored(topic, partition);
+        self.released.insert((topic.clone(), partition));
     }
 
     /// Partitions to read again from an offset after a fence (see
@@ -915,7 +961,7 @@ impl ConsumerContext for Ctx {
                     // Lost, not revoked: another member may already own
                     // them. Drop the buffers; their offsets were not committed.
                     for e in tpl.elements() {
-                        p.drop_unstored(&Arc::from(e.topic()), e.partition());
+                        p.release_lost(&Arc::from(e.topic()), e.partition());
                     }
                 }
                 drop(p);
@@ -1289,19 +1335,9 @@ pub async fn run(
                 }
                 let r = tokio::task::block_in_place(|| {
                     let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
-                    let texts: Vec<(&str, Option<&[u8]>)> = msgs.iter().map(|m| (m.topic(), m.payload())).collect();
-                    let checked = p.check_batch(&texts);
-                    for (m, c) in msgs.iter().zip(checked) {
-                        let topic: Arc<str> = Arc::from(m.topic());
-                        let (partition, offset) = (m.partition(), m.offset());
-                        p.offer_checked(&topic, partition, offset, m.payload(), c)?;
-                        if p.writable()
-                            && p.batch_full(&topic, partition, cfg.kafka.max_batch_events, cfg.kafka.max_batch_folders)
-                        {
-                            p.flush_some(&[(topic.clone(), partition)], &commit);
-                        }
-                    }
-                    Ok::<(), IngestError>(())
+                    let polled: Vec<Polled<'_>> =
+                        msgs.iter().map(|m| (m.topic(), m.partition(), m.offset(), m.payload())).collect();
+                    p.offer_batch(&polled, cfg.kafka.max_batch_events, cfg.kafka.max_batch_folders, &commit)
                 });
                 if let Err(e) = r { result = Err(ServiceError::Ingest(e)); break; }
             }
