@@ -3,7 +3,7 @@
 
 Dashboards are code: edit this file, run `python3 dashboards/generate.py`,
 commit both. The test suite lints the JSON and sends every panel query to a
-real Prometheus that scraped vigie (tests/prometheus.rs).
+real Prometheus that scraped vigie (tests/it/prometheus.rs).
 """
 import json
 import pathlib

@@ -78,6 +78,9 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 export VIGIE_TEST_BROKER="127.0.0.1:$broker_port"
+# Here every tool is installed and the broker started: a test that finds
+# one missing fails (run alone, `cargo test` skips such a test and says so).
+export VIGIE_TEST_TOOLS=required
 
 log "Tests"
 # Unit and integration tests (the project has no doc-tests); the totals

@@ -4,7 +4,7 @@
 //! at least one series. `promtool` checks the configuration, the rules (and
 //! their unit tests) and a real scrape of both.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -77,6 +77,9 @@ fn promtool(args: &[&str], stdin: Option<&str>) -> (bool, String) {
 
 #[test]
 fn promtool_checks_the_configuration_and_the_rules_and_runs_their_unit_tests() {
+    if !common::needs_all(&[common::Tool::Promtool]) {
+        return;
+    }
     let dir = repo().join("deploy/prometheus");
     for args in [
         vec!["check", "config", "prometheus.yml"],
@@ -132,6 +135,9 @@ fn start_ingest(dir: &Path, brokers: &str, port: u16) -> Kill {
 
 #[test]
 fn every_dashboard_query_returns_series_from_a_real_prometheus() {
+    if !common::needs_all(&[common::Tool::Promtool, common::Tool::Prometheus]) {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let (demo_port, ingest_port, prom_port) = (free_port(), free_port(), free_port());
 
@@ -150,7 +156,7 @@ fn every_dashboard_query_returns_series_from_a_real_prometheus() {
     );
 
     // The service, on an in-process mock cluster (the broker is not what
-    // this test is about; tests/service_broker.rs uses a real one).
+    // this test is about; tests/it/service_broker.rs uses a real one).
     let cluster = MockCluster::new(1).unwrap();
     let brokers = cluster.bootstrap_servers();
     cluster.create_topic("events", 2, 1).unwrap();

@@ -3,7 +3,7 @@
 //! errors and a rebalance between two members of one group. These run
 //! everywhere (no broker to install).
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::Arc;

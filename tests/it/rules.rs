@@ -2,7 +2,7 @@
 //! by hand in the comment above it. Five workers follow the same pattern
 //! so that k = 5 (the smallest a policy allows) publishes the site.
 
-mod common;
+use crate::common;
 
 use common::*;
 use vigie_analyze::findings::{Finding, Status};

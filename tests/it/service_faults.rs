@@ -4,7 +4,7 @@
 //! every flush in turn. After recovery the raw tier holds each event
 //! exactly once. Also: what happens when the source goes backwards.
 
-mod common;
+use crate::common;
 
 use std::cell::Cell;
 use std::path::Path;

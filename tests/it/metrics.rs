@@ -2,7 +2,7 @@
 //! published for a tiny input worked out by hand, the series budget, no
 //! identifier in any label, and the dashboards' lint.
 
-mod common;
+use crate::common;
 
 use common::*;
 use vigie::metrics::{Metrics, DEFAULT_MAX_SERIES};

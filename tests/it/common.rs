@@ -367,3 +367,82 @@ pub fn vendor_mapping() -> String {
     }
     m
 }
+
+/// A tool some tests need besides cargo: `scripts/test.sh` installs and
+/// starts each of them.
+#[derive(Clone, Copy, Debug)]
+pub enum Tool {
+    /// A Kafka-protocol broker on loopback, its address in `VIGIE_TEST_BROKER`.
+    Broker,
+    /// The `tansu` broker program, for tests that start and stop their own.
+    Tansu,
+    /// `promtool`, from Debian's `prometheus` package.
+    Promtool,
+    /// The Prometheus server, same package.
+    Prometheus,
+    /// Chromium (or `VIGIE_CHROMIUM`), from Debian's `chromium` package.
+    Chromium,
+    /// `pdfinfo`, from Debian's `poppler-utils`.
+    Pdfinfo,
+}
+
+impl Tool {
+    fn what(self) -> &'static str {
+        match self {
+            Tool::Broker => "a Kafka-protocol broker (VIGIE_TEST_BROKER is not set)",
+            Tool::Tansu => "the tansu broker program (cargo install tansu)",
+            Tool::Promtool => "promtool (Debian's prometheus package)",
+            Tool::Prometheus => "the prometheus server (Debian's prometheus package)",
+            Tool::Chromium => "Chromium (Debian's chromium package, or VIGIE_CHROMIUM)",
+            Tool::Pdfinfo => "pdfinfo (Debian's poppler-utils package)",
+        }
+    }
+
+    /// Where the tool is: the broker's address or the program's path.
+    fn find(self) -> Option<String> {
+        let program = |name: &str| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+        };
+        match self {
+            Tool::Broker => std::env::var("VIGIE_TEST_BROKER").ok().filter(|b| !b.is_empty()),
+            Tool::Tansu => program("tansu").map(|p| p.display().to_string()),
+            Tool::Promtool => program("promtool").map(|p| p.display().to_string()),
+            Tool::Prometheus => program("prometheus").map(|p| p.display().to_string()),
+            Tool::Chromium => vigie::report::find_chromium().map(|p| p.display().to_string()),
+            Tool::Pdfinfo => program("pdfinfo").map(|p| p.display().to_string()),
+        }
+    }
+}
+
+/// Whether the tools are required: `scripts/test.sh` says so, and there a
+/// missing tool fails the test instead of skipping it.
+pub fn tools_required() -> bool {
+    std::env::var("VIGIE_TEST_TOOLS").is_ok_and(|v| v == "required")
+}
+
+/// The tool's address or path when it is here. Run by `scripts/test.sh` a
+/// missing tool fails the test; run any other way (`cargo test`) the test
+/// is skipped, with a line on the terminal (written to the process's
+/// stderr, past the test harness's capture) naming the test and the tool.
+pub fn needs(tool: Tool) -> Option<String> {
+    if let Some(found) = tool.find() {
+        return Some(found);
+    }
+    let test = std::thread::current().name().unwrap_or("a test").to_string();
+    if tools_required() {
+        panic!("{test} needs {}, which scripts/test.sh should have installed or started", tool.what());
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "SKIPPED {test}: it needs {}; scripts/test.sh installs and starts what the tests need",
+        tool.what()
+    );
+    None
+}
+
+/// [`needs`] for several tools: true when every one is here.
+pub fn needs_all(tools: &[Tool]) -> bool {
+    tools.iter().all(|t| needs(*t).is_some())
+}

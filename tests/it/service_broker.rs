@@ -4,7 +4,7 @@
 //! the bad ones; kill -9 at random points loses and repeats nothing; two
 //! instances share the partitions.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -21,10 +21,10 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-fn broker() -> String {
-    std::env::var("VIGIE_TEST_BROKER").expect(
-        "VIGIE_TEST_BROKER is not set: run the tests with scripts/test.sh, which starts a Kafka-protocol broker on loopback",
-    )
+/// The broker's address; `None` (the test is skipped, and says so) outside
+/// scripts/test.sh when no broker was started.
+fn broker() -> Option<String> {
+    common::needs(common::Tool::Broker)
 }
 
 fn unique(name: &str) -> String {
@@ -120,7 +120,7 @@ fn expected(records: &[Vec<u8>]) -> Vec<String> {
 
 #[test]
 fn the_store_holds_the_good_events_once_and_the_dead_letter_topic_the_bad_ones() {
-    let brokers = broker();
+    let Some(brokers) = broker() else { return };
     let (topic, dlq, group) = (unique("events"), unique("events-dlq"), unique("vigie"));
     create_topic(&brokers, &topic, 2);
     create_topic(&brokers, &dlq, 1);
@@ -210,7 +210,7 @@ fn the_store_holds_the_good_events_once_and_the_dead_letter_topic_the_bad_ones()
 
 #[test]
 fn kill_9_at_random_points_loses_nothing_and_stores_nothing_twice() {
-    let brokers = broker();
+    let Some(brokers) = broker() else { return };
     let (topic, group) = (unique("events"), unique("vigie"));
     create_topic(&brokers, &topic, 3);
     let records = Arc::new(recent_records(8, 5, 33));
@@ -292,7 +292,7 @@ fn kill_9_at_random_points_loses_nothing_and_stores_nothing_twice() {
 
 #[test]
 fn two_instances_split_four_partitions_and_store_each_event_once() {
-    let brokers = broker();
+    let Some(brokers) = broker() else { return };
     let (topic, group) = (unique("events"), unique("vigie"));
     create_topic(&brokers, &topic, 4);
     let records = recent_records(8, 4, 44);
@@ -429,6 +429,9 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 
 #[test]
 fn a_source_that_lost_its_state_is_detected_and_both_incarnations_are_stored_once() {
+    if common::needs(common::Tool::Tansu).is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut broker = OwnBroker::start(port, &dir.path().join("broker.log"));
@@ -506,6 +509,9 @@ fn a_source_that_lost_its_state_is_detected_and_both_incarnations_are_stored_onc
 
 #[test]
 fn with_on_source_reset_stop_vigie_holds_the_partition_stays_up_and_says_so() {
+    if common::needs(common::Tool::Tansu).is_none() {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut broker = OwnBroker::start(port, &dir.path().join("broker.log"));
@@ -588,7 +594,7 @@ impl Drop for SmallDisk {
 
 #[test]
 fn a_full_disk_pauses_ingestion_and_it_resumes_by_itself_when_room_comes_back() {
-    let brokers = broker();
+    let Some(brokers) = broker() else { return };
     let (topic, group) = (unique("events"), unique("vigie"));
     create_topic(&brokers, &topic, 3);
     let records = recent_records(10, 6, 63);

@@ -1,7 +1,7 @@
 //! The generator's scenarios produce the numbers they injected, and the
 //! demo runs end to end.
 
-mod common;
+use crate::common;
 
 use vigie::generate::{Generator, Injected, NdjsonWriter, Scenario, SiteSpec};
 use vigie_analyze::findings::Status;

@@ -3,7 +3,7 @@
 //! turns raw events into summaries, findings and aggregates that agree with
 //! the audit path on the same events.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! `vigie audit` on real files: rejects, counts, formats, privacy, exit
 //! codes. Expected figures are worked out by hand in each test.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
