@@ -520,7 +520,7 @@ mod tests {
                         .collect();
                     let zone = match style {
                         4..=6 => Some(TimeZone::UTC),
-                        7 | 8 => Some(unsafe { TimeZone::from_static("Europe/Paris") }),
+                        7 | 8 => TimeZone::opt_try_new(Some("Europe/Paris")).expect("a zone Polars knows"),
                         _ => None,
                     };
                     let s = Int64Chunked::new(name.into(), us)
