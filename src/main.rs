@@ -22,6 +22,15 @@ fn main() {
         }
     }));
     let cli = vigie::cli::Cli::parse();
+    if matches!(cli.command, vigie::cli::Command::Ingest(_))
+        && std::env::var_os("POLARS_MAX_THREADS").is_none()
+    {
+        // The service's analysis shares the machine with the consumer:
+        // Polars gets two threads. Polars reads this once, when its pool
+        // starts; it is set here, in the binary's entry, before any thread
+        // of vigie's exists, and never in library code.
+        std::env::set_var("POLARS_MAX_THREADS", "2");
+    }
     let outcome = vigie::cli::run(cli);
     if vigie::audit::interrupt::pending() {
         // A signal is being handled: the watcher removes the spill and

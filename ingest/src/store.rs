@@ -452,7 +452,26 @@ mod tests {
         for i in 0..40 {
             w.push_ref(event(i).as_ref()).unwrap();
         }
-        fs::remove_dir_all(&spill).unwrap();
+        // Removed as the audit's purge does (src/audit.rs,
+        // `interrupt::purge`): renamed, then removed until gone. The
+        // writer thread may be writing at that moment; a file it opened
+        // just before the rename lands in the renamed folder, never under
+        // the spill's name (a plain `remove_dir_all` would race it and
+        // fail on a folder that is not empty).
+        let grave = dir.path().join("events.removing");
+        fs::rename(&spill, &grave).unwrap();
+        let remove = || {
+            for _ in 0..100 {
+                match fs::remove_dir_all(&grave) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                        std::thread::sleep(std::time::Duration::from_millis(10))
+                    }
+                    _ => return,
+                }
+            }
+            panic!("the renamed spill could not be removed");
+        };
+        remove();
         let mut failed = false;
         for i in 40..400 {
             if w.push_ref(event(i).as_ref()).is_err() {
@@ -461,6 +480,7 @@ mod tests {
             }
         }
         let finished = w.finish();
+        remove();
         assert!(failed || finished.is_err(), "writes into a removed spill succeeded");
         assert!(!spill.exists(), "the spill was re-created");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);

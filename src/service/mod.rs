@@ -1414,10 +1414,8 @@ pub fn main(config_path: &Path) -> Result<(), crate::cli::Failure> {
         Some(f) => Some(crate::http::read_token(f).map_err(Failure::usage)?),
         None => None,
     };
-    if std::env::var_os("POLARS_MAX_THREADS").is_none() {
-        // The analysis shares the machine with the consumer.
-        std::env::set_var("POLARS_MAX_THREADS", "2");
-    }
+    // Polars' threads for the analysis are set by the binary's entry
+    // (src/main.rs: two, unless POLARS_MAX_THREADS says otherwise).
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
