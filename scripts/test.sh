@@ -29,6 +29,8 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v pdfinfo >/dev/null 2>&1 || need+=(poppler-utils)
 command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
+# kill(1), with which the tests signal the processes they start.
+{ [ -x /bin/kill ] || [ -x /usr/bin/kill ]; } || need+=(procps)
 # The deployment files' validators (deploy/validate.sh): a Python venv,
 # npm, and systemd-analyze.
 python3 -c "import ensurepip" >/dev/null 2>&1 || need+=(python3-venv)

@@ -145,7 +145,7 @@ impl IdLog {
             w.into_inner().map_err(|e| IngestError::io(&path, e.into_error()))?;
             paths.push(path);
         }
-        // Partitions are sorted on the machine's cores, one at a time each.
+        // Partitions are read on the machine's cores, one at a time each.
         let n = buckets.max(1);
         let parts = crate::map_parallel(&paths, crate::work_threads(), |path| {
             let mut bytes = Vec::new();
@@ -263,8 +263,8 @@ mod tests {
     }
 
     /// The partition files decide as a set kept in memory would, over
-    /// random streams where ids repeat across partitions, workers and
-    /// times (first seen wins; period and sites of the records kept).
+    /// random streams where ids repeat with other workers, times and sites
+    /// (first seen wins; period and sites of the records kept).
     #[test]
     fn property_the_partitions_decide_as_a_set_in_memory() {
         use rand::{Rng, SeedableRng};

@@ -34,7 +34,6 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -137,30 +136,13 @@ impl IngestStats {
     }
 }
 
-/// The key of the duplicate filter is already a 128-bit hash: use its low
-/// bits as the table hash.
-#[derive(Default)]
-struct PreHashed(u64);
-
-impl Hasher for PreHashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
-}
-
 /// How repeated event ids are found.
 enum Dedup {
     /// xxh3-128 of every accepted event id, in memory: 16 bytes an event
-    /// (the service, which bounds it by forgetting).
-    Memory(HashSet<u128, BuildHasherDefault<PreHashed>>),
+    /// (the service, which bounds it by forgetting). The table's hasher is
+    /// seeded per run: event ids crafted so that part of their (unseeded)
+    /// xxh3 hash collides cannot make the table slow.
+    Memory(HashSet<u128, foldhash::fast::RandomState>),
     /// Logged to partition files and resolved after the read (the audit:
     /// memory flat in the input; see [`dedup`]).
     Deferred(dedup::IdLog),

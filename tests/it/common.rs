@@ -384,6 +384,14 @@ pub enum Tool {
     Chromium,
     /// `pdfinfo`, from Debian's `poppler-utils`.
     Pdfinfo,
+    /// `ssh-keygen`, from Debian's `openssh-client`.
+    SshKeygen,
+    /// Python 3.11 or later (`tomllib`), for the dashboards' generator.
+    Python3,
+    /// The `kill` program, from Debian's `procps`, to signal a child.
+    Kill,
+    /// Root, to mount a small tmpfs (a full disk on demand).
+    Root,
 }
 
 impl Tool {
@@ -395,6 +403,10 @@ impl Tool {
             Tool::Prometheus => "the prometheus server (Debian's prometheus package)",
             Tool::Chromium => "Chromium (Debian's chromium package, or VIGIE_CHROMIUM)",
             Tool::Pdfinfo => "pdfinfo (Debian's poppler-utils package)",
+            Tool::SshKeygen => "ssh-keygen (Debian's openssh-client package)",
+            Tool::Python3 => "python3, 3.11 or later",
+            Tool::Kill => "the kill program (Debian's procps package)",
+            Tool::Root => "root, to mount a tmpfs",
         }
     }
 
@@ -411,6 +423,21 @@ impl Tool {
             Tool::Prometheus => program("prometheus").map(|p| p.display().to_string()),
             Tool::Chromium => vigie::report::find_chromium().map(|p| p.display().to_string()),
             Tool::Pdfinfo => program("pdfinfo").map(|p| p.display().to_string()),
+            Tool::SshKeygen => program("ssh-keygen").map(|p| p.display().to_string()),
+            Tool::Python3 => {
+                let ok = Command::new("python3")
+                    .args(["-c", "import sys; sys.exit(sys.version_info < (3, 11))"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                ok.then(|| "python3".to_string())
+            }
+            Tool::Kill => program("kill").map(|p| p.display().to_string()),
+            Tool::Root => std::fs::read_to_string("/proc/self/status")
+                .ok()
+                .filter(|s| {
+                    s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+                })
+                .map(|_| "root".to_string()),
         }
     }
 }
@@ -442,7 +469,8 @@ pub fn needs(tool: Tool) -> Option<String> {
     None
 }
 
-/// [`needs`] for several tools: true when every one is here.
+/// [`needs`] for several tools: true when every one is here (each
+/// missing one is named).
 pub fn needs_all(tools: &[Tool]) -> bool {
-    tools.iter().all(|t| needs(*t).is_some())
+    tools.iter().fold(true, |all, t| needs(*t).is_some() && all)
 }

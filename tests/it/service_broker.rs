@@ -24,6 +24,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 /// The broker's address; `None` (the test is skipped, and says so) outside
 /// scripts/test.sh when no broker was started.
 fn broker() -> Option<String> {
+    // The services are stopped with `kill -TERM`.
+    common::needs(common::Tool::Kill)?;
     common::needs(common::Tool::Broker)
 }
 
@@ -429,7 +431,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 
 #[test]
 fn a_source_that_lost_its_state_is_detected_and_both_incarnations_are_stored_once() {
-    if common::needs(common::Tool::Tansu).is_none() {
+    if !common::needs_all(&[common::Tool::Tansu, common::Tool::Kill]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -509,7 +511,7 @@ fn a_source_that_lost_its_state_is_detected_and_both_incarnations_are_stored_onc
 
 #[test]
 fn with_on_source_reset_stop_vigie_holds_the_partition_stays_up_and_says_so() {
-    if common::needs(common::Tool::Tansu).is_none() {
+    if !common::needs_all(&[common::Tool::Tansu, common::Tool::Kill]) {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -595,6 +597,9 @@ impl Drop for SmallDisk {
 #[test]
 fn a_full_disk_pauses_ingestion_and_it_resumes_by_itself_when_room_comes_back() {
     let Some(brokers) = broker() else { return };
+    if common::needs(common::Tool::Root).is_none() {
+        return;
+    }
     let (topic, group) = (unique("events"), unique("vigie"));
     create_topic(&brokers, &topic, 3);
     let records = recent_records(10, 6, 63);
