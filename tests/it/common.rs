@@ -472,5 +472,7 @@ pub fn needs(tool: Tool) -> Option<String> {
 /// [`needs`] for several tools: true when every one is here (each
 /// missing one is named).
 pub fn needs_all(tools: &[Tool]) -> bool {
-    tools.iter().fold(true, |all, t| needs(*t).is_some() && all)
+    // Every tool is looked up, not only those up to the first missing.
+    let missing = tools.iter().filter(|t| needs(**t).is_none()).count();
+    missing == 0
 }
