@@ -158,31 +158,7 @@ pub mod interrupt {
         PURGING.load(Ordering::SeqCst)
     }
 
-    /// The name a spill folder takes while it is removed.
-    pub fn tombstone(dir: &std::path::Path) -> PathBuf {
-        let mut name = dir.file_name().unwrap_or_default().to_os_string();
-        name.push(".removing");
-        dir.with_file_name(name)
-    }
-
-    /// Removes a spill while the run's threads may still be writing to
-    /// it. The folder is first renamed: nothing re-creates the spill's
-    /// folders (scratch writes never create folders), so every later
-    /// write under the old name fails instead of leaving a file behind.
-    /// A file opened just before the rename lands in the tombstone, which
-    /// is removed until it is gone.
-    pub fn purge(dir: &std::path::Path) {
-        let grave = tombstone(dir);
-        let target = if std::fs::rename(dir, &grave).is_ok() { grave } else { dir.to_path_buf() };
-        for _ in 0..100 {
-            match std::fs::remove_dir_all(&target) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    std::thread::sleep(std::time::Duration::from_millis(10))
-                }
-                _ => break,
-            }
-        }
-    }
+    pub use vigie_ingest::store::{remove_scratch as purge, scratch_tombstone as tombstone};
 
     fn watch() {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };

@@ -287,6 +287,32 @@ fn write_atomic_with(
     Ok(())
 }
 
+/// The name a scratch folder (the audit's spill) takes while it is removed.
+pub fn scratch_tombstone(dir: &Path) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".removing");
+    dir.with_file_name(name)
+}
+
+/// Removes a scratch folder while threads may still be writing to it. The
+/// folder is first renamed: nothing re-creates scratch folders (scratch
+/// writes never create one), so every later write under the old name
+/// fails instead of leaving a file behind. A file opened just before the
+/// rename lands in the tombstone, which is removed until it is gone (at
+/// most about a second).
+pub fn remove_scratch(dir: &Path) {
+    let grave = scratch_tombstone(dir);
+    let target = if fs::rename(dir, &grave).is_ok() { grave } else { dir.to_path_buf() };
+    for _ in 0..100 {
+        match fs::remove_dir_all(&target) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            _ => break,
+        }
+    }
+}
+
 /// Accumulates events and writes them as numbered spill files
 /// ([`crate::spill`]), in
 /// `buckets` folders by worker pseudonym: every event of a worker lands in
@@ -452,26 +478,9 @@ mod tests {
         for i in 0..40 {
             w.push_ref(event(i).as_ref()).unwrap();
         }
-        // Removed as the audit's purge does (src/audit.rs,
-        // `interrupt::purge`): renamed, then removed until gone. The
-        // writer thread may be writing at that moment; a file it opened
-        // just before the rename lands in the renamed folder, never under
-        // the spill's name (a plain `remove_dir_all` would race it and
-        // fail on a folder that is not empty).
-        let grave = dir.path().join("events.removing");
-        fs::rename(&spill, &grave).unwrap();
-        let remove = || {
-            for _ in 0..100 {
-                match fs::remove_dir_all(&grave) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                        std::thread::sleep(std::time::Duration::from_millis(10))
-                    }
-                    _ => return,
-                }
-            }
-            panic!("the renamed spill could not be removed");
-        };
-        remove();
+        // Removed as an interrupted audit removes it, while the writer
+        // thread may be writing.
+        remove_scratch(&spill);
         let mut failed = false;
         for i in 40..400 {
             if w.push_ref(event(i).as_ref()).is_err() {
@@ -480,7 +489,9 @@ mod tests {
             }
         }
         let finished = w.finish();
-        remove();
+        // A file the writer opened just before the rename may have landed
+        // in the tombstone; the writer has stopped now.
+        let _ = fs::remove_dir_all(scratch_tombstone(&spill));
         assert!(failed || finished.is_err(), "writes into a removed spill succeeded");
         assert!(!spill.exists(), "the spill was re-created");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
