@@ -66,7 +66,7 @@ fn produce(brokers: &str, topic: &str, partitions: i32, file: &str) {
             }
         }
         n += 1;
-        if n % 10_000 == 0 {
+        if n.is_multiple_of(10_000) {
             p.poll(Duration::ZERO);
         }
     }

@@ -15,6 +15,6 @@ fn main() {
     rt.block_on(async move {
         let listener = vigie::http::bind(&addr).await.unwrap();
         println!("{} series on http://{}/metrics", p.series, listener.local_addr().unwrap());
-        vigie::http::serve(listener, metrics, None).await;
+        vigie::http::serve(listener, metrics, None, std::future::pending()).await;
     });
 }

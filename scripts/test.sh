@@ -54,10 +54,10 @@ log "Formatting"
 cargo fmt --all -- --check
 
 log "Building (release profile)"
-cargo build --release --all-targets --locked
+cargo build --release --workspace --all-targets --locked
 
 log "Lints"
-cargo clippy --release --all-targets --locked -- -D warnings
+cargo clippy --release --workspace --all-targets --locked -- -D warnings
 
 log "Deployment files (deploy/validate.sh: hadolint, Compose schema, kustomize and Kubernetes schemas, systemd-analyze, Grafana's schema)"
 deploy/validate.sh

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use vigie_analyze::employer::Employer;
-use vigie_analyze::findings::{
-    Findings, InputFile, InputSummary, PolicySource, PrivacySummary, Provenance, FINDINGS_SCHEMA,
-};
+use vigie_analyze::findings::{Findings, InputFile, InputSummary, KeyUse, PolicySource, Provenance};
 use vigie_analyze::policy::Policy;
 use vigie_analyze::rules::{self, Evaluation};
 use vigie_ingest::pseudo::Pseudonymiser;
@@ -69,24 +67,43 @@ pub struct AuditOutcome {
     pub written: Vec<String>,
 }
 
-/// The provenance of an audit's findings.
-fn provenance(setup: &AuditSetup, inputs: Vec<InputFile>, fingerprint: String) -> Provenance {
+/// What every provenance records, the audit's and the service's: this
+/// build, the policy resolved (and its file's hash), the employer's
+/// declaration's hash and the key's fingerprint.
+pub fn base_provenance(
+    policy: &Policy,
+    policy_file_sha256: Option<String>,
+    employer_sha256: Option<String>,
+    key_fingerprint: String,
+) -> Provenance {
     Provenance {
         vigie_version: env!("CARGO_PKG_VERSION").to_string(),
         source_revision: env!("VIGIE_SOURCE_REVISION").to_string(),
-        inputs,
         policy: PolicySource {
-            name: setup.policy.name.clone(),
-            file_sha256: setup.sources.policy_file_sha256.clone(),
-            resolved: setup.policy.to_toml(),
+            name: policy.name.clone(),
+            file_sha256: policy_file_sha256,
+            resolved: policy.to_toml(),
         },
-        employer_sha256: setup.sources.employer_sha256.clone(),
+        employer_sha256,
+        k: policy.k,
+        key_fingerprint,
+        ..Default::default()
+    }
+}
+
+/// The provenance of an audit's findings.
+fn provenance(setup: &AuditSetup, inputs: Vec<InputFile>, fingerprint: String) -> Provenance {
+    Provenance {
+        inputs,
         mapping_sha256: setup.mapping.as_ref().map(|(_, sha)| vigie_ingest::hex(sha)),
-        k: setup.policy.k,
-        key_fingerprint: fingerprint,
-        streams: Vec::new(),
         report_language: setup.lang.clone(),
         rejects_cap_bytes: setup.rejects_cap_bytes,
+        ..base_provenance(
+            &setup.policy,
+            setup.sources.policy_file_sha256.clone(),
+            setup.sources.employer_sha256.clone(),
+            fingerprint,
+        )
     }
 }
 
@@ -163,7 +180,7 @@ pub mod interrupt {
     fn watch() {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         loop {
-            rt.block_on(crate::cli::interrupted());
+            rt.block_on(crate::shutdown::signal());
             let spills: Vec<PathBuf> = SPILLS.lock().unwrap_or_else(|e| e.into_inner()).clone();
             if spills.is_empty() && HANDLED_ELSEWHERE.load(Ordering::SeqCst) {
                 continue;
@@ -297,48 +314,31 @@ pub fn run(
     drop(shifts);
     phase("rules", &mut since);
 
-    let findings = Findings {
-        schema: FINDINGS_SCHEMA.into(),
-        generated_at: setup
-            .sources
-            .generated_at
-            .clone()
-            .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
-        policy: setup.policy.name.clone(),
-        input: InputSummary {
-            events: stats.accepted,
-            rejected: stats.rejected_total(),
-            rejected_by_reason: stats
-                .rejected_by_reason()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
-            duplicates: stats.duplicates,
-            from: rfc3339(stats.min_ts_us),
-            to: rfc3339(stats.max_ts_us),
-            sites: stats.sites.iter().cloned().collect(),
-            records_with_dropped_fields: stats.records_with_dropped_fields,
-            dropped_fields: stats.dropped_fields.clone(),
-            files,
-            rejects_not_kept,
-            overlapping_shifts: evaluation.overlapping_shifts,
-            mapping,
-        },
-        privacy: PrivacySummary {
-            k: setup.policy.k,
-            suppressed_groups: evaluation.suppressed,
-            pseudonymisation: if ephemeral {
-                "hmac-sha256, random key for this run".into()
-            } else {
-                "hmac-sha256, key from file".into()
-            },
-        },
-        findings: evaluation.findings.clone(),
-        target_steps: evaluation.target_steps.clone(),
-        comparisons: evaluation.comparisons.clone(),
-        incomplete: Vec::new(),
-        provenance: Some(provenance),
+    let input = InputSummary {
+        events: stats.accepted,
+        rejected: stats.rejected_total(),
+        rejected_by_reason: stats.rejected_by_reason().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        duplicates: stats.duplicates,
+        from: rfc3339(stats.min_ts_us),
+        to: rfc3339(stats.max_ts_us),
+        sites: stats.sites.iter().cloned().collect(),
+        records_with_dropped_fields: stats.records_with_dropped_fields,
+        dropped_fields: stats.dropped_fields.clone(),
+        files,
+        rejects_not_kept,
+        mapping,
+        ..Default::default()
     };
+    let key = if ephemeral { KeyUse::RandomForThisRun } else { KeyUse::FromFile };
+    let findings = Findings::assemble(
+        &setup.policy,
+        &evaluation,
+        input,
+        key,
+        setup.sources.generated_at.clone(),
+        provenance,
+        Vec::new(),
+    );
     write_atomic(&out.join("findings.json"), findings.to_json().as_bytes())?;
     let aggregates = vigie_analyze::aggregates::write(&evaluation, &out.join("aggregates"))?;
     let html = crate::report::render(&findings, &evaluation, &setup.policy, &setup.lang);

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use vigie_analyze::employer::Employer;
 use vigie_analyze::policy::Policy;
-use vigie_ingest::pseudo::Pseudonymiser;
+use vigie_ingest::pseudo::{NoKeyFile, Pseudonymiser};
 
 use crate::audit::{self, AuditSetup};
 use crate::generate::{Scenario, SiteSpec};
@@ -248,19 +248,33 @@ pub struct RulesArgs {
     pub lang: String,
 }
 
-/// An error with the exit code it maps to.
-#[derive(Debug)]
-pub struct Failure {
-    pub code: i32,
-    pub message: String,
+/// Why a command failed, and so its exit code (docs/cli.md).
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// The command line or a file it names cannot be used as given (a bad
+    /// argument, configuration, policy, mapping or key): exit 2.
+    #[error("{0}")]
+    Usage(String),
+    /// The run itself failed (an input that cannot be read, a store that
+    /// cannot be written, a broker that refuses): exit 1.
+    #[error("{0}")]
+    Run(String),
 }
 
 impl Failure {
     pub fn usage(message: impl Into<String>) -> Self {
-        Failure { code: 2, message: message.into() }
+        Failure::Usage(message.into())
     }
     pub fn run(message: impl Into<String>) -> Self {
-        Failure { code: 1, message: message.into() }
+        Failure::Run(message.into())
+    }
+
+    /// The process's exit code.
+    pub fn code(&self) -> i32 {
+        match self {
+            Failure::Usage(_) => 2,
+            Failure::Run(_) => 1,
+        }
     }
 }
 
@@ -281,16 +295,8 @@ fn load_policy(p: &PolicyArgs) -> Result<(Policy, String), Failure> {
 }
 
 fn load_key(flag: &Option<PathBuf>, allow_shared: bool) -> Result<Pseudonymiser, Failure> {
-    let path = flag.clone().or_else(|| std::env::var_os("VIGIE_KEY_FILE").map(PathBuf::from));
-    match path {
-        Some(p) => {
-            Pseudonymiser::from_private_key_file(&p, allow_shared).map_err(|e| Failure::usage(e.to_string()))
-        }
-        None => {
-            tracing::warn!("No key file (--key-file or VIGIE_KEY_FILE): using a random key; pseudonyms will not match across runs");
-            Ok(Pseudonymiser::ephemeral())
-        }
-    }
+    Pseudonymiser::resolve(flag.as_deref(), allow_shared, NoKeyFile::Ephemeral)
+        .map_err(|e| Failure::usage(e.to_string()))
 }
 
 /// Runs a parsed command line.
@@ -507,7 +513,8 @@ fn rules(r: &RulesArgs) -> Result<(), Failure> {
 }
 
 fn store_check(c: &StoreCheckArgs) -> Result<(), Failure> {
-    use crate::service::{check, config, store};
+    use crate::service::config;
+    use vigie_ingest::store::{self, check};
     if !c.store.is_dir() {
         return Err(Failure::usage(format!("{}: no such folder", c.store.display())));
     }
@@ -515,20 +522,9 @@ fn store_check(c: &StoreCheckArgs) -> Result<(), Failure> {
         Some(f) => {
             let cfg = config::load(f, std::env::vars())
                 .map_err(|p| Failure::usage(format!("bad configuration:\n  {}", p.join("\n  "))))?;
-            store::Retention {
-                raw_days: cfg.store.raw_retention_days,
-                summary_days: cfg.store.summary_retention_days,
-                aggregate_days: cfg.store.aggregate_retention_days,
-            }
+            cfg.store.retention()
         }
-        None => {
-            let d = config::StoreConfig::default();
-            store::Retention {
-                raw_days: d.raw_retention_days,
-                summary_days: d.summary_retention_days,
-                aggregate_days: d.aggregate_retention_days,
-            }
-        }
+        None => config::StoreConfig::default().retention(),
     };
     let today = chrono::Utc::now().date_naive();
     let report = check::check(&c.store, &retention, today, true);
@@ -541,10 +537,7 @@ fn store_check(c: &StoreCheckArgs) -> Result<(), Failure> {
         );
     }
     if report.problems() > 0 {
-        return Err(Failure {
-            code: 1,
-            message: format!("{} problems in {}", report.problems(), c.store.display()),
-        });
+        return Err(Failure::run(format!("{} problems in {}", report.problems(), c.store.display())));
     }
     Ok(())
 }
@@ -623,29 +616,6 @@ fn print_summary(outcome: &audit::AuditOutcome, out: &std::path::Path) {
     let _ = writeln!(stdout, "Output: {}", out.display());
 }
 
-/// Resolves on SIGINT or SIGTERM.
-pub async fn interrupted() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// `demo --serve`: publishes the demo's findings and counts, then serves
 /// `/metrics` until interrupted.
 fn serve_demo(addr: &str, token: Option<String>, outcome: &audit::AuditOutcome) -> Result<(), Failure> {
@@ -663,10 +633,7 @@ fn serve_demo(addr: &str, token: Option<String>, outcome: &audit::AuditOutcome) 
         let listener = crate::http::bind(addr).await.map_err(Failure::run)?;
         let local = listener.local_addr().map_err(|e| Failure::run(e.to_string()))?;
         println!("Serving http://{local}/metrics ({} series); Ctrl-C to stop", published.series);
-        tokio::select! {
-            _ = crate::http::serve(listener, metrics, token) => {}
-            _ = interrupted() => {}
-        }
+        crate::http::serve(listener, metrics, token, crate::shutdown::signal()).await;
         Ok(())
     })
 }

@@ -304,7 +304,7 @@ impl Generator {
         }
         // Distinct workers so that breaches do not overlap: a stride prime
         // to the head count visits every worker once.
-        let stride = [7u32, 11, 13, 17].into_iter().find(|p| n % p != 0).unwrap_or(1);
+        let stride = [7u32, 11, 13, 17].into_iter().find(|p| !n.is_multiple_of(*p)).unwrap_or(1);
         let mut k = 0u32;
         let mut pick = |what: Injection, count: u32, list: &mut Vec<(u32, u32, Injection)>| {
             for i in 0..count {
@@ -346,7 +346,7 @@ impl Generator {
         if weekday >= 5 && !(long_week && weekday == 5) {
             return Vec::new();
         }
-        let morning = (self.week_of(day) + self.workers[w as usize].rotation) % 2 == 0;
+        let morning = (self.week_of(day) + self.workers[w as usize].rotation).is_multiple_of(2);
         let start = if morning { MORNING } else { AFTERNOON };
         let mut plans = Vec::new();
         match inj {
@@ -466,7 +466,7 @@ impl Generator {
         let process = if packing { "pack" } else { "pick" };
         out.push(ev(start, "shift_start"));
         if let Some(t) = employer.target_per_hour {
-            if day % 7 == 0 {
+            if day.is_multiple_of(7) {
                 out.push(GenEvent {
                     target_per_hour: Some(t * day_factor),
                     ..ev(start + 1_000_000, "rate_target")
@@ -576,7 +576,7 @@ impl Generator {
             Some(Injection::NoBreak) => self.injected.break_after_6h += 1,
             Some(Injection::ShortRest) => self.injected.daily_rest_11h += 1,
             Some(Injection::LongDay) => self.injected.daily_max_10h += 1,
-            Some(Injection::LongWeek) if day % 7 == 0 => self.injected.weekly_max_48h += 1,
+            Some(Injection::LongWeek) if day.is_multiple_of(7) => self.injected.weekly_max_48h += 1,
             _ => {}
         }
     }

@@ -72,9 +72,18 @@ pub fn listen_addr(addr: &str) -> Result<SocketAddr, String> {
     full.parse().map_err(|_| format!("{addr:?} is not an address like 127.0.0.1:9464"))
 }
 
-/// Serves until the task is dropped or aborted.
-pub async fn serve(listener: TcpListener, metrics: Arc<Metrics>, token: Option<String>) {
-    serve_with(listener, metrics, token, Limits::default()).await
+/// Serves until `stop` resolves (connections already open finish in
+/// their own tasks).
+pub async fn serve(
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    token: Option<String>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::select! {
+        _ = serve_with(listener, metrics, token, Limits::default()) => {}
+        _ = stop => {}
+    }
 }
 
 /// [`serve`] with explicit bounds.
@@ -212,7 +221,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let m = Arc::new(Metrics::new(crate::metrics::DEFAULT_MAX_SERIES));
         m.events_ingested.inc_by(7);
-        let task = tokio::spawn(serve(listener, m, Some("s3cret".into())));
+        let task = tokio::spawn(serve(listener, m, Some("s3cret".into()), std::future::pending()));
         assert!(get(addr, "/metrics", None).await.starts_with("HTTP/1.1 401"));
         assert!(get(addr, "/metrics", Some("wrong")).await.starts_with("HTTP/1.1 401"));
         let ok = get(addr, "/metrics", Some("s3cret")).await;

@@ -185,8 +185,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
     for (i, h) in headers.iter().enumerate() {
         let mut seen: Vec<String> = Vec::new();
         for c in col(i) {
-            let shown =
-                if masked(i) { format!("~{}", pseudo.pseudonym(c)) } else { c.chars().take(30).collect() };
+            let shown = if masked(i) { pseudo.redacted(c) } else { c.chars().take(30).collect() };
             if !seen.contains(&shown) {
                 seen.push(shown);
             }

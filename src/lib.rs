@@ -11,3 +11,4 @@ pub mod inspect;
 pub mod metrics;
 pub mod report;
 pub mod service;
+pub mod shutdown;

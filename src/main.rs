@@ -42,7 +42,7 @@ fn main() {
         }
     }
     if let Err(f) = outcome {
-        eprintln!("vigie: {}", f.message);
-        std::process::exit(f.code);
+        eprintln!("vigie: {f}");
+        std::process::exit(f.code());
     }
 }

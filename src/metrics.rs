@@ -15,6 +15,7 @@ use prometheus::{
     Registry, TextEncoder,
 };
 use vigie_analyze::findings::{Finding, Status};
+use vigie_analyze::group::{Group, Period};
 use vigie_analyze::rules::{AggregateRow, Evaluation};
 use vigie_analyze::shifts::{GAP_CLASSES, HIST_BOUNDS_S, JUSTIFY_GAP_BUCKETS};
 use vigie_ingest::event::RejectReason;
@@ -55,7 +56,7 @@ type ByGroup<V> = BTreeMap<(String, String), V>;
 
 /// The value of an aggregate row's group.
 fn of<'a, V>(m: &'a ByGroup<V>, r: &AggregateRow) -> Option<&'a V> {
-    m.get(&(r.site.clone(), r.group.clone()))
+    m.get(&(r.site.clone(), r.group.to_string()))
 }
 
 /// Every metric vigie exports.
@@ -121,6 +122,65 @@ pub struct Metrics {
 
 fn opts(name: &str, help: &str) -> Opts {
     Opts::new(name, help)
+}
+
+/// The consumer's reports (`vigie_ingest::kafka`), counted here.
+impl vigie_ingest::kafka::Telemetry for Metrics {
+    fn unmapped(&self, topic: &str, messages: u64) {
+        self.events_unmapped.with_label_values(&[topic]).inc_by(messages);
+    }
+    fn source_reset(&self, topic: &str) {
+        self.source_resets.with_label_values(&[topic]).inc();
+    }
+    fn reset_held(&self, topic: &str, held: bool) {
+        let g = self.source_reset_blocked.with_label_values(&[topic]);
+        if held {
+            g.inc()
+        } else {
+            g.dec()
+        }
+    }
+    fn source_skipped(&self, topic: &str, offsets: u64) {
+        self.source_skipped.with_label_values(&[topic]).inc_by(offsets);
+    }
+    fn folder_capped_flush(&self) {
+        self.store_folder_capped_flushes.inc();
+    }
+    fn store_write_failure(&self, step: &str) {
+        self.store_write_failures.with_label_values(&[step]).inc();
+    }
+    fn batch_written(&self, took: std::time::Duration) {
+        self.batch_write_seconds.observe(took.as_secs_f64());
+    }
+    fn ingested(&self, stats: &IngestStats) {
+        self.count_ingest(stats);
+    }
+    fn fenced_flush(&self) {
+        self.store_fenced_flushes.inc();
+    }
+    fn store_writable(&self, writable: bool) {
+        self.store_writable.set(i64::from(writable));
+    }
+    fn damaged_checkpoint(&self) {
+        self.store_damaged_checkpoints.inc();
+    }
+    fn incomplete_removed(&self, files: u64) {
+        self.store_incomplete_removed.inc_by(files);
+    }
+    fn quarantined(&self, tier: &str, reason: &str, files: u64) {
+        self.store_quarantined.with_label_values(&[tier, reason]).inc_by(files);
+    }
+    fn consumer_lag(&self, topic: &str, partition: &str, lag: Option<i64>) {
+        match lag {
+            Some(lag) => self.consumer_lag.with_label_values(&[topic, partition]).set(lag),
+            None => {
+                let _ = self.consumer_lag.remove_label_values(&[topic, partition]);
+            }
+        }
+    }
+    fn group_joined(&self, joined: bool) {
+        self.group_joined.set(i64::from(joined));
+    }
 }
 
 impl Metrics {
@@ -507,7 +567,7 @@ impl Metrics {
         for t in &eval.target_steps {
             // Steps come in date order within a group and process.
             targets
-                .entry((t.site.clone(), t.group.clone()))
+                .entry((t.site.clone(), t.group.to_string()))
                 .or_default()
                 .insert(t.process.as_str(), t.target_uph);
         }
@@ -518,7 +578,7 @@ impl Metrics {
             if let Some(rel) = c.relative {
                 // Comparisons come in date order within a group and process.
                 changes
-                    .entry((c.site.clone(), c.group.clone()))
+                    .entry((c.site.clone(), c.group.to_string()))
                     .or_default()
                     .insert((c.process.as_str(), c.source.as_str()), rel);
             }
@@ -798,7 +858,7 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
         let site = format!("site-{s:02}");
         suppressed_by_site.insert(site.clone(), 1);
         for g in 0..groups {
-            let group = if g == 0 { "site".to_string() } else { format!("team:t{g:02}") };
+            let group = if g == 0 { Group::site() } else { Group::team(&format!("t{g:02}")) };
             for rule in rules {
                 n += 1;
                 let status = if n % breach_every == 0 { Status::Breach } else { Status::Ok };
@@ -808,7 +868,7 @@ pub fn budget_fixture(sites: usize, groups: usize, breach_every: usize) -> Evalu
                         status,
                         site: site.clone(),
                         group: group.clone(),
-                        period: period.into(),
+                        period: Period::parse(period).expect("a week"),
                         observed: Some(1.0),
                         threshold: 0.0,
                         unit: "x".into(),

@@ -20,7 +20,7 @@ use crate::rules::{fnv, process_name, quantile, round, Ctx, Row};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetStep {
     pub site: String,
-    pub group: String,
+    pub group: crate::group::Group,
     pub process: String,
     /// First and last local day at this level (days with shifts and a
     /// target; days in between without any are not counted).
@@ -55,7 +55,7 @@ impl ChangeSource {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
     pub site: String,
-    pub group: String,
+    pub group: crate::group::Group,
     pub process: String,
     pub date: NaiveDate,
     pub source: ChangeSource,
@@ -164,7 +164,8 @@ pub(crate) fn dated(ctx: &Ctx) -> (Vec<TargetStep>, Vec<Comparison>) {
     let mut steps = Vec::new();
     let mut comparisons = Vec::new();
     for (key, _) in ctx.published_all() {
-        let (site, group) = (key.0.to_string(), key.1.clone());
+        let (site, group) =
+            (key.0.to_string(), crate::group::Group::parse(&key.1).expect("a published group"));
         let members = ctx.members(key);
         for (process, days) in by_process(&members) {
             // The step series: days with k workers or more under a target.
@@ -319,7 +320,7 @@ mod tests {
         let s: Vec<(String, String, String, u64, f64)> = e
             .target_steps
             .iter()
-            .map(|s| (s.group.clone(), s.from.to_string(), s.to.to_string(), s.days, s.target_uph))
+            .map(|s| (s.group.to_string(), s.from.to_string(), s.to.to_string(), s.days, s.target_uph))
             .collect();
         assert_eq!(
             s,

@@ -42,9 +42,9 @@ pub struct Finding {
     pub status: Status,
     pub site: String,
     /// `site`, `team:NAME` or `zone:NAME`.
-    pub group: String,
+    pub group: crate::group::Group,
     /// An ISO week (`2026-W10`) or `all`.
-    pub period: String,
+    pub period: crate::group::Period,
     pub observed: Option<f64>,
     pub threshold: f64,
     pub unit: String,
@@ -228,6 +228,15 @@ pub struct Incomplete {
     pub reason: String,
 }
 
+/// Which key pseudonymised the workers (`privacy.pseudonymisation`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUse {
+    /// A random key, for this run only: its pseudonyms match no other run's.
+    RandomForThisRun,
+    /// A key read from a file.
+    FromFile,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Findings {
     pub schema: String,
@@ -252,6 +261,41 @@ pub struct Findings {
 }
 
 impl Findings {
+    /// The one way findings are put together, by the audit and by the
+    /// service: what `evaluation` found under `policy`, with what each path
+    /// knows of its input, its key and where its figures come from.
+    pub fn assemble(
+        policy: &crate::policy::Policy,
+        evaluation: &crate::rules::Evaluation,
+        input: InputSummary,
+        key: KeyUse,
+        generated_at: Option<String>,
+        provenance: Provenance,
+        incomplete: Vec<Incomplete>,
+    ) -> Findings {
+        Findings {
+            schema: FINDINGS_SCHEMA.into(),
+            generated_at: generated_at
+                .unwrap_or_else(|| chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)),
+            policy: policy.name.clone(),
+            input: InputSummary { overlapping_shifts: evaluation.overlapping_shifts, ..input },
+            privacy: PrivacySummary {
+                k: policy.k,
+                suppressed_groups: evaluation.suppressed,
+                pseudonymisation: match key {
+                    KeyUse::RandomForThisRun => "hmac-sha256, random key for this run",
+                    KeyUse::FromFile => "hmac-sha256, key from file",
+                }
+                .into(),
+            },
+            findings: evaluation.findings.clone(),
+            target_steps: evaluation.target_steps.clone(),
+            comparisons: evaluation.comparisons.clone(),
+            incomplete,
+            provenance: Some(provenance),
+        }
+    }
+
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }

@@ -682,7 +682,8 @@ mod tests {
         let n = rng.gen_range(0..400);
         let workers = rng.gen_range(1..5u64);
         let mut t: Vec<i64> = (0..workers).map(|_| rng.gen_range(0..3_600_000_000i64)).collect();
-        let mut cols: (Vec<&str>, Vec<u64>, Vec<i64>, Vec<i32>, Vec<u8>) = Default::default();
+        type Columns<'a> = (Vec<&'a str>, Vec<u64>, Vec<i64>, Vec<i32>, Vec<u8>);
+        let mut cols: Columns<'_> = Default::default();
         let mut team = Vec::new();
         let mut zone = Vec::new();
         let mut quantity = Vec::new();

@@ -9,6 +9,7 @@ pub mod dated;
 pub mod employer;
 pub mod findings;
 pub mod fold;
+pub mod group;
 pub mod policy;
 pub mod privacy;
 pub mod rules;

@@ -22,6 +22,7 @@
 //! When a pair fails, the smaller cell is hidden; when a chain fails, its
 //! smallest published part is. The checks run again until none fails.
 
+use crate::group::{Group, GroupKind};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// One shift, as the suppression sees it.
@@ -313,8 +314,8 @@ pub fn site_table(slots: &[Slot]) -> Table {
     }
     // The parts of each cut, gathered in one pass over the cells (sorted,
     // so that the families do not depend on hash order).
-    let mut by_kind_period: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
-    let mut by_kind: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_kind_period: HashMap<(GroupKind, &str), Vec<usize>> = HashMap::new();
+    let mut by_kind: HashMap<GroupKind, Vec<usize>> = HashMap::new();
     let mut weeks_of_group: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut days_of_week: HashMap<&str, Vec<usize>> = HashMap::new();
     let mut all_days = Vec::new();
@@ -330,12 +331,11 @@ pub fn site_table(slots: &[Slot]) -> Table {
         if p != "all" {
             weeks_of_group.entry(g).or_default().push(i);
         }
-        for kind in ["team:", "zone:"] {
-            if g.starts_with(kind) {
-                by_kind_period.entry((kind, p)).or_default().push(i);
-                if p != "all" {
-                    by_kind.entry(kind).or_default().push(i);
-                }
+        // A team or a zone: a part of its kind's family.
+        if let Some(kind) = Group::parse(g).map(|g| g.kind()).filter(|k| *k != GroupKind::Site) {
+            by_kind_period.entry((kind, p)).or_default().push(i);
+            if p != "all" {
+                by_kind.entry(kind).or_default().push(i);
             }
         }
     }
@@ -344,12 +344,11 @@ pub fn site_table(slots: &[Slot]) -> Table {
         v.sort_unstable();
         v
     };
-    let kinds = ["team:", "zone:"];
     let weeks: BTreeSet<&str> = week_of_day.values().copied().collect();
     let site_all = index[&("site".to_string(), "all".to_string())];
     for period in weeks.iter().copied().chain(["all"]) {
         let parent = index[&("site".to_string(), period.to_string())];
-        for kind in kinds {
+        for kind in GroupKind::PARTS {
             t.family(parent, sorted(by_kind_period.get(&(kind, period))));
         }
         let days = if period == "all" { sorted(Some(&all_days)) } else { sorted(days_of_week.get(period)) };
@@ -363,8 +362,8 @@ pub fn site_table(slots: &[Slot]) -> Table {
     for (name, i) in groups {
         t.family(i, sorted(weeks_of_group.get(name.0.as_str())));
     }
-    for kind in kinds {
-        t.family(site_all, sorted(by_kind.get(kind)));
+    for kind in GroupKind::PARTS {
+        t.family(site_all, sorted(by_kind.get(&kind)));
     }
     t
 }

@@ -523,10 +523,9 @@ mod tests {
                         7 | 8 => TimeZone::opt_try_new(Some("Europe/Paris")).expect("a zone Polars knows"),
                         _ => None,
                     };
-                    let s = Int64Chunked::new(name.into(), us)
+                    Int64Chunked::new(name.into(), us)
                         .into_datetime(TimeUnit::Microseconds, zone)
-                        .into_column();
-                    s
+                        .into_column()
                 }
             },
             "site" | "zone" | "team" => {

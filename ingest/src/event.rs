@@ -185,6 +185,12 @@ pub struct EventRef<'a> {
     pub target_per_hour: Option<f64>,
 }
 
+/// The local calendar date of a local instant (microseconds since the
+/// epoch, in the offset the event carried).
+pub fn local_date(local_us: i64) -> chrono::NaiveDate {
+    chrono::DateTime::from_timestamp_micros(local_us).unwrap_or_default().naive_utc().date()
+}
+
 impl Event {
     /// The event, borrowed (sequence number 0).
     pub fn as_ref(&self) -> EventRef<'_> {

@@ -12,6 +12,8 @@ pub mod event;
 mod flat;
 mod lines;
 pub use lines::CheckedJson;
+#[cfg(feature = "kafka")]
+pub mod kafka;
 pub mod mapping;
 pub mod planted;
 pub mod pseudo;
@@ -46,12 +48,26 @@ use validate::{Clock, RawFields, Rejection, Valid};
 /// fatal).
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
+    /// A file or folder could not be read or written (a source file, the
+    /// store, the spill, the rejects store).
     #[error("{path}: {source}")]
     Io { path: String, source: std::io::Error },
+    /// The pseudonymisation key cannot be used (configuration).
     #[error("{0}")]
     Key(String),
+    /// An input cannot be read as a whole (not one record: the file, its
+    /// header, its footer). Records are never errors: they are refused
+    /// with a reason and go to the rejects store.
     #[error("{0}")]
     Input(String),
+    /// A refused record could not be delivered to the dead-letter topic:
+    /// only a replay of the source brings it back.
+    #[error("{0}")]
+    DeadLetter(String),
+    /// The source went backwards while read, and what was read before it
+    /// cannot be made durable.
+    #[error("{0}")]
+    Durability(String),
     #[error("polars: {0}")]
     Polars(#[from] polars::error::PolarsError),
 }
@@ -97,9 +113,63 @@ pub const MAX_INTERNED_LABELS: usize = 65_536;
 /// are counted under `(other)`.
 const MAX_DROPPED_NAMES: usize = 64;
 
-/// Rejects of one reason logged one by one before the log goes quiet (the
-/// totals are always reported).
-const LOGGED_REJECTS_PER_REASON: u64 = 5;
+/// Rejects of one reason logged one by one in a window of
+/// [`REJECT_LOG_WINDOW`] before the log goes quiet until the next window
+/// (the totals are always counted, and a quiet window's count is logged).
+const LOGGED_REJECTS_PER_REASON: u32 = 5;
+/// The window of the reject log's rate limit.
+const REJECT_LOG_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The reject log's rate limit: per reason, the first
+/// [`LOGGED_REJECTS_PER_REASON`] rejects of each window are logged one by
+/// one, the others counted and summed up in one line when the window
+/// ends. A long-running service thus keeps reporting a source that starts
+/// sending bad records hours later, without one line per record.
+struct RejectLog {
+    window_start: std::time::Instant,
+    logged: Vec<u32>,
+    quiet: Vec<u64>,
+}
+
+impl RejectLog {
+    fn new() -> RejectLog {
+        let n = RejectReason::ALL.len();
+        RejectLog { window_start: std::time::Instant::now(), logged: vec![0; n], quiet: vec![0; n] }
+    }
+
+    /// Whether this reject is logged one by one (a window that has ended
+    /// is closed first).
+    fn admit(&mut self, reason: RejectReason, now: std::time::Instant) -> bool {
+        if now.duration_since(self.window_start) >= REJECT_LOG_WINDOW {
+            self.close();
+            self.window_start = now;
+        }
+        let i = reason.code() as usize;
+        if self.logged[i] < LOGGED_REJECTS_PER_REASON {
+            self.logged[i] += 1;
+            if self.logged[i] == LOGGED_REJECTS_PER_REASON {
+                tracing::warn!(reason = %reason, window_s = REJECT_LOG_WINDOW.as_secs(), "Further rejects of this reason are counted, not logged, until the window ends");
+            }
+            true
+        } else {
+            self.quiet[i] += 1;
+            false
+        }
+    }
+
+    /// Logs the count of each reason kept quiet in the window, and starts
+    /// afresh.
+    fn close(&mut self) {
+        for r in RejectReason::ALL {
+            let i = r.code() as usize;
+            if self.quiet[i] > 0 {
+                tracing::warn!(reason = %r, rejects = self.quiet[i], "Rejects counted but not logged one by one in the last window");
+            }
+        }
+        self.logged.iter_mut().for_each(|n| *n = 0);
+        self.quiet.iter_mut().for_each(|n| *n = 0);
+    }
+}
 
 /// What came through the door.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -184,6 +254,7 @@ pub struct Ingestor<S, R> {
     /// The key, one copy per checking thread, for batches of messages
     /// (`check_json_batch`): each keeps its memo from batch to batch.
     forks: Vec<Pseudonymiser>,
+    reject_log: RejectLog,
     pub stats: IngestStats,
     pub sink: S,
     pub rejects: R,
@@ -201,6 +272,7 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             last_site: None,
             columnar: true,
             forks: Vec::new(),
+            reject_log: RejectLog::new(),
             stats: IngestStats::default(),
             sink,
             rejects,
@@ -570,22 +642,19 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         raw: &[u8],
         full_len: usize,
     ) -> Result<(), IngestError> {
-        let n = &mut self.stats.rejected[rej.reason.code() as usize];
-        *n += 1;
-        if *n <= LOGGED_REJECTS_PER_REASON {
+        self.stats.rejected[rej.reason.code() as usize] += 1;
+        if self.reject_log.admit(rej.reason, std::time::Instant::now()) {
             // Coordinates, size and reason only: the message may quote a
             // value of the record, and a log keeps no record content (the
             // rejects store has the message).
             tracing::warn!(source = %at, reason = %rej.reason, bytes = full_len, "Record rejected");
-            if *n == LOGGED_REJECTS_PER_REASON {
-                tracing::warn!(reason = %rej.reason, "Further rejects of this reason are counted, not logged");
-            }
         }
         self.rejects.reject(at, rej, raw, full_len)
     }
 
     /// Flushes the rejects store and hands back the sinks and counts.
     pub fn finish(mut self) -> Result<(S, R, IngestStats), IngestError> {
+        self.reject_log.close();
         self.rejects.flush()?;
         Ok((self.sink, self.rejects, self.stats))
     }
@@ -658,5 +727,31 @@ mod parallel_tests {
             assert_eq!(err, 57);
         }
         assert!(map_parallel(&[] as &[u8], 2, |_| Ok::<u8, ()>(0)).unwrap().is_empty());
+    }
+}
+
+#[cfg(test)]
+mod reject_log_tests {
+    use super::*;
+
+    #[test]
+    fn each_reason_is_logged_five_times_a_window_then_counted_until_the_next() {
+        let mut log = RejectLog::new();
+        let t0 = log.window_start;
+        let r = RejectReason::InvalidJson;
+        let admitted: Vec<bool> = (0..8).map(|_| log.admit(r, t0)).collect();
+        assert_eq!(admitted, [true, true, true, true, true, false, false, false]);
+        assert_eq!(log.quiet[r.code() as usize], 3);
+        // Another reason has its own five.
+        assert!(log.admit(RejectReason::TooLarge, t0 + std::time::Duration::from_secs(59)));
+        assert!(!log.admit(r, t0 + std::time::Duration::from_secs(59)));
+        // The next window logs again, and its counts start afresh.
+        let t1 = t0 + REJECT_LOG_WINDOW;
+        assert!(log.admit(r, t1));
+        assert_eq!((log.logged[r.code() as usize], log.quiet[r.code() as usize]), (1, 0));
+        assert_eq!(log.logged[RejectReason::TooLarge.code() as usize], 0);
+        // A window is measured from its first reject, not from the last.
+        let admitted: Vec<bool> = (0..6).map(|_| log.admit(r, t1 + REJECT_LOG_WINDOW / 2)).collect();
+        assert_eq!(admitted, [true, true, true, true, false, false]);
     }
 }

@@ -20,7 +20,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
-use crate::event::{Device, Kind, Origin, Process, Pseudonym, RejectReason, MAX_RECORD_BYTES};
+use crate::event::{Device, Kind, Origin, Process, Pseudonym, MAX_RECORD_BYTES};
 use crate::pseudo::Pseudonymiser;
 use crate::reader::{CsvNext, CsvRecords};
 use crate::rejects::RejectSink;
@@ -468,10 +468,7 @@ fn admit_chunk<S: EventSink, R: RejectSink>(
         match (v, &text) {
             (Verdict::Checked(c), Text::Utf8(t)) => ing.offer_checked(&c.valid(t), c.pseudonym)?,
             _ if l.len > MAX_RECORD_BYTES => {
-                let rej = Rejection::new(
-                    RejectReason::TooLarge,
-                    format!("record of {} bytes, over the limit of {MAX_RECORD_BYTES}", l.len),
-                );
+                let rej = Rejection::too_large(l.len);
                 // Cut: it cannot be parsed whole, so no byte of it is kept.
                 ing.offer_refused(rej, at(), &[], l.len)?;
             }
@@ -847,7 +844,7 @@ mod tests {
 
     /// The service's clock for one file in five (future timestamps).
     fn clock_for(n: usize) -> Option<Clock> {
-        (n % 5 == 0).then_some(Clock {
+        n.is_multiple_of(5).then_some(Clock {
             now_us: 1_772_434_800_000_000,
             skew_us: 1_000_000,
             oldest_local_day: None,

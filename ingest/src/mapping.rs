@@ -539,14 +539,14 @@ pub fn redact_json(
         // The exact key first, then the nested path.
         if let Some(slot) = at.as_object_mut().and_then(|m| m.get_mut(key.as_str())) {
             let text = json_value_text(slot);
-            *slot = serde_json::Value::String(format!("~{}", pseudo.pseudonym(&text)));
+            *slot = serde_json::Value::String(pseudo.redacted(&text));
             continue;
         }
         while let Some(p) = parts.next() {
             let Some(next) = at.as_object_mut().and_then(|m| m.get_mut(p)) else { break };
             if parts.peek().is_none() {
                 let text = json_value_text(next);
-                *next = serde_json::Value::String(format!("~{}", pseudo.pseudonym(&text)));
+                *next = serde_json::Value::String(pseudo.redacted(&text));
                 break;
             }
             at = next;

@@ -3,7 +3,7 @@
 //! re-keyed; only the pseudonym travels further.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -169,6 +169,13 @@ impl Pseudonymiser {
         Pseudonymiser { mac: self.mac.clone(), memo: HashMap::default(), ephemeral: self.ephemeral }
     }
 
+    /// An identifier as a refused record, a draft mapping or any other
+    /// text vigie writes may show it: `~` and its pseudonym (the one
+    /// redaction of vigie, docs/security.md).
+    pub fn redacted(&mut self, identifier: &str) -> String {
+        format!("~{}", self.pseudonym(identifier))
+    }
+
     pub fn pseudonym(&mut self, worker: &str) -> Pseudonym {
         if let Some(p) = self.memo.get(worker) {
             return *p;
@@ -188,6 +195,83 @@ impl Pseudonymiser {
         let mut first = [0u8; 8];
         first.copy_from_slice(&out[..8]);
         Pseudonym(u64::from_be_bytes(first))
+    }
+}
+
+/// Where the key comes from when neither a file is given nor
+/// `$VIGIE_KEY_FILE` is set.
+#[derive(Debug, Clone, Copy)]
+pub enum NoKeyFile<'a> {
+    /// A random key for this run only (`vigie audit` and the other file
+    /// commands): pseudonyms will not match those of any other run.
+    Ephemeral,
+    /// A key created once at this path and read from then on (the
+    /// service: `vigie.key` in its store).
+    CreateAt(&'a Path),
+}
+
+impl Pseudonymiser {
+    /// The one key resolver of vigie: the file given (`--key-file`,
+    /// `store.key_file`), else `$VIGIE_KEY_FILE`, else `otherwise`. A key
+    /// file its group or others may read is refused unless `allow_shared`.
+    pub fn resolve(
+        given: Option<&Path>,
+        allow_shared: bool,
+        otherwise: NoKeyFile<'_>,
+    ) -> Result<Self, IngestError> {
+        let path =
+            given.map(Path::to_path_buf).or_else(|| std::env::var_os("VIGIE_KEY_FILE").map(PathBuf::from));
+        let path = match (path, otherwise) {
+            (None, NoKeyFile::Ephemeral) => {
+                tracing::warn!("No key file (--key-file or VIGIE_KEY_FILE): using a random key; pseudonyms will not match across runs");
+                return Ok(Self::ephemeral());
+            }
+            (Some(p), NoKeyFile::Ephemeral) => p,
+            // The service creates the key it is pointed at when there is
+            // none yet: it runs unattended.
+            (given, NoKeyFile::CreateAt(store)) => {
+                let p = given.unwrap_or_else(|| store.to_path_buf());
+                if !p.exists() {
+                    create_key(&p)?;
+                    if p == store {
+                        tracing::warn!(path = %p.display(), "No key file configured: using a key kept in the store; keep it apart from the store where you can");
+                    }
+                }
+                p
+            }
+        };
+        Self::from_private_key_file(&path, allow_shared)
+    }
+}
+
+/// Creates a random 32-byte key at `path` (hex, mode 0600), unless one is
+/// already there.
+pub fn create_key(path: &Path) -> Result<(), IngestError> {
+    use rand::RngCore;
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    let hex = crate::hex(&key);
+    // Written whole under a temporary name, then linked into place: when
+    // instances start together, one key wins and every instance reads it.
+    let tmp = dir.join(format!(".vigie.key.{}.new", std::process::id()));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(|e| IngestError::io(&tmp, e))?;
+    f.write_all(hex.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| IngestError::io(&tmp, e))?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(IngestError::io(path, e)),
     }
 }
 

@@ -251,10 +251,7 @@ fn read_ndjson<S: EventSink, R: RejectSink>(
         }
         let at = || Origin::File { file: name.clone(), line: line_no };
         if len > MAX_RECORD_BYTES {
-            let rej = Rejection::new(
-                RejectReason::TooLarge,
-                format!("record of {len} bytes, over the limit of {MAX_RECORD_BYTES}"),
-            );
+            let rej = Rejection::too_large(len);
             // Cut: it cannot be parsed whole, so no byte of it is kept.
             ing.offer_refused(rej, at(), &[], len)?;
         } else {
@@ -398,7 +395,7 @@ impl<R: BufRead> CsvRecords<R> {
 fn redact_cell(name: Option<&String>, cell: &str, pseudo: &mut crate::pseudo::Pseudonymiser) -> String {
     match name {
         None => "~withheld".to_string(),
-        Some(n) if crate::rejects::is_identifier_field(n) => format!("~{}", pseudo.pseudonym(cell)),
+        Some(n) if crate::rejects::is_identifier_field(n) => pseudo.redacted(cell),
         Some(_) => cell.to_string(),
     }
 }
@@ -411,10 +408,7 @@ pub(crate) fn refuse_too_large<S: EventSink, R: RejectSink>(
     line: u64,
     bytes: usize,
 ) -> Result<(), IngestError> {
-    let rej = Rejection::new(
-        RejectReason::TooLarge,
-        format!("record of {bytes} bytes, over the limit of {MAX_RECORD_BYTES}"),
-    );
+    let rej = Rejection::too_large(bytes);
     ing.offer_refused(rej, Origin::File { file: name.clone(), line }, &[], bytes)
 }
 
@@ -816,10 +810,7 @@ fn read_slice<S: EventSink, R: RejectSink>(
         let at = || Origin::File { file: name.clone(), line: row };
         let render = |ps: &mut crate::pseudo::Pseudonymiser| render_fields(&raw, ps);
         if size > MAX_RECORD_BYTES {
-            let rej = Rejection::new(
-                RejectReason::TooLarge,
-                format!("record of {size} bytes, over the limit of {MAX_RECORD_BYTES}"),
-            );
+            let rej = Rejection::too_large(size);
             let rendered = render(ing.pseudonymiser());
             ing.offer_refused(rej, at(), &rendered, size)?;
             continue;
@@ -994,7 +985,7 @@ fn render_fields(raw: &RawFields<'_>, pseudo: &mut crate::pseudo::Pseudonymiser)
                     Val::Float(x) => x.to_string(),
                     _ => String::new(),
                 };
-                serde_json::Value::String(format!("~{}", pseudo.pseudonym(&w)))
+                serde_json::Value::String(pseudo.redacted(&w))
             }
             Val::Str(s) => s.into_owned().into(),
             Val::Cell(s) => s.into(),
@@ -1515,7 +1506,7 @@ fn read_mapped_csv_tapped<S: EventSink, R: RejectSink>(
             for (i, cell) in shown.iter().enumerate() {
                 let key = headers.get(i).cloned().unwrap_or_else(|| format!("column_{}", i + 1));
                 let value = if identifier_cols.contains(&i) || i >= headers.len() {
-                    format!("~{}", ps.pseudonym(cell))
+                    ps.redacted(cell)
                 } else {
                     cell.to_string()
                 };

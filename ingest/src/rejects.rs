@@ -259,7 +259,7 @@ pub(crate) fn redact_value(v: &mut serde_json::Value, pseudo: &mut Pseudonymiser
                         serde_json::Value::String(s) => s.clone(),
                         other => other.to_string(),
                     };
-                    *val = serde_json::Value::String(format!("~{}", pseudo.pseudonym(&text)));
+                    *val = serde_json::Value::String(pseudo.redacted(&text));
                 } else {
                     redact_value(val, pseudo);
                 }

@@ -208,6 +208,14 @@ impl Rejection {
     pub fn new(reason: RejectReason, message: impl Into<String>) -> Self {
         Rejection { reason, message: message.into() }
     }
+
+    /// `too_large`, with the one message every reader gives for it.
+    pub fn too_large(bytes: usize) -> Self {
+        Rejection::new(
+            RejectReason::TooLarge,
+            format!("record of {bytes} bytes, over the limit of {MAX_RECORD_BYTES}"),
+        )
+    }
 }
 
 impl fmt::Display for Rejection {
@@ -265,10 +273,7 @@ pub fn parse_json(line: &str) -> Result<RawFields<'_>, Rejection> {
 /// Checks the size and encoding of a raw record.
 pub fn check_bytes(bytes: &[u8]) -> Result<&str, Rejection> {
     if bytes.len() > MAX_RECORD_BYTES {
-        return Err(Rejection::new(
-            RejectReason::TooLarge,
-            format!("record of {} bytes, over the limit of {MAX_RECORD_BYTES}", bytes.len()),
-        ));
+        return Err(Rejection::too_large(bytes.len()));
     }
     std::str::from_utf8(bytes).map_err(|e| {
         Rejection::new(

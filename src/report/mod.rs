@@ -594,8 +594,8 @@ pub fn render(f: &Findings, eval: &Evaluation, policy: &Policy, lang: &str) -> S
             status: x.status.as_str(),
             rule: x.rule.clone(),
             site: x.site.clone(),
-            group: x.group.clone(),
-            period: x.period.clone(),
+            group: x.group.to_string(),
+            period: x.period.to_string(),
             observed: x.observed.map(raw).unwrap_or_default(),
             threshold: raw(x.threshold),
             population: x.population,
@@ -787,7 +787,7 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
     };
     let mut groups: Vec<(f64, String)> = agg
         .iter()
-        .map(|a| a.group.clone())
+        .map(|a| a.group.to_string())
         .collect::<BTreeSet<_>>()
         .into_iter()
         .filter(|g| g != "site")
@@ -963,7 +963,7 @@ fn charts(f: &Findings, eval: &Evaluation, policy: &Policy, l: &Locale) -> Vec<C
                 .filter(|x| {
                     x.site == site
                         && x.group == "site"
-                        && &x.period == w
+                        && x.period.as_str() == w.as_str()
                         && cat.rule(&x.rule).is_some_and(|r| r.family == "worktime")
                 })
                 .filter_map(|x| x.observed)

@@ -13,15 +13,15 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use vigie_analyze::employer::Employer;
-use vigie_analyze::findings::{Findings, InputSummary, PrivacySummary, FINDINGS_SCHEMA};
+use vigie_analyze::findings::{Findings, InputSummary, KeyUse, Provenance};
 use vigie_analyze::policy::Policy;
 use vigie_analyze::rules::{self, Evaluation, Evidence};
 use vigie_analyze::shifts;
 use vigie_ingest::store::{write_parquet_atomic, Durability};
 
 use super::config::Config;
-use super::store::{self, Retention};
 use crate::metrics::Metrics;
+use vigie_ingest::store::{self, Retention};
 
 /// What one analysis produced.
 pub struct Cycle {
@@ -296,49 +296,30 @@ pub fn analysis_cycle_with(
     sites.dedup();
     sites.sort();
     sites.dedup();
-    let findings = Findings {
-        schema: FINDINGS_SCHEMA.into(),
-        generated_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        policy: policy.name.clone(),
-        input: InputSummary {
-            events: events_seen,
-            from: rfc(all.iter().map(|s| s.start_us).min()),
-            to: rfc(all.iter().map(|s| s.end_us).max()),
-            sites,
-            files: vec![format!("store: {}", root.display())],
-            overlapping_shifts: evaluation.overlapping_shifts,
-            ..Default::default()
-        },
-        privacy: PrivacySummary {
-            k: policy.k,
-            suppressed_groups: evaluation.suppressed,
-            pseudonymisation: "hmac-sha256, key from file".into(),
-        },
-        findings: evaluation.findings.clone(),
-        target_steps: evaluation.target_steps.clone(),
-        comparisons: evaluation.comparisons.clone(),
-        provenance: Some(vigie_analyze::findings::Provenance {
-            vigie_version: env!("CARGO_PKG_VERSION").to_string(),
-            source_revision: env!("VIGIE_SOURCE_REVISION").to_string(),
-            inputs: Vec::new(),
-            policy: vigie_analyze::findings::PolicySource {
-                name: policy.name.clone(),
-                file_sha256: custody.policy_file_sha256.clone(),
-                resolved: policy.to_toml(),
-            },
-            employer_sha256: custody.employer_sha256.clone(),
-            mapping_sha256: None,
-            k: policy.k,
-            key_fingerprint: if custody.key_fingerprint.is_empty() {
-                "not recorded".into()
-            } else {
-                custody.key_fingerprint.clone()
-            },
-            streams,
-            ..Default::default()
-        }),
-        incomplete,
+    let input = InputSummary {
+        events: events_seen,
+        from: rfc(all.iter().map(|s| s.start_us).min()),
+        to: rfc(all.iter().map(|s| s.end_us).max()),
+        sites,
+        files: vec![format!("store: {}", root.display())],
+        ..Default::default()
     };
+    let key_fingerprint = if custody.key_fingerprint.is_empty() {
+        "not recorded".into()
+    } else {
+        custody.key_fingerprint.clone()
+    };
+    let provenance = Provenance {
+        streams,
+        ..crate::audit::base_provenance(
+            policy,
+            custody.policy_file_sha256.clone(),
+            custody.employer_sha256.clone(),
+            key_fingerprint,
+        )
+    };
+    let findings =
+        Findings::assemble(policy, &evaluation, input, KeyUse::FromFile, None, provenance, incomplete);
     crate::audit::write_atomic(&root.join("findings.json"), findings.to_json().as_bytes())?;
     let mut by_week: BTreeMap<&str, Vec<_>> = BTreeMap::new();
     for r in &evaluation.aggregates {
@@ -385,8 +366,49 @@ pub fn tier_metrics(root: &Path, metrics: &Metrics) {
 
 type Inputs = (Policy, Option<Employer>, Evidence, Custody);
 
+/// An analysis cycle that published its findings: logged and counted in
+/// one place (as the consumer's events, `vigie_ingest::kafka::events`).
+struct AnalysisDone {
+    shifts: usize,
+    findings: usize,
+    series: usize,
+    took: Duration,
+}
+
+impl AnalysisDone {
+    fn emit(self, metrics: &Metrics) {
+        tracing::info!(
+            shifts = self.shifts,
+            findings = self.findings,
+            series = self.series,
+            seconds = self.took.as_secs_f64(),
+            "Analysis done"
+        );
+        metrics.analysis_duration.set(self.took.as_secs_f64());
+        metrics.analysis_last_success.set(chrono::Utc::now().timestamp_millis() as f64 / 1e3);
+    }
+}
+
+/// An analysis cycle that failed; `store` when the store could not be
+/// read or written. The previous findings stay published.
+struct AnalysisFailed<'a> {
+    error: &'a str,
+    store: bool,
+}
+
+impl AnalysisFailed<'_> {
+    fn emit(self, metrics: &Metrics) {
+        tracing::error!(error = self.error, "Analysis failed; the previous findings stay published");
+        metrics.analysis_failures.inc();
+        if self.store {
+            metrics.store_write_failures.with_label_values(&["analysis"]).inc();
+        }
+    }
+}
+
 /// Analysis and purge on their schedules, each in `spawn_blocking`; the
-/// first of each runs at once.
+/// first of each runs at once. The task returns when `shutdown` is
+/// triggered, once the cycle under way (if any) has ended.
 pub fn spawn_background(
     root: PathBuf,
     retention: Retention,
@@ -394,6 +416,7 @@ pub fn spawn_background(
     purge_every: Duration,
     inputs: Arc<Inputs>,
     metrics: Arc<Metrics>,
+    mut shutdown: crate::shutdown::Listener,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut analysis = tokio::time::interval(analysis_every);
@@ -402,6 +425,10 @@ pub fn spawn_background(
         purge.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                // Checked between cycles only: a cycle under way (in
+                // `spawn_blocking`) is awaited to its end.
+                biased;
+                _ = shutdown.recv() => return,
                 _ = purge.tick() => {
                     let (root, metrics) = (root.clone(), metrics.clone());
                     let r = tokio::task::spawn_blocking(move || purge_cycle(&root, &retention, &metrics)).await;
@@ -420,26 +447,24 @@ pub fn spawn_background(
                             metrics.store_quarantined.with_label_values(&[q.tier, q.reason]).inc();
                         }
                         let published = metrics.publish(&c.evaluation);
-                        metrics.analysis_duration.set(started.elapsed().as_secs_f64());
-                        metrics.analysis_last_success.set(chrono::Utc::now().timestamp_millis() as f64 / 1e3);
                         tier_metrics(&root, &metrics);
-                        tracing::info!(shifts = c.shifts, findings = c.findings.findings.len(), series = published.series, "Analysis done");
+                        AnalysisDone {
+                            shifts: c.shifts,
+                            findings: c.findings.findings.len(),
+                            series: published.series,
+                            took: started.elapsed(),
+                        }
+                        .emit(&metrics);
                         Ok::<(), anyhow::Error>(())
                     })
                     .await;
                     match r {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
-                            metrics.analysis_failures.inc();
-                            if e.chain().any(|c| matches!(c.downcast_ref::<vigie_ingest::IngestError>(), Some(vigie_ingest::IngestError::Io { .. }))) {
-                                metrics.store_write_failures.with_label_values(&["analysis"]).inc();
-                            }
-                            tracing::error!(error = %e, "Analysis failed; the previous findings stay published");
+                            let store = e.chain().any(|c| matches!(c.downcast_ref::<vigie_ingest::IngestError>(), Some(vigie_ingest::IngestError::Io { .. })));
+                            AnalysisFailed { error: &format!("{e:#}"), store }.emit(&metrics);
                         }
-                        Err(e) => {
-                            metrics.analysis_failures.inc();
-                            tracing::error!(error = %e, "Analysis task failed");
-                        }
+                        Err(e) => AnalysisFailed { error: &format!("the analysis task: {e}"), store: false }.emit(&metrics),
                     }
                 }
             }
@@ -453,13 +478,8 @@ pub fn spawn_background(
 pub async fn source_retention(cfg: &Config) -> Evidence {
     let mut notes = Vec::new();
     let mut days: Option<f64> = None;
-    let mut client = rdkafka::config::ClientConfig::new();
-    for (k, v) in &cfg.kafka.librdkafka {
-        if k.starts_with("security.") || k.starts_with("sasl.") || k.starts_with("ssl.") {
-            client.set(k, v);
-        }
-    }
-    client.set("bootstrap.servers", &cfg.kafka.brokers);
+    let client =
+        vigie_ingest::kafka::client::client_config(&cfg.kafka, vigie_ingest::kafka::client::Role::Admin);
     // retention.ms, from the broker's topic configuration.
     if let Ok(admin) = client.create::<AdminClient<DefaultClientContext>>() {
         let specs: Vec<ResourceSpecifier> =

@@ -2,18 +2,16 @@
 //! loaded from defaults, then the TOML file, then `VIGIE__SECTION__KEY`
 //! environment variables. Every problem is collected and reported at once.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
+pub use vigie_ingest::kafka::config::{KafkaConfig, OnSourceReset, MANAGED};
+pub use vigie_ingest::store::config::{
+    StoreConfig, MAX_AGGREGATE_RETENTION_DAYS, MAX_SUMMARY_RETENTION_DAYS,
+};
 
-/// The longest the per-worker daily summaries may be kept: 13 weeks, enough
-/// for a 12-week average and the week in progress.
-pub const MAX_SUMMARY_RETENTION_DAYS: u32 = 91;
-/// The longest the k-suppressed group aggregates may be kept: 13 months.
-pub const MAX_AGGREGATE_RETENTION_DAYS: u32 = 396;
-
+/// The whole file: the ingestion sections (`kafka`, `store`) are defined
+/// and checked in `vigie_ingest`, the analysis and metrics sections here.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -24,96 +22,6 @@ pub struct Config {
     pub analysis: AnalysisConfig,
     #[serde(default)]
     pub metrics: MetricsConfig,
-    /// The mappings of `kafka.mappings`, read and checked when the
-    /// configuration is loaded: topic -> mapping and its file's SHA-256.
-    #[serde(skip)]
-    pub loaded_mappings: BTreeMap<String, (vigie_ingest::mapping::Mapping, [u8; 32])>,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct KafkaConfig {
-    /// Bootstrap servers, comma-separated.
-    pub brokers: String,
-    #[serde(deserialize_with = "string_list")]
-    pub topics: Vec<String>,
-    pub group_id: String,
-    /// Refused records go to this topic; else to `dead-letter/` in the store.
-    #[serde(default)]
-    pub dead_letter_topic: Option<String>,
-    /// librdkafka options passed through as they are (TLS, SASL...).
-    #[serde(default)]
-    pub librdkafka: BTreeMap<String, String>,
-    /// A partition's buffer is flushed at this many messages...
-    #[serde(default = "d_max_batch")]
-    pub max_batch_events: usize,
-    /// ...or when its events span this many (site, local date) folders,
-    /// each of which a flush writes as one fsynced file...
-    #[serde(default = "d_max_batch_folders")]
-    pub max_batch_folders: usize,
-    /// ...or this long after its first message.
-    #[serde(default = "d_flush_ms")]
-    pub flush_interval_ms: u64,
-    /// Timestamps further than this in the future are `future_timestamp`.
-    #[serde(default = "d_skew")]
-    pub clock_skew_s: u64,
-    /// SIGTERM/SIGINT: flush, commit and exit within this.
-    #[serde(default = "d_shutdown_ms")]
-    pub shutdown_deadline_ms: u64,
-    /// Attempts to make a batch durable when the error cannot heal (a
-    /// permission refused, a read-only store) before the service stops.
-    /// Errors that can heal (a full disk) are retried until they do.
-    #[serde(default = "d_retries")]
-    pub max_write_retries: u32,
-    /// Longest wait between two attempts while the store cannot be written.
-    #[serde(default = "d_max_backoff_ms")]
-    pub max_retry_backoff_ms: u64,
-    /// What to do when a partition's source went backwards (topic
-    /// recreated, broker state lost): `earliest` reads the new incarnation
-    /// from its first offset, `stop` holds the partition back until an
-    /// operator decides (docs/design.md, "A source that goes backwards").
-    #[serde(default)]
-    pub on_source_reset: OnSourceReset,
-    /// Topic -> mapping file (docs/mapping.md): that topic's messages are
-    /// read by the mapping's keys, codes and times. A path is relative to
-    /// the configuration file's folder.
-    #[serde(default)]
-    pub mappings: BTreeMap<String, PathBuf>,
-}
-
-/// `kafka.on_source_reset`.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum OnSourceReset {
-    #[default]
-    Earliest,
-    Stop,
-}
-
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct StoreConfig {
-    #[serde(default = "d_store_path")]
-    pub path: PathBuf,
-    #[serde(default = "d_raw_days")]
-    pub raw_retention_days: u32,
-    #[serde(default = "d_summary_days")]
-    pub summary_retention_days: u32,
-    #[serde(default = "d_aggregate_days")]
-    pub aggregate_retention_days: u32,
-    #[serde(default = "d_purge_s")]
-    pub purge_interval_s: u64,
-    /// Pseudonymisation key (32 bytes or more); else `$VIGIE_KEY_FILE`;
-    /// else a key created once as `vigie.key` in the store (mode 0600).
-    #[serde(default)]
-    pub key_file: Option<PathBuf>,
-    /// Accept a key file its group or others can read.
-    #[serde(default)]
-    pub allow_shared_key: bool,
-    /// MiB of refused records the local dead-letter store keeps a day;
-    /// past it they are counted, not kept.
-    #[serde(default = "d_dead_letter_mib")]
-    pub max_dead_letter_mib: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -143,45 +51,6 @@ pub struct MetricsConfig {
     pub max_series: usize,
 }
 
-fn d_max_batch() -> usize {
-    100_000
-}
-fn d_max_batch_folders() -> usize {
-    256
-}
-fn d_flush_ms() -> u64 {
-    5_000
-}
-fn d_skew() -> u64 {
-    300
-}
-fn d_shutdown_ms() -> u64 {
-    10_000
-}
-fn d_retries() -> u32 {
-    5
-}
-fn d_max_backoff_ms() -> u64 {
-    10_000
-}
-fn d_store_path() -> PathBuf {
-    PathBuf::from("vigie-store")
-}
-fn d_dead_letter_mib() -> u64 {
-    vigie_ingest::rejects::DEFAULT_REJECTS_CAP_BYTES >> 20
-}
-fn d_raw_days() -> u32 {
-    7
-}
-fn d_summary_days() -> u32 {
-    MAX_SUMMARY_RETENTION_DAYS
-}
-fn d_aggregate_days() -> u32 {
-    MAX_AGGREGATE_RETENTION_DAYS
-}
-fn d_purge_s() -> u64 {
-    3600
-}
 fn d_interval_s() -> u64 {
     300
 }
@@ -193,21 +62,6 @@ fn d_listen() -> String {
 }
 fn d_max_series() -> usize {
     crate::metrics::DEFAULT_MAX_SERIES
-}
-
-impl Default for StoreConfig {
-    fn default() -> Self {
-        StoreConfig {
-            path: d_store_path(),
-            raw_retention_days: d_raw_days(),
-            summary_retention_days: d_summary_days(),
-            aggregate_retention_days: d_aggregate_days(),
-            purge_interval_s: d_purge_s(),
-            key_file: None,
-            allow_shared_key: false,
-            max_dead_letter_mib: d_dead_letter_mib(),
-        }
-    }
 }
 
 impl Default for AnalysisConfig {
@@ -222,67 +76,10 @@ impl Default for MetricsConfig {
     }
 }
 
-/// A list given as a TOML array, or as one comma-separated string (the
-/// form an environment variable takes).
-fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Either {
-        List(Vec<String>),
-        Text(String),
-    }
-    Ok(match Either::deserialize(d)? {
-        Either::List(v) => v,
-        Either::Text(s) => s.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
-    })
-}
-
-impl KafkaConfig {
-    pub fn flush_interval(&self) -> Duration {
-        Duration::from_millis(self.flush_interval_ms)
-    }
-    pub fn shutdown_deadline(&self) -> Duration {
-        Duration::from_millis(self.shutdown_deadline_ms)
-    }
-    pub fn max_retry_backoff(&self) -> Duration {
-        Duration::from_millis(self.max_retry_backoff_ms.max(1))
-    }
-}
-
 /// Sections and their keys, to name every unknown key at once.
 const KNOWN: [(&str, &[&str]); 4] = [
-    (
-        "kafka",
-        &[
-            "brokers",
-            "topics",
-            "group_id",
-            "dead_letter_topic",
-            "librdkafka",
-            "max_batch_events",
-            "max_batch_folders",
-            "flush_interval_ms",
-            "clock_skew_s",
-            "shutdown_deadline_ms",
-            "max_write_retries",
-            "max_retry_backoff_ms",
-            "on_source_reset",
-            "mappings",
-        ],
-    ),
-    (
-        "store",
-        &[
-            "path",
-            "raw_retention_days",
-            "summary_retention_days",
-            "aggregate_retention_days",
-            "purge_interval_s",
-            "key_file",
-            "allow_shared_key",
-            "max_dead_letter_mib",
-        ],
-    ),
+    ("kafka", KafkaConfig::KEYS),
+    ("store", StoreConfig::KEYS),
     ("analysis", &["interval_s", "profile", "policy", "employer"]),
     ("metrics", &["listen", "bearer_token_file", "max_series"]),
 ];
@@ -352,7 +149,7 @@ pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Res
         }
         match vigie_ingest::mapping::Mapping::from_file(&base.join(m)) {
             Ok(loaded) => {
-                config.loaded_mappings.insert(topic.clone(), loaded);
+                config.kafka.loaded_mappings.insert(topic.clone(), loaded);
             }
             Err(ps) => {
                 problems.extend(ps.into_iter().map(|p| format!("{file}: kafka.mappings.{topic:?}: {p}")))
@@ -416,72 +213,8 @@ impl Config {
     pub fn problems(&self, file: &str) -> Vec<String> {
         let mut p = Vec::new();
         let mut bad = |m: String| p.push(format!("{file}: {m}"));
-        let k = &self.kafka;
-        if k.brokers.trim().is_empty() {
-            bad("kafka.brokers is empty".into());
-        }
-        if k.topics.is_empty() {
-            bad("kafka.topics is empty".into());
-        }
-        for t in k.topics.iter().chain(k.dead_letter_topic.iter()) {
-            if !valid_topic(t) {
-                bad(format!("topic {t:?}: a topic name is 1-249 of a-z A-Z 0-9 . _ -"));
-            }
-        }
-        if let Some(d) = &k.dead_letter_topic {
-            if k.topics.contains(d) {
-                bad(format!("kafka.dead_letter_topic {d:?} is also a source topic"));
-            }
-        }
-        if k.group_id.trim().is_empty() {
-            bad("kafka.group_id is empty".into());
-        }
-        for key in k.librdkafka.keys() {
-            if MANAGED.contains(&key.as_str()) {
-                bad(format!(
-                    "kafka.librdkafka.{key:?} is set by vigie (its delivery guarantee depends on it)"
-                ));
-            }
-        }
-        if k.max_batch_folders == 0 {
-            bad("kafka.max_batch_folders must be at least 1".into());
-        }
-        if k.max_batch_events == 0 {
-            bad("kafka.max_batch_events must be at least 1".into());
-        }
-        if k.flush_interval_ms == 0 {
-            bad("kafka.flush_interval_ms must be at least 1".into());
-        }
-        if k.max_write_retries == 0 {
-            bad("kafka.max_write_retries must be at least 1".into());
-        }
-        let s = &self.store;
-        if s.raw_retention_days == 0 {
-            bad("store.raw_retention_days must be at least 1".into());
-        }
-        if s.summary_retention_days > MAX_SUMMARY_RETENTION_DAYS {
-            bad(format!(
-                "store.summary_retention_days = {}: at most {MAX_SUMMARY_RETENTION_DAYS} (13 weeks)",
-                s.summary_retention_days
-            ));
-        }
-        if s.summary_retention_days < s.raw_retention_days {
-            bad("store.summary_retention_days must not be shorter than raw_retention_days".into());
-        }
-        if s.aggregate_retention_days > MAX_AGGREGATE_RETENTION_DAYS {
-            bad(format!(
-                "store.aggregate_retention_days = {}: at most {MAX_AGGREGATE_RETENTION_DAYS} (13 months)",
-                s.aggregate_retention_days
-            ));
-        }
-        if s.purge_interval_s == 0 {
-            bad("store.purge_interval_s must be at least 1".into());
-        }
-        if let Some(f) = &s.key_file {
-            if !f.is_file() {
-                bad(format!("store.key_file {}: no such file", f.display()));
-            }
-        }
+        self.kafka.problems(&mut bad);
+        self.store.problems(&mut bad);
         let a = &self.analysis;
         if a.interval_s == 0 {
             bad("analysis.interval_s must be at least 1".into());
@@ -506,27 +239,6 @@ impl Config {
         }
         p
     }
-}
-
-/// librdkafka options vigie sets itself.
-pub const MANAGED: [&str; 7] = [
-    "enable.auto.commit",
-    // Where to start is the store's decision, never `latest`.
-    "auto.offset.reset",
-    "enable.auto.offset.store",
-    "group.id",
-    "bootstrap.servers",
-    "isolation.level",
-    // The rebalance handling assumes the eager protocol.
-    "partition.assignment.strategy",
-];
-
-fn valid_topic(t: &str) -> bool {
-    !t.is_empty()
-        && t.len() <= 249
-        && t != "."
-        && t != ".."
-        && t.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
 }
 
 #[cfg(test)]

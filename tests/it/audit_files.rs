@@ -426,7 +426,7 @@ fn an_interrupted_audit_leaves_no_spill_and_the_spill_is_private() {
     // Wait for the first spilled part.
     let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let part = loop {
-        let found = vigie::service::store::files_under(&work, "spill").into_iter().next();
+        let found = vigie_ingest::store::files_under(&work, "spill").into_iter().next();
         if let Some(p) = found {
             break p;
         }

@@ -203,7 +203,7 @@ pub fn event_id(line: &[u8]) -> String {
 /// Every row of the raw tier of a service store: (event ids, rows).
 pub fn raw_event_ids(store: &Path) -> (Vec<String>, usize) {
     use polars::prelude::*;
-    let files = vigie::service::store::files_under(&store.join("raw"), "parquet");
+    let files = vigie_ingest::store::files_under(&store.join("raw"), "parquet");
     let mut ids = Vec::new();
     for f in files {
         let file = std::fs::File::open(&f).unwrap();
@@ -247,9 +247,9 @@ pub fn service_toml(brokers: &str, topic: &str, group: &str, store: &Path, extra
 pub fn range_problems(store: &Path, topic: &str) -> Vec<String> {
     use std::collections::{BTreeMap, BTreeSet};
     let mut by_part: BTreeMap<i32, BTreeSet<(i64, i64)>> = BTreeMap::new();
-    for f in vigie::service::store::files_under(&store.join("raw"), "parquet") {
+    for f in vigie_ingest::store::files_under(&store.join("raw"), "parquet") {
         let name = f.file_name().unwrap().to_str().unwrap().to_string();
-        let (t, p, first, last) = vigie::service::store::parse_raw_name(&name).unwrap();
+        let (t, p, first, last) = vigie_ingest::store::parse_raw_name(&name).unwrap();
         if t == topic {
             by_part.entry(p).or_default().insert((first, last));
         }

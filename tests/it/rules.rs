@@ -553,9 +553,9 @@ fn published(e: &Evaluation) -> std::collections::BTreeSet<(String, String)> {
         .findings
         .iter()
         .filter(|f| f.status != Status::InsufficientData || f.observed.is_some())
-        .map(|f| (f.group.clone(), f.period.clone()))
+        .map(|f| (f.group.to_string(), f.period.to_string()))
         .collect();
-    out.extend(e.aggregates.iter().map(|a| (a.group.clone(), a.week.clone())));
+    out.extend(e.aggregates.iter().map(|a| (a.group.to_string(), a.week.clone())));
     out
 }
 

@@ -289,7 +289,7 @@ fn kill_9_at_random_points_loses_nothing_and_stores_nothing_twice() {
     assert_eq!(ids, good);
     // Every visible file was readable above; the temporaries of the killed
     // runs were swept at the next start.
-    assert!(vigie::service::store::temporaries(&store).is_empty());
+    assert!(vigie_ingest::store::temporaries(&store).is_empty());
 }
 
 /// Whether a service's log shows a partition assigned to it: with a
@@ -449,7 +449,7 @@ fn a_source_that_lost_its_state_is_detected_and_both_incarnations_are_stored_onc
     let records = recent_records(8, 5, 61);
     // First incarnation: 40 % of the records, partition 1 more than 0.
     let (old, new) = records.split_at(records.len() * 2 / 5);
-    let old_parts = |i: usize| if i % 3 == 0 { 0 } else { 1 };
+    let old_parts = |i: usize| if i.is_multiple_of(3) { 0 } else { 1 };
     create_topic(&brokers, &topic, 2);
     let p = producer(&brokers, true);
     for (i, r) in old.iter().enumerate() {
@@ -511,7 +511,7 @@ fn a_source_that_lost_its_state_is_detected_and_both_incarnations_are_stored_onc
     assert_eq!(rows, want.len(), "each event of both incarnations exactly once");
     assert_eq!(ids, want);
     for p in 0..2 {
-        let ck = vigie::service::store::read_checkpoint(&store, &topic, p).best.unwrap();
+        let ck = vigie_ingest::store::read_checkpoint(&store, &topic, p).best.unwrap();
         assert_eq!(ck.epoch, 1, "partition {p}: a new incarnation");
     }
 }
@@ -653,7 +653,7 @@ fn a_full_disk_pauses_ingestion_and_it_resumes_by_itself_when_room_comes_back() 
                     .to_raw()
                     .unwrap_or(-1)
             };
-            let durable = vigie::service::store::durable_offset(&store, &topic, part).unwrap_or(-1);
+            let durable = vigie_ingest::store::durable_offset(&store, &topic, part).unwrap_or(-1);
             assert!(
                 committed <= durable + 1,
                 "partition {part}: committed {committed}, durable up to {durable}"
@@ -687,6 +687,6 @@ fn a_full_disk_pauses_ingestion_and_it_resumes_by_itself_when_room_comes_back() 
     assert_eq!(rows, good.len(), "each event exactly once; the log's warnings:\n{}", warnings.join("\n"));
     assert_eq!(ids, good);
     assert_eq!(range_problems(&store, &topic), Vec::<String>::new());
-    assert!(vigie::service::store::temporaries(&store).is_empty());
+    assert!(vigie_ingest::store::temporaries(&store).is_empty());
     drop(disk);
 }

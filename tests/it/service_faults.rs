@@ -9,13 +9,15 @@ use crate::common;
 use std::cell::Cell;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::*;
 use rdkafka::TopicPartitionList;
 use vigie::metrics::Metrics;
-use vigie::service::store::{self, FaultMode, Faults};
-use vigie::service::{config, deadletter::DeadLetter, Pipeline, SourceView, Start};
+use vigie::service::config;
+use vigie_ingest::kafka::{deadletter::DeadLetter, Pipeline, SourceView, Start};
 use vigie_ingest::pseudo::Pseudonymiser;
+use vigie_ingest::store::{self, FaultMode, Faults};
 use vigie_ingest::Ingestor;
 
 const TOPIC: &str = "events";
@@ -29,9 +31,9 @@ fn cfg(dir: &Path, extra: &str) -> config::Config {
 fn pipeline(cfg: &config::Config, faults: Faults) -> (Pipeline, Arc<Metrics>) {
     let key = key_file(cfg.store.path.parent().unwrap());
     let pseudo = Pseudonymiser::from_key_file(&key).unwrap();
-    let door = Ingestor::new(pseudo, None, Vec::new(), DeadLetter::open(cfg).unwrap());
+    let door = Ingestor::new(pseudo, None, Vec::new(), DeadLetter::open(&cfg.kafka, &cfg.store).unwrap());
     let metrics = Arc::new(Metrics::new(10_000));
-    (Pipeline::new(cfg, door, metrics.clone(), faults), metrics)
+    (Pipeline::new(&cfg.kafka, &cfg.store, door, metrics.clone(), faults), metrics)
 }
 
 /// Records of three days, interleaved so that every flush writes one file
@@ -550,7 +552,7 @@ fn a_fence_in_the_middle_of_a_poll_is_not_taken_for_a_source_that_went_backwards
     let topic: Arc<str> = Arc::from(TOPIC);
     let commit = |_: &TopicPartitionList| Ok(());
     let end = recs.len();
-    let polled = |from: usize, to: usize| -> Vec<vigie::service::Polled<'_>> {
+    let polled = |from: usize, to: usize| -> Vec<vigie_ingest::kafka::Polled<'_>> {
         (from..to.min(end)).map(|i| (TOPIC, 0, i as i64, Some(recs[i].as_slice()))).collect()
     };
     assert_eq!(start_offset(a.assign(&topic, 0, view(None, end))), 0);
@@ -616,4 +618,49 @@ fn two_instances_that_both_believe_they_own_a_partition_never_store_it_twice() {
     assert_eq!(b.take_reseeks(), vec![(topic.clone(), 0, end as i64)]);
     assert_eq!(mb.store_fenced_flushes.get(), 1);
     assert_exactly_once(&dir.path().join("store"), &want, "two owners of one partition");
+}
+
+/// A partition's buffer is flushed `flush_interval_ms` after its first
+/// message, and a flush the store refused is retried after its back-off,
+/// both on tokio's clock: paused and advanced here, never slept.
+#[tokio::test(start_paused = true)]
+async fn buffers_and_back_off_follow_tokios_clock() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = cfg(dir.path(), "");
+    // The first write of the store fails ("no space left"), as a full
+    // disk would; the next ones succeed.
+    let faults = Faults::new(FaultMode::Fail, 1);
+    let (mut p, m) = pipeline(&c, faults.clone());
+    let records = records();
+    let topic: Arc<str> = Arc::from(TOPIC);
+    let committed = Cell::new(None);
+    let commit = |t: &TopicPartitionList| {
+        committed.set(t.elements()[0].offset().to_raw());
+        Ok(())
+    };
+    for (i, r) in records.iter().take(10).enumerate() {
+        p.offer(&topic, 0, i as i64, Some(r)).unwrap();
+    }
+    let interval = Duration::from_secs(5);
+    let due = |p: &mut Pipeline| p.flush_due(1_000_000, interval, &commit);
+    due(&mut p);
+    tokio::time::advance(Duration::from_millis(4_999)).await;
+    due(&mut p);
+    assert_eq!((faults.steps(), committed.get()), (0, None), "not due before its interval");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    due(&mut p);
+    assert_eq!(faults.steps(), 1, "due at its interval: the first write fails");
+    assert!(!p.writable());
+    assert_eq!(m.store_writable.get(), 0);
+    // The first back-off is 200 ms.
+    tokio::time::advance(Duration::from_millis(199)).await;
+    due(&mut p);
+    assert_eq!((faults.steps(), committed.get()), (1, None), "no attempt within the back-off");
+    tokio::time::advance(Duration::from_millis(1)).await;
+    due(&mut p);
+    assert_eq!(committed.get(), Some(10), "retried after the back-off, then committed");
+    assert!(p.writable());
+    assert_eq!(m.store_writable.get(), 1);
+    let want: Vec<String> = good_ids(&records[..10]);
+    assert_exactly_once(&c.store.path, &want, "after the retry");
 }

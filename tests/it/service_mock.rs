@@ -40,27 +40,21 @@ fn load_cfg(dir: &Path, text: &str) -> config::Config {
 }
 
 struct Running {
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<service::RunSummary, service::ServiceError>>,
+    stop: vigie::shutdown::Shutdown,
+    task: tokio::task::JoinHandle<Result<vigie_ingest::kafka::RunSummary, vigie_ingest::kafka::ServiceError>>,
     metrics: Arc<Metrics>,
 }
 
 fn start(cfg: config::Config) -> Running {
-    let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = vigie::shutdown::Shutdown::new();
     let metrics = Arc::new(Metrics::new(10_000));
-    let m = metrics.clone();
-    let task = tokio::spawn(async move {
-        service::run(cfg, m, async move {
-            let _ = rx.await;
-        })
-        .await
-    });
+    let task = tokio::spawn(service::run(cfg, metrics.clone(), stop.clone()));
     Running { stop, task, metrics }
 }
 
 impl Running {
-    async fn stop(self) -> service::RunSummary {
-        let _ = self.stop.send(());
+    async fn stop(self) -> vigie_ingest::kafka::RunSummary {
+        self.stop.trigger();
         self.task.await.unwrap().unwrap()
     }
 }
@@ -136,9 +130,9 @@ async fn good_events_are_stored_once_bad_ones_dead_lettered_and_offsets_committe
     assert!(!text.contains("SECRET-"), "a received worker value reached the dead-letter store");
 
     // Raw file names carry the partition and offset range they hold.
-    for f in vigie::service::store::files_under(&store.join("raw"), "parquet") {
+    for f in vigie_ingest::store::files_under(&store.join("raw"), "parquet") {
         let name = f.file_name().unwrap().to_str().unwrap();
-        let (topic, p, first, last) = vigie::service::store::parse_raw_name(name).unwrap();
+        let (topic, p, first, last) = vigie_ingest::store::parse_raw_name(name).unwrap();
         assert_eq!(topic, "events");
         assert!((0..2).contains(&p) && first <= last, "{name}");
     }
@@ -223,17 +217,17 @@ async fn a_damaged_store_file_is_quarantined_counted_and_reported_and_the_rest_i
     // Damage waiting in the store before the service starts: a truncated
     // raw file and an empty one of another topic's partition.
     let day = chrono::Utc::now().date_naive() - chrono::Days::new(1);
-    let name = |first| vigie::service::store::RawName {
+    let name = |first| vigie_ingest::store::RawName {
         topic: "older".into(),
         epoch: 0,
         partition: 0,
         first,
         last: first + 9,
     };
-    let truncated = vigie::service::store::raw_file(&store, "lyon-1", day, &name(0));
+    let truncated = vigie_ingest::store::raw_file(&store, "lyon-1", day, &name(0));
     std::fs::create_dir_all(truncated.parent().unwrap()).unwrap();
     std::fs::write(&truncated, b"PAR1\x15\x04\x15\x10 cut short").unwrap();
-    let empty = vigie::service::store::raw_file(&store, "lyon-1", day, &name(10));
+    let empty = vigie_ingest::store::raw_file(&store, "lyon-1", day, &name(10));
     std::fs::write(&empty, b"").unwrap();
     let run = start(load_cfg(dir.path(), &service_toml(&brokers, "events", "g5", &store, "")));
     wait_async("an analysis with the stored events", 90, || {
@@ -292,7 +286,7 @@ async fn a_topic_read_through_a_mapping_stores_the_events_of_the_contract() {
         dir.path(),
         &service_toml(&brokers, "vendor", "g-map", &store, "mappings = { vendor = \"vendor.toml\" }"),
     );
-    assert_eq!(cfg.loaded_mappings["vendor"].0.name, "vendor-json");
+    assert_eq!(cfg.kafka.loaded_mappings["vendor"].0.name, "vendor-json");
     let run = start(cfg);
     let total = records.len() as i64;
     wait_async("every offset committed", 60, || committed_total(&brokers, "g-map", "vendor", 2) == total)
@@ -303,7 +297,7 @@ async fn a_topic_read_through_a_mapping_stores_the_events_of_the_contract() {
     assert_eq!((ids, rows), (good.clone(), good.len()));
     assert_eq!(unmapped, 1);
     assert_eq!(summary.rejected, 1);
-    let dl = vigie::service::store::files_under(&store.join("dead-letter"), "ndjson");
+    let dl = vigie_ingest::store::files_under(&store.join("dead-letter"), "ndjson");
     let text: String = dl.iter().map(|f| std::fs::read_to_string(f).unwrap()).collect();
     assert!(text.contains("invalid_timestamp"), "{text}");
     assert!(!text.contains("SECRET-"), "a received worker value reached the dead-letter store: {text}");

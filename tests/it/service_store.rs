@@ -9,7 +9,7 @@ use std::path::Path;
 
 use chrono::{Days, NaiveDate};
 use common::*;
-use vigie::service::store::{self, Retention};
+use vigie_ingest::store::{self, Retention};
 
 fn touch_parquet(path: &Path) {
     use polars::prelude::*;

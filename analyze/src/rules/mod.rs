@@ -17,11 +17,12 @@ mod worktime;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use chrono::{DateTime, Datelike};
+use chrono::Datelike;
 
 use crate::catalogue::{catalogue, facts};
 use crate::employer::Employer;
 use crate::findings::{Facts, Finding, Status};
+use crate::group::{Group, Period};
 use crate::policy::{Policy, Severity};
 use crate::privacy;
 use crate::shifts::{Shift, GAP_CLASSES, HIST_BOUNDS_S, JUSTIFY_GAP_BUCKETS};
@@ -38,13 +39,10 @@ pub fn iso_week(local_us: i64) -> String {
 /// The ISO week (`2026-W10`) of a date.
 pub fn week_label(d: chrono::NaiveDate) -> String {
     let w = d.iso_week();
-    format!("{:04}-W{:02}", w.year(), w.week())
+    Period::week(w.year(), w.week()).into()
 }
 
-/// The local calendar date of a local instant.
-pub fn local_date(local_us: i64) -> chrono::NaiveDate {
-    DateTime::from_timestamp_micros(local_us).unwrap_or_default().naive_utc().date()
-}
+pub use vigie_ingest::event::local_date;
 
 /// Everything the analysis publishes.
 #[derive(Debug, Clone, Default)]
@@ -78,7 +76,7 @@ pub struct DayCoverage {
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateRow {
     pub site: String,
-    pub group: String,
+    pub group: Group,
     pub week: String,
     pub workers: u64,
     pub shifts: u64,
@@ -177,14 +175,14 @@ pub(crate) struct Row<'a> {
 pub(crate) type Key = (Arc<str>, String, String);
 
 fn groups_of(s: &Shift) -> Vec<String> {
-    let mut g = vec!["site".to_string()];
+    let mut g = vec![Group::site()];
     if let Some(t) = &s.team {
-        g.push(format!("team:{t}"));
+        g.push(Group::team(t));
     }
     if let Some(z) = &s.zone {
-        g.push(format!("zone:{z}"));
+        g.push(Group::zone(z));
     }
-    g
+    g.into_iter().map(String::from).collect()
 }
 
 /// FNV-1a: a seed from a text, the same on every machine.
@@ -272,8 +270,10 @@ impl Emit<'_> {
             rule: id.to_string(),
             status,
             site: at.site.to_string(),
-            group: at.group.to_string(),
-            period: at.period.to_string(),
+            // Groups and periods are built as such (`groups_of`,
+            // `week_label`): each parses.
+            group: Group::parse(at.group).expect("a group built by groups_of"),
+            period: Period::parse(at.period).expect("a week built by week_label, or all"),
             observed,
             threshold: r.threshold,
             unit: r.unit.clone(),
@@ -394,12 +394,11 @@ pub fn evaluate_with(
 
     let mut findings = emit.out;
     let cat = catalogue();
-    let group_rank = |g: &str| (g != "site", g.to_string());
     findings.sort_by(|a, b| {
-        (&a.site, cat.order(&a.rule), group_rank(&a.group), &a.period).cmp(&(
+        (&a.site, cat.order(&a.rule), &a.group, &a.period).cmp(&(
             &b.site,
             cat.order(&b.rule),
-            group_rank(&b.group),
+            &b.group,
             &b.period,
         ))
     });
@@ -442,8 +441,8 @@ fn context<'a>(
                 date,
                 day: date.to_string(),
                 groups: groups_of(s),
-                team: s.team.as_ref().map(|t| format!("team:{t}")),
-                zone: s.zone.as_ref().map(|z| format!("zone:{z}")),
+                team: s.team.as_deref().map(|t| Group::team(t).into()),
+                zone: s.zone.as_deref().map(|z| Group::zone(z).into()),
             }
         })
         .collect();
@@ -562,7 +561,7 @@ fn aggregates(ctx: &Ctx) -> Vec<AggregateRow> {
         }
         out.push(AggregateRow {
             site: site.to_string(),
-            group: group.clone(),
+            group: Group::parse(group).expect("a group built by groups_of"),
             week: period.clone(),
             workers,
             shifts: members.len() as u64,

@@ -3,6 +3,18 @@
 //! service's raw tier is Parquet; `vigie audit` spills to its own files
 //! ([`crate::spill`]) under the output directory, purged at the end of the
 //! run.
+//!
+//! - this module: atomic writes, the raw tier's schema, the audit's
+//!   scratch folders and spill writer;
+//! - [`tiers`]: the service's store on disk (raw events, summaries,
+//!   aggregates in dated folders; offset checkpoints; quarantine; purge);
+//! - [`check`]: `vigie store check` and the check at the service's start.
+
+pub mod check;
+pub mod config;
+pub mod tiers;
+
+pub use tiers::*;
 
 use std::fs::{self, File};
 use std::io::Write;

@@ -10,13 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::{write_bytes_atomic_with, write_parquet_atomic_with, Durability, EventBatch, WriteStep};
+use crate::event::Event;
+use crate::IngestError;
 use chrono::{Datelike, NaiveDate};
 use polars::prelude::DataFrame;
-use vigie_ingest::event::Event;
-use vigie_ingest::store::{
-    write_bytes_atomic_with, write_parquet_atomic_with, Durability, EventBatch, WriteStep,
-};
-use vigie_ingest::IngestError;
 use xxhash_rust::xxh3::xxh3_64;
 
 pub const RAW: &str = "raw";
@@ -32,7 +30,7 @@ pub const QUARANTINE: &str = "quarantine";
 /// The local date of an event (in the offset it carried).
 pub fn local_date(e: &Event) -> NaiveDate {
     let local_us = e.ts_us + i64::from(e.offset_s) * 1_000_000;
-    vigie_analyze::rules::local_date(local_us)
+    crate::event::local_date(local_us)
 }
 
 /// The name of a raw file: which incarnation of which partition, and the

@@ -11,15 +11,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::event::Origin;
+use crate::rejects::{reject_json, RejectSink, MAX_RAW_KEPT};
+use crate::validate::Rejection;
+use crate::IngestError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
-use vigie_ingest::event::Origin;
-use vigie_ingest::rejects::{reject_json, RejectSink, MAX_RAW_KEPT};
-use vigie_ingest::validate::Rejection;
-use vigie_ingest::IngestError;
 
-use super::config::Config;
+use super::client::{client_config, Role};
+use super::config::KafkaConfig;
+use crate::store::config::StoreConfig;
 
 /// Counts failed deliveries of dead-letter records.
 #[derive(Default)]
@@ -70,31 +72,27 @@ pub enum DeadLetter {
 }
 
 impl DeadLetter {
-    pub fn open(cfg: &Config) -> Result<DeadLetter, IngestError> {
-        match &cfg.kafka.dead_letter_topic {
+    /// The dead-letter topic when one is configured, else the store's
+    /// `dead-letter/` folder.
+    pub fn open(kafka: &KafkaConfig, stored: &StoreConfig) -> Result<DeadLetter, IngestError> {
+        match &kafka.dead_letter_topic {
             Some(topic) => {
-                let mut c = rdkafka::config::ClientConfig::new();
-                for (k, v) in &cfg.kafka.librdkafka {
-                    if !k.starts_with("auto.") && !k.starts_with("fetch.") && k != "statistics.interval.ms" {
-                        c.set(k, v);
-                    }
-                }
-                c.set("bootstrap.servers", &cfg.kafka.brokers).set("acks", "all");
+                let c = client_config(kafka, Role::DeadLetter);
                 let ctx = DeliveryCount::default();
                 let failed = ctx.failed.clone();
                 let producer = c
                     .create_with_context(ctx)
-                    .map_err(|e| IngestError::Input(format!("dead-letter producer: {e}")))?;
+                    .map_err(|e| IngestError::DeadLetter(format!("dead-letter producer: {e}")))?;
                 Ok(DeadLetter::Topic { producer, topic: topic.clone(), failed, pending: false, epoch: 0 })
             }
             None => {
-                let dir = cfg.store.path.join(super::store::DEAD_LETTER);
+                let dir = stored.path.join(crate::store::DEAD_LETTER);
                 std::fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
                 Ok(DeadLetter::Local {
                     dir,
                     pending: BTreeMap::new(),
                     epoch: 0,
-                    cap: cfg.store.max_dead_letter_mib.saturating_mul(1 << 20),
+                    cap: stored.max_dead_letter_mib.saturating_mul(1 << 20),
                     kept: BTreeMap::new(),
                     not_kept: Arc::default(),
                     instance: format!("{:08x}", rand::random::<u32>()),
@@ -163,7 +161,7 @@ impl RejectSink for DeadLetter {
                             std::thread::sleep(Duration::from_millis(10));
                         }
                         Err((e, _)) => {
-                            return Err(IngestError::Input(format!("dead-letter topic {topic}: {e}")))
+                            return Err(IngestError::DeadLetter(format!("dead-letter topic {topic}: {e}")))
                         }
                     }
                 }
@@ -209,11 +207,11 @@ impl RejectSink for DeadLetter {
                 if *pending {
                     producer
                         .flush(Duration::from_secs(30))
-                        .map_err(|e| IngestError::Input(format!("dead-letter topic {topic}: {e}")))?;
+                        .map_err(|e| IngestError::DeadLetter(format!("dead-letter topic {topic}: {e}")))?;
                 }
                 let lost = failed.load(Ordering::Relaxed);
                 if lost > 0 {
-                    return Err(IngestError::Input(format!(
+                    return Err(IngestError::DeadLetter(format!(
                         "dead-letter topic {topic}: {lost} records not delivered"
                     )));
                 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
 
-use super::store::{self, RawName, Retention};
+use crate::store::{self, RawName, Retention};
 
 /// How bad a problem is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -96,7 +96,7 @@ type Ranges = BTreeMap<(i64, i64), PathBuf>;
 /// file is decoded whole; otherwise only footers and schemas are read.
 pub fn check(root: &Path, retention: &Retention, today: NaiveDate, deep: bool) -> Report {
     let mut r = Report::default();
-    let raw_schema = vigie_ingest::store::store_schema();
+    let raw_schema = crate::store::store_schema();
     // Files, tier by tier.
     let mut ranges: BTreeMap<(String, u32, i32), Ranges> = BTreeMap::new();
     for tier in [store::RAW, store::SUMMARIES, store::AGGREGATES] {
