@@ -14,6 +14,8 @@ use tokio::sync::watch;
 #[derive(Clone, Debug)]
 pub struct Shutdown {
     tx: Arc<watch::Sender<bool>>,
+    /// Set once everything buffered is durable and committed.
+    committed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A task's side: [`Listener::recv`] resolves once the shutdown is
@@ -31,7 +33,7 @@ impl Default for Shutdown {
 
 impl Shutdown {
     pub fn new() -> Shutdown {
-        Shutdown { tx: Arc::new(watch::channel(false).0) }
+        Shutdown { tx: Arc::new(watch::channel(false).0), committed: Arc::default() }
     }
 
     /// A new listener (each task takes its own).
@@ -46,6 +48,17 @@ impl Shutdown {
 
     pub fn is_triggered(&self) -> bool {
         *self.tx.borrow()
+    }
+
+    /// Says that everything buffered is durable and committed: what is
+    /// left (an analysis cycle ending) may be cut at the deadline without
+    /// losing anything.
+    pub fn mark_committed(&self) {
+        self.committed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_committed(&self) -> bool {
+        self.committed.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -88,8 +101,10 @@ pub async fn signal() {
 }
 
 /// The service's signal listener: at the first SIGINT or SIGTERM, triggers
-/// `shutdown`; if the process is still running `deadline` later (plus half
-/// a second), it exits with code 1, without a final commit.
+/// `shutdown`. If the process is still running `deadline` later (plus half
+/// a second), it exits: with code 1 when the final commit was not made,
+/// with code 0 when it was and only an analysis cycle was still ending
+/// (its findings.json is written whole or not at all).
 pub fn on_signal(shutdown: Shutdown, deadline: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         signal().await;
@@ -97,6 +112,10 @@ pub fn on_signal(shutdown: Shutdown, deadline: Duration) -> tokio::task::JoinHan
         shutdown.trigger();
         std::thread::spawn(move || {
             std::thread::sleep(deadline + Duration::from_millis(500));
+            if shutdown.is_committed() {
+                eprintln!("vigie: shutdown deadline passed while an analysis was ending; everything was committed; exiting");
+                std::process::exit(0);
+            }
             eprintln!("vigie: shutdown deadline passed; exiting without a final commit");
             std::process::exit(1);
         });

@@ -140,10 +140,7 @@ impl RejectLog {
     /// Whether this reject is logged one by one (a window that has ended
     /// is closed first).
     fn admit(&mut self, reason: RejectReason, now: std::time::Instant) -> bool {
-        if now.duration_since(self.window_start) >= REJECT_LOG_WINDOW {
-            self.close();
-            self.window_start = now;
-        }
+        self.tick(now);
         let i = reason.code() as usize;
         if self.logged[i] < LOGGED_REJECTS_PER_REASON {
             self.logged[i] += 1;
@@ -154,6 +151,14 @@ impl RejectLog {
         } else {
             self.quiet[i] += 1;
             false
+        }
+    }
+
+    /// Ends the window if it has run its time.
+    fn tick(&mut self, now: std::time::Instant) {
+        if now.duration_since(self.window_start) >= REJECT_LOG_WINDOW {
+            self.close();
+            self.window_start = now;
         }
     }
 
@@ -652,6 +657,19 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         self.rejects.reject(at, rej, raw, full_len)
     }
 
+    /// Ends the reject log's window when it has run its time, logging
+    /// what it kept quiet: a long-running caller (the service, on every
+    /// tick of its loop) calls it, so that a burst of rejects that then
+    /// stops is still summed up when its minute ends.
+    pub fn tick_reject_log(&mut self) {
+        self.reject_log.tick(std::time::Instant::now());
+    }
+
+    /// Logs what the reject log kept quiet so far (at the end of a run).
+    pub fn close_reject_log(&mut self) {
+        self.reject_log.close();
+    }
+
     /// Flushes the rejects store and hands back the sinks and counts.
     pub fn finish(mut self) -> Result<(S, R, IngestStats), IngestError> {
         self.reject_log.close();
@@ -750,8 +768,12 @@ mod reject_log_tests {
         assert!(log.admit(r, t1));
         assert_eq!((log.logged[r.code() as usize], log.quiet[r.code() as usize]), (1, 0));
         assert_eq!(log.logged[RejectReason::TooLarge.code() as usize], 0);
-        // A window is measured from its first reject, not from the last.
+        // A window that has run its time is closed by a tick too.
+        log.tick(t1 + REJECT_LOG_WINDOW);
+        assert_eq!((log.logged[r.code() as usize], log.window_start), (0, t1 + REJECT_LOG_WINDOW));
+        let t1 = log.window_start;
+        // The new window logs five again.
         let admitted: Vec<bool> = (0..6).map(|_| log.admit(r, t1 + REJECT_LOG_WINDOW / 2)).collect();
-        assert_eq!(admitted, [true, true, true, true, false, false]);
+        assert_eq!(admitted, [true, true, true, true, true, false]);
     }
 }

@@ -46,8 +46,6 @@ pub fn analysis_inputs(cfg: &Config) -> Result<(Policy, Option<Employer>), Strin
     Ok((policy, employer))
 }
 
-/// The store check at start (footers and schemas, not every page): files
-/// that cannot be read go to quarantine at once; the rest is logged
 /// Runs the service until `shutdown` is triggered (SIGTERM/SIGINT in the
 /// binary): the store opened and checked, the analysis and purge on their
 /// schedules, the consumer; then flushes, commits, lets the analysis or
@@ -66,6 +64,8 @@ pub async fn run(cfg: Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> Resu
         employer_sha256: sha(&cfg.analysis.employer),
     };
     metrics.expects_group.store(true, std::sync::atomic::Ordering::Relaxed);
+    // What can fail at start fails here, before anything runs beside it.
+    let consumer = kafka::Service::open(&cfg.kafka, &cfg.store, pseudo, metrics.clone())?;
     // Evidence of the source's own retention, before anything is read.
     let evidence = analysis::source_retention(&cfg).await;
     for tier in crate::metrics::TIERS {
@@ -82,7 +82,13 @@ pub async fn run(cfg: Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> Resu
         shutdown.listener(),
     );
     let mut stop = shutdown.listener();
-    let r = kafka::consume(&cfg.kafka, &cfg.store, pseudo, metrics, async move { stop.recv().await }).await;
+    let r = consumer.run(async move { stop.recv().await }).await;
+    if r.is_ok() {
+        // Everything buffered is durable and committed: past the deadline
+        // now, the process exits 0 (an analysis cycle under way is cut,
+        // findings.json keeps its previous whole version).
+        shutdown.mark_committed();
+    }
     // Drained, not aborted: an analysis cycle under way ends first.
     shutdown.trigger();
     if let Err(e) = background.await {

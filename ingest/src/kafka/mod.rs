@@ -702,6 +702,7 @@ impl Pipeline {
         interval: Duration,
         commit: &dyn Fn(&TopicPartitionList) -> KafkaResult<()>,
     ) {
+        self.door.tick_reject_log();
         if self.state.writable {
             let keys = self.due(max_events, interval);
             if !keys.is_empty() {
@@ -862,9 +863,12 @@ impl Pipeline {
             }
         }
         if moved > 0 {
-            tracing::warn!(topic = %topic, partition, files = moved, from, damaged, "No checkpoint vouches for these raw files: quarantined, their records are read again");
-            let why = "no checkpoint vouches for these raw files";
-            Quarantined { tier: "raw", reason: "unverified_flush", files: moved, why }.emit(&*self.telemetry);
+            let why = format!(
+                "no checkpoint vouches for these raw files of {topic}/{partition} from offset {from}{}; their records are read again",
+                if damaged { " (every checkpoint slot damaged)" } else { "" }
+            );
+            Quarantined { tier: "raw", reason: "unverified_flush", files: moved, why: &why }
+                .emit(&*self.telemetry);
         }
         // Files kept that reach past `from` (a flush across it): start after
         // them, so that nothing is stored twice.
@@ -1112,9 +1116,8 @@ pub fn open_store(stored: &StoreConfig, telemetry: &dyn Telemetry) -> Result<(),
         if unreadable && f.tier != store::AGGREGATES && f.tier != store::OFFSETS {
             match store::quarantine(root, &f.path, f.kind) {
                 Ok(_) => {
-                    tracing::error!(tier = f.tier, path = %f.path.display(), reason = f.kind, "Store check: a file cannot be read; quarantined");
-                    let why = "the store check at start cannot read it";
-                    Quarantined { tier: f.tier, reason: f.kind, files: 1, why }.emit(telemetry);
+                    let why = format!("the store check at start cannot read {}", f.path.display());
+                    Quarantined { tier: f.tier, reason: f.kind, files: 1, why: &why }.emit(telemetry);
                 }
                 Err(e) => {
                     tracing::error!(path = %f.path.display(), error = %e, "Store check: could not quarantine a file")
@@ -1128,43 +1131,72 @@ pub fn open_store(stored: &StoreConfig, telemetry: &dyn Telemetry) -> Result<(),
     Ok(())
 }
 
-/// Consumes until `shutdown` resolves (SIGTERM/SIGINT in the binary), then
-/// flushes, commits and returns (the binary enforces the deadline). The
-/// store must have been opened ([`open_store`]); `pseudo` is the service's
-/// key ([`Pseudonymiser::resolve`]).
-pub async fn consume(
+/// The consumer, opened and subscribed, not yet reading: what can fail
+/// at start (the dead-letter producer, a librdkafka option the broker's
+/// client refuses) fails in [`Service::open`], before the binary starts
+/// anything else beside it.
+pub struct Service {
+    kafka: KafkaConfig,
+    pipeline: Arc<Mutex<Pipeline>>,
+    consumer: StreamConsumer<Ctx>,
+}
+
+impl Service {
+    /// Opens the dead letters, builds the door and the consumer, and
+    /// subscribes. The store must have been opened ([`open_store`]);
+    /// `pseudo` is the service's key ([`Pseudonymiser::resolve`]).
+    pub fn open(
+        kafka: &KafkaConfig,
+        stored: &StoreConfig,
+        pseudo: Pseudonymiser,
+        telemetry: Arc<dyn Telemetry>,
+    ) -> Result<Service, ServiceError> {
+        let root = stored.path.clone();
+        let dead = DeadLetter::open(kafka, stored)?;
+        let clock = Clock::now(kafka.clock_skew_s as f64);
+        let door = Ingestor::new(pseudo, Some(clock), Vec::new(), dead);
+        let pipeline = Arc::new(Mutex::new(Pipeline::new(
+            kafka,
+            stored,
+            door,
+            telemetry.clone(),
+            store::Faults::from_env(),
+        )));
+        telemetry.store_writable(true);
+        let ctx = Ctx {
+            pipeline: pipeline.clone(),
+            root: root.clone(),
+            telemetry,
+            lag_labels: Mutex::default(),
+            probe: client::client_config(kafka, client::Role::Probe),
+            rebalances: Default::default(),
+        };
+        let consumer: StreamConsumer<Ctx> =
+            client::client_config(kafka, client::Role::Consumer).create_with_context(ctx)?;
+        let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        tracing::info!(topics = ?topics, group = %kafka.group_id, store = %root.display(), "Consuming");
+        Ok(Service { kafka: kafka.clone(), pipeline, consumer })
+    }
+
+    /// Consumes until `shutdown` resolves (SIGTERM/SIGINT in the binary),
+    /// then flushes, commits and returns (the binary enforces the
+    /// deadline).
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<RunSummary, ServiceError> {
+        let Service { kafka, pipeline, consumer } = self;
+        consume(&kafka, pipeline, consumer, shutdown).await
+    }
+}
+
+async fn consume(
     kafka: &KafkaConfig,
-    stored: &StoreConfig,
-    pseudo: Pseudonymiser,
-    telemetry: Arc<dyn Telemetry>,
+    pipeline: Arc<Mutex<Pipeline>>,
+    consumer: StreamConsumer<Ctx>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, ServiceError> {
-    let root = stored.path.clone();
-    let dead = DeadLetter::open(kafka, stored)?;
-    let clock = Clock::now(kafka.clock_skew_s as f64);
-    let door = Ingestor::new(pseudo, Some(clock), Vec::new(), dead);
-    let pipeline = Arc::new(Mutex::new(Pipeline::new(
-        kafka,
-        stored,
-        door,
-        telemetry.clone(),
-        store::Faults::from_env(),
-    )));
-    telemetry.store_writable(true);
-    let ctx = Ctx {
-        pipeline: pipeline.clone(),
-        root: root.clone(),
-        telemetry: telemetry.clone(),
-        lag_labels: Mutex::default(),
-        probe: client::client_config(kafka, client::Role::Probe),
-        rebalances: Default::default(),
-    };
-    let consumer: StreamConsumer<Ctx> =
-        client::client_config(kafka, client::Role::Consumer).create_with_context(ctx)?;
-    let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
-    tracing::info!(topics = ?topics, group = %kafka.group_id, store = %root.display(), "Consuming");
-
     let interval = kafka.flush_interval();
     let mut tick =
         tokio::time::interval(interval.min(Duration::from_millis(500)).max(Duration::from_millis(10)));
@@ -1291,6 +1323,7 @@ pub async fn consume(
     let summary = tokio::task::block_in_place(|| {
         let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
         p.flush_and_release(None, &commit_sync);
+        p.door.close_reject_log();
         let stats = &p.door.stats;
         RunSummary {
             accepted: stats.accepted,
