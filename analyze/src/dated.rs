@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::rules::{fnv, process_name, quantile, round, Ctx, Row};
+use crate::rules::{fnv, process_name, quantile, round, Ctx, Row, RuleId};
 
 /// One level of the target in force, for a group and process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -157,7 +157,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 /// group (the site and its teams and zones, over the whole input).
 pub(crate) fn dated(ctx: &Ctx) -> (Vec<TargetStep>, Vec<Comparison>) {
     let k = ctx.k;
-    let id = "cadence.intensification";
+    let id = RuleId::Intensification;
     let min_days = ctx.policy.param(id, "min_segment_days", 3.0).max(1.0) as usize;
     let window = ctx.policy.param(id, "window_days", 14.0).max(1.0) as i64;
     let declared = ctx.employer.map(|e| e.changes.as_slice()).unwrap_or_default();

@@ -4,16 +4,66 @@
 //! in the code they are [`Group`] and [`Period`], so that a kind is a
 //! `match`, not a prefix compared by hand.
 
+// Every public item of this module is documented (issue 15, item 9).
+#![warn(missing_docs)]
+
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+
+/// What a type kept in its written form shares: it converts from a
+/// `String` when `parse` takes it (serde reads it so) and back, shows as
+/// that text, derefs to it and compares with it.
+macro_rules! written_form {
+    ($t:ident, $what:literal) => {
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<$t, String> {
+                $t::parse(&s).ok_or_else(|| format!("{s:?} {}", $what))
+            }
+        }
+
+        impl From<$t> for String {
+            fn from(v: $t) -> String {
+                v.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl PartialEq<str> for $t {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
 
 /// The kinds of group a finding is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum GroupKind {
     /// Every worker of the site.
     Site,
+    /// A team (`team` of the event contract).
     Team,
+    /// A zone of the site (`zone` of the event contract).
     Zone,
 }
 
@@ -44,10 +94,12 @@ impl Group {
         Group("site".into())
     }
 
+    /// The team `name`.
     pub fn team(name: &str) -> Group {
         Group(format!("team:{name}"))
     }
 
+    /// The zone `name`.
     pub fn zone(name: &str) -> Group {
         Group(format!("zone:{name}"))
     }
@@ -61,6 +113,7 @@ impl Group {
         ok.then(|| Group(s.to_string()))
     }
 
+    /// What kind of group this is.
     pub fn kind(&self) -> GroupKind {
         if self.0.starts_with("team:") {
             GroupKind::Team
@@ -71,6 +124,7 @@ impl Group {
         }
     }
 
+    /// Whether this is the whole site.
     pub fn is_site(&self) -> bool {
         self.kind() == GroupKind::Site
     }
@@ -89,43 +143,7 @@ impl Group {
     }
 }
 
-impl TryFrom<String> for Group {
-    type Error = String;
-    fn try_from(s: String) -> Result<Group, String> {
-        Group::parse(&s).ok_or_else(|| format!("{s:?} is not a group (site, team:NAME or zone:NAME)"))
-    }
-}
-
-impl From<Group> for String {
-    fn from(g: Group) -> String {
-        g.0
-    }
-}
-
-impl fmt::Display for Group {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::ops::Deref for Group {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for Group {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for Group {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
+written_form!(Group, "is not a group (site, team:NAME or zone:NAME)");
 
 /// The period of a finding: an ISO week, or the whole input.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -162,52 +180,18 @@ impl Period {
         (s == "all" || week).then(|| Period(s.to_string()))
     }
 
+    /// Whether this is the whole input.
     pub fn is_all(&self) -> bool {
         self.0 == "all"
     }
 
+    /// The written form.
     pub fn as_str(&self) -> &str {
         &self.0
     }
 }
 
-impl TryFrom<String> for Period {
-    type Error = String;
-    fn try_from(s: String) -> Result<Period, String> {
-        Period::parse(&s).ok_or_else(|| format!("{s:?} is not a period (all or an ISO week, 2026-W10)"))
-    }
-}
-
-impl From<Period> for String {
-    fn from(p: Period) -> String {
-        p.0
-    }
-}
-
-impl fmt::Display for Period {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::ops::Deref for Period {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl PartialEq<str> for Period {
-    fn eq(&self, other: &str) -> bool {
-        self.0 == other
-    }
-}
-
-impl PartialEq<&str> for Period {
-    fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
-    }
-}
+written_form!(Period, "is not a period (all or an ISO week, 2026-W10)");
 
 #[cfg(test)]
 mod tests {

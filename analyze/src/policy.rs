@@ -280,24 +280,24 @@ impl Policy {
         out
     }
 
-    pub fn rule(&self, id: &str) -> Option<&RulePolicy> {
-        self.rules.get(id).filter(|r| r.enabled)
+    pub fn rule(&self, id: impl AsRef<str>) -> Option<&RulePolicy> {
+        self.rules.get(id.as_ref()).filter(|r| r.enabled)
     }
 
     /// Whether reaching rule `id`'s limit already crosses it (`>=`), or
     /// only exceeding it does (`>`).
-    pub fn limit_inclusive(&self, id: &str) -> bool {
-        self.rules.get(id).is_some_and(|r| r.limit_inclusive)
+    pub fn limit_inclusive(&self, id: impl AsRef<str>) -> bool {
+        self.rules.get(id.as_ref()).is_some_and(|r| r.limit_inclusive)
     }
 
-    pub fn limit(&self, id: &str, default: f64) -> f64 {
-        self.rules.get(id).and_then(|r| r.limit).unwrap_or(default)
+    pub fn limit(&self, id: impl AsRef<str>, default: f64) -> f64 {
+        self.rules.get(id.as_ref()).and_then(|r| r.limit).unwrap_or(default)
     }
 
     /// A parameter of rule `id`, or `default` (`name` must be in
     /// [`PARAMS`]).
-    pub fn param(&self, id: &str, name: &str, default: f64) -> f64 {
-        self.rules.get(id).and_then(|r| r.params.get(name).copied()).unwrap_or(default)
+    pub fn param(&self, id: impl AsRef<str>, name: &str, default: f64) -> f64 {
+        self.rules.get(id.as_ref()).and_then(|r| r.params.get(name).copied()).unwrap_or(default)
     }
 
     /// The shift model this policy implies.

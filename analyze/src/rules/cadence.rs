@@ -1,12 +1,12 @@
 //! Cadence rules: the change of pace, very short intervals between scans,
 //! the employer's speed flags, the load handled.
 
-use super::{fnv, process_name, quantile, round, Ctx, Emit, Outcome};
+use super::{fnv, process_name, quantile, round, Ctx, Emit, Outcome, RuleId};
 use crate::catalogue::facts;
 
 pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
     let p = ctx.policy;
-    ctx.whole(emit, "speed.speed_flags", |_, members| {
+    ctx.whole(emit, RuleId::SpeedFlags, |_, members| {
         let n: u64 = members.iter().map(|r| r.s.speed_flags).sum();
         let min = members.iter().filter_map(|r| r.s.speed_min_s).reduce(f64::min);
         let f = match min {
@@ -19,8 +19,8 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
     // cadence.intensification: changes in each process's daily median
     // units per hour (changepoint.rs); the largest rise whose 95 %
     // interval excludes zero.
-    let min_days = p.param("cadence.intensification", "min_segment_days", 3.0).max(1.0) as usize;
-    ctx.whole(emit, "cadence.intensification", |key, members| {
+    let min_days = p.param(RuleId::Intensification, "min_segment_days", 3.0).max(1.0) as usize;
+    ctx.whole(emit, RuleId::Intensification, |key, members| {
         let by = crate::dated::daily_pace(members);
         if by.is_empty() {
             return Some(Outcome::Value(None, facts("no_scans")));
@@ -80,7 +80,7 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
 
     // cadence.target_raised: the group's daily median target in force,
     // date by date; its largest rise from one level to the next.
-    ctx.whole(emit, "cadence.target_raised", |_, members| {
+    ctx.whole(emit, RuleId::TargetRaised, |_, members| {
         let mut by_day: std::collections::BTreeMap<chrono::NaiveDate, Vec<f64>> = Default::default();
         for r in members {
             if let Some(t) = r.s.target_uph {
@@ -120,8 +120,8 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         })
     });
 
-    let rush_s = p.limit("cadence.rush_share", 1.25);
-    ctx.whole(emit, "cadence.rush_share", |_, members| {
+    let rush_s = p.limit(RuleId::RushShare, 1.25);
+    ctx.whole(emit, RuleId::RushShare, |_, members| {
         let intervals: u64 = members.iter().map(|r| r.s.intervals).sum();
         let rush: u64 = members.iter().map(|r| r.s.rush).sum();
         Some(if intervals > 0 {
@@ -135,8 +135,8 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
     });
 
     // load.daily_mass: only when weights are present.
-    let limit = p.limit("load.daily_mass", 7500.0);
-    ctx.whole(emit, "load.daily_mass", |_, members| {
+    let limit = p.limit(RuleId::DailyMass, 7500.0);
+    ctx.whole(emit, RuleId::DailyMass, |_, members| {
         if !members.iter().any(|r| r.s.weight_kg.is_some()) {
             return None;
         }

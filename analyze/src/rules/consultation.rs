@@ -1,12 +1,12 @@
 //! Consultation rules, fed by the employer's declaration (site group
 //! only): the works council before monitoring, the impact assessment.
 
-use super::{local_date, Ctx, Emit, Outcome};
+use super::{local_date, Ctx, Emit, Outcome, RuleId};
 use crate::catalogue::facts;
 
 pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
     let Some(e) = ctx.employer else { return };
-    ctx.whole(emit, "consultation.works_council", |key, members| {
+    ctx.whole(emit, RuleId::WorksCouncil, |key, members| {
         if key.1 != "site" {
             return None;
         }
@@ -30,7 +30,7 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
             (None, _) => Outcome::Value(Some(1.0), facts("undated")),
         })
     });
-    ctx.whole(emit, "consultation.dpia", |key, _| {
+    ctx.whole(emit, RuleId::Dpia, |key, _| {
         if key.1 != "site" {
             return None;
         }

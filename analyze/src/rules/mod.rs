@@ -7,6 +7,7 @@
 
 mod cadence;
 mod consultation;
+pub mod id;
 mod pauses;
 mod retention;
 #[cfg(test)]
@@ -26,6 +27,7 @@ use crate::group::{Group, Period};
 use crate::policy::{Policy, Severity};
 use crate::privacy;
 use crate::shifts::{Shift, GAP_CLASSES, HIST_BOUNDS_S, JUSTIFY_GAP_BUCKETS};
+pub use id::RuleId;
 
 pub use worktime::ca_rest_required;
 
@@ -235,7 +237,7 @@ pub(crate) struct Emit<'a> {
 }
 
 impl Emit<'_> {
-    pub fn push(&mut self, id: &str, at: &At, outcome: Outcome) {
+    pub fn push(&mut self, id: RuleId, at: &At, outcome: Outcome) {
         let Some(r) = self.policy.rule(id) else { return };
         let crossed = |o: f64| r.compare.crossed(o, r.threshold);
         let severity = match &outcome {
@@ -265,9 +267,9 @@ impl Emit<'_> {
             }
             Outcome::Nothing(f) => (Status::Ok, None, f),
         };
-        let explanation = catalogue().render(id, &facts, "en");
+        let explanation = catalogue().render(id.as_str(), &facts, "en");
         self.out.push(Finding {
-            rule: id.to_string(),
+            rule: id.as_str().to_string(),
             status,
             site: at.site.to_string(),
             // Groups and periods are built as such (`groups_of`,
@@ -330,12 +332,12 @@ impl<'a> Ctx<'a> {
         self.members_of.get(key).map(|m| m.iter().map(|i| &self.rows[*i]).collect()).unwrap_or_default()
     }
 
-    pub fn enabled(&self, id: &str) -> bool {
+    pub fn enabled(&self, id: RuleId) -> bool {
         self.policy.rule(id).is_some()
     }
 
     /// Runs a weekly rule over every published group-week.
-    pub fn weekly(&self, emit: &mut Emit, id: &str, mut f: impl FnMut(&Key) -> Outcome) {
+    pub fn weekly(&self, emit: &mut Emit, id: RuleId, mut f: impl FnMut(&Key) -> Outcome) {
         if !self.enabled(id) {
             return;
         }
@@ -346,7 +348,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// Runs a whole-input rule over every published group.
-    pub fn whole(&self, emit: &mut Emit, id: &str, mut f: impl FnMut(&Key, &[&Row<'a>]) -> Option<Outcome>) {
+    pub fn whole(
+        &self,
+        emit: &mut Emit,
+        id: RuleId,
+        mut f: impl FnMut(&Key, &[&Row<'a>]) -> Option<Outcome>,
+    ) {
         if !self.enabled(id) {
             return;
         }
@@ -507,16 +514,19 @@ fn context<'a>(
 fn withheld(ctx: &Ctx, emit: &mut Emit) {
     let cat = catalogue();
     let k = ctx.k as f64;
-    let enabled: Vec<&str> = cat.rule.iter().map(|r| r.id.as_str()).filter(|id| ctx.enabled(id)).collect();
+    let enabled: Vec<RuleId> = RuleId::ALL.iter().copied().filter(|id| ctx.enabled(*id)).collect();
     for site in &ctx.small_sites {
         let n = ctx.pop.get(&(site.clone(), "site".into(), "all".into())).map_or(0, |w| w.len()) as u64;
         let at = At { site, group: "site", period: "all", population: n };
-        for id in &enabled {
+        for id in enabled.iter().copied() {
             emit.push(id, &at, Outcome::Value(None, facts("site_small").n("workers", n as f64).n("k", k)));
         }
     }
-    let weekly: Vec<&str> =
-        enabled.iter().copied().filter(|id| cat.rule(id).is_some_and(|r| r.counted.weekly())).collect();
+    let weekly: Vec<RuleId> = enabled
+        .iter()
+        .copied()
+        .filter(|id| cat.rule(id.as_str()).is_some_and(|r| r.counted.weekly()))
+        .collect();
     for (key, workers) in &ctx.pop {
         let (site, group, period) = key;
         if period == "all" || group != "site" || ctx.small_sites.contains(site) {
@@ -531,7 +541,7 @@ fn withheld(ctx: &Ctx, emit: &mut Emit) {
             continue;
         };
         let at = At { site, group, period, population: n };
-        for id in &weekly {
+        for id in weekly.iter().copied() {
             emit.push(id, &at, Outcome::Value(None, facts(case).n("workers", n as f64).n("k", k)));
         }
     }

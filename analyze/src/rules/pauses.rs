@@ -2,11 +2,11 @@
 //! breaks, requests to justify a gap, flags about gaps of 1 to 10
 //! minutes (latency).
 
-use super::{round, Ctx, Emit, Outcome};
+use super::{round, Ctx, Emit, Outcome, RuleId};
 use crate::catalogue::facts;
 
 pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
-    ctx.whole(emit, "pause.idle_flag_threshold", |_, members| {
+    ctx.whole(emit, RuleId::IdleFlagThreshold, |_, members| {
         let min = members.iter().filter_map(|r| r.s.idle_min_s).reduce(f64::min);
         let flags: u64 = members.iter().map(|r| r.s.idle_flags).sum();
         Some(match min {
@@ -17,11 +17,11 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
             None => Outcome::Nothing(facts("none")),
         })
     });
-    ctx.whole(emit, "pause.flags_during_breaks", |_, members| {
+    ctx.whole(emit, RuleId::FlagsDuringBreaks, |_, members| {
         let n: u64 = members.iter().map(|r| r.s.flags_in_breaks).sum();
         Some(Outcome::Value(Some(n as f64), facts("count").n("count", n as f64)))
     });
-    ctx.whole(emit, "pause.justification_burden", |_, members| {
+    ctx.whole(emit, RuleId::JustificationBurden, |_, members| {
         let shifts = members.len() as u64;
         let with = members.iter().filter(|r| r.s.justifications > 0).count() as u64;
         let requests: u64 = members.iter().map(|r| r.s.justifications).sum();
@@ -34,7 +34,7 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
     // Latency: idle flags at a threshold of 1 to 10 minutes, and requests
     // to justify a gap of 1 to 10 minutes (buckets 60-180, 180-300 and
     // 300-600 s of `JUSTIFY_GAP_BUCKETS`).
-    ctx.whole(emit, "pause.latency_flags", |_, members| {
+    ctx.whole(emit, RuleId::LatencyFlags, |_, members| {
         let idle: u64 = members.iter().map(|r| r.s.latency_idle_flags).sum();
         let mut g = [0u64; crate::shifts::JUSTIFY_GAP_BUCKETS.len()];
         for r in members {

@@ -1,12 +1,12 @@
 //! Retention of individual data: what the input itself shows, what the
 //! employer declares, what the source still holds (site group only).
 
-use super::{round, Ctx, Emit, Outcome};
+use super::{round, Ctx, Emit, Outcome, RuleId};
 use crate::catalogue::facts;
 use crate::employer::Employer;
 
 pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
-    ctx.whole(emit, "retention.individual_data", |key, members| {
+    ctx.whole(emit, RuleId::IndividualData, |key, members| {
         if key.1 != "site" {
             return None;
         }

@@ -39,10 +39,27 @@ pub struct Want {
     pub observed: f64,
 }
 
+/// A rule as a test names it: its id or its written form.
+pub trait TestRule {
+    fn id(self) -> &'static str;
+}
+
+impl TestRule for &'static str {
+    fn id(self) -> &'static str {
+        self
+    }
+}
+
+impl TestRule for super::RuleId {
+    fn id(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 impl Want {
     /// An expected finding of the `site` group.
-    pub fn site(rule: &'static str, period: &'static str, status: Status, observed: f64) -> Want {
-        Want { rule, group: "site", period, status, observed }
+    pub fn site(rule: impl TestRule, period: &'static str, status: Status, observed: f64) -> Want {
+        Want { rule: rule.id(), group: "site", period, status, observed }
     }
 }
 

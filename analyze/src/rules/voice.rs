@@ -1,7 +1,7 @@
 //! Voice pacing: how much of the working time the headset had already
 //! dictated the next task, and how the pace drifts within a shift.
 
-use super::{quantile, round, Ctx, Emit, Outcome};
+use super::{quantile, round, Ctx, Emit, Outcome, RuleId};
 use crate::catalogue::facts;
 use crate::shifts::{Shift, PROMPT_BOUNDS_S};
 
@@ -36,7 +36,7 @@ pub(crate) fn drift(s: &Shift) -> Option<f64> {
 }
 
 pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
-    ctx.whole(emit, "voice.pace_set_by_system", |_, members| {
+    ctx.whole(emit, RuleId::PaceSetBySystem, |_, members| {
         let prompts: u64 = members.iter().map(|r| r.s.prompts).sum();
         if prompts == 0 {
             return Some(Outcome::Nothing(facts("none")));
@@ -62,7 +62,7 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         };
         Some(Outcome::Value(Some(round(share, 4)), f))
     });
-    ctx.whole(emit, "cadence.within_shift_drift", |_, members| {
+    ctx.whole(emit, RuleId::WithinShiftDrift, |_, members| {
         let mut d: Vec<f64> = members.iter().filter_map(|r| drift(r.s)).collect();
         if d.is_empty() {
             return Some(Outcome::Value(None, facts("none")));

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use chrono::{Datelike, Duration, NaiveDate};
 
-use super::{hours, week_label, Ctx, Emit, Key, Outcome, US_PER_H};
+use super::{hours, week_label, Ctx, Emit, Key, Outcome, RuleId, US_PER_H};
 use crate::catalogue::facts;
 use crate::findings::Facts;
 use crate::policy::Severity;
@@ -24,18 +24,18 @@ pub fn ca_rest_required(worked_h: f64, every_h: f64, meal_h: f64) -> f64 {
     rest + if worked_h > meal_h { 1.0 } else { 0.0 }
 }
 
-const BREAK: &str = "worktime.break_after_6h";
-const BREAK_TOTAL: &str = "worktime.break_total";
-const REST: &str = "worktime.daily_rest_11h";
-const DAILY: &str = "worktime.daily_max_10h";
-const WEEKLY: &str = "worktime.weekly_max_48h";
-const AVERAGE: &str = "worktime.weekly_average";
-const WEEKLY_REST: &str = "worktime.weekly_rest_35h";
-const SIX_DAYS: &str = "worktime.max_6_days";
-const NIGHT: &str = "worktime.night_daily_8h";
-const NIGHT_AVERAGE: &str = "worktime.night_weekly_average";
-const MEAL: &str = "worktime.ca_meal_period";
-const CA_REST: &str = "worktime.ca_rest_period";
+const BREAK: RuleId = RuleId::BreakAfter6h;
+const BREAK_TOTAL: RuleId = RuleId::BreakTotal;
+const REST: RuleId = RuleId::DailyRest11h;
+const DAILY: RuleId = RuleId::DailyMax10h;
+const WEEKLY: RuleId = RuleId::WeeklyMax48h;
+const AVERAGE: RuleId = RuleId::WeeklyAverage;
+const WEEKLY_REST: RuleId = RuleId::WeeklyRest35h;
+const SIX_DAYS: RuleId = RuleId::Max6Days;
+const NIGHT: RuleId = RuleId::NightDaily8h;
+const NIGHT_AVERAGE: RuleId = RuleId::NightWeeklyAverage;
+const MEAL: RuleId = RuleId::CaMealPeriod;
+const CA_REST: RuleId = RuleId::CaRestPeriod;
 
 /// One working day of one worker: the shifts that start on one local date.
 pub(crate) struct Day<'a> {
@@ -252,7 +252,7 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
 fn per_day(ctx: &Ctx, emit: &mut Emit, days: &[Day], break_min: f64) {
     let p = ctx.policy;
     let (b_limit, b_incl) = (p.limit(BREAK, 6.0), p.limit_inclusive(BREAK));
-    let measure = p.rules.get(BREAK).and_then(|r| r.measure.as_deref()).unwrap_or("longest_stretch");
+    let measure = p.rules.get(BREAK.as_str()).and_then(|r| r.measure.as_deref()).unwrap_or("longest_stretch");
     let d_limit = p.limit(DAILY, 10.0);
     // Break total (ArbZG s. 4): minutes owed beyond each step of work.
     let first_h = p.limit(BREAK_TOTAL, 6.0);
@@ -409,7 +409,7 @@ fn per_week(ctx: &Ctx, emit: &mut Emit, weeks: &Weeks, break_min: f64) {
 fn weekly_average(
     ctx: &Ctx,
     emit: &mut Emit,
-    id: &str,
+    id: RuleId,
     weeks: &Weeks,
     first_monday: &HashMap<&Arc<str>, NaiveDate>,
     break_min: f64,

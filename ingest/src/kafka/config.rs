@@ -10,13 +10,17 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The `[kafka]` section: where to read, and how a partition's buffer is
+/// flushed (docs/service.md).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaConfig {
     /// Bootstrap servers, comma-separated.
     pub brokers: String,
+    /// The source topics (a TOML list, or one comma-separated string).
     #[serde(deserialize_with = "string_list")]
     pub topics: Vec<String>,
+    /// The consumer group the instances share.
     pub group_id: String,
     /// Refused records go to this topic; else to `dead-letter/` in the store.
     #[serde(default)]
@@ -69,8 +73,10 @@ pub struct KafkaConfig {
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OnSourceReset {
+    /// Read the new incarnation from its earliest offset.
     #[default]
     Earliest,
+    /// Hold the partition back until an operator decides.
     Stop,
 }
 
@@ -112,12 +118,15 @@ fn string_list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D:
 }
 
 impl KafkaConfig {
+    /// `flush_interval_ms` as a duration.
     pub fn flush_interval(&self) -> Duration {
         Duration::from_millis(self.flush_interval_ms)
     }
+    /// `shutdown_deadline_ms` as a duration.
     pub fn shutdown_deadline(&self) -> Duration {
         Duration::from_millis(self.shutdown_deadline_ms)
     }
+    /// `max_retry_backoff_ms` as a duration (at least 1 ms).
     pub fn max_retry_backoff(&self) -> Duration {
         Duration::from_millis(self.max_retry_backoff_ms.max(1))
     }

@@ -41,13 +41,20 @@ impl ProducerContext for DeliveryCount {
     }
 }
 
+/// Where refused records go: a dead-letter topic, or the store's
+/// `dead-letter/` folder.
 pub enum DeadLetter {
+    /// `kafka.dead_letter_topic`: each refused record as a message, its
+    /// reason and coordinates in headers.
     Topic {
+        /// The producer (every acknowledgement asked for).
         producer: ThreadedProducer<DeliveryCount>,
+        /// The dead-letter topic.
         topic: String,
         /// Once a dead letter is lost, no later flush succeeds: the service
         /// stops and the next start replays from the durable point.
         failed: Arc<AtomicU64>,
+        /// Whether messages were produced since the last flush.
         pending: bool,
         /// The epoch of the partition whose records are being offered.
         epoch: u32,
@@ -56,12 +63,15 @@ pub enum DeadLetter {
     /// appends them and fsyncs the file; a failed append is cut back to the
     /// file's last durable length, so a full disk never leaves half a line.
     Local {
+        /// `dead-letter/` in the store.
         dir: PathBuf,
         /// Lines not yet durable, by date.
         pending: BTreeMap<String, Vec<u8>>,
+        /// The epoch of the partition whose records are being offered.
         epoch: u32,
         /// Bytes a day's file may hold, and what it holds (by date).
         cap: u64,
+        /// Bytes each day's file holds (by date).
         kept: BTreeMap<String, u64>,
         /// Refused records counted but not written (past the cap).
         not_kept: Arc<AtomicU64>,

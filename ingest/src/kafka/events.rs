@@ -12,15 +12,20 @@ use super::telemetry::Telemetry;
 
 /// A telemetry event.
 pub trait Emit {
+    /// Logs the event and counts it.
     fn emit(self, t: &dyn Telemetry);
 }
 
 /// A partition's source went backwards (a topic recreated, a broker that
 /// lost its state): `detail` says how it was seen.
 pub struct SourceWentBackwards<'a> {
+    /// The source topic.
     pub topic: &'a str,
+    /// The partition.
     pub partition: i32,
+    /// How it was seen (offsets, watermarks, a fingerprint that differs).
     pub detail: String,
+    /// What the service does about it (`kafka.on_source_reset`).
     pub policy: OnSourceReset,
 }
 
@@ -34,8 +39,11 @@ impl Emit for SourceWentBackwards<'_> {
 /// A partition held back after its source went backwards
 /// (`on_source_reset = "stop"`), or released.
 pub struct PartitionHeld<'a> {
+    /// The source topic.
     pub topic: &'a str,
+    /// The partition.
     pub partition: i32,
+    /// Held (true) or released (false).
     pub held: bool,
 }
 
@@ -52,9 +60,13 @@ impl Emit for PartitionHeld<'_> {
 
 /// Records the source deleted (its retention) before vigie read them.
 pub struct SourceSkipped<'a> {
+    /// The source topic.
     pub topic: &'a str,
+    /// The partition.
     pub partition: i32,
+    /// The first offset vigie had not read.
     pub from: i64,
+    /// The partition's low watermark: the first offset it still holds.
     pub low: i64,
 }
 
@@ -73,11 +85,15 @@ impl Emit for SourceSkipped<'_> {
 
 /// Another instance stored a partition past this one's durable point.
 pub struct Fenced<'a> {
+    /// The source topic.
     pub topic: &'a str,
+    /// The partition.
     pub partition: i32,
     /// This instance's checkpoint sequence and last durable offset.
     pub mine: Option<(u64, i64)>,
+    /// The other instance's checkpoint sequence.
     pub theirs_seq: u64,
+    /// The other instance's last durable offset.
     pub theirs_last: i64,
 }
 
@@ -90,10 +106,15 @@ impl Emit for Fenced<'_> {
 
 /// A partition's batch made durable (files, dead letters, checkpoint).
 pub struct BatchDurable<'a> {
+    /// The source topic.
     pub topic: &'a str,
+    /// The partition.
     pub partition: i32,
+    /// The batch's first offset.
     pub first: i64,
+    /// The batch's last offset.
     pub last: i64,
+    /// How long the files, dead letters and checkpoint took.
     pub took: Duration,
 }
 
@@ -114,11 +135,15 @@ impl Emit for BatchDurable<'_> {
 /// The store refused a write: the batch is kept and retried, or, when it
 /// cannot heal and the attempts are spent, the service stops.
 pub struct StoreRefused<'a> {
+    /// The error, with what was being written.
     pub error: &'a str,
+    /// Attempts since the store last took writes.
     pub attempt: u32,
     /// The first failure since the store last took writes.
     pub first: bool,
+    /// The attempts are spent and the error cannot heal: the service stops.
     pub stopping: bool,
+    /// The wait before the next attempt.
     pub retry_in: Duration,
 }
 
@@ -149,6 +174,7 @@ impl Emit for StoreRefused<'_> {
 
 /// The store takes writes again.
 pub struct StoreRecovered {
+    /// Attempts that failed before this one succeeded.
     pub after_failures: u32,
 }
 
@@ -161,6 +187,7 @@ impl Emit for StoreRecovered {
 
 /// A checkpoint slot that does not read.
 pub struct CheckpointDamaged<'a> {
+    /// The slot's file.
     pub path: &'a Path,
 }
 
@@ -173,9 +200,13 @@ impl Emit for CheckpointDamaged<'_> {
 
 /// The files of a flush that never completed, removed at assignment.
 pub struct IncompleteFlushRemoved<'a> {
+    /// The source topic.
     pub topic: &'a str,
+    /// The partition.
     pub partition: i32,
+    /// Files removed.
     pub files: u64,
+    /// The partition's durable point (the checkpoint's last offset).
     pub durable: i64,
 }
 
@@ -194,9 +225,13 @@ impl Emit for IncompleteFlushRemoved<'_> {
 
 /// Files moved to quarantine: `why` says what vouched against them.
 pub struct Quarantined<'a> {
+    /// The tier (`raw`, `summaries`, ...).
     pub tier: &'a str,
+    /// A bounded reason code (a metric label).
     pub reason: &'a str,
+    /// Files moved.
     pub files: u64,
+    /// What vouched against them, for the log.
     pub why: &'a str,
 }
 

@@ -9,6 +9,9 @@
 //! [`Telemetry`]; the binary counts it for Prometheus and runs the analysis
 //! beside this loop.
 
+// Every public item of this module is documented (issue 15, item 9).
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod config;
 pub mod deadletter;
@@ -52,8 +55,10 @@ const MAX_POLL_BATCH: usize = 1024;
 /// Errors that stop the service (exit 1).
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
+    /// The Kafka client failed (its configuration, the broker).
     #[error("kafka: {0}")]
     Kafka(#[from] KafkaError),
+    /// The door or the store failed.
     #[error("{0}")]
     Ingest(#[from] IngestError),
     /// The store cannot be written and this will not heal (permission
@@ -171,6 +176,7 @@ pub struct SourceView {
     pub committed: Option<i64>,
     /// The partition's low and high watermarks.
     pub low: Option<i64>,
+    /// The partition's high watermark (the next offset to be written).
     pub high: Option<i64>,
     /// The record read at the checkpoint's last offset, when it could be
     /// read: that offset and the record's fingerprint. The checkpoint is
@@ -182,6 +188,7 @@ pub struct SourceView {
 /// Where an assigned partition starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Start {
+    /// At this offset.
     At(i64),
     /// The earliest offset the source holds.
     Beginning,
@@ -1092,8 +1099,11 @@ fn probe_source(
 /// What a run did, for tests and the final log line.
 #[derive(Debug, Default, Clone)]
 pub struct RunSummary {
+    /// Events accepted by the door.
     pub accepted: u64,
+    /// Records refused (every reason).
     pub rejected: u64,
+    /// Repeated event ids dropped.
     pub duplicates: u64,
 }
 

@@ -19,26 +19,34 @@ pub enum Severity {
     Problem,
 }
 
+/// One thing the check found.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Finding {
+    /// How bad it is.
     pub severity: Severity,
+    /// The tier the file is in.
     pub tier: &'static str,
     /// A bounded set: `empty`, `not_parquet`, `wrong_schema`,
     /// `undecodable`, `unreadable`, `bad_name`, `damaged_checkpoint`,
     /// `incomplete_flush`, `overlap`, `gap`, `past_retention`, `temporary`.
     pub kind: &'static str,
+    /// The file or folder.
     pub path: PathBuf,
+    /// What was seen, in words.
     pub detail: String,
 }
 
 /// What a check found.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
+    /// Files read.
     pub files: usize,
+    /// What was found, notes and problems.
     pub findings: Vec<Finding>,
 }
 
 impl Report {
+    /// The number of findings that are problems.
     pub fn problems(&self) -> usize {
         self.findings.iter().filter(|f| f.severity == Severity::Problem).count()
     }

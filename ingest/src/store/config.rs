@@ -12,17 +12,23 @@ pub const MAX_SUMMARY_RETENTION_DAYS: u32 = 91;
 /// The longest the k-suppressed group aggregates may be kept: 13 months.
 pub const MAX_AGGREGATE_RETENTION_DAYS: u32 = 396;
 
+/// The `[store]` section (docs/service.md).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
+    /// The store's folder.
     #[serde(default = "d_store_path")]
     pub path: PathBuf,
+    /// Days raw events (and local dead letters) are kept.
     #[serde(default = "d_raw_days")]
     pub raw_retention_days: u32,
+    /// Days per-worker daily summaries are kept (at most 91).
     #[serde(default = "d_summary_days")]
     pub summary_retention_days: u32,
+    /// Days k-suppressed group aggregates are kept (at most 396).
     #[serde(default = "d_aggregate_days")]
     pub aggregate_retention_days: u32,
+    /// Seconds between two purges.
     #[serde(default = "d_purge_s")]
     pub purge_interval_s: u64,
     /// Pseudonymisation key (32 bytes or more); else `$VIGIE_KEY_FILE`;

@@ -10,6 +10,9 @@
 //!   aggregates in dated folders; offset checkpoints; quarantine; purge);
 //! - [`check`]: `vigie store check` and the check at the service's start.
 
+// Every public item of this module is documented (issue 15, item 9).
+#![warn(missing_docs)]
+
 pub mod check;
 pub mod config;
 pub mod tiers;
@@ -94,14 +97,17 @@ pub struct EventBatch {
 }
 
 impl EventBatch {
+    /// Events held.
     pub fn len(&self) -> usize {
         self.ts_us.len()
     }
 
+    /// Whether no event is held.
     pub fn is_empty(&self) -> bool {
         self.ts_us.is_empty()
     }
 
+    /// Appends an event.
     pub fn push(&mut self, e: Event) {
         self.push_ref(&e.as_ref());
     }
@@ -349,6 +355,8 @@ fn bucket_name(b: usize) -> String {
 }
 
 impl SpillWriter {
+    /// A spill of `buckets` buckets under `dir`, each file of up to
+    /// `rows_per_file` events, written by a thread of its own.
     pub fn new(
         dir: impl Into<PathBuf>,
         buckets: usize,
@@ -389,6 +397,7 @@ impl SpillWriter {
         })
     }
 
+    /// The spill's folder.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -402,6 +411,8 @@ impl SpillWriter {
         self.dir.join(bucket_name(b))
     }
 
+    /// Appends an event to its worker's bucket; a full buffer goes to the
+    /// writer thread.
     pub fn push_ref(&mut self, e: EventRef<'_>) -> Result<(), IngestError> {
         // The pseudonym's top bits pick the bucket.
         let b = crate::dedup::bucket_of(e.worker.0, self.batches.len());

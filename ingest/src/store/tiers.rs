@@ -17,14 +17,20 @@ use chrono::{Datelike, NaiveDate};
 use polars::prelude::DataFrame;
 use xxhash_rust::xxh3::xxh3_64;
 
+/// Raw events, by site and local date.
 pub const RAW: &str = "raw";
+/// Per-worker daily shift summaries, by site and local date.
 pub const SUMMARIES: &str = "summaries";
+/// k-suppressed group aggregates, by ISO week.
 pub const AGGREGATES: &str = "aggregates";
 /// The latest analysis's target steps and before/after comparisons
 /// (replaced at each analysis, not a dated tier).
 pub const DATED: &str = "dated";
+/// Offset checkpoints, by topic and partition.
 pub const OFFSETS: &str = "offsets";
+/// Refused records, when no dead-letter topic is configured.
 pub const DEAD_LETTER: &str = "dead-letter";
+/// Files that could not be read, set aside.
 pub const QUARANTINE: &str = "quarantine";
 
 /// The local date of an event (in the offset it carried).
@@ -41,14 +47,20 @@ pub fn local_date(e: &Event) -> NaiveDate {
 /// read as epoch 0.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct RawName {
+    /// The source topic.
     pub topic: String,
+    /// The incarnation of the partition.
     pub epoch: u32,
+    /// The partition.
     pub partition: i32,
+    /// The flush's first offset.
     pub first: i64,
+    /// The flush's last offset.
     pub last: i64,
 }
 
 impl RawName {
+    /// The file's name.
     pub fn file_name(&self) -> String {
         format!("{}+e{}+{}+{}+{}.parquet", self.topic, self.epoch, self.partition, self.first, self.last)
     }
@@ -120,10 +132,12 @@ pub struct Faults {
 }
 
 impl Faults {
+    /// A plan: step `at_step` (from 1) fails, panics or aborts.
     pub fn new(mode: FaultMode, at_step: u64) -> Faults {
         Faults { plan: Some((mode, at_step)), steps: Arc::default() }
     }
 
+    /// The plan of `VIGIE_TEST_STORE_FAULT`, if set (the binary's tests).
     pub fn from_env() -> Faults {
         let Ok(v) = std::env::var("VIGIE_TEST_STORE_FAULT") else { return Faults::default() };
         let (mode, n) = v.split_once(':').unwrap_or(("", ""));
@@ -192,6 +206,7 @@ pub fn write_frames(
 pub struct Checkpoint {
     /// Grows by one at each write; picks the newer of the two slots.
     pub seq: u64,
+    /// The incarnation of the partition (see [`RawName`]).
     pub epoch: u32,
     /// The last durable offset (-1: none yet in this epoch).
     pub last: i64,
@@ -554,12 +569,16 @@ pub fn dated_folders(tier_dir: &Path) -> Vec<(NaiveDate, PathBuf)> {
 /// Retention of each tier, days.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Retention {
+    /// Raw events and local dead letters.
     pub raw_days: u32,
+    /// Per-worker daily summaries.
     pub summary_days: u32,
+    /// Group aggregates.
     pub aggregate_days: u32,
 }
 
 impl Retention {
+    /// The retention of `tier`, days.
     pub fn days(&self, tier: &str) -> u32 {
         match tier {
             RAW | DEAD_LETTER => self.raw_days,
@@ -572,7 +591,9 @@ impl Retention {
 /// What a purge removed, by tier.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct PurgeReport {
+    /// Dated folders removed, by tier.
     pub folders: BTreeMap<&'static str, u64>,
+    /// Files removed, by tier.
     pub files: BTreeMap<&'static str, u64>,
 }
 
@@ -621,13 +642,17 @@ pub fn purge(root: &Path, retention: &Retention, today: NaiveDate) -> Result<Pur
 /// Bytes and the age of the oldest record of one tier.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TierStats {
+    /// The tier.
     pub tier: &'static str,
+    /// Bytes of its files.
     pub bytes: u64,
     /// Seconds from the start (00:00 UTC) of the oldest dated folder to
     /// `now`; 0 when the tier is empty.
     pub oldest_age_s: f64,
 }
 
+/// Bytes and the oldest record's age of the raw, summaries and
+/// aggregates tiers.
 pub fn tier_stats(root: &Path, now: chrono::DateTime<chrono::Utc>) -> Vec<TierStats> {
     [RAW, SUMMARIES, AGGREGATES]
         .into_iter()
