@@ -272,9 +272,22 @@ fn kill_9_at_random_points_loses_nothing_and_stores_nothing_twice() {
     assert!(done.load(Ordering::SeqCst));
     let child = start(dir.path(), &cfg, "ingest");
     let total = records.len() as i64;
-    wait_for("every offset committed after the last restart", Duration::from_secs(180), || {
-        committed_total(&brokers, &group, &topic, 3) == total
-    });
+    let end = std::time::Instant::now() + Duration::from_secs(180);
+    while committed_total(&brokers, &group, &topic, 3) != total {
+        if std::time::Instant::now() > end {
+            // What the last instance did, to tell a slow group from a stall.
+            let log = std::fs::read_to_string(dir.path().join("ingest.log")).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().filter(|l| !l.contains("Analysis done")).collect();
+            let tail = &lines[lines.len().saturating_sub(60)..];
+            panic!(
+                "timed out waiting for every offset committed after the last restart: {} of {total}, {} rows stored; the log's end:\n{}",
+                committed_total(&brokers, &group, &topic, 3),
+                raw_event_ids(&store).1,
+                tail.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let status = terminate(child);
     assert!(status.success(), "{:?}", std::fs::read_to_string(dir.path().join("ingest.log")));
     assert_eq!(range_problems(&store, &topic), Vec::<String>::new());

@@ -993,6 +993,7 @@ impl ConsumerContext for Ctx {
                 if let Err(e) = base.unassign() {
                     tracing::warn!(error = %e, "Unassign failed");
                 }
+                tracing::info!(partitions = tpl.count(), "Partitions released");
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let committed = base.committed_offsets(tpl.clone(), Duration::from_secs(10)).ok();
@@ -1003,7 +1004,11 @@ impl ConsumerContext for Ctx {
                 let probed = probe_source(&self.probe, &parts, &lasts);
                 let mut p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
                 let mut start = TopicPartitionList::new();
-                for ((topic, partition), (low, high, fp)) in parts.iter().zip(probed) {
+                // Partitions whose group commit is behind the store's
+                // durable point: a commit that failed (an asynchronous one
+                // cut by a rebalance), or a group whose offsets were lost.
+                let mut behind = TopicPartitionList::new();
+                for (((topic, partition), (low, high, fp)), ck) in parts.iter().zip(probed).zip(&lasts) {
                     let kafka = committed
                         .as_ref()
                         .and_then(|c| c.find_partition(topic, *partition))
@@ -1013,7 +1018,14 @@ impl ConsumerContext for Ctx {
                         });
                     let view = SourceView { committed: kafka, low, high, fingerprint_at: fp };
                     let offset = match p.assign(&Arc::from(topic.as_str()), *partition, view) {
-                        Start::At(o) => Offset::Offset(o),
+                        Start::At(o) => {
+                            // Only a checkpoint vouches for an offset.
+                            let vouched = ck.is_some_and(|ck| ck.last + 1 == o);
+                            if vouched && kafka.is_none_or(|c| c < o) {
+                                let _ = behind.add_partition_offset(topic, *partition, Offset::Offset(o));
+                            }
+                            Offset::Offset(o)
+                        }
                         Start::Beginning => Offset::Beginning,
                         Start::Held => continue,
                     };
@@ -1023,7 +1035,19 @@ impl ConsumerContext for Ctx {
                 let telemetry = p.telemetry.clone();
                 drop(p);
                 match base.assign(&start) {
-                    Ok(()) => telemetry.group_joined(true),
+                    Ok(()) => {
+                        telemetry.group_joined(true);
+                        // The store is the durable point: the group's commit
+                        // catches up with it now, not only at the
+                        // partition's next flush (which may never come when
+                        // nothing more is produced).
+                        if behind.count() > 0 {
+                            tracing::info!(partitions = behind.count(), "Committing the store's durable point for partitions whose group commit is behind it");
+                            if let Err(e) = base.commit(&behind, CommitMode::Async) {
+                                tracing::warn!(error = %e, "Commit failed; the store's checkpoint holds the durable point");
+                            }
+                        }
+                    }
                     Err(e) => tracing::error!(error = %e, "Assign failed"),
                 }
                 if !writable {
