@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::catalogue::catalogue;
+use crate::rules::RuleId;
 use crate::shifts::ShiftModel;
 use crate::AnalyzeError;
 
@@ -138,19 +139,19 @@ fn d_lang() -> String {
 }
 
 /// Rule ids of version 1: a policy file must name each (enabled or not).
-pub const RULES_V1: [&str; 12] = [
-    "worktime.break_after_6h",
-    "worktime.daily_rest_11h",
-    "worktime.daily_max_10h",
-    "worktime.weekly_max_48h",
-    "pause.idle_flag_threshold",
-    "pause.flags_during_breaks",
-    "pause.justification_burden",
-    "speed.speed_flags",
-    "cadence.intensification",
-    "cadence.rush_share",
-    "retention.individual_data",
-    "load.daily_mass",
+pub const RULES_V1: [RuleId; 12] = [
+    RuleId::BreakAfter6h,
+    RuleId::DailyRest11h,
+    RuleId::DailyMax10h,
+    RuleId::WeeklyMax48h,
+    RuleId::IdleFlagThreshold,
+    RuleId::FlagsDuringBreaks,
+    RuleId::JustificationBurden,
+    RuleId::SpeedFlags,
+    RuleId::Intensification,
+    RuleId::RushShare,
+    RuleId::IndividualData,
+    RuleId::DailyMass,
 ];
 
 impl Policy {
@@ -273,7 +274,7 @@ impl Policy {
             }
         }
         for id in RULES_V1 {
-            if !self.rules.contains_key(id) {
+            if !self.rules.contains_key(id.as_str()) {
                 out.push(format!("rule `{id}` is missing (set enabled = false to skip it)"));
             }
         }

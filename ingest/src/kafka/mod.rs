@@ -977,7 +977,11 @@ impl ConsumerContext for Ctx {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 tracing::info!(partitions = tpl.count(), "Partitions revoked: flushing them");
-                let commit = |t: &TopicPartitionList| base.commit(t, CommitMode::Sync);
+                // Asynchronous: a rebalance callback must not wait without
+                // a bound on the coordinator, which is itself rebalancing.
+                // The store's checkpoint is the durable point, and the next
+                // owner commits it at assignment if this commit is lost.
+                let commit = |t: &TopicPartitionList| base.commit(t, CommitMode::Async);
                 let mut p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
                 if !base.assignment_lost() {
                     p.flush_and_release(Some(tpl), &commit);
@@ -1238,7 +1242,8 @@ async fn consume(
     tokio::pin!(shutdown);
     // In the loop, commits are asynchronous: the store's checkpoint already
     // holds the durable point, and a slow coordinator must not stall the
-    // consumer. Revocation and shutdown commit synchronously.
+    // consumer. Shutdown commits synchronously (revocation asynchronously:
+    // see the rebalance callback).
     let commit = |t: &TopicPartitionList| consumer.commit(t, CommitMode::Async);
     let commit_sync = |t: &TopicPartitionList| consumer.commit(t, CommitMode::Sync);
     // While the store cannot be written, the assigned partitions are
