@@ -228,12 +228,17 @@ pub fn wait_for(what: &str, deadline: std::time::Duration, mut cond: impl FnMut(
     panic!("timed out waiting for {what}");
 }
 
-/// A service configuration for tests: small batches, quick flushes.
+/// A service configuration for tests: small batches, quick flushes, and
+/// short group timeouts. A member killed while its group rebalances is
+/// waited for up to its rebalance timeout (librdkafka's
+/// `max.poll.interval.ms`, 5 minutes by default) before the group goes on
+/// without it; the tests' members ask for 20 s, so that the instance
+/// started after a `kill -9` gets its partitions within a test's wait.
 pub fn service_toml(brokers: &str, topic: &str, group: &str, store: &Path, extra: &str) -> String {
     format!(
         "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\
          max_batch_events = 2000\nflush_interval_ms = 300\nshutdown_deadline_ms = 20000\n{extra}\n\
-         [kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\"statistics.interval.ms\" = \"1000\"\n\
+         [kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"20000\"\n\"statistics.interval.ms\" = \"1000\"\n\
          [store]\npath = \"{}\"\nraw_retention_days = 30\n\
          [analysis]\ninterval_s = 2\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         store.display()
