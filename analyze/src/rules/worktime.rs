@@ -24,19 +24,6 @@ pub fn ca_rest_required(worked_h: f64, every_h: f64, meal_h: f64) -> f64 {
     rest + if worked_h > meal_h { 1.0 } else { 0.0 }
 }
 
-const BREAK: RuleId = RuleId::BreakAfter6h;
-const BREAK_TOTAL: RuleId = RuleId::BreakTotal;
-const REST: RuleId = RuleId::DailyRest11h;
-const DAILY: RuleId = RuleId::DailyMax10h;
-const WEEKLY: RuleId = RuleId::WeeklyMax48h;
-const AVERAGE: RuleId = RuleId::WeeklyAverage;
-const WEEKLY_REST: RuleId = RuleId::WeeklyRest35h;
-const SIX_DAYS: RuleId = RuleId::Max6Days;
-const NIGHT: RuleId = RuleId::NightDaily8h;
-const NIGHT_AVERAGE: RuleId = RuleId::NightWeeklyAverage;
-const MEAL: RuleId = RuleId::CaMealPeriod;
-const CA_REST: RuleId = RuleId::CaRestPeriod;
-
 /// One working day of one worker: the shifts that start on one local date.
 pub(crate) struct Day<'a> {
     pub site: &'a Arc<str>,
@@ -213,8 +200,11 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
     let p = ctx.policy;
     let break_min = p.break_min_minutes;
     let break_min_us = (break_min * 60e6) as i64;
-    let meal_h = p.limit(MEAL, 5.0);
-    let night = (p.param(NIGHT, "night_from_h", 21.0), p.param(NIGHT, "night_to_h", 6.0));
+    let meal_h = p.limit(RuleId::CaMealPeriod, 5.0);
+    let night = (
+        p.param(RuleId::NightDaily8h, "night_from_h", 21.0),
+        p.param(RuleId::NightDaily8h, "night_to_h", 6.0),
+    );
     let days = days(ctx, break_min_us, meal_h, night);
 
     // Working weeks, and the first week of each site's input.
@@ -241,8 +231,10 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
     per_day(ctx, emit, &days, break_min);
     rest_between_days(ctx, emit, &days);
     per_week(ctx, emit, &weeks, break_min);
-    weekly_average(ctx, emit, AVERAGE, &weeks, &first_monday, break_min, |_| true);
-    weekly_average(ctx, emit, NIGHT_AVERAGE, &weeks, &first_monday, break_min, |k| night_workers.contains(k));
+    weekly_average(ctx, emit, RuleId::WeeklyAverage, &weeks, &first_monday, break_min, |_| true);
+    weekly_average(ctx, emit, RuleId::NightWeeklyAverage, &weeks, &first_monday, break_min, |k| {
+        night_workers.contains(k)
+    });
     weekly_rest(ctx, emit, &weeks);
     night_days(ctx, emit, &days, &night_workers, break_min);
     california(ctx, emit, &days, meal_h);
@@ -251,15 +243,19 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
 /// Rules counted per working day: breaks, the daily maximum.
 fn per_day(ctx: &Ctx, emit: &mut Emit, days: &[Day], break_min: f64) {
     let p = ctx.policy;
-    let (b_limit, b_incl) = (p.limit(BREAK, 6.0), p.limit_inclusive(BREAK));
-    let measure = p.rules.get(BREAK.as_str()).and_then(|r| r.measure.as_deref()).unwrap_or("longest_stretch");
-    let d_limit = p.limit(DAILY, 10.0);
+    let (b_limit, b_incl) = (p.limit(RuleId::BreakAfter6h, 6.0), p.limit_inclusive(RuleId::BreakAfter6h));
+    let measure = p
+        .rules
+        .get(RuleId::BreakAfter6h.as_str())
+        .and_then(|r| r.measure.as_deref())
+        .unwrap_or("longest_stretch");
+    let d_limit = p.limit(RuleId::DailyMax10h, 10.0);
     // Break total (ArbZG s. 4): minutes owed beyond each step of work.
-    let first_h = p.limit(BREAK_TOTAL, 6.0);
-    let first_min = p.param(BREAK_TOTAL, "first_min", 30.0);
-    let second_h = p.param(BREAK_TOTAL, "second_h", 9.0);
-    let second_min = p.param(BREAK_TOTAL, "second_min", 45.0);
-    let block_min = p.param(BREAK_TOTAL, "block_min", 15.0);
+    let first_h = p.limit(RuleId::BreakTotal, 6.0);
+    let first_min = p.param(RuleId::BreakTotal, "first_min", 30.0);
+    let second_h = p.param(RuleId::BreakTotal, "second_h", 9.0);
+    let second_min = p.param(RuleId::BreakTotal, "second_min", 45.0);
+    let block_min = p.param(RuleId::BreakTotal, "block_min", 15.0);
     let (mut brk, mut total, mut daily) = (Tallies::new(), Tallies::new(), Tallies::new());
     for d in days {
         let g = || d.groups.iter().copied();
@@ -304,7 +300,7 @@ fn per_day(ctx: &Ctx, emit: &mut Emit, days: &[Day], break_min: f64) {
         (_, true) => "count_inclusive",
         (_, false) => "count",
     };
-    ctx.weekly(emit, BREAK, |key| {
+    ctx.weekly(emit, RuleId::BreakAfter6h, |key| {
         let t = get(&brk, key);
         Outcome::Value(
             Some(t.certain as f64),
@@ -315,7 +311,7 @@ fn per_day(ctx: &Ctx, emit: &mut Emit, days: &[Day], break_min: f64) {
                 .n("break_min", break_min),
         )
     });
-    ctx.weekly(emit, BREAK_TOTAL, |key| {
+    ctx.weekly(emit, RuleId::BreakTotal, |key| {
         let t = get(&total, key);
         Outcome::Value(
             Some(t.certain as f64),
@@ -329,7 +325,7 @@ fn per_day(ctx: &Ctx, emit: &mut Emit, days: &[Day], break_min: f64) {
                 .n("block_min", block_min),
         )
     });
-    ctx.weekly(emit, DAILY, |key| {
+    ctx.weekly(emit, RuleId::DailyMax10h, |key| {
         let t = get(&daily, key);
         bounded(t, facts("bounded").n("days", t.total as f64).n("limit", d_limit).n("break_min", break_min))
     });
@@ -342,7 +338,7 @@ fn bounded(t: Tally, facts: Facts) -> Outcome {
 /// Daily rest: between the end of one working day and the start of the
 /// next working day of the same worker; counted in the later day's week.
 fn rest_between_days(ctx: &Ctx, emit: &mut Emit, days: &[Day]) {
-    let limit = ctx.policy.limit(REST, 11.0);
+    let limit = ctx.policy.limit(RuleId::DailyRest11h, 11.0);
     let mut t = Tallies::new();
     for pair in days.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
@@ -355,7 +351,7 @@ fn rest_between_days(ctx: &Ctx, emit: &mut Emit, days: &[Day]) {
             x.certain += u64::from(short);
         });
     }
-    ctx.weekly(emit, REST, |key| {
+    ctx.weekly(emit, RuleId::DailyRest11h, |key| {
         let x = get(&t, key);
         Outcome::Value(
             Some(x.certain as f64),
@@ -373,8 +369,8 @@ type Weeks<'a> = BTreeMap<(&'a Arc<str>, u64, NaiveDate), Week<'a>>;
 /// Rules counted per calendar week: the single-week maximum, six days.
 fn per_week(ctx: &Ctx, emit: &mut Emit, weeks: &Weeks, break_min: f64) {
     let p = ctx.policy;
-    let w_limit = p.limit(WEEKLY, 48.0);
-    let d_limit = p.limit(SIX_DAYS, 6.0);
+    let w_limit = p.limit(RuleId::WeeklyMax48h, 48.0);
+    let d_limit = p.limit(RuleId::Max6Days, 6.0);
     let (mut max, mut six) = (Tallies::new(), Tallies::new());
     for ((site, _, _), w) in weeks {
         let certain = over(w.lower_us, w_limit, false);
@@ -390,11 +386,11 @@ fn per_week(ctx: &Ctx, emit: &mut Emit, weeks: &Weeks, break_min: f64) {
             t.certain += u64::from(seven);
         });
     }
-    ctx.weekly(emit, WEEKLY, |key| {
+    ctx.weekly(emit, RuleId::WeeklyMax48h, |key| {
         let t = get(&max, key);
         bounded(t, facts("bounded").n("weeks", t.total as f64).n("limit", w_limit).n("break_min", break_min))
     });
-    ctx.weekly(emit, SIX_DAYS, |key| {
+    ctx.weekly(emit, RuleId::Max6Days, |key| {
         let t = get(&six, key);
         Outcome::Value(
             Some(t.certain as f64),
@@ -421,7 +417,7 @@ fn weekly_average(
     let p = ctx.policy;
     let limit = p.limit(id, 48.0);
     let n = p.param(id, "window_weeks", 17.0).max(1.0) as i64;
-    let night = id == NIGHT_AVERAGE;
+    let night = id == RuleId::NightWeeklyAverage;
     let mut t = Tallies::new();
     // (site, week) -> the window's first Monday.
     let mut window_of: HashMap<(Arc<str>, String), NaiveDate> = HashMap::new();
@@ -479,10 +475,10 @@ fn weekly_average(
 /// the limit (35 h) of which 24 h fall inside the week. Rests that run
 /// past the start or end of the worker's data count as long enough.
 fn weekly_rest(ctx: &Ctx, emit: &mut Emit, weeks: &Weeks) {
-    if !ctx.enabled(WEEKLY_REST) {
+    if !ctx.enabled(RuleId::WeeklyRest35h) {
         return;
     }
-    let limit = ctx.policy.limit(WEEKLY_REST, 35.0);
+    let limit = ctx.policy.limit(RuleId::WeeklyRest35h, 35.0);
     let limit_us = (limit * US_PER_H) as i64;
     let in_week_us = 24 * 3_600_000_000i64;
     let day_us = 86_400_000_000i64;
@@ -523,7 +519,7 @@ fn weekly_rest(ctx: &Ctx, emit: &mut Emit, weeks: &Weeks) {
             x.certain += u64::from(!ok);
         });
     }
-    ctx.weekly(emit, WEEKLY_REST, |key| {
+    ctx.weekly(emit, RuleId::WeeklyRest35h, |key| {
         let x = get(&t, key);
         Outcome::Value(
             Some(x.certain as f64),
@@ -536,12 +532,12 @@ fn weekly_rest(ctx: &Ctx, emit: &mut Emit, weeks: &Weeks) {
 /// `night_days` days in at least half of the weeks they worked (the
 /// profile's reading of "habitually, at least twice a week").
 fn night_workers<'a>(ctx: &Ctx, days: &[Day<'a>]) -> BTreeSet<(&'a Arc<str>, u64)> {
-    if !ctx.enabled(NIGHT) && !ctx.enabled(NIGHT_AVERAGE) {
+    if !ctx.enabled(RuleId::NightDaily8h) && !ctx.enabled(RuleId::NightWeeklyAverage) {
         return BTreeSet::new();
     }
     let p = ctx.policy;
-    let min_us = (p.param(NIGHT, "night_min_h", 3.0) * US_PER_H) as i64;
-    let need_days = p.param(NIGHT, "night_days", 2.0);
+    let min_us = (p.param(RuleId::NightDaily8h, "night_min_h", 3.0) * US_PER_H) as i64;
+    let need_days = p.param(RuleId::NightDaily8h, "night_days", 2.0);
     // (site, worker) -> week -> days with enough night work.
     let mut nightly: BTreeMap<(&Arc<str>, u64), BTreeMap<&str, u64>> = BTreeMap::new();
     for d in days {
@@ -566,10 +562,10 @@ fn night_days(
     night_worker: &BTreeSet<(&Arc<str>, u64)>,
     break_min: f64,
 ) {
-    if !ctx.enabled(NIGHT) {
+    if !ctx.enabled(RuleId::NightDaily8h) {
         return;
     }
-    let limit = ctx.policy.limit(NIGHT, 8.0);
+    let limit = ctx.policy.limit(RuleId::NightDaily8h, 8.0);
     let mut t = Tallies::new();
     let mut seen: BTreeSet<(&Arc<str>, u64, &str, &str)> = BTreeSet::new();
     for d in days.iter().filter(|d| night_worker.contains(&(d.site, d.worker))) {
@@ -584,7 +580,7 @@ fn night_days(
             x.extra += u64::from(new_worker);
         }
     }
-    ctx.weekly(emit, NIGHT, |key| {
+    ctx.weekly(emit, RuleId::NightDaily8h, |key| {
         let x = get(&t, key);
         if x.extra == 0 {
             return Outcome::Value(Some(0.0), facts("no_night_workers"));
@@ -603,10 +599,10 @@ fn night_days(
 /// California meal and rest periods, per working day.
 fn california(ctx: &Ctx, emit: &mut Emit, days: &[Day], meal_h: f64) {
     let p = ctx.policy;
-    let second_h = p.param(MEAL, "second_h", 10.0);
-    let waiver_h = p.param(MEAL, "waiver_max_h", 6.0);
-    let second_waiver_h = p.param(MEAL, "second_waiver_max_h", 12.0);
-    let every_h = p.limit(CA_REST, 4.0);
+    let second_h = p.param(RuleId::CaMealPeriod, "second_h", 10.0);
+    let waiver_h = p.param(RuleId::CaMealPeriod, "waiver_max_h", 6.0);
+    let second_waiver_h = p.param(RuleId::CaMealPeriod, "second_waiver_max_h", 12.0);
+    let every_h = p.limit(RuleId::CaRestPeriod, 4.0);
     let e = ctx.employer;
     let waiver = e.and_then(|e| e.meal_waiver).unwrap_or(false);
     let second_waiver = e.and_then(|e| e.second_meal_waiver).unwrap_or(false);
@@ -639,7 +635,7 @@ fn california(ctx: &Ctx, emit: &mut Emit, days: &[Day], meal_h: f64) {
             t.possible += u64::from(possible);
         });
     }
-    ctx.weekly(emit, MEAL, |key| {
+    ctx.weekly(emit, RuleId::CaMealPeriod, |key| {
         let t = get(&meal, key);
         bounded(
             t,
@@ -650,7 +646,7 @@ fn california(ctx: &Ctx, emit: &mut Emit, days: &[Day], meal_h: f64) {
                 .n("waived", t.extra as f64),
         )
     });
-    ctx.weekly(emit, CA_REST, |key| {
+    ctx.weekly(emit, RuleId::CaRestPeriod, |key| {
         let t = get(&rest, key);
         Outcome::Bounded {
             certain: t.certain,
@@ -691,11 +687,11 @@ mod tests {
         // 6 h (none). 6 h 00 min 01 s: crossed under both (eu: attention,
         // the Directive leaving the length to national law).
         let six = "Mon 08:00-14:00";
-        check("fr", six, &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
-        check("eu", six, &[Want::site(BREAK, "2026-W10", Ok, 0.0)]);
+        check("fr", six, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Breach, 5.0)]);
+        check("eu", six, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Ok, 0.0)]);
         let more = "Mon 08:00-14:00:01";
-        check("eu", more, &[Want::site(BREAK, "2026-W10", Attention, 5.0)]);
-        check("fr", "Mon 08:00-13:59:59", &[Want::site(BREAK, "2026-W10", Ok, 0.0)]);
+        check("eu", more, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Attention, 5.0)]);
+        check("fr", "Mon 08:00-13:59:59", &[Want::site(RuleId::BreakAfter6h, "2026-W10", Ok, 0.0)]);
     }
 
     #[test]
@@ -705,49 +701,56 @@ mod tests {
         // a break in a day over 6 h (there was one: none); German law no
         // more than 6 h in a row (6 h 10: a breach).
         let late = "Mon 08:00-16:40 break 10:00-10:30";
-        check("fr", late, &[Want::site(BREAK, "2026-W10", Ok, 0.0)]);
-        check("eu", late, &[Want::site(BREAK, "2026-W10", Ok, 0.0)]);
-        check("de", late, &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
+        check("fr", late, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Ok, 0.0)]);
+        check("eu", late, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Ok, 0.0)]);
+        check("de", late, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Breach, 5.0)]);
         // 4 h, a 10-min stop (not a break), 4 h: 8 h 10 without a break
         // under every text.
         let short_stop = "Mon 08:00-16:10 gap 12:00-12:10";
-        check("fr", short_stop, &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
-        check("eu", short_stop, &[Want::site(BREAK, "2026-W10", Attention, 5.0)]);
-        check("de", short_stop, &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
+        check("fr", short_stop, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Breach, 5.0)]);
+        check("eu", short_stop, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Attention, 5.0)]);
+        check("de", short_stop, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Breach, 5.0)]);
         // 6 h 30, a break, 1 h: the French break came too late (after 6 h
         // of work); the Directive's day had a break.
         let after = "Mon 08:00-16:00 break 14:30-15:00";
-        check("fr", after, &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
-        check("eu", after, &[Want::site(BREAK, "2026-W10", Ok, 0.0)]);
+        check("fr", after, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Breach, 5.0)]);
+        check("eu", after, &[Want::site(RuleId::BreakAfter6h, "2026-W10", Ok, 0.0)]);
         // Two shifts 5 minutes apart (3 h 30 and 3 h): one stretch of 6 h
         // 35 for the day.
-        check("fr", "Mon 08:00-11:30 | Mon 11:35-14:35", &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
+        check(
+            "fr",
+            "Mon 08:00-11:30 | Mon 11:35-14:35",
+            &[Want::site(RuleId::BreakAfter6h, "2026-W10", Breach, 5.0)],
+        );
     }
 
     #[test]
     fn de_counts_six_hours_in_a_row_and_the_days_total() {
         // ArbZG s. 4: 6 h in a row is lawful, more is not; a 15-min break
         // counts there (the profile's break length).
-        check("de", "Mon 08:00-14:00", &[Want::site(BREAK, "2026-W10", Ok, 0.0)]);
-        check("de", "Mon 08:00-14:10", &[Want::site(BREAK, "2026-W10", Breach, 5.0)]);
+        check("de", "Mon 08:00-14:00", &[Want::site(RuleId::BreakAfter6h, "2026-W10", Ok, 0.0)]);
+        check("de", "Mon 08:00-14:10", &[Want::site(RuleId::BreakAfter6h, "2026-W10", Breach, 5.0)]);
         // 08:00-15:15 with one declared 15-min break at 11:00: 7 h of work,
         // 15 min of break, 30 owed: short. With 30 min of breaks (two of
         // 15): none.
         check(
             "de",
             "Mon 08:00-15:15 break 11:00-11:15",
-            &[Want::site(BREAK_TOTAL, "2026-W10", Breach, 5.0), Want::site(BREAK, "2026-W10", Ok, 0.0)],
+            &[
+                Want::site(RuleId::BreakTotal, "2026-W10", Breach, 5.0),
+                Want::site(RuleId::BreakAfter6h, "2026-W10", Ok, 0.0),
+            ],
         );
         check(
             "de",
             "Mon 08:00-15:30 break 10:30-10:45 break 12:30-12:45",
-            &[Want::site(BREAK_TOTAL, "2026-W10", Ok, 0.0)],
+            &[Want::site(RuleId::BreakTotal, "2026-W10", Ok, 0.0)],
         );
         // 9 h 30 of work with 30 min of breaks: 45 owed beyond 9 h.
         check(
             "de",
             "Mon 07:00-17:00 break 10:00-10:15 break 13:00-13:15",
-            &[Want::site(BREAK_TOTAL, "2026-W10", Breach, 5.0)],
+            &[Want::site(RuleId::BreakTotal, "2026-W10", Breach, 5.0)],
         );
     }
 
@@ -759,22 +762,45 @@ mod tests {
         check(
             "fr",
             split,
-            &[Want::site(DAILY, "2026-W10", Breach, 5.0), Want::site(REST, "2026-W10", Ok, 0.0)],
+            &[
+                Want::site(RuleId::DailyMax10h, "2026-W10", Breach, 5.0),
+                Want::site(RuleId::DailyRest11h, "2026-W10", Ok, 0.0),
+            ],
         );
         // 10 h 30 of span with an undeclared 40-min stop: the upper bound
         // (10 h 30) is over 10 h, the lower bound (9 h 50) is not: attention.
-        check("fr", "Mon 07:00-17:30 gap 12:00-12:40", &[Want::site(DAILY, "2026-W10", Attention, 0.0)]);
+        check(
+            "fr",
+            "Mon 07:00-17:30 gap 12:00-12:40",
+            &[Want::site(RuleId::DailyMax10h, "2026-W10", Attention, 0.0)],
+        );
         // Declared, the same stop is a break: 9 h 50 of work, ok.
-        check("fr", "Mon 07:00-17:30 break 12:00-12:40", &[Want::site(DAILY, "2026-W10", Ok, 0.0)]);
+        check(
+            "fr",
+            "Mon 07:00-17:30 break 12:00-12:40",
+            &[Want::site(RuleId::DailyMax10h, "2026-W10", Ok, 0.0)],
+        );
     }
 
     #[test]
     fn daily_rest_is_between_working_days() {
         // A lunch clock-out (09-12, 13-17) is not a rest period; 17:00 to
         // 04:00 the next day is 11 h exactly (kept); 17:00 to 03:59 is not.
-        check("fr", "Mon 09:00-12:00 | Mon 13:00-17:00", &[Want::site(REST, "2026-W10", Ok, 0.0)]);
-        check("fr", "Mon 09:00-17:00 | Tue 04:00-08:00", &[Want::site(REST, "2026-W10", Ok, 0.0)]);
-        check("fr", "Mon 09:00-17:00 | Tue 03:59-08:00", &[Want::site(REST, "2026-W10", Breach, 5.0)]);
+        check(
+            "fr",
+            "Mon 09:00-12:00 | Mon 13:00-17:00",
+            &[Want::site(RuleId::DailyRest11h, "2026-W10", Ok, 0.0)],
+        );
+        check(
+            "fr",
+            "Mon 09:00-17:00 | Tue 04:00-08:00",
+            &[Want::site(RuleId::DailyRest11h, "2026-W10", Ok, 0.0)],
+        );
+        check(
+            "fr",
+            "Mon 09:00-17:00 | Tue 03:59-08:00",
+            &[Want::site(RuleId::DailyRest11h, "2026-W10", Breach, 5.0)],
+        );
     }
 
     #[test]
@@ -784,7 +810,10 @@ mod tests {
         check(
             "fr",
             "Sun 22:00-07:00 | week+1 Mon 17:00-20:00",
-            &[Want::site(REST, "2026-W11", Breach, 5.0), Want::site(DAILY, "2026-W10", Ok, 0.0)],
+            &[
+                Want::site(RuleId::DailyRest11h, "2026-W11", Breach, 5.0),
+                Want::site(RuleId::DailyMax10h, "2026-W10", Ok, 0.0),
+            ],
         );
     }
 
@@ -792,10 +821,10 @@ mod tests {
     fn french_weekly_limits() {
         // Mon-Fri 07:00-17:00 is 50 h a week: over 48 (single week).
         let week = "Mon..Fri 07:00-17:00";
-        check("fr", week, &[Want::site(WEEKLY, "2026-W10", Breach, 5.0)]);
+        check("fr", week, &[Want::site(RuleId::WeeklyMax48h, "2026-W10", Breach, 5.0)]);
         // The eu profile averages instead: one week of 50 h is no average
         // over 17 weeks (the window is not covered by the input).
-        check("eu", week, &[Want::site(AVERAGE, "2026-W10", InsufficientData, f64::NAN)]);
+        check("eu", week, &[Want::site(RuleId::WeeklyAverage, "2026-W10", InsufficientData, f64::NAN)]);
     }
 
     #[test]
@@ -811,8 +840,8 @@ mod tests {
             "fr",
             script.trim_end_matches(" | "),
             &[
-                Want::site(AVERAGE, "2026-W20", InsufficientData, f64::NAN),
-                Want::site(AVERAGE, "2026-W21", Breach, 5.0),
+                Want::site(RuleId::WeeklyAverage, "2026-W20", InsufficientData, f64::NAN),
+                Want::site(RuleId::WeeklyAverage, "2026-W21", Breach, 5.0),
             ],
         );
         // Eleven weeks of 45 h and a 12th of 35 h: 530 / 12 = 44.17 h,
@@ -821,7 +850,7 @@ mod tests {
         for w in 0..11 {
             eleven.push_str(&format!("week+{w} Mon..Fri 08:00-17:00 | "));
         }
-        let w21 = |status, n| [Want::site(AVERAGE, "2026-W21", status, n)];
+        let w21 = |status, n| [Want::site(RuleId::WeeklyAverage, "2026-W21", status, n)];
         check("fr", &format!("{eleven}week+11 Mon..Fri 08:00-15:00"), &w21(Breach, 5.0));
         check("fr", &format!("{eleven}week+11 Mon..Fri 08:00-14:00"), &w21(Ok, 0.0));
         // A light first week (30 h) then twelve of 45 h: the window ending
@@ -834,7 +863,10 @@ mod tests {
         check(
             "fr",
             script.trim_end_matches(" | "),
-            &[Want::site(AVERAGE, "2026-W21", Ok, 0.0), Want::site(AVERAGE, "2026-W22", Breach, 5.0)],
+            &[
+                Want::site(RuleId::WeeklyAverage, "2026-W21", Ok, 0.0),
+                Want::site(RuleId::WeeklyAverage, "2026-W22", Breach, 5.0),
+            ],
         );
     }
 
@@ -850,8 +882,8 @@ mod tests {
             "eu",
             script.trim_end_matches(" | "),
             &[
-                Want::site(AVERAGE, "2026-W25", InsufficientData, f64::NAN),
-                Want::site(AVERAGE, "2026-W26", Breach, 5.0),
+                Want::site(RuleId::WeeklyAverage, "2026-W25", InsufficientData, f64::NAN),
+                Want::site(RuleId::WeeklyAverage, "2026-W26", Breach, 5.0),
             ],
         );
     }
@@ -864,27 +896,38 @@ mod tests {
         check(
             "fr",
             "Mon..Sat 08:00-16:00 | week+1 Mon 03:00-08:00",
-            &[Want::site(WEEKLY_REST, "2026-W10", Ok, 0.0), Want::site(SIX_DAYS, "2026-W10", Ok, 0.0)],
+            &[
+                Want::site(RuleId::WeeklyRest35h, "2026-W10", Ok, 0.0),
+                Want::site(RuleId::Max6Days, "2026-W10", Ok, 0.0),
+            ],
         );
         check(
             "fr",
             "Mon..Sat 08:00-16:00 | week+1 Mon 02:59-08:00",
-            &[Want::site(WEEKLY_REST, "2026-W10", Breach, 5.0)],
+            &[Want::site(RuleId::WeeklyRest35h, "2026-W10", Breach, 5.0)],
         );
         // Seven days of work in one calendar week.
-        check("fr", "Mon..Sun 08:00-12:00", &[Want::site(SIX_DAYS, "2026-W10", Breach, 5.0)]);
+        check("fr", "Mon..Sun 08:00-12:00", &[Want::site(RuleId::Max6Days, "2026-W10", Breach, 5.0)]);
     }
 
     #[test]
     fn night_workers_daily_limit() {
         // 21:00-06:00 (9 h, all night) Monday to Thursday: night workers,
         // each day over 8 h. A 9 h day shift is not night work.
-        check("fr", "Mon..Thu 21:00-06:00", &[Want::site(NIGHT, "2026-W10", Breach, 20.0)]);
-        check("fr", "Mon..Thu 08:00-17:00", &[Want::site(NIGHT, "2026-W10", Ok, 0.0)]);
+        check("fr", "Mon..Thu 21:00-06:00", &[Want::site(RuleId::NightDaily8h, "2026-W10", Breach, 20.0)]);
+        check("fr", "Mon..Thu 08:00-17:00", &[Want::site(RuleId::NightDaily8h, "2026-W10", Ok, 0.0)]);
         // Twice a week 22:00-01:00 (3 h of night work) is enough to be a
         // night worker; 22:00-00:59 is not.
-        check("fr", "Mon..Tue 22:00-01:00 | Wed 08:00-17:00", &[Want::site(NIGHT, "2026-W10", Breach, 5.0)]);
-        check("fr", "Mon..Tue 22:00-00:59 | Wed 08:00-17:00", &[Want::site(NIGHT, "2026-W10", Ok, 0.0)]);
+        check(
+            "fr",
+            "Mon..Tue 22:00-01:00 | Wed 08:00-17:00",
+            &[Want::site(RuleId::NightDaily8h, "2026-W10", Breach, 5.0)],
+        );
+        check(
+            "fr",
+            "Mon..Tue 22:00-00:59 | Wed 08:00-17:00",
+            &[Want::site(RuleId::NightDaily8h, "2026-W10", Ok, 0.0)],
+        );
     }
 
     #[test]
@@ -899,31 +942,38 @@ mod tests {
         check(
             "fr",
             script.trim_end_matches(" | "),
-            &[Want::site(NIGHT_AVERAGE, "2026-W21", Breach, 5.0), Want::site(AVERAGE, "2026-W21", Ok, 0.0)],
+            &[
+                Want::site(RuleId::NightWeeklyAverage, "2026-W21", Breach, 5.0),
+                Want::site(RuleId::WeeklyAverage, "2026-W21", Ok, 0.0),
+            ],
         );
     }
 
     #[test]
     fn california_meal_periods() {
         // 5 h 00 without a meal: none owed. 5 h 01: owed, missing.
-        check("us-ca", "Mon 08:00-13:00", &[Want::site(MEAL, "2026-W10", Ok, 0.0)]);
-        check("us-ca", "Mon 08:00-13:01", &[Want::site(MEAL, "2026-W10", Breach, 5.0)]);
+        check("us-ca", "Mon 08:00-13:00", &[Want::site(RuleId::CaMealPeriod, "2026-W10", Ok, 0.0)]);
+        check("us-ca", "Mon 08:00-13:01", &[Want::site(RuleId::CaMealPeriod, "2026-W10", Breach, 5.0)]);
         // 6 h without a meal: missing, unless the employer declares the
         // waiver (6 h is within it).
-        check("us-ca", "Mon 08:00-14:00", &[Want::site(MEAL, "2026-W10", Breach, 5.0)]);
+        check("us-ca", "Mon 08:00-14:00", &[Want::site(RuleId::CaMealPeriod, "2026-W10", Breach, 5.0)]);
         super::super::testkit::check_with(
             "us-ca",
             "Mon 08:00-14:00",
             Some("meal_waiver = true"),
-            &[Want::site(MEAL, "2026-W10", Ok, 0.0)],
+            &[Want::site(RuleId::CaMealPeriod, "2026-W10", Ok, 0.0)],
         );
         // 10 h 01 of work with one meal: the second is missing.
-        check("us-ca", "Mon 08:00-18:31 break 11:00-11:30", &[Want::site(MEAL, "2026-W10", Breach, 5.0)]);
+        check(
+            "us-ca",
+            "Mon 08:00-18:31 break 11:00-11:30",
+            &[Want::site(RuleId::CaMealPeriod, "2026-W10", Breach, 5.0)],
+        );
         // ... with two, none.
         check(
             "us-ca",
             "Mon 08:00-19:01 break 11:00-11:30 break 15:00-15:30",
-            &[Want::site(MEAL, "2026-W10", Ok, 0.0)],
+            &[Want::site(RuleId::CaMealPeriod, "2026-W10", Ok, 0.0)],
         );
     }
 
@@ -931,15 +981,15 @@ mod tests {
     fn california_rest_periods_are_permitted_not_forced() {
         // 4 h with no stop: one rest period owed, missing: attention; a
         // breach when the employer's system schedules breaks.
-        check("us-ca", "Mon 08:00-12:00", &[Want::site(CA_REST, "2026-W10", Attention, 5.0)]);
+        check("us-ca", "Mon 08:00-12:00", &[Want::site(RuleId::CaRestPeriod, "2026-W10", Attention, 5.0)]);
         super::super::testkit::check_with(
             "us-ca",
             "Mon 08:00-12:00",
             Some("breaks_scheduled_by_system = true"),
-            &[Want::site(CA_REST, "2026-W10", Breach, 5.0)],
+            &[Want::site(RuleId::CaRestPeriod, "2026-W10", Breach, 5.0)],
         );
         // 3 h 29 (under 3.5 h): none owed.
-        check("us-ca", "Mon 08:00-11:29", &[Want::site(CA_REST, "2026-W10", Ok, 0.0)]);
+        check("us-ca", "Mon 08:00-11:29", &[Want::site(RuleId::CaRestPeriod, "2026-W10", Ok, 0.0)]);
         assert_eq!(ca_rest_required(3.5, 4.0, 5.0), 1.0);
         assert_eq!(ca_rest_required(6.0, 4.0, 5.0), 2.0); // 1 rest + the meal
         assert_eq!(ca_rest_required(6.01, 4.0, 5.0), 3.0);
