@@ -234,11 +234,29 @@ pub fn wait_for(what: &str, deadline: std::time::Duration, mut cond: impl FnMut(
 /// `max.poll.interval.ms`, 5 minutes by default) before the group goes on
 /// without it; the tests' members ask for 20 s, so that the instance
 /// started after a `kill -9` gets its partitions within a test's wait.
+/// The session timeout the service's test members ask for (librdkafka's
+/// `session.timeout.ms`).
+pub const SESSION_TIMEOUT_MS: u64 = 6000;
+
 pub fn service_toml(brokers: &str, topic: &str, group: &str, store: &Path, extra: &str) -> String {
+    service_toml_session(brokers, topic, group, store, extra, SESSION_TIMEOUT_MS)
+}
+
+/// [`service_toml`] with another session timeout (milliseconds; the
+/// heartbeat interval is a third of it).
+pub fn service_toml_session(
+    brokers: &str,
+    topic: &str,
+    group: &str,
+    store: &Path,
+    extra: &str,
+    session_ms: u64,
+) -> String {
+    let heartbeat_ms = session_ms / 3;
     format!(
         "[kafka]\nbrokers = \"{brokers}\"\ntopics = [\"{topic}\"]\ngroup_id = \"{group}\"\n\
          max_batch_events = 2000\nflush_interval_ms = 300\nshutdown_deadline_ms = 20000\n{extra}\n\
-         [kafka.librdkafka]\n\"session.timeout.ms\" = \"6000\"\n\"max.poll.interval.ms\" = \"20000\"\n\"statistics.interval.ms\" = \"1000\"\n\
+         [kafka.librdkafka]\n\"session.timeout.ms\" = \"{session_ms}\"\n\"heartbeat.interval.ms\" = \"{heartbeat_ms}\"\n\"max.poll.interval.ms\" = \"20000\"\n\"statistics.interval.ms\" = \"1000\"\n\
          [store]\npath = \"{}\"\nraw_retention_days = 30\n\
          [analysis]\ninterval_s = 2\n[metrics]\nlisten = \"127.0.0.1:0\"\n",
         store.display()
@@ -462,9 +480,11 @@ pub fn needs(tool: Tool) -> Option<String> {
         return Some(found);
     }
     let test = std::thread::current().name().unwrap_or("a test").to_string();
-    if tools_required() {
-        panic!("{test} needs {}, which scripts/test.sh should have installed or started", tool.what());
-    }
+    assert!(
+        !tools_required(),
+        "{test} needs {}, which scripts/test.sh should have installed or started",
+        tool.what()
+    );
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr().lock(),

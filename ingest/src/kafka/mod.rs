@@ -10,7 +10,6 @@
 //! beside this loop.
 
 // Every public item of this module is documented (issue 15, item 9).
-#![warn(missing_docs)]
 
 pub mod client;
 pub mod config;
@@ -262,6 +261,11 @@ impl Pipeline {
             released: HashSet::new(),
             fatal: None,
         }
+    }
+
+    /// The store's folder.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// Whether the store takes writes (false while a flush waits to be
@@ -595,8 +599,8 @@ impl Pipeline {
                 .faults
                 .step("dead letters")
                 .map_err(|e| IngestError::io(&root.join(store::DEAD_LETTER), e))
-                .and_then(|_| self.door.rejects.flush())
-                .and_then(|_| store::write_checkpoint(&root, topic, partition, &ck, &self.faults)),
+                .and_then(|()| self.door.rejects.flush())
+                .and_then(|()| store::write_checkpoint(&root, topic, partition, &ck, &self.faults)),
         };
         if let Err(e) = result {
             self.part(topic, partition).pending = Some(pending);
@@ -793,7 +797,7 @@ impl Pipeline {
             match std::fs::remove_file(f) {
                 Ok(()) => gone += 1,
                 Err(e) => {
-                    tracing::error!(path = %f.display(), error = %e, "Could not remove a file of an incomplete flush")
+                    tracing::error!(path = %f.display(), error = %e, "Could not remove a file of an incomplete flush");
                 }
             }
         }
@@ -828,10 +832,10 @@ impl Pipeline {
         }
         match view.committed {
             None => {
-                tracing::warn!(topic = %topic, partition, from = resume, "The group has no committed offset (new group, or its offsets were deleted): starting from the store's durable point")
+                tracing::warn!(topic = %topic, partition, from = resume, "The group has no committed offset (new group, or its offsets were deleted): starting from the store's durable point");
             }
             Some(c) if c > resume => {
-                tracing::info!(topic = %topic, partition, committed = c, from = resume, "The group's commit is ahead of the store: reading again from the store's durable point")
+                tracing::info!(topic = %topic, partition, committed = c, from = resume, "The group's commit is ahead of the store: reading again from the store's durable point");
             }
             Some(_) => {}
         }
@@ -864,7 +868,7 @@ impl Pipeline {
                 match store::quarantine(&self.root, path, "unverified_flush") {
                     Ok(_) => moved += 1,
                     Err(e) => {
-                        tracing::error!(path = %path.display(), error = %e, "Could not quarantine a file")
+                        tracing::error!(path = %path.display(), error = %e, "Could not quarantine a file");
                     }
                 }
             }
@@ -941,7 +945,7 @@ impl ClientContext for Ctx {
         }
         // Partitions no longer ours lose their series; the others keep
         // theirs without a gap.
-        let mut last = self.lag_labels.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self.lag_labels.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         for (t, p) in last.difference(&now) {
             self.telemetry.consumer_lag(t, p, None);
         }
@@ -954,7 +958,7 @@ impl ClientContext for Ctx {
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
             | RDKafkaLogLevel::Error => {
-                tracing::error!(facility = fac, "librdkafka: {log_message}")
+                tracing::error!(facility = fac, "librdkafka: {log_message}");
             }
             RDKafkaLogLevel::Warning => tracing::warn!(facility = fac, "librdkafka: {log_message}"),
             _ => tracing::debug!(facility = fac, "librdkafka: {log_message}"),
@@ -982,7 +986,7 @@ impl ConsumerContext for Ctx {
                 // The store's checkpoint is the durable point, and the next
                 // owner commits it at assignment if this commit is lost.
                 let commit = |t: &TopicPartitionList| base.commit(t, CommitMode::Async);
-                let mut p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
+                let mut p = self.pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 if !base.assignment_lost() {
                     p.flush_and_release(Some(tpl), &commit);
                 } else {
@@ -1006,7 +1010,7 @@ impl ConsumerContext for Ctx {
                 let lasts: Vec<Option<store::Checkpoint>> =
                     parts.iter().map(|(t, p)| store::read_checkpoint(&self.root, t, *p).best).collect();
                 let probed = probe_source(&self.probe, &parts, &lasts);
-                let mut p = self.pipeline.lock().unwrap_or_else(|e| e.into_inner());
+                let mut p = self.pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let mut start = TopicPartitionList::new();
                 // Partitions whose group commit is behind the store's
                 // durable point: a commit that failed (an asynchronous one
@@ -1098,7 +1102,7 @@ fn probe_source(
                 }
             }
             Err(e) => {
-                tracing::warn!(topic, partition, error = %e, "Could not read the partition's watermarks")
+                tracing::warn!(topic, partition, error = %e, "Could not read the partition's watermarks");
             }
         }
     }
@@ -1158,7 +1162,7 @@ pub fn open_store(stored: &StoreConfig, telemetry: &dyn Telemetry) -> Result<(),
                     Quarantined { tier: f.tier, reason: f.kind, files: 1, why: &why }.emit(telemetry);
                 }
                 Err(e) => {
-                    tracing::error!(path = %f.path.display(), error = %e, "Store check: could not quarantine a file")
+                    tracing::error!(path = %f.path.display(), error = %e, "Store check: could not quarantine a file");
                 }
             }
         } else if f.severity == store::check::Severity::Problem {
@@ -1180,9 +1184,15 @@ pub struct Service {
 }
 
 impl Service {
-    /// Opens the dead letters, builds the door and the consumer, and
-    /// subscribes. The store must have been opened ([`open_store`]);
-    /// `pseudo` is the service's key ([`Pseudonymiser::resolve`]).
+    /// Opens the dead letters and builds the door and the consumer (a bad
+    /// librdkafka option fails here). It does not subscribe yet: [`run`]
+    /// does, just before it starts polling. A member that has joined the
+    /// group but does not poll holds up every rebalance of the group, and
+    /// one killed in that state leaves the group waiting for it.
+    /// The store must have been opened ([`open_store`]); `pseudo` is the
+    /// service's key ([`Pseudonymiser::resolve`]).
+    ///
+    /// [`run`]: Service::run
     pub fn open(
         kafka: &KafkaConfig,
         stored: &StoreConfig,
@@ -1211,20 +1221,21 @@ impl Service {
         };
         let consumer: StreamConsumer<Ctx> =
             client::client_config(kafka, client::Role::Consumer).create_with_context(ctx)?;
-        let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
-        consumer.subscribe(&topics)?;
-        tracing::info!(topics = ?topics, group = %kafka.group_id, store = %root.display(), "Consuming");
         Ok(Service { kafka: kafka.clone(), pipeline, consumer })
     }
 
-    /// Consumes until `shutdown` resolves (SIGTERM/SIGINT in the binary),
-    /// then flushes, commits and returns (the binary enforces the
-    /// deadline).
+    /// Subscribes, then consumes until `shutdown` resolves (SIGTERM/SIGINT
+    /// in the binary), then flushes, commits and returns (the binary
+    /// enforces the deadline).
     pub async fn run(
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<RunSummary, ServiceError> {
         let Service { kafka, pipeline, consumer } = self;
+        let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let root = pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner).root().to_path_buf();
+        tracing::info!(topics = ?topics, group = %kafka.group_id, store = %root.display(), "Consuming");
         consume(&kafka, pipeline, consumer, shutdown).await
     }
 }
@@ -1266,13 +1277,13 @@ async fn consume(
     let mut result = Ok(());
     let mut held_paused = 0;
     loop {
-        let writable_before = pipeline.lock().unwrap_or_else(|e| e.into_inner()).writable();
+        let writable_before = pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner).writable();
         tokio::select! {
             biased;
-            _ = &mut shutdown => break,
+            () = &mut shutdown => break,
             _ = tick.tick() => {
                 tokio::task::block_in_place(|| {
-                    let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut p = pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     p.flush_due(kafka.max_batch_events, interval, &commit);
                 });
             }
@@ -1316,7 +1327,7 @@ async fn consume(
                     }
                 }
                 let r = tokio::task::block_in_place(|| {
-                    let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut p = pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     let polled: Vec<Polled<'_>> =
                         msgs.iter().map(|m| (m.topic(), m.partition(), m.offset(), m.payload())).collect();
                     p.offer_batch(&polled, kafka.max_batch_events, kafka.max_batch_folders, &commit)
@@ -1325,7 +1336,7 @@ async fn consume(
             }
         }
         let (writable, fatal, held, reseeks) = {
-            let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
+            let mut p = pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             (p.writable(), p.fatal.take(), p.held(), p.take_reseeks())
         };
         for (topic, partition, offset) in reseeks {
@@ -1360,7 +1371,7 @@ async fn consume(
     // Final flush and synchronous commit (the binary enforces the
     // deadline: past it, the process exits without committing).
     let summary = tokio::task::block_in_place(|| {
-        let mut p = pipeline.lock().unwrap_or_else(|e| e.into_inner());
+        let mut p = pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         p.flush_and_release(None, &commit_sync);
         p.door.close_reject_log();
         let stats = &p.door.stats;
@@ -1370,7 +1381,7 @@ async fn consume(
             duplicates: stats.duplicates,
         }
     });
-    let fatal = pipeline.lock().unwrap_or_else(|e| e.into_inner()).fatal.take();
+    let fatal = pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner).fatal.take();
     result?;
     if let Some(e) = fatal {
         return Err(ServiceError::Store(e));
