@@ -84,7 +84,8 @@ fn count(brokers: &str, topic: &str) {
         .create()
         .unwrap();
     let md = c.fetch_metadata(Some(topic), Duration::from_secs(10)).unwrap();
-    let parts: Vec<i32> = md.topics()[0].partitions().iter().map(|p| p.id()).collect();
+    let parts: Vec<i32> =
+        md.topics()[0].partitions().iter().map(rdkafka::metadata::MetadataPartition::id).collect();
     let total: i64 = parts
         .iter()
         .map(|p| {

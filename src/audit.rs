@@ -153,14 +153,14 @@ pub mod interrupt {
             WATCHER.get_or_init(|| {
                 let _ = std::thread::Builder::new().name("vigie-signals".into()).spawn(watch);
             });
-            SPILLS.lock().unwrap_or_else(|e| e.into_inner()).push(dir.clone());
+            SPILLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(dir.clone());
             Watch(dir)
         }
     }
 
     impl Drop for Watch {
         fn drop(&mut self) {
-            SPILLS.lock().unwrap_or_else(|e| e.into_inner()).retain(|d| *d != self.0);
+            SPILLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|d| *d != self.0);
         }
     }
 
@@ -181,7 +181,8 @@ pub mod interrupt {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         loop {
             rt.block_on(crate::shutdown::signal());
-            let spills: Vec<PathBuf> = SPILLS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let spills: Vec<PathBuf> =
+                SPILLS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
             if spills.is_empty() && HANDLED_ELSEWHERE.load(Ordering::SeqCst) {
                 continue;
             }

@@ -206,7 +206,7 @@ pub fn verify(req: &VerifyRequest) -> anyhow::Result<Vec<Check>> {
     match (&req.pub_key, sig_path.exists()) {
         (Some(k), true) => checks.push(check_signature(&manifest_bytes, &sig_path, Some(k))),
         (Some(_), false) => {
-            checks.push(fail(format!("signature: {SIGNATURE} is missing, but a public key was given")))
+            checks.push(fail(format!("signature: {SIGNATURE} is missing, but a public key was given")));
         }
         (None, true) => checks.push(check_signature(&manifest_bytes, &sig_path, None)),
         (None, false) => checks.push(pass(
@@ -241,7 +241,7 @@ pub fn verify(req: &VerifyRequest) -> anyhow::Result<Vec<Check>> {
         }
         match sha256_file(&p) {
             Ok((bytes, sha)) if sha == e.sha256 && bytes == e.bytes => {
-                checks.push(pass(format!("{}: matches the manifest", e.path)))
+                checks.push(pass(format!("{}: matches the manifest", e.path)));
             }
             Ok(_) => checks.push(fail(format!("{}: CHANGED since the manifest was written", e.path))),
             Err(err) => checks.push(fail(format!("{}: unreadable ({err})", e.path))),
@@ -285,7 +285,7 @@ pub fn verify(req: &VerifyRequest) -> anyhow::Result<Vec<Check>> {
                             checks.push(pass(format!(
                                 "input {shown}: is `{}` of the run (sha256 {sha})",
                                 p.inputs[k].name
-                            )))
+                            )));
                         }
                         None => checks.push(fail(format!(
                             "input {shown}: NOT an input of the run (sha256 {sha}; the run read {})",
@@ -321,7 +321,8 @@ pub fn verify(req: &VerifyRequest) -> anyhow::Result<Vec<Check>> {
             }
             (Some(_), Some(_)) => checks.push(fail("re-run: not made, every input of the run is needed")),
             _ => {
-                checks.push(fail("findings.json is missing or has no provenance: the run cannot be repeated"))
+                checks
+                    .push(fail("findings.json is missing or has no provenance: the run cannot be repeated"));
             }
         }
     }

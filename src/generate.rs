@@ -363,7 +363,7 @@ impl Generator {
                 breaks: vec![(start + 3 * 3600, 20 * 60), (start + 6 * 3600, 20 * 60)],
             }),
             Some(Injection::NoBreak) => {
-                plans.push(Plan { start_s: start, end_s: start + SHIFT_LEN, breaks: vec![] })
+                plans.push(Plan { start_s: start, end_s: start + SHIFT_LEN, breaks: vec![] });
             }
             Some(Injection::ShortRest) => {
                 // An afternoon shift this day, then an early shift the next

@@ -81,8 +81,8 @@ pub async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::select! {
-        _ = serve_with(listener, metrics, token, Limits::default()) => {}
-        _ = stop => {}
+        () = serve_with(listener, metrics, token, Limits::default()) => {}
+        () = stop => {}
     }
 }
 

@@ -250,7 +250,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
     if let Some(k) = role.get("kind") {
         let mut codes: BTreeMap<String, u64> = BTreeMap::new();
         for c in col(*k) {
-            *codes.entry(c.to_string()).or_default() += 1;
+            *codes.entry(c.clone()).or_default() += 1;
         }
         o.push_str("\n[kinds]   # the export's codes, by frequency in the sample; an unlisted code is counted, not refused\n");
         let mut by_count: Vec<(String, u64)> = codes.into_iter().collect();
@@ -260,7 +260,7 @@ pub fn inspect(path: &Path) -> anyhow::Result<String> {
             match CODES.iter().find(|(c, _)| *c == lc) {
                 Some((_, kind)) => o.push_str(&format!("{code:?} = {kind:?}   # {n} rows\n")),
                 None if vigie_ingest::event::Kind::parse(&lc).is_some() => {
-                    o.push_str(&format!("{code:?} = {lc:?}   # {n} rows\n"))
+                    o.push_str(&format!("{code:?} = {lc:?}   # {n} rows\n"));
                 }
                 None => o.push_str(&format!("# {code:?} = \"TODO\"   # {n} rows\n")),
             }

@@ -135,9 +135,9 @@ impl vigie_ingest::kafka::Telemetry for Metrics {
     fn reset_held(&self, topic: &str, held: bool) {
         let g = self.source_reset_blocked.with_label_values(&[topic]);
         if held {
-            g.inc()
+            g.inc();
         } else {
-            g.dec()
+            g.dec();
         }
     }
     fn source_skipped(&self, topic: &str, offsets: u64) {
@@ -505,8 +505,11 @@ impl Metrics {
             why.push("the store cannot be written (consumption paused)".to_string());
         }
         let families = self.source_reset_blocked.collect();
-        let blocked: f64 =
-            families.iter().flat_map(|f| f.get_metric()).map(|m| m.get_gauge().get_value()).sum();
+        let blocked: f64 = families
+            .iter()
+            .flat_map(prometheus::proto::MetricFamily::get_metric)
+            .map(|m| m.get_gauge().get_value())
+            .sum();
         if blocked > 0.0 {
             why.push(format!("{blocked} partition(s) held back after a source reset"));
         }
@@ -523,7 +526,7 @@ impl Metrics {
 
     /// Brings the door's counters up to `stats` (totals of this process).
     pub fn count_ingest(&self, stats: &IngestStats) {
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         self.events_ingested.inc_by(stats.accepted.saturating_sub(seen.accepted));
         self.events_duplicate.inc_by(stats.duplicates.saturating_sub(seen.duplicates));
         for r in RejectReason::ALL {
@@ -541,7 +544,7 @@ impl Metrics {
     /// Replaces the published findings with those of `eval`, within the
     /// series budget.
     pub fn publish(&self, eval: &Evaluation) -> Published {
-        let _guard = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+        let _guard = self.publishing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let latest = latest_findings(&eval.findings);
         let weeks = latest_weeks(&eval.aggregates);
         // Every series that depends on the findings goes; what is left is
@@ -593,7 +596,11 @@ impl Metrics {
         let mut left = self.max_series.saturating_sub(fixed);
         let is_site = |g: &str| g == "site";
         let per_detail = |r: &AggregateRow| {
-            detail_series(r, of(&targets, r).map_or(0, |t| t.len()) + of(&changes, r).map_or(0, |c| c.len()))
+            detail_series(
+                r,
+                of(&targets, r).map_or(0, std::collections::BTreeMap::len)
+                    + of(&changes, r).map_or(0, std::collections::BTreeMap::len),
+            )
         };
         // A finding is 2 series (status, observed), 3 for a working-time
         // rule (breaches); 1 when it has no observed value.
@@ -743,7 +750,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         self.resident_memory.set(resident_bytes().unwrap_or(0) as i64);
         let families = {
-            let _guard = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
+            let _guard = self.publishing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             self.registry.gather()
         };
         TextEncoder::new().encode_to_string(&families).unwrap_or_default()

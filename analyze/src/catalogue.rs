@@ -16,11 +16,14 @@ const SOURCE: &str = include_str!("../catalogue/rules.toml");
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Text {
+    /// The text in English.
     pub en: String,
+    /// The text in French.
     pub fr: String,
 }
 
 impl Text {
+    /// The text in `lang`: French for `fr`, English for any other.
     pub fn get(&self, lang: &str) -> &str {
         if lang == "fr" {
             &self.fr
@@ -34,11 +37,14 @@ impl Text {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Texts {
+    /// The texts in English.
     pub en: Vec<String>,
+    /// The texts in French.
     pub fr: Vec<String>,
 }
 
 impl Texts {
+    /// The texts in `lang`: French for `fr`, English for any other.
     pub fn get(&self, lang: &str) -> &[String] {
         if lang == "fr" {
             &self.fr
@@ -52,10 +58,15 @@ impl Texts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileDef {
+    /// The profile's id, as `--profile` takes it (`fr`, `eu`, `de`, `us-ca`).
     pub id: String,
+    /// The language of its report, sources and notes: `fr` or `en`.
     pub lang: String,
+    /// Minimum distinct workers for a group to be published.
     pub k: u32,
+    /// Shortest break, minutes.
     pub break_min_minutes: f64,
+    /// The profile's title in each language.
     pub name: Text,
 }
 
@@ -83,17 +94,19 @@ impl Counted {
         !matches!(self, Counted::WholeInput | Counted::Shift)
     }
 
+    /// The period as the rule table writes it (`per calendar day`), in French
+    /// for `fr`, else in English.
     pub fn label(self, lang: &str) -> &'static str {
         let fr = lang == "fr";
         match self {
-            Counted::CalendarDay => ["per calendar day", "par jour civil"][fr as usize],
+            Counted::CalendarDay => ["per calendar day", "par jour civil"][usize::from(fr)],
             Counted::RestPeriod => {
-                ["per rest between working days", "par repos entre deux journées"][fr as usize]
+                ["per rest between working days", "par repos entre deux journées"][usize::from(fr)]
             }
-            Counted::CivilWeek => ["per calendar week", "par semaine civile"][fr as usize],
-            Counted::RollingWeeks => ["over rolling weeks", "sur semaines glissantes"][fr as usize],
-            Counted::Shift => ["per shift", "par poste"][fr as usize],
-            Counted::WholeInput => ["over the whole input", "sur l'ensemble des données"][fr as usize],
+            Counted::CivilWeek => ["per calendar week", "par semaine civile"][usize::from(fr)],
+            Counted::RollingWeeks => ["over rolling weeks", "sur semaines glissantes"][usize::from(fr)],
+            Counted::Shift => ["per shift", "par poste"][usize::from(fr)],
+            Counted::WholeInput => ["over the whole input", "sur l'ensemble des données"][usize::from(fr)],
         }
     }
 }
@@ -102,7 +115,9 @@ impl Counted {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Contested {
+    /// Who took the position: the authority and its decision.
     pub who: Text,
+    /// What it held.
     pub held: Text,
 }
 
@@ -110,19 +125,32 @@ pub struct Contested {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileRule {
+    /// Whether the profile evaluates the rule (default true); a rule turned
+    /// off stays in the profile, so that a policy file can turn it on.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The status when the threshold is crossed (the policy's `severity`).
     pub status: Severity,
+    /// The threshold, in the rule's `unit`.
     pub threshold: f64,
+    /// The rule's own parameter, in its `limit_unit` (6 h for the break
+    /// rule); `None` for rules without one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<f64>,
+    /// Whether reaching `limit` already crosses it (`>=`) rather than only
+    /// exceeding it (`>`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub limit_inclusive: bool,
+    /// What the rule measures, for the rules of [`MEASURES`]; `None`: the
+    /// rule's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measure: Option<String>,
+    /// The rule's other parameters by name ([`crate::policy::PARAMS`]).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, f64>,
+    /// Legal or field sources, in each language's citation style.
     pub sources: Texts,
+    /// Plain-language note on where the threshold comes from.
     pub note: Text,
 }
 
@@ -147,26 +175,40 @@ pub enum LimitKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleDef {
+    /// The rule id, `family.name`.
     pub id: String,
     /// The unit of the profiles' `limit` (h, s, kg, days).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub limit_unit: String,
+    /// How the profiles' `limit` applies (default: values above it count).
     #[serde(default)]
     pub limit_kind: LimitKind,
+    /// The rule's family, the first part of its id (`worktime`, `pause`, ...).
     pub family: String,
+    /// What `observed` counts (`worker-days`, `flags`, `seconds`, ...): the
+    /// findings' `unit`.
     pub unit: String,
+    /// The period the law counts in; it says whether findings are per ISO
+    /// week or over `all`.
     pub counted: Counted,
+    /// How `observed` is held against the threshold.
     pub compare: Compare,
     /// A maximum held against the two bounds of effective time.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub bounded: bool,
+    /// The rule's title.
     pub name: Text,
+    /// What the rule counts, in plain words.
     pub description: Text,
+    /// Questions for the employer, listed by the report.
     pub questions: Texts,
     /// Evidence sentences by case, with `{placeholders}`.
     pub evidence: BTreeMap<String, Text>,
+    /// The positions taken where the rule is contested; empty when it is not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contested: Vec<Contested>,
+    /// The rule's setting in each built-in profile that evaluates it, by
+    /// profile id.
     pub profiles: BTreeMap<String, ProfileRule>,
 }
 
@@ -174,7 +216,9 @@ pub struct RuleDef {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Letter {
+    /// The letter's title.
     pub title: Text,
+    /// The letter's text.
     pub body: Text,
     /// What the letter rests on, when a reader should check it first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -185,10 +229,13 @@ pub struct Letter {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Catalogue {
+    /// The built-in profiles, in the catalogue's order.
     pub profile: Vec<ProfileDef>,
     /// Evidence sentences shared by every rule (withheld weeks, ...).
     pub evidence: BTreeMap<String, Text>,
+    /// Every rule, in report order (that of [`crate::rules::RuleId::ALL`]).
     pub rule: Vec<RuleDef>,
+    /// The request letters of the report's annex.
     #[serde(default)]
     pub letter: Vec<Letter>,
 }
@@ -208,14 +255,17 @@ pub fn catalogue() -> &'static Catalogue {
 }
 
 impl Catalogue {
+    /// A rule by id; `None` when the catalogue has none.
     pub fn rule(&self, id: &str) -> Option<&RuleDef> {
         self.rule.iter().find(|r| r.id == id)
     }
 
+    /// A built-in profile by id; `None` when there is none.
     pub fn profile(&self, id: &str) -> Option<&ProfileDef> {
         self.profile.iter().find(|p| p.id == id)
     }
 
+    /// The built-in profiles' ids, in the catalogue's order.
     pub fn profile_ids(&self) -> Vec<&str> {
         self.profile.iter().map(|p| p.id.as_str()).collect()
     }
@@ -433,11 +483,13 @@ pub fn facts(case: &str) -> Facts {
 }
 
 impl Facts {
+    /// Adds the number `x` under `name`.
     pub fn n(mut self, name: &str, x: impl Into<f64>) -> Self {
         self.values.insert(name.to_string(), Fact::Number(x.into()));
         self
     }
 
+    /// Adds the label `s` under `name`.
     pub fn t(mut self, name: &str, s: impl Into<String>) -> Self {
         self.values.insert(name.to_string(), Fact::Text(s.into()));
         self

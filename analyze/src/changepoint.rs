@@ -31,11 +31,13 @@ pub struct Change {
     pub at: usize,
     /// Medians of the segments before and after it.
     pub before: f64,
+    /// Median of the segment after it.
     pub after: f64,
     /// after / before - 1.
     pub relative: f64,
     /// 95 % bootstrap interval of `relative`.
     pub low: f64,
+    /// Upper bound of that interval (`low` is the lower).
     pub high: f64,
 }
 
@@ -151,10 +153,10 @@ fn compare(before: &[f64], after: &[f64], start: usize, rng: &mut SplitMix) -> O
     let mut ratios = Vec::with_capacity(999);
     let (mut rb, mut ra) = (vec![0.0; before.len()], vec![0.0; after.len()]);
     for _ in 0..999 {
-        for v in rb.iter_mut() {
+        for v in &mut rb {
             *v = before[rng.below(before.len())];
         }
-        for v in ra.iter_mut() {
+        for v in &mut ra {
             *v = after[rng.below(after.len())];
         }
         let mb = median(&mut rb);

@@ -19,12 +19,17 @@ use crate::rules::{fnv, process_name, quantile, round, Ctx, Row, RuleId};
 /// One level of the target in force, for a group and process.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TargetStep {
+    /// The site.
     pub site: String,
+    /// The published group: `site`, `team:NAME` or `zone:NAME`.
     pub group: crate::group::Group,
+    /// The process of the shifts (`pick`, `stow`, ...; `(none)` when their
+    /// scans give none).
     pub process: String,
     /// First and last local day at this level (days with shifts and a
     /// target; days in between without any are not counted).
     pub from: NaiveDate,
+    /// Last local day at this level.
     pub to: NaiveDate,
     /// Days at this level.
     pub days: u64,
@@ -43,6 +48,7 @@ pub enum ChangeSource {
 }
 
 impl ChangeSource {
+    /// The written form in the open data: `declared` or `target`.
     pub fn as_str(self) -> &'static str {
         match self {
             ChangeSource::Declared => "declared",
@@ -54,27 +60,42 @@ impl ChangeSource {
 /// The pace of a group in one process before and after a dated change.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Comparison {
+    /// The site.
     pub site: String,
+    /// The published group: `site`, `team:NAME` or `zone:NAME`.
     pub group: crate::group::Group,
+    /// The process of the shifts (`pick`, `stow`, ...; `(none)` when their
+    /// scans give none).
     pub process: String,
+    /// The change's date; the "after" side starts on it.
     pub date: NaiveDate,
+    /// Where the change comes from: the employer's declaration or a target
+    /// step.
     pub source: ChangeSource,
     /// The employer's words for a declared change; empty for a target.
     pub description: String,
     /// For a target change: the level before and after.
     pub target_from: Option<f64>,
+    /// The target level after the change, units per hour; `None` for a
+    /// declared change.
     pub target_to: Option<f64>,
     /// Days with scans in the window before (`date - window` to the day
     /// before) and after (`date` to `date + window - 1`).
     pub days_before: u64,
+    /// Days with scans in the window from `date` (`window_days`, default 14).
     pub days_after: u64,
     /// Medians of the daily median units per hour on each side, the
     /// relative change and its 95 % bootstrap interval; `None` when a side
     /// has too few days or fewer than k workers.
     pub before_uph: Option<f64>,
+    /// Median of the daily median units per hour after the change.
     pub after_uph: Option<f64>,
+    /// The relative change, median after over median before minus 1 (0.1 is
+    /// +10 %).
     pub relative: Option<f64>,
+    /// Lower bound of the 95 % bootstrap interval of `relative`.
     pub low: Option<f64>,
+    /// Upper bound of the 95 % bootstrap interval of `relative`.
     pub high: Option<f64>,
 }
 

@@ -9,15 +9,21 @@ use serde::{Deserialize, Serialize};
 
 use crate::AnalyzeError;
 
+/// A monitoring indicator the employer declares (`[[indicators]]`);
+/// checked for form only for now.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Indicator {
+    /// The indicator's name, in the employer's words.
     pub name: String,
     /// The event kind it produces, e.g. `idle_flag`, `speed_flag`.
     #[serde(default)]
     pub kind: Option<String>,
+    /// The threshold at which it flags, seconds (> 0); `None` when not
+    /// declared.
     #[serde(default)]
     pub threshold_s: Option<f64>,
+    /// What it flags, in the employer's words; `None` when not given.
     #[serde(default)]
     pub description: Option<String>,
 }
@@ -27,8 +33,12 @@ pub struct Indicator {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeclaredChange {
+    /// The date of the change (a TOML date or the same as a string); the
+    /// pace "after" is measured from it.
     #[serde(deserialize_with = "required_date")]
     pub date: NaiveDate,
+    /// The change in the employer's words: one line of 1 to
+    /// [`DESCRIPTION_MAX`] characters.
     pub description: String,
 }
 
@@ -36,11 +46,14 @@ pub struct DeclaredChange {
 /// and in the report.
 pub const DESCRIPTION_MAX: usize = 200;
 
+/// The employer's declaration, read from TOML; every key is optional.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Employer {
+    /// The employer's name; `None` when not given.
     #[serde(default)]
     pub name: Option<String>,
+    /// The monitoring indicators it declares; empty when none.
     #[serde(default)]
     pub indicators: Vec<Indicator>,
     /// Retention in days, by data category (e.g. `individual_events`,
@@ -99,6 +112,8 @@ fn date<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NaiveDate>, D::
 pub const INDIVIDUAL_CATEGORIES: [&str; 2] = ["individual_events", "indicators"];
 
 impl Employer {
+    /// Reads and checks a declaration file; every problem is reported at
+    /// once (as [`AnalyzeError::Policy`]).
     pub fn from_file(path: &Path) -> Result<Employer, AnalyzeError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| AnalyzeError::Policy(vec![format!("{}: {e}", path.display())]))?;

@@ -4,14 +4,23 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+/// The `schema` of findings.json, version 1: a change that breaks the
+/// shape gets a new name.
 pub const FINDINGS_SCHEMA: &str = "vigie.findings.v1";
 
+/// A finding's status (findings.json `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// `ok`: the threshold is not crossed, or there is nothing to judge.
     Ok,
+    /// `attention`: crossed where the policy (or the rule itself) says so, or
+    /// a maximum crossed by the upper bound of effective time only.
     Attention,
+    /// `breach`: crossed where the policy (or the rule itself) says it is one.
     Breach,
+    /// `insufficient_data`: too few workers to publish, or nothing to
+    /// measure; `observed` is then `None`.
     InsufficientData,
 }
 
@@ -26,6 +35,7 @@ impl Status {
         }
     }
 
+    /// The written form: `ok`, `attention`, `breach` or `insufficient_data`.
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Ok => "ok",
@@ -36,20 +46,33 @@ impl Status {
     }
 }
 
+/// One rule's result for one site, group and period: an entry of
+/// findings.json `findings`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
+    /// The rule id, `family.name` (docs/metrics.md).
     pub rule: String,
+    /// The status under the policy: `ok`, `attention`, `breach` or
+    /// `insufficient_data`.
     pub status: Status,
+    /// The site, as the events name it.
     pub site: String,
     /// `site`, `team:NAME` or `zone:NAME`.
     pub group: crate::group::Group,
     /// An ISO week (`2026-W10`) or `all`.
     pub period: crate::group::Period,
+    /// The value the rule measures, in `unit`; `None` with
+    /// `insufficient_data`, and with `ok` when there is nothing to judge.
     pub observed: Option<f64>,
+    /// The policy's threshold, in `unit`; the status changes when
+    /// `observed` crosses it.
     pub threshold: f64,
+    /// The unit of `observed` and `threshold` (`worker-days`, `seconds`, ...).
     pub unit: String,
     /// Distinct workers of the group in the period.
     pub population: u64,
+    /// Legal or field sources, in the profile's language and citation style;
+    /// both positions where contested.
     pub sources: Vec<String>,
     /// The evidence sentence, in English (the report writes it in its
     /// own language from `facts` and the rule catalogue).
@@ -65,11 +88,14 @@ pub struct Finding {
 pub struct Facts {
     /// The evidence case of the rule catalogue (`count`, `bounded`, ...).
     pub case: String,
+    /// The case's placeholders by name, each a number or a label.
     #[serde(default)]
     pub values: BTreeMap<String, Fact>,
 }
 
 impl Facts {
+    /// Whether there is neither a case nor a value (findings.json then
+    /// leaves `facts` out).
     pub fn is_empty(&self) -> bool {
         self.case.is_empty() && self.values.is_empty()
     }
@@ -79,23 +105,39 @@ impl Facts {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Fact {
+    /// A number: a count, hours, a share.
     Number(f64),
+    /// A label: a week, a date, the employer's words.
     Text(String),
 }
 
+/// What the input held and what became of it (findings.json `input`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InputSummary {
+    /// Accepted, unique events.
     pub events: u64,
+    /// Records refused, whatever the reason.
     pub rejected: u64,
+    /// Refused records by reason code (`invalid_json`, ...); codes with
+    /// none are left out.
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Valid records whose `event_id` had already been accepted (dropped).
     pub duplicates: u64,
+    /// The earliest accepted timestamp, RFC 3339 in UTC (the service: the
+    /// earliest shift start); `None` when nothing was accepted.
     pub from: Option<String>,
+    /// The latest accepted timestamp, RFC 3339 in UTC (the service: the
+    /// latest shift end); `None` when nothing was accepted.
     pub to: Option<String>,
+    /// The sites seen.
     pub sites: Vec<String>,
     /// Records that carried fields outside the contract (dropped, never
     /// stored), and those fields by name.
     pub records_with_dropped_fields: u64,
+    /// Records that carried each dropped field, by name (at most 64 names,
+    /// the rest under `(other)`).
     pub dropped_fields: BTreeMap<String, u64>,
+    /// The inputs read, as given (the service: `store: PATH`).
     pub files: Vec<String>,
     /// Refused records counted but not written to the rejects store (it
     /// keeps a bounded amount); absent when none.
@@ -117,6 +159,7 @@ pub struct InputSummary {
 /// by a fingerprint that does not reveal it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Provenance {
+    /// The version of vigie that computed the findings (`0.1.0`).
     pub vigie_version: String,
     /// The source revision vigie was built from (`unknown` outside a
     /// repository).
@@ -124,6 +167,7 @@ pub struct Provenance {
     /// Audit: each input file, in the order read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputFile>,
+    /// The policy in force.
     pub policy: PolicySource,
     /// SHA-256 of the employer declaration file, when one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -131,6 +175,7 @@ pub struct Provenance {
     /// SHA-256 of the mapping file, when one was used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mapping_sha256: Option<String>,
+    /// The smallest group published: the policy's k, distinct workers.
     pub k: u32,
     /// A slow, domain-separated hash of the key (PBKDF2-HMAC-SHA256,
     /// docs/custody.md) in hexadecimal: the same key gives the same
@@ -144,6 +189,8 @@ pub struct Provenance {
     /// the run can be repeated exactly.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub report_language: String,
+    /// The rejects store's cap, bytes; 0 (left out) when not recorded, as
+    /// in the service.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub rejects_cap_bytes: u64,
 }
@@ -154,12 +201,18 @@ pub struct InputFile {
     /// The file's name (without its folder, so that the same file audited
     /// from another folder gives the same findings).
     pub name: String,
+    /// The file's size on disk, bytes.
     pub bytes: u64,
+    /// SHA-256 of the file as on disk (before decompression), hexadecimal.
     pub sha256: String,
     /// Records read from it, and what became of them.
     pub records: u64,
+    /// Of those records, the events accepted (valid and not duplicates).
     pub accepted: u64,
+    /// Of those records, the ones refused, whatever the reason.
     pub rejected: u64,
+    /// Of those records, the valid ones whose `event_id` had already been
+    /// accepted (dropped).
     pub duplicates: u64,
 }
 
@@ -168,25 +221,36 @@ pub struct InputFile {
 /// applied again.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PolicySource {
+    /// The policy's name (a built-in profile's id, or the file's `name`).
     pub name: String,
+    /// SHA-256 of the policy file (`--policy`), hexadecimal; `None` for a
+    /// built-in profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file_sha256: Option<String>,
+    /// The full resolved policy, as TOML.
     pub resolved: String,
 }
 
 /// The offsets of one partition analysed by the service.
 #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct StreamRange {
+    /// The Kafka topic.
     pub topic: String,
+    /// The topic's epoch: it tells two incarnations of a recreated topic
+    /// apart.
     pub epoch: u64,
+    /// The partition of the topic.
     pub partition: i32,
+    /// The first offset of this contiguous run.
     pub first_offset: i64,
+    /// The last offset of this contiguous run (included).
     pub last_offset: i64,
 }
 
 /// The mapping an audit read its files through.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MappingSummary {
+    /// The mapping's `name`, from its file.
     pub name: String,
     /// SHA-256 of the mapping file, hexadecimal.
     pub sha256: String,
@@ -197,6 +261,8 @@ pub struct MappingSummary {
     /// hour.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dst_ambiguous: u64,
+    /// Local times in the skipped spring hour (read as if the clock had
+    /// not yet moved).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dst_nonexistent: u64,
 }
@@ -205,9 +271,13 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
+/// How the findings were protected (findings.json `privacy`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PrivacySummary {
+    /// The policy's minimum group size, distinct workers.
     pub k: u32,
+    /// (site, group, period) triples withheld, whether under k or hidden by
+    /// complementary suppression (docs/privacy.md).
     pub suppressed_groups: u64,
     /// Pseudonymisation: "hmac-sha256" with a key from a file, or with a
     /// random key for this run only.
@@ -220,9 +290,11 @@ pub struct PrivacySummary {
 pub struct Incomplete {
     /// The store tier: `raw` or `summaries`.
     pub tier: String,
+    /// The site folder the files sat in; `None` when not in one.
     pub site: Option<String>,
     /// The local date of the data the files held.
     pub date: Option<String>,
+    /// How many store files were quarantined.
     pub files: u64,
     /// Why: `empty`, `not_parquet`, `wrong_schema`, `undecodable`, `bad_name`.
     pub reason: String,
@@ -237,13 +309,23 @@ pub enum KeyUse {
     FromFile,
 }
 
+/// findings.json, version 1 (docs/findings.md): the findings with their
+/// input, privacy and provenance.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Findings {
+    /// The schema's name, [`FINDINGS_SCHEMA`].
     pub schema: String,
+    /// When the findings were put together, RFC 3339 in UTC, to the second
+    /// (or the time the caller gives, so that a run can be repeated).
     pub generated_at: String,
+    /// The name of the policy in force.
     pub policy: String,
+    /// What the input held.
     pub input: InputSummary,
+    /// The k-anonymity applied.
     pub privacy: PrivacySummary,
+    /// One entry per (rule, site, group, period) evaluated, `ok` ones
+    /// included, sorted by site, rule (catalogue order), group and period.
     pub findings: Vec<Finding>,
     /// Days whose data was quarantined (service mode); absent when none.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -296,6 +378,7 @@ impl Findings {
         }
     }
 
+    /// The findings as pretty-printed JSON (empty if serialisation fails).
     pub fn to_json(&self) -> String {
         serde_json::to_string_pretty(self).unwrap_or_default()
     }

@@ -2,6 +2,8 @@
 //! Polars lazy query per store bucket), shifts become findings against a
 //! policy, with k-anonymous groups, and open-data aggregates.
 
+#![warn(missing_docs)]
+
 pub mod aggregates;
 pub mod catalogue;
 pub mod changepoint;
@@ -20,15 +22,25 @@ use std::path::Path;
 /// Errors of the analysis. Policy problems are listed all at once.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
+    /// A policy, profile or employer declaration that cannot be read or
+    /// used: one message per problem.
     #[error("{}", .0.join("\n"))]
     Policy(Vec<String>),
+    /// A Polars error: reading, querying or writing a frame (Parquet, CSV).
     #[error("polars: {0}")]
     Polars(#[from] polars::error::PolarsError),
+    /// A file or folder that could not be read or written, with its path.
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file or folder, as displayed.
+        path: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
 }
 
 impl AnalyzeError {
+    /// An I/O error about `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         AnalyzeError::Io { path: path.display().to_string(), source }
     }

@@ -19,7 +19,9 @@ pub const MIN_K: u32 = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
+    /// Crossing gives the status `attention`.
     Attention,
+    /// Crossing gives the status `breach`.
     Breach,
 }
 
@@ -36,6 +38,7 @@ pub enum Compare {
 }
 
 impl Compare {
+    /// Whether `observed` crosses `threshold` under this comparison.
     pub fn crossed(self, observed: f64, threshold: f64) -> bool {
         match self {
             Compare::Above => observed > threshold,
@@ -44,6 +47,7 @@ impl Compare {
         }
     }
 
+    /// The comparison as the rule table writes it: `>`, `>=` or `<`.
     pub fn symbol(self) -> &'static str {
         match self {
             Compare::Above => ">",
@@ -57,12 +61,20 @@ impl Compare {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulePolicy {
+    /// Whether the rule is evaluated (default true); a disabled rule gives
+    /// no finding.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// The threshold, in `unit`: the status changes when `observed` crosses it.
     pub threshold: f64,
+    /// How `observed` is held against `threshold`.
     pub compare: Compare,
+    /// The status when the threshold is crossed.
     pub severity: Severity,
+    /// What `observed` counts (`worker-days`, `seconds`, ...), copied into
+    /// each finding.
     pub unit: String,
+    /// Legal or field sources, copied into each finding; at least one.
     pub sources: Vec<String>,
     /// The rule's own parameter (e.g. 6 h for the break rule), in the unit
     /// its name says; absent for rules without one.
@@ -107,6 +119,8 @@ pub const PARAMS: [(&str, &[&str]); 6] = [
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
+    /// The policy's name (a built-in profile's id, or the file's own):
+    /// findings.json's `policy`.
     pub name: String,
     /// Minimum distinct workers for a group to be published.
     pub k: u32,
@@ -122,6 +136,7 @@ pub struct Policy {
     /// Language of the report.
     #[serde(default = "d_lang")]
     pub lang: String,
+    /// Each rule's setting, by rule id; every version-1 rule must be there.
     pub rules: BTreeMap<String, RulePolicy>,
 }
 
@@ -281,6 +296,7 @@ impl Policy {
         out
     }
 
+    /// Rule `id`'s setting when it is present and enabled; `None` otherwise.
     pub fn rule(&self, id: impl AsRef<str>) -> Option<&RulePolicy> {
         self.rules.get(id.as_ref()).filter(|r| r.enabled)
     }
@@ -291,6 +307,8 @@ impl Policy {
         self.rules.get(id.as_ref()).is_some_and(|r| r.limit_inclusive)
     }
 
+    /// Rule `id`'s `limit`, or `default` when the rule or its limit is
+    /// absent (enabled or not).
     pub fn limit(&self, id: impl AsRef<str>, default: f64) -> f64 {
         self.rules.get(id.as_ref()).and_then(|r| r.limit).unwrap_or(default)
     }

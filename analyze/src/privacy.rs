@@ -28,12 +28,15 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 /// One shift, as the suppression sees it.
 #[derive(Debug, Clone, Copy)]
 pub struct Slot<'a> {
+    /// The worker's pseudonym.
     pub worker: u64,
     /// Local date of the shift start (`2026-03-02`) and its ISO week.
     pub day: &'a str,
+    /// The ISO week of `day` (`2026-W10`).
     pub week: &'a str,
     /// `team:NAME` and `zone:NAME`, when the shift has them.
     pub team: Option<&'a str>,
+    /// `zone:NAME`, when the shift has a zone.
     pub zone: Option<&'a str>,
 }
 
@@ -96,14 +99,17 @@ impl Table {
         }
     }
 
+    /// The name of cell `cell` (an index [`Table::cell`] returned).
     pub fn name(&self, cell: usize) -> &CellName {
         &self.cells[cell].name
     }
 
+    /// How many cells the table holds.
     pub fn len(&self) -> usize {
         self.cells.len()
     }
 
+    /// Whether the table holds no cell.
     pub fn is_empty(&self) -> bool {
         self.cells.is_empty()
     }

@@ -52,6 +52,8 @@ pub struct ShiftModel {
     pub rush_s: f64,
     /// Gap class bounds: latency from, idle from (60 s, 600 s).
     pub latency_from_s: f64,
+    /// Where the `idle` gap class starts (600 s); an idle flag at a lower
+    /// threshold (from `latency_from_s`) counts as a latency flag.
     pub idle_from_s: f64,
 }
 
@@ -71,12 +73,17 @@ impl Default for ShiftModel {
 /// need. The worker is a pseudonym and never leaves vigie.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shift {
+    /// The site of the shift's events.
     pub site: Arc<str>,
+    /// The worker's pseudonym: the first 8 bytes of HMAC-SHA256(key, worker).
     pub worker: u64,
+    /// The first `team` an event of the shift gives; `None` when none does.
     pub team: Option<Arc<str>>,
+    /// The first `zone` an event of the shift gives; `None` when none does.
     pub zone: Option<Arc<str>>,
     /// First and last activity event, UTC microseconds.
     pub start_us: i64,
+    /// Last activity event, UTC microseconds.
     pub end_us: i64,
     /// Offset carried by the first event: the shift's day and week are
     /// taken in it.
@@ -88,26 +95,41 @@ pub struct Shift {
     /// The shift's first stretch (work before its first break), and how
     /// many stretches it has (1: no break at all).
     pub first_stretch_us: i64,
+    /// How many stretches the shift has (1: no break at all).
     pub stretches: u64,
     /// Undeclared stops of the break length (20 min) or more between two
     /// events outside declared breaks: breaks by the lower bound of
     /// effective time, work by its upper bound.
     pub inferred_break_us: i64,
+    /// `scan` events.
     pub scans: u64,
+    /// Units scanned: the sum of the scans' `quantity` (1 when a scan gave
+    /// none).
     pub units: u64,
     /// Sum of `weight_kg`, when any scan carried one.
     pub weight_kg: Option<f64>,
     /// Intervals between consecutive scans, and those under `rush_s`.
     pub intervals: u64,
+    /// Intervals between consecutive scans shorter than `rush_s`.
     pub rush: u64,
+    /// Intervals between consecutive scans by bucket of [`HIST_BOUNDS_S`]: up
+    /// to each bound and above the previous one; the last bucket, over 1800 s.
     pub hist: [u64; HIST_BOUNDS_S.len() + 1],
+    /// Gaps between consecutive activity events by class of [`GAP_CLASSES`]:
+    /// `micro` (under `latency_from_s`), `latency` (under `idle_from_s`), `idle`,
+    /// and `break` (`break_min_s` or more, or closing a declared break).
     pub gaps: [u64; GAP_CLASSES.len()],
+    /// `idle_flag` events.
     pub idle_flags: u64,
     /// Smallest idle threshold seen: `threshold_s`, else the gap before
     /// the flag.
     pub idle_min_s: Option<f64>,
+    /// `speed_flag` events.
     pub speed_flags: u64,
+    /// Smallest `threshold_s` a speed flag carried, seconds; `None` when
+    /// none carried one.
     pub speed_min_s: Option<f64>,
+    /// `justification_request` events.
     pub justifications: u64,
     /// Justification requests by the gap they are about
     /// (`JUSTIFY_GAP_BUCKETS`).
@@ -122,10 +144,15 @@ pub struct Shift {
     /// (`PROMPT_BOUNDS_S`); the time spent on prompts chained to the
     /// previous confirmation (dictated at once), microseconds.
     pub prompts: u64,
+    /// Prompts confirmed by a scan (the next activity event), by the time
+    /// to it in the buckets of [`PROMPT_BOUNDS_S`] (the last open).
     pub prompt_conf: [u64; PROMPT_BOUNDS_S.len() + 1],
+    /// Time from each chained prompt (one at most [`CHAIN_S`] after the scan
+    /// just before it) to its confirming scan, summed, microseconds.
     pub dictated_us: i64,
     /// Units scanned in the first and in the last hour of the shift.
     pub units_first_hour: u64,
+    /// Units scanned in the shift's last hour (after `end_us` - 1 h).
     pub units_last_hour: u64,
     /// The process (`Process` code) of the shift's first scan that gives
     /// one: the pace is compared within a process, so that a change of
@@ -137,12 +164,15 @@ pub struct Shift {
     /// periods), and when the first gap of 30 min or more began, from the
     /// shift start (meal period).
     pub rest_breaks: u64,
+    /// When the first gap of 30 min or more began, microseconds from the
+    /// shift start; `None` without such a gap.
     pub meal_after_us: Option<i64>,
     /// Gaps of 30 min or more between activity events (meal periods).
     pub meal_breaks: u64,
 }
 
 impl Shift {
+    /// From the first to the last activity event, microseconds.
     pub fn span_us(&self) -> i64 {
         self.end_us - self.start_us
     }
@@ -301,7 +331,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
                 col("prev_act_ts")
                     .is_null()
                     .or(k().eq(kind(Kind::ShiftStart)))
-                    .or(col("prev_act_kind").eq(lit(Kind::ShiftEnd.code() as i32)))
+                    .or(col("prev_act_kind").eq(lit(i32::from(Kind::ShiftEnd.code()))))
                     .or(col("gap_us").gt_eq(us(m.shift_gap_s)).and(col("open_before").neq(lit(1i32)))),
             ))
             .alias("new_shift"),
@@ -431,7 +461,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
     // a scan; the time to that scan, by bucket; the prompts chained to the
     // previous confirmation (a scan at most `CHAIN_S` before).
     let prompt = || k().eq(kind(Kind::VoicePrompt));
-    let confirmed = || prompt().and(col("next_act_kind").eq(lit(Kind::Scan.code() as i32)));
+    let confirmed = || prompt().and(col("next_act_kind").eq(lit(i32::from(Kind::Scan.code()))));
     let wait = || col("next_act_ts") - ts();
     aggs.push(count(prompt()).alias("prompts"));
     let mut lo = 0.0;
@@ -442,7 +472,7 @@ pub fn shift_query(events: LazyFrame, m: &ShiftModel) -> LazyFrame {
         lo = hi;
     }
     let chained = confirmed()
-        .and(col("prev_act_kind").eq(lit(Kind::Scan.code() as i32)))
+        .and(col("prev_act_kind").eq(lit(i32::from(Kind::Scan.code()))))
         .and((ts() - col("prev_act_ts")).lt_eq(us(CHAIN_S)));
     aggs.push(wait().filter(chained).sum().alias("dictated_us"));
     // Units in the shift's first and last hour (for shifts of 2 h or

@@ -256,13 +256,13 @@ fn checked_row<'a, 't>(
             }
         }
     }
-    let site_label = site.value.as_ref().map_err(|_| ())?.as_ref().ok_or(())?;
-    let pseudonym = (*worker.value.as_ref().map_err(|_| ())?).ok_or(())?;
-    let kind = (*kind.value.as_ref().map_err(|_| ())?).ok_or(())?;
-    let zone_label = zone.value.as_ref().map_err(|_| ())?.as_ref();
-    let team_label = team.value.as_ref().map_err(|_| ())?.as_ref();
-    let process = *t.process.get(i).value.as_ref().map_err(|_| ())?;
-    let device = *t.device.get(i).value.as_ref().map_err(|_| ())?;
+    let site_label = site.value.as_ref().or(Err(()))?.as_ref().ok_or(())?;
+    let pseudonym = (*worker.value.as_ref().or(Err(()))?).ok_or(())?;
+    let kind = (*kind.value.as_ref().or(Err(()))?).ok_or(())?;
+    let zone_label = zone.value.as_ref().or(Err(()))?.as_ref();
+    let team_label = team.value.as_ref().or(Err(()))?.as_ref();
+    let process = *t.process.get(i).value.as_ref().or(Err(()))?;
+    let device = *t.device.get(i).value.as_ref().or(Err(()))?;
     let quantity = match quantity {
         Fast::Absent => None,
         Fast::Int(a) => match a.get(i) {

@@ -25,6 +25,7 @@ const LINE: usize = 44;
 
 /// Fewest and most partition files.
 pub const MIN_PARTITIONS: usize = 16;
+/// The most partition files [`partitions_for`] asks for, however large the input.
 pub const MAX_PARTITIONS: usize = 256;
 
 /// Partitions for about `events` events: about a million lines each.
@@ -79,7 +80,11 @@ pub struct Resolved {
     pub dropped: Vec<Vec<u64>>,
     /// Records kept.
     pub kept: u64,
+    /// Earliest `ts` of the records kept, in microseconds since the Unix epoch (UTC);
+    /// `None` when no record was kept.
     pub min_ts_us: Option<i64>,
+    /// Latest `ts` of the records kept, in microseconds since the Unix epoch (UTC);
+    /// `None` when no record was kept.
     pub max_ts_us: Option<i64>,
     /// Codes of the sites of the records kept.
     pub sites: BTreeSet<u32>,
@@ -106,6 +111,8 @@ pub fn bucket_of(worker: u64, n: usize) -> usize {
 }
 
 impl IdLog {
+    /// Creates `dir` if needed and one empty partition file in it (`ids-0000`...) per
+    /// partition, at least one; a file of the same name is emptied.
     pub fn create(dir: &Path, partitions: usize) -> Result<IdLog, IngestError> {
         std::fs::create_dir_all(dir).map_err(|e| IngestError::io(dir, e))?;
         let parts = (0..partitions.max(1))
@@ -128,7 +135,7 @@ impl IdLog {
     pub fn log(&mut self, hash: u128, worker: u64, ts_us: i64, site: u32) -> Result<u64, IngestError> {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let p = (((hash >> 64) as u64 as u128 * self.parts.len() as u128) >> 64) as usize;
+        let p = ((u128::from((hash >> 64) as u64) * self.parts.len() as u128) >> 64) as usize;
         let line = Line { hash, seq, worker, ts_us, site };
         self.parts[p].write_all(&line.encode()).map_err(|e| IngestError::io(&self.dir, e))?;
         Ok(seq)

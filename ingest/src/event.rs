@@ -15,7 +15,7 @@ macro_rules! code_enum {
         $(#[$m])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[repr(u8)]
-        pub enum $name { $($variant = $code),+ }
+        pub enum $name { $(#[doc = concat!("`", $text, "` in the event format.")] $variant = $code),+ }
 
         impl $name {
             /// Every value, in code order.
@@ -115,24 +115,41 @@ impl fmt::Display for Pseudonym {
 /// not part of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Event {
+    /// The record's `event_id`: 1 to 128 characters, unique per source (a repeat is
+    /// dropped as a duplicate).
     pub event_id: String,
     /// Instant, microseconds since the Unix epoch (UTC).
     pub ts_us: i64,
     /// The offset carried by the timestamp, in seconds east of UTC: days
     /// and ISO weeks are taken in it.
     pub offset_s: i32,
+    /// The site, `[A-Za-z0-9._-]{1,64}`.
     pub site: Arc<str>,
+    /// The worker's pseudonym (keyed HMAC of the identifier received); the identifier
+    /// itself is never kept.
     pub worker: Pseudonym,
+    /// What happened.
     pub kind: Kind,
+    /// The zone, same character set as `site`; `None` when the record had none.
     pub zone: Option<Arc<str>>,
+    /// The team, same character set as `site`; `None` when the record had none.
     pub team: Option<Arc<str>>,
+    /// The work process; `None` when the record had none.
     pub process: Option<Process>,
+    /// The device that produced the event; `None` when the record had none.
     pub device: Option<Device>,
     /// Units confirmed; 1 for a scan that carried none.
     pub quantity: Option<u32>,
+    /// Mass handled by this scan, in kilograms (0 to 1000); `None` when not given.
     pub weight_kg: Option<f64>,
+    /// The threshold the employer's system used for an `idle_flag` or `speed_flag`, in
+    /// seconds (> 0); `None` when not given.
     pub threshold_s: Option<f64>,
+    /// The gap a `justification_request` is about, in seconds (>= 0); `None` when not
+    /// given.
     pub gap_s: Option<f64>,
+    /// The quota a `rate_target` sets or announces, per hour (> 0); `None` when not
+    /// given.
     pub target_per_hour: Option<f64>,
 }
 
@@ -142,12 +159,18 @@ pub enum Origin {
     /// A line of a text file (1-based), or a row of a Parquet file
     /// (1-based, counting data rows only).
     File {
+        /// The file's path, as given to the reader.
         file: Arc<str>,
+        /// The 1-based line (text) or data row (Parquet).
         line: u64,
     },
+    /// A Kafka message.
     Kafka {
+        /// The topic it was read from.
         topic: Arc<str>,
+        /// The topic's partition.
         partition: i32,
+        /// The message's offset in its partition.
         offset: i64,
     },
 }
@@ -168,20 +191,36 @@ pub struct EventRef<'a> {
     /// The record's rank among the valid records of the read (see
     /// [`crate::dedup`]).
     pub seq: u64,
+    /// The record's `event_id` (see [`Event::event_id`]).
     pub event_id: &'a str,
+    /// Instant, microseconds since the Unix epoch (UTC).
     pub ts_us: i64,
+    /// The offset carried by the timestamp, in seconds east of UTC.
     pub offset_s: i32,
+    /// The site (a shared copy of its name).
     pub site: &'a Arc<str>,
+    /// The worker's pseudonym; the identifier received is never part of the event.
     pub worker: Pseudonym,
+    /// What happened.
     pub kind: Kind,
+    /// The zone; `None` when the record had none.
     pub zone: Option<&'a Arc<str>>,
+    /// The team; `None` when the record had none.
     pub team: Option<&'a Arc<str>>,
+    /// The work process; `None` when the record had none.
     pub process: Option<Process>,
+    /// The device that produced the event; `None` when the record had none.
     pub device: Option<Device>,
+    /// Units confirmed; 1 for a scan that carried none.
     pub quantity: Option<u32>,
+    /// Mass handled by this scan, in kilograms; `None` when not given.
     pub weight_kg: Option<f64>,
+    /// The threshold of an `idle_flag` or `speed_flag`, in seconds; `None` when not
+    /// given.
     pub threshold_s: Option<f64>,
+    /// The gap a `justification_request` is about, in seconds; `None` when not given.
     pub gap_s: Option<f64>,
+    /// The quota a `rate_target` sets or announces, per hour; `None` when not given.
     pub target_per_hour: Option<f64>,
 }
 

@@ -124,9 +124,9 @@ impl<'a> Cursor<'a> {
                 self.i += 1;
                 self.string().map(|s| Some(Scalar::Str(Cow::Borrowed(s))))
             }
-            b't' => self.literal("true").map(|_| Some(Scalar::Bool(true))),
-            b'f' => self.literal("false").map(|_| Some(Scalar::Bool(false))),
-            b'n' => self.literal("null").map(|_| None),
+            b't' => self.literal("true").map(|()| Some(Scalar::Bool(true))),
+            b'f' => self.literal("false").map(|()| Some(Scalar::Bool(false))),
+            b'n' => self.literal("null").map(|()| None),
             b'-' | b'0'..=b'9' => self.number().map(Some),
             _ => None,
         }
@@ -217,8 +217,8 @@ mod tests {
             r#"{"a" 1}"#,
             r#"{"a":tru}"#,
             "{\"a\":\"tab\there\"}",
-            r#"[1]"#,
-            r#""#,
+            r"[1]",
+            r"",
             r#"{"a":1"#,
         ] {
             assert_eq!(parse(line), None, "{line}");

@@ -6,6 +6,8 @@
 //! drops repeated event ids and passes the result on. Nothing else in vigie
 //! ever sees a received identifier.
 
+#![warn(missing_docs)]
+
 mod columnar;
 pub mod dedup;
 pub mod event;
@@ -51,7 +53,12 @@ pub enum IngestError {
     /// A file or folder could not be read or written (a source file, the
     /// store, the spill, the rejects store).
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        /// The file or folder, as displayed.
+        path: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
     /// The pseudonymisation key cannot be used (configuration).
     #[error("{0}")]
     Key(String),
@@ -68,11 +75,14 @@ pub enum IngestError {
     /// cannot be made durable.
     #[error("{0}")]
     Durability(String),
+    /// An error from Polars: reading a Parquet input, or building or writing the store's
+    /// Parquet files.
     #[error("polars: {0}")]
     Polars(#[from] polars::error::PolarsError),
 }
 
 impl IngestError {
+    /// An [`IngestError::Io`] naming `path`.
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         IngestError::Io { path: path.display().to_string(), source }
     }
@@ -80,6 +90,8 @@ impl IngestError {
 
 /// Where accepted events go.
 pub trait EventSink {
+    /// An accepted event (valid, pseudonymised, not a duplicate); an error stops the
+    /// source.
     fn push(&mut self, event: Event) -> Result<(), IngestError>;
 
     /// An accepted event, borrowed: a sink that stores columns copies what
@@ -191,12 +203,18 @@ pub struct IngestStats {
     pub records_with_dropped_fields: u64,
     /// Those fields, by name (bounded).
     pub dropped_fields: BTreeMap<String, u64>,
+    /// Earliest `ts` of the accepted events, in microseconds since the Unix epoch (UTC);
+    /// `None` when none was accepted.
     pub min_ts_us: Option<i64>,
+    /// Latest `ts` of the accepted events, in microseconds since the Unix epoch (UTC);
+    /// `None` when none was accepted.
     pub max_ts_us: Option<i64>,
+    /// Names of the sites of the accepted events.
     pub sites: BTreeSet<String>,
 }
 
 impl IngestStats {
+    /// Refused records, every reason together.
     pub fn rejected_total(&self) -> u64 {
         self.rejected.iter().sum()
     }
@@ -260,12 +278,19 @@ pub struct Ingestor<S, R> {
     /// (`check_json_batch`): each keeps its memo from batch to batch.
     forks: Vec<Pseudonymiser>,
     reject_log: RejectLog,
+    /// What came through the door so far.
     pub stats: IngestStats,
+    /// Where accepted events go.
     pub sink: S,
+    /// Where refused records go, redacted: identifier fields pseudonymised, and no byte
+    /// kept of a record that does not parse.
     pub rejects: R,
 }
 
 impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
+    /// A door that re-keys workers with `pseudo` and checks timestamps against `clock`
+    /// (`None` offline: no `future_timestamp` nor `expired_timestamp`). Duplicates are
+    /// found in memory unless [`Self::defer_duplicates`] is called.
     pub fn new(pseudo: Pseudonymiser, clock: Option<Clock>, sink: S, rejects: R) -> Self {
         Ingestor {
             pseudo,
@@ -500,7 +525,7 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
             Ok(v) => v,
             Err(rej) => return Ok(Err(rej)),
         };
-        self.count_unknown(raw.unknown.iter().map(|n| n.as_ref()));
+        self.count_unknown(raw.unknown.iter().map(std::convert::AsRef::as_ref));
         self.admit(&v)?;
         Ok(Ok(()))
     }
@@ -724,7 +749,7 @@ pub fn map_parallel<T: Sync, R: Send, E: Send>(
 /// `POLARS_MAX_THREADS` when it is set (docs/cli.md), so one setting caps
 /// every pool of the run.
 pub fn work_threads() -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(4);
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get).min(4);
     match std::env::var("POLARS_MAX_THREADS").ok().and_then(|v| v.trim().parse::<usize>().ok()) {
         Some(cap) if cap > 0 => cores.min(cap),
         _ => cores,

@@ -157,7 +157,10 @@ fn in_order<T: Send, U: Send, Rd: Send>(
             std::thread::Builder::new()
                 .name("vigie-check".into())
                 .spawn_scoped(s, move || loop {
-                    let Ok((n, item)) = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv() else { return };
+                    let Ok((n, item)) = jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).recv()
+                    else {
+                        return;
+                    };
                     // A check that panics is reported, not waited for.
                     let out =
                         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(item, &mut pseudo)));
@@ -595,12 +598,12 @@ pub(crate) fn read_csv_parallel<S: EventSink, R: RejectSink>(
             for (rec, v) in records.iter().zip(verdicts) {
                 match (rec, v) {
                     (CsvNext::TooLarge { line, bytes }, _) => {
-                        crate::reader::refuse_too_large(ing, &name, *line, *bytes)?
+                        crate::reader::refuse_too_large(ing, &name, *line, *bytes)?;
                     }
                     (CsvNext::Record { fields, line }, v) => {
                         match (v, std::str::from_utf8(fields.as_slice())) {
                             (Verdict::Checked(c), Ok(text)) => {
-                                ing.offer_checked(&c.valid(text), c.pseudonym)?
+                                ing.offer_checked(&c.valid(text), c.pseudonym)?;
                             }
                             _ => crate::reader::csv_record(ing, &name, &headers, fields, *line)?,
                         }
@@ -675,7 +678,7 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         at: impl FnOnce() -> Origin,
     ) -> Result<(), IngestError> {
         match (checked.0, std::str::from_utf8(bytes)) {
-            (Verdict::Checked(c), Ok(t)) if t.len() <= u32::MAX as usize => {
+            (Verdict::Checked(c), Ok(t)) if u32::try_from(t.len()).is_ok() => {
                 let v = c.valid(t);
                 self.offer_checked(&v, c.pseudonym)
             }

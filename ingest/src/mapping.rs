@@ -44,6 +44,7 @@ pub struct Dialect {
     /// spreadsheets write it), else `,`.
     #[serde(default)]
     pub delimiter: Option<char>,
+    /// The character that quotes a cell; `"` by default.
     #[serde(default = "dquote")]
     pub quote: char,
     /// The decimal mark of numbers: `.` or `,`.
@@ -118,9 +119,12 @@ impl Default for TimeSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Mapping {
+    /// The mapping's name, recorded in findings.json (`input.mapping`).
     pub name: String,
+    /// The `[csv]` table: the dialect of CSV exports.
     #[serde(default)]
     pub csv: Dialect,
+    /// The `[time]` table: how timestamps are written.
     #[serde(default)]
     pub time: TimeSpec,
     /// Contract field -> source.
@@ -248,6 +252,7 @@ pub struct MappingStats {
     /// order of events), and in the skipped spring hour (read as if the
     /// clock had not yet moved).
     pub dst_ambiguous: u64,
+    /// Local times in the skipped spring hour (read as if the clock had not yet moved).
     pub dst_nonexistent: u64,
 }
 
@@ -264,6 +269,7 @@ pub struct Clock {
 pub type TimeError = String;
 
 impl Clock {
+    /// The timestamp reader of `m`'s `[time]` table, with no worker's last instant yet.
     pub fn new(m: &Mapping) -> Self {
         Clock { format: m.time.format.clone(), zone: m.zone(), utc: m.time.utc, last: HashMap::new() }
     }
@@ -410,6 +416,7 @@ impl MappedRecord {
 }
 
 impl Mapper {
+    /// A reader of records through `mapping`, its stats at zero.
     pub fn new(mapping: Mapping) -> Self {
         let clock = Clock::new(&mapping);
         let sources = |fields: &[&str]| -> Vec<String> {
@@ -426,6 +433,7 @@ impl Mapper {
         Mapper { mapping, clock, identifiers, top_keys, stats: MappingStats::default() }
     }
 
+    /// The mapping records are read through.
     pub fn mapping(&self) -> &Mapping {
         &self.mapping
     }
@@ -490,7 +498,7 @@ impl Mapper {
             Err(why) => return Mapped::BadTime(why),
         };
         if self.mapping.csv.decimal == ',' {
-            for (field, text) in values.iter_mut() {
+            for (field, text) in &mut values {
                 if NUMERIC.contains(field) {
                     *text = text.replace(',', ".");
                 }

@@ -29,6 +29,7 @@ const WORDS: [&str; 8] = ["scan", "lyon-1", "A", "2026-03-02T08:00:00+01:00", ""
 
 /// A source of choices: `pick(n)` returns a number below `n` (n >= 1).
 pub trait Choose {
+    /// The next choice: a number below `n` (n >= 1).
     fn pick(&mut self, n: u32) -> u32;
 }
 
@@ -88,7 +89,7 @@ fn value(c: &mut dyn Choose, depth: u32) -> String {
     match c.pick(if depth > 3 { 5 } else { 7 }) {
         0 => "null".into(),
         1 => ["true", "false"][c.pick(2) as usize].into(),
-        2 => (c.pick(2000) as i64 - 1000).to_string(),
+        2 => (i64::from(c.pick(2000)) - 1000).to_string(),
         3 => format!("{}.{}", c.pick(100), c.pick(100)),
         4 => string(c),
         5 => {

@@ -176,6 +176,9 @@ impl Pseudonymiser {
         format!("~{}", self.pseudonym(identifier))
     }
 
+    /// The pseudonym of an identifier (a `worker` value, or another identifier field's):
+    /// the first 8 bytes of its HMAC-SHA256 under the key. The value received is kept
+    /// only in the in-memory memo, never written or logged.
     pub fn pseudonym(&mut self, worker: &str) -> Pseudonym {
         if let Some(p) = self.memo.get(worker) {
             return *p;
@@ -265,7 +268,7 @@ pub fn create_key(path: &Path) -> Result<(), IngestError> {
         opts.mode(0o600);
     }
     let mut f = opts.open(&tmp).map_err(|e| IngestError::io(&tmp, e))?;
-    f.write_all(hex.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| IngestError::io(&tmp, e))?;
+    f.write_all(hex.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| IngestError::io(&tmp, e))?;
     let linked = std::fs::hard_link(&tmp, path);
     let _ = std::fs::remove_file(&tmp);
     match linked {

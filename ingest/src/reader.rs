@@ -20,8 +20,17 @@ use crate::{EventSink, IngestError, Ingestor};
 /// Input formats, from the file name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
-    Ndjson { gz: bool },
-    Csv { gz: bool },
+    /// `.ndjson` or `.jsonl`, optionally gzipped.
+    Ndjson {
+        /// Gzip-compressed (`.ndjson.gz`, `.jsonl.gz`).
+        gz: bool,
+    },
+    /// `.csv`, optionally gzipped.
+    Csv {
+        /// Gzip-compressed (`.csv.gz`).
+        gz: bool,
+    },
+    /// `.parquet` (never gzipped).
     Parquet,
 }
 
@@ -75,7 +84,9 @@ pub const PARQUET_SLICE_ROWS: usize = 256 * 1024;
 /// taken from the bytes as they stream past, not by a second pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileDigest {
+    /// Size of the file, in bytes (as stored, before decompression).
     pub bytes: u64,
+    /// SHA-256 of the file's bytes, as stored.
     pub sha256: [u8; 32],
 }
 
@@ -695,7 +706,8 @@ fn read_parquet<S: EventSink, R: RejectSink>(
         .map_err(|why| IngestError::Input(format!("{name}: not a readable Parquet file ({why})")))?;
     let mut reader = ParquetReader::new(open()?);
     let total = reader.num_rows().map_err(bad)?;
-    let columns: Vec<String> = reader.schema().map_err(bad)?.iter_names().map(|n| n.to_string()).collect();
+    let columns: Vec<String> =
+        reader.schema().map_err(bad)?.iter_names().map(polars::prelude::PlSmallStr::to_string).collect();
     let unknown: Vec<&str> = columns.iter().map(String::as_str).filter(|c| !FIELDS.contains(c)).collect();
     let wanted: Vec<String> = columns.iter().filter(|c| FIELDS.contains(&c.as_str())).cloned().collect();
     let groups = unknown_presence(&mut reader, &unknown).map_err(bad)?;
@@ -1191,7 +1203,7 @@ mod parquet_tests {
                     panic!("{zone} {unit:?}: {:?} is {:?}, not {:?}", values_at(&s, i), ours[i], expected[i]);
                 }
                 let mut distinct: Vec<i32> = ours.iter().flatten().copied().collect();
-                distinct.sort();
+                distinct.sort_unstable();
                 distinct.dedup();
                 changes += distinct.len();
             }
@@ -1417,13 +1429,10 @@ fn read_mapped_csv_tapped<S: EventSink, R: RejectSink>(
     use crate::mapping::{decode, Mapped};
     let mapping = mapper.mapping().clone();
     let name: Arc<str> = Arc::from(path.display().to_string());
-    let gz = match Format::from_path(path)? {
-        Format::Csv { gz } => gz,
-        _ => {
-            return Err(IngestError::Input(format!(
+    let Format::Csv { gz } = Format::from_path(path)? else {
+        return Err(IngestError::Input(format!(
             "{name}: a mapping reads CSV files (.csv, .csv.gz); NDJSON and Parquet files follow the contract"
-        )))
-        }
+        )));
     };
     let done = tap.done.clone();
     let f = File::open(path).map_err(|e| IngestError::io(path, e))?;

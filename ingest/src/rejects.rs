@@ -35,6 +35,8 @@ pub trait RejectSink {
         raw: &[u8],
         full_len: usize,
     ) -> Result<(), IngestError>;
+    /// Returns once the refused records given so far are durable (written and fsynced,
+    /// or acknowledged by the broker); by default there is nothing to do.
     fn flush(&mut self) -> Result<(), IngestError> {
         Ok(())
     }
@@ -126,6 +128,7 @@ impl FileRejects {
         self
     }
 
+    /// The rejects file's path; the file is created at the first refused record.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -159,7 +162,7 @@ impl RejectSink for FileRejects {
         let out = self.out.as_mut().expect("opened above");
         self.written += line.len() as u64 + 1;
         out.write_all(line.as_bytes())
-            .and_then(|_| out.write_all(b"\n"))
+            .and_then(|()| out.write_all(b"\n"))
             .map_err(|e| IngestError::io(&self.path, e))
     }
 
@@ -175,6 +178,7 @@ impl RejectSink for FileRejects {
 /// Rejects kept in memory (tests and the demo).
 #[derive(Default)]
 pub struct MemoryRejects {
+    /// The rejects-store lines, one JSON object each (no newline), in the order refused.
     pub lines: Vec<String>,
 }
 

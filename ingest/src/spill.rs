@@ -26,20 +26,36 @@ pub const NO_QUANTITY: u32 = u32::MAX;
 /// The events of one spill file, column by column.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct SpillColumns {
+    /// Each event's sequence number: its rank among the valid records of the read (see
+    /// [`crate::dedup`]).
     pub seq: Vec<u64>,
+    /// Each event's instant, in microseconds since the Unix epoch (UTC).
     pub ts_us: Vec<i64>,
+    /// The offset each timestamp carried, in seconds east of UTC.
     pub offset_s: Vec<i32>,
     /// Codes into `labels`.
     pub site: Vec<u32>,
+    /// Each event's worker pseudonym (the value of its `Pseudonym`), never the identifier
+    /// received.
     pub worker: Vec<u64>,
+    /// Each event's kind, as its code (`Kind::code`).
     pub kind: Vec<u8>,
+    /// Codes into `labels`, or [`NO_LABEL`] for an event without a team.
     pub team: Vec<u32>,
+    /// Codes into `labels`, or [`NO_LABEL`] for an event without a zone.
     pub zone: Vec<u32>,
+    /// Each event's process, as its code (`Process::code`), or [`NO_PROCESS`].
     pub process: Vec<u8>,
+    /// Units confirmed (1 for a scan that carried none), or [`NO_QUANTITY`] for another
+    /// event without one.
     pub quantity: Vec<u32>,
+    /// Mass handled by the scan, in kilograms; NaN when not given.
     pub weight_kg: Vec<f64>,
+    /// The threshold of an `idle_flag` or `speed_flag`, in seconds; NaN when not given.
     pub threshold_s: Vec<f64>,
+    /// The gap a `justification_request` is about, in seconds; NaN when not given.
     pub gap_s: Vec<f64>,
+    /// The quota a `rate_target` sets or announces, per hour; NaN when not given.
     pub target_per_hour: Vec<f64>,
     /// The file's sites, teams and zones (one table; a name may appear
     /// twice).
@@ -47,10 +63,12 @@ pub struct SpillColumns {
 }
 
 impl SpillColumns {
+    /// Events (rows) held.
     pub fn len(&self) -> usize {
         self.seq.len()
     }
 
+    /// Whether no event is held.
     pub fn is_empty(&self) -> bool {
         self.seq.is_empty()
     }
@@ -99,10 +117,12 @@ impl SpillBuilder {
         SpillBuilder { cols, ..Default::default() }
     }
 
+    /// Events pushed since the builder was made or last taken.
     pub fn len(&self) -> usize {
         self.cols.len()
     }
 
+    /// Whether no event was pushed since the builder was made or last taken.
     pub fn is_empty(&self) -> bool {
         self.cols.is_empty()
     }
@@ -140,7 +160,7 @@ impl SpillBuilder {
         c.kind.push(e.kind.code());
         c.team.push(team);
         c.zone.push(zone);
-        c.process.push(e.process.map_or(NO_PROCESS, |p| p.code()));
+        c.process.push(e.process.map_or(NO_PROCESS, super::event::Process::code));
         c.quantity.push(e.quantity.unwrap_or(NO_QUANTITY));
         c.weight_kg.push(e.weight_kg.unwrap_or(f64::NAN));
         c.threshold_s.push(e.threshold_s.unwrap_or(f64::NAN));
@@ -152,7 +172,7 @@ impl SpillBuilder {
     /// empty (with `spare`'s room when given).
     pub fn take(&mut self, spare: Option<SpillColumns>) -> SpillColumns {
         let mut cols = std::mem::take(&mut self.cols);
-        cols.labels = self.held.iter().map(|l| l.to_string()).collect();
+        cols.labels = self.held.iter().map(std::string::ToString::to_string).collect();
         *self = spare.map(SpillBuilder::reusing).unwrap_or_default();
         cols
     }

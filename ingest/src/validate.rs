@@ -19,12 +19,18 @@ pub enum Scalar<'a> {
     Str(Cow<'a, str>),
     /// A CSV cell: untyped text, parsed as the field requires.
     Cell(&'a str),
+    /// A JSON integer that fits an `i64`, or a value of a Parquet integer column.
     Int(i64),
+    /// Any other JSON number (a fraction, an exponent, `-0`, an integer past `i64`),
+    /// or a value of a Parquet float column.
     Float(f64),
+    /// A JSON or Parquet boolean.
     Bool(bool),
     /// A Parquet timestamp with a time zone, already resolved.
     Instant {
+        /// The instant, in microseconds since the Unix epoch (UTC).
         ts_us: i64,
+        /// The zone's offset at that instant, in seconds east of UTC.
         offset_s: i32,
     },
     /// A Parquet timestamp without a time zone: its offset is unknown.
@@ -79,19 +85,36 @@ impl<'de> Deserialize<'de> for Scalar<'de> {
 /// `null` and an empty CSV cell are absent too.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct RawFields<'a> {
+    /// `event_id` as read: the record's id, unique per source.
     pub event_id: Option<Scalar<'a>>,
+    /// `ts` as read: RFC 3339 text, or a Parquet timestamp.
     pub ts: Option<Scalar<'a>>,
+    /// `site` as read: the site's name.
     pub site: Option<Scalar<'a>>,
+    /// `worker` as read: the identifier received, before it is re-keyed; it is never
+    /// written or logged.
     pub worker: Option<Scalar<'a>>,
+    /// `kind` as read: what happened.
     pub kind: Option<Scalar<'a>>,
+    /// `zone` as read (optional).
     pub zone: Option<Scalar<'a>>,
+    /// `team` as read (optional).
     pub team: Option<Scalar<'a>>,
+    /// `process` as read: the work process (optional).
     pub process: Option<Scalar<'a>>,
+    /// `device` as read: the device that produced the event (optional).
     pub device: Option<Scalar<'a>>,
+    /// `quantity` as read: units confirmed (optional).
     pub quantity: Option<Scalar<'a>>,
+    /// `weight_kg` as read: mass handled by this scan, in kilograms (optional).
     pub weight_kg: Option<Scalar<'a>>,
+    /// `threshold_s` as read: the threshold of an `idle_flag` or `speed_flag`, in
+    /// seconds (optional).
     pub threshold_s: Option<Scalar<'a>>,
+    /// `gap_s` as read: the gap a `justification_request` is about, in seconds
+    /// (optional).
     pub gap_s: Option<Scalar<'a>>,
+    /// `target_per_hour` as read: the quota of a `rate_target`, per hour (optional).
     pub target_per_hour: Option<Scalar<'a>>,
     /// Names of fields outside the contract: dropped, only counted.
     pub unknown: Vec<Cow<'a, str>>,
@@ -178,21 +201,38 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
 /// A record that passed validation, before pseudonymisation.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Valid<'a> {
+    /// The record's `event_id`: 1 to 128 characters.
     pub event_id: Cow<'a, str>,
+    /// Instant, microseconds since the Unix epoch (UTC).
     pub ts_us: i64,
+    /// The offset carried by the timestamp, in seconds east of UTC.
     pub offset_s: i32,
+    /// The site, `[A-Za-z0-9._-]{1,64}`.
     pub site: Cow<'a, str>,
     /// The identifier received: it lives only until it is re-keyed.
     pub worker: Cow<'a, str>,
+    /// What happened.
     pub kind: Kind,
+    /// The zone, same character set as `site`; `None` when absent.
     pub zone: Option<Cow<'a, str>>,
+    /// The team, same character set as `site`; `None` when absent.
     pub team: Option<Cow<'a, str>>,
+    /// The work process; `None` when absent.
     pub process: Option<Process>,
+    /// The device that produced the event; `None` when absent.
     pub device: Option<Device>,
+    /// Units confirmed, 1 to 10000; 1 for a scan that carried none, `None` for another
+    /// kind without one.
     pub quantity: Option<u32>,
+    /// Mass handled by this scan, in kilograms (0 to 1000); `None` when absent.
     pub weight_kg: Option<f64>,
+    /// The threshold the employer's system used for an `idle_flag` or `speed_flag`, in
+    /// seconds (> 0); `None` when absent.
     pub threshold_s: Option<f64>,
+    /// The gap a `justification_request` is about, in seconds (>= 0); `None` when
+    /// absent.
     pub gap_s: Option<f64>,
+    /// The quota a `rate_target` sets or announces, per hour (> 0); `None` when absent.
     pub target_per_hour: Option<f64>,
 }
 
@@ -200,11 +240,16 @@ pub struct Valid<'a> {
 /// The message never quotes the `worker` value.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejection {
+    /// The reason code, from the bounded set of [`RejectReason`].
     pub reason: RejectReason,
+    /// What was wrong, for people: it may quote a value of the record, never the
+    /// `worker` value.
     pub message: String,
 }
 
 impl Rejection {
+    /// A rejection with this reason and message; the message must not quote the
+    /// `worker` value.
     pub fn new(reason: RejectReason, message: impl Into<String>) -> Self {
         Rejection { reason, message: message.into() }
     }
@@ -228,7 +273,10 @@ impl fmt::Display for Rejection {
 /// `now_us` is `future_timestamp`. Offline audits pass `None`.
 #[derive(Debug, Clone, Copy)]
 pub struct Clock {
+    /// The clock's time, in microseconds since the Unix epoch (UTC).
     pub now_us: i64,
+    /// How far ahead of `now_us` a timestamp may be, in microseconds, before it is
+    /// `future_timestamp`.
     pub skew_us: i64,
     /// The service's store: an event whose local date is before this day
     /// (days since 1970-01-01) is older than the raw retention, in a folder
@@ -412,8 +460,13 @@ fn truncate(s: &str, n: usize) -> String {
 /// 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z, in microseconds:
 /// the range of an RFC 3339 timestamp.
 pub const MIN_TS_US: i64 = -62_167_219_200_000_000;
+/// 9999-12-31T23:59:59.999999Z, in microseconds since the Unix epoch: the latest
+/// instant RFC 3339 text can express.
 pub const MAX_TS_US: i64 = 253_402_300_799_999_999;
 
+/// Parses an RFC 3339 timestamp with an explicit offset (`Z` or `+01:00`) into
+/// microseconds since the Unix epoch (UTC) and the offset in seconds east of UTC;
+/// `None` when `s` is not one.
 pub fn parse_ts(s: &str) -> Option<(i64, i32)> {
     // The usual form the fast way (property-tested against chrono's).
     crate::columnar::parse_ts_fast(s).or_else(|| parse_ts_chrono(s))

@@ -51,7 +51,7 @@ fn set_aside(root: &Path, tier: &'static str, path: &Path, reason: &'static str,
             out.push(Quarantined { tier, path: path.to_path_buf(), reason });
         }
         Err(e) => {
-            tracing::error!(tier, path = %path.display(), reason, error = %e, "A store file cannot be read and could not be quarantined")
+            tracing::error!(tier, path = %path.display(), reason, error = %e, "A store file cannot be read and could not be quarantined");
         }
     }
 }
@@ -428,7 +428,7 @@ pub fn spawn_background(
                 // Checked between cycles only: a cycle under way (in
                 // `spawn_blocking`) is awaited to its end.
                 biased;
-                _ = shutdown.recv() => return,
+                () = shutdown.recv() => return,
                 _ = purge.tick() => {
                     let (root, metrics) = (root.clone(), metrics.clone());
                     let r = tokio::task::spawn_blocking(move || purge_cycle(&root, &retention, &metrics)).await;

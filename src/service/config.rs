@@ -152,7 +152,7 @@ pub fn load(path: &Path, env: impl IntoIterator<Item = (String, String)>) -> Res
                 config.kafka.loaded_mappings.insert(topic.clone(), loaded);
             }
             Err(ps) => {
-                problems.extend(ps.into_iter().map(|p| format!("{file}: kafka.mappings.{topic:?}: {p}")))
+                problems.extend(ps.into_iter().map(|p| format!("{file}: kafka.mappings.{topic:?}: {p}")));
             }
         }
     }
@@ -174,7 +174,7 @@ fn apply_env(
 ) {
     for (name, value) in env {
         let Some(rest) = name.strip_prefix("VIGIE__") else { continue };
-        let parts: Vec<String> = rest.split("__").map(|p| p.to_ascii_lowercase()).collect();
+        let parts: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
         let parsed = toml::from_str::<toml::Table>(&format!("v = {value}"))
             .ok()
             .and_then(|mut t| t.remove("v"))

@@ -52,7 +52,7 @@ fn parse(html: &str) -> (Vec<BTreeMap<String, String>>, Vec<String>) {
     loop {
         match r.read_event() {
             Ok(Event::Eof) => break,
-            Ok(Event::Start(e)) | Ok(Event::Empty(e)) => {
+            Ok(Event::Start(e) | Event::Empty(e)) => {
                 let attrs: BTreeMap<String, String> = e
                     .attributes()
                     .map(|a| {
@@ -116,7 +116,7 @@ fn the_report_holds_every_finding_in_both_languages_and_fetches_nothing() {
                 assert_eq!(row[&format!("data-{key}")], x[key].as_str().unwrap(), "{lang} {key}");
             }
             let observed = row["data-observed"].parse::<f64>().ok();
-            assert_eq!(observed, x["observed"].as_f64(), "{lang}: {:?}", x);
+            assert_eq!(observed, x["observed"].as_f64(), "{lang}: {x:?}");
             assert_eq!(row["data-threshold"].parse::<f64>().unwrap(), x["threshold"].as_f64().unwrap());
             assert_eq!(row["data-population"].parse::<u64>().unwrap(), x["population"].as_u64().unwrap());
         }

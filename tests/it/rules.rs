@@ -406,7 +406,7 @@ fn intensification_finds_the_date_the_pace_rose() {
         [(2, &a), (3, &a), (4, &a), (5, &a), (6, &a), (9, &b), (10, &b), (11, &b), (12, &b), (13, &b)]
     {
         for n in &names {
-            for (t, k, x) in p.iter() {
+            for (t, k, x) in p {
                 events.push(ev(n, t, k).day(day).extra(x));
             }
         }
@@ -840,7 +840,7 @@ fn rules_json_lists_every_rule_each_profile_evaluates() {
         let policy = vigie_analyze::policy::Policy::profile(profile).unwrap();
         let evaluated: Vec<&str> = policy.rules.keys().map(String::as_str).collect();
         let mut sorted = listed.clone();
-        sorted.sort();
+        sorted.sort_unstable();
         assert_eq!(sorted, evaluated, "{profile}");
         for r in v["rules"].as_array().unwrap() {
             let id = r["id"].as_str().unwrap();

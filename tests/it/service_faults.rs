@@ -183,7 +183,7 @@ fn a_fault_at_any_step_of_any_flush_loses_nothing_and_stores_nothing_twice() {
                         .unwrap()
                 })
                 .collect();
-            offsets.sort();
+            offsets.sort_unstable();
             offsets.dedup();
             assert_eq!(offsets.len(), n_bad, "{what}: every bad record dead-lettered");
             for l in text.lines() {

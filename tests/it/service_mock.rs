@@ -118,9 +118,9 @@ async fn good_events_are_stored_once_bad_ones_dead_lettered_and_offsets_committe
     let lines: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), BAD_RECORDS.len());
     let mut reasons: Vec<&str> = lines.iter().map(|l| l["reason"].as_str().unwrap()).collect();
-    reasons.sort();
+    reasons.sort_unstable();
     let mut want: Vec<&str> = BAD_RECORDS.iter().map(|(_, r)| *r).collect();
-    want.sort();
+    want.sort_unstable();
     assert_eq!(reasons, want);
     for l in &lines {
         assert_eq!(l["source"]["topic"], "events");

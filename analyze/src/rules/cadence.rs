@@ -25,7 +25,7 @@ pub(crate) fn evaluate(ctx: &Ctx, emit: &mut Emit) {
         if by.is_empty() {
             return Some(Outcome::Value(None, facts("no_scans")));
         }
-        let longest = by.values().map(|d| d.len()).max().unwrap_or(0);
+        let longest = by.values().map(std::collections::BTreeMap::len).max().unwrap_or(0);
         if longest < 2 * min_days {
             return Some(Outcome::Value(
                 None,

@@ -6,7 +6,6 @@
 //! `family.name`.
 
 // Every public item of this module is documented (issue 15, item 9).
-#![warn(missing_docs)]
 
 use std::fmt;
 

@@ -49,10 +49,15 @@ pub use vigie_ingest::event::local_date;
 /// Everything the analysis publishes.
 #[derive(Debug, Clone, Default)]
 pub struct Evaluation {
+    /// Every finding, `ok` ones included, sorted by site, rule (catalogue
+    /// order), group and period.
     pub findings: Vec<Finding>,
     /// Hidden (site, group, period) triples.
     pub suppressed: u64,
+    /// Hidden (site, group, period) triples per site (withheld days not
+    /// counted); sites with none are absent.
     pub suppressed_by_site: BTreeMap<String, u64>,
+    /// The open data: one row per published group and ISO week.
     pub aggregates: Vec<AggregateRow>,
     /// Data coverage per site and local day (site level only).
     pub coverage: Vec<DayCoverage>,
@@ -69,28 +74,51 @@ pub struct Evaluation {
 /// distinct workers are withheld: `shifts` is then `None`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DayCoverage {
+    /// The site.
     pub site: String,
+    /// The local date the shifts started on.
     pub date: chrono::NaiveDate,
+    /// Shifts that started that day; `None` when the day is withheld.
     pub shifts: Option<u64>,
 }
 
 /// One row of the open data: a published group in one ISO week.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AggregateRow {
+    /// The site.
     pub site: String,
+    /// The published group: `site`, `team:NAME` or `zone:NAME`.
     pub group: Group,
+    /// ISO week of the shifts' start, in their own offset (`2026-W10`).
     pub week: String,
+    /// Distinct workers with a shift in the group that week.
     pub workers: u64,
+    /// Shifts of the group that week.
     pub shifts: u64,
+    /// Effective time (span minus declared breaks) summed, hours.
     pub effective_hours: f64,
+    /// Units scanned (sum of `quantity`).
     pub units: u64,
+    /// 10th percentile of units per effective hour across the shifts with
+    /// scans; `None` without any.
     pub uph_p10: Option<f64>,
+    /// Median of units per effective hour across the shifts with scans;
+    /// `None` without any.
     pub uph_p50: Option<f64>,
+    /// 90th percentile of units per effective hour across the shifts with
+    /// scans; `None` without any.
     pub uph_p90: Option<f64>,
+    /// Intervals between consecutive scans by bucket of [`HIST_BOUNDS_S`]
+    /// (columns `iv_le_0_5s` ... `iv_gt_1800s`).
     pub hist: [u64; HIST_BOUNDS_S.len() + 1],
+    /// Gaps between consecutive activity events by class of [`GAP_CLASSES`]
+    /// (columns `gaps_micro` ... `gaps_break`).
     pub gaps: [u64; GAP_CLASSES.len()],
+    /// The employer's `idle_flag` events.
     pub idle_flags: u64,
+    /// The employer's `speed_flag` events.
     pub speed_flags: u64,
+    /// `justification_request` events.
     pub justification_requests: u64,
     /// Justification requests by the gap they are about
     /// (`JUSTIFY_GAP_BUCKETS`).
@@ -101,8 +129,13 @@ pub struct AggregateRow {
     /// the median of units per hour over the target, and the shifts under
     /// their target.
     pub shifts_with_target: u64,
+    /// Median target of the shifts with one, units per hour; `None` without
+    /// any.
     pub target_p50: Option<f64>,
+    /// Median over those shifts of units per hour divided by the target;
+    /// `None` without any.
     pub achieved_over_target_p50: Option<f64>,
+    /// Shifts whose units per hour were under their target.
     pub shifts_under_target: u64,
     /// Voice prompts, per hour of effective time of the shifts that had
     /// any; the time from a prompt to its confirming scan (10th, 50th,
@@ -110,11 +143,24 @@ pub struct AggregateRow {
     /// time spent on tasks dictated at once; the median drift within a
     /// shift (last hour over first, minus 1).
     pub prompts: u64,
+    /// Prompts per effective hour of the shifts with prompts; `None`
+    /// without any.
     pub prompts_per_hour: Option<f64>,
+    /// 10th percentile of the seconds from a prompt to its confirming scan,
+    /// interpolated inside its bucket; `None` without confirmed prompts.
     pub prompt_wait_p10: Option<f64>,
+    /// Median of the seconds from a prompt to its confirming scan,
+    /// interpolated inside its bucket; `None` without confirmed prompts.
     pub prompt_wait_p50: Option<f64>,
+    /// 90th percentile of the seconds from a prompt to its confirming scan,
+    /// interpolated inside its bucket; `None` without confirmed prompts.
     pub prompt_wait_p90: Option<f64>,
+    /// Share (0 to 1) of the effective time of shifts with prompts spent
+    /// on tasks dictated at once; `None` without any.
     pub dictated_share: Option<f64>,
+    /// Median over shifts of 2 h or more (with units in their first hour) of
+    /// units in the last hour over units in the first, minus 1; `None`
+    /// without any.
     pub drift_p50: Option<f64>,
 }
 
@@ -469,8 +515,11 @@ fn context<'a>(
     }
     let sites: BTreeSet<Arc<str>> = rows.iter().map(|r| r.s.site.clone()).collect();
     let site_key = |site: &Arc<str>| (site.clone(), "site".to_string(), "all".to_string());
-    let small_sites: BTreeSet<Arc<str>> =
-        sites.iter().filter(|s| pop.get(&site_key(s)).map_or(0, |w| w.len()) < k).cloned().collect();
+    let small_sites: BTreeSet<Arc<str>> = sites
+        .iter()
+        .filter(|s| pop.get(&site_key(s)).map_or(0, std::collections::BTreeSet::len) < k)
+        .cloned()
+        .collect();
 
     // Suppression, per site, over every cell published about it: groups of
     // every kind, weeks, the whole input and days (docs/privacy.md).
@@ -516,7 +565,10 @@ fn withheld(ctx: &Ctx, emit: &mut Emit) {
     let k = ctx.k as f64;
     let enabled: Vec<RuleId> = RuleId::ALL.iter().copied().filter(|id| ctx.enabled(*id)).collect();
     for site in &ctx.small_sites {
-        let n = ctx.pop.get(&(site.clone(), "site".into(), "all".into())).map_or(0, |w| w.len()) as u64;
+        let n = ctx
+            .pop
+            .get(&(site.clone(), "site".into(), "all".into()))
+            .map_or(0, std::collections::BTreeSet::len) as u64;
         let at = At { site, group: "site", period: "all", population: n };
         for id in enabled.iter().copied() {
             emit.push(id, &at, Outcome::Value(None, facts("site_small").n("workers", n as f64).n("k", k)));

@@ -200,7 +200,7 @@ pub fn run_lines(profile: &str, lines: &str, employer: Option<&str>) -> Evaluati
 
 /// Checks the expected findings of a schedule.
 pub fn check(profile: &str, script: &str, wants: &[Want]) {
-    check_with(profile, script, None, wants)
+    check_with(profile, script, None, wants);
 }
 
 /// [`check`] with an employer declaration.

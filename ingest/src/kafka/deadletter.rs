@@ -33,7 +33,7 @@ impl ClientContext for DeliveryCount {}
 
 impl ProducerContext for DeliveryCount {
     type DeliveryOpaque = ();
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+    fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
         if let Err((e, _)) = result {
             tracing::error!(error = %e, "A dead-letter record was not delivered");
             self.failed.fetch_add(1, Ordering::Relaxed);
@@ -263,7 +263,7 @@ fn append_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.sync_data()
     })();
     if result.is_err() {
-        let _ = f.set_len(len).and_then(|_| f.sync_data());
+        let _ = f.set_len(len).and_then(|()| f.sync_data());
     }
     result
 }

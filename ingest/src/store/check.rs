@@ -122,7 +122,7 @@ pub fn check(root: &Path, retention: &Retention, today: NaiveDate, deep: bool) -
                 continue;
             }
             let schema = (tier == store::RAW).then_some(&raw_schema);
-            let verdict = store::check_parquet(&f, schema).and_then(|_| {
+            let verdict = store::check_parquet(&f, schema).and_then(|()| {
                 if deep {
                     store::decode_parquet(&f)
                 } else {

