@@ -50,6 +50,14 @@ if ! command -v tansu >/dev/null 2>&1 || ! tansu --version 2>/dev/null | grep -q
   cargo install tansu --version 0.6.0 --locked --features dynostore
 fi
 
+# An S3 server for the store's object tests: s3s-fs 0.14.1, which keeps
+# objects as files and honours If-None-Match and If-Match on PUT (built
+# once per machine, about 3 minutes; later versions need a newer rustc).
+if ! command -v s3s-fs >/dev/null 2>&1 || ! s3s-fs --version 2>/dev/null | grep -q "0.14.1"; then
+  log "Installing the s3s-fs S3 server (cargo install, once per machine)"
+  cargo install s3s-fs --version 0.14.1 --features binary --locked
+fi
+
 log "Formatting"
 cargo fmt --all -- --check
 
@@ -81,18 +89,35 @@ trap 'rm -rf "$scratch"' EXIT
 target/release/vigie generate --out "$scratch/site.parquet" --workers 40 --days 14 --seed 3 --scenario demo
 python3 bench/compare.py "$scratch/site.parquet" 1 "$scratch"
 
+# A free port on loopback, and a wait until a server listens on it.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.2
+  done
+}
+
 log "Starting a Kafka-protocol broker on loopback"
-broker_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+broker_port=$(free_port)
 tansu broker --listener-url "tcp://127.0.0.1:$broker_port" --advertised-listener-url "tcp://127.0.0.1:$broker_port" \
   --storage-engine memory://tansu/ --silent > "$scratch/tansu.log" 2>&1 &
 tansu_pid=$!
 trap 'kill "$tansu_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
-for _ in $(seq 1 100); do
-  (exec 3<>"/dev/tcp/127.0.0.1/$broker_port") 2>/dev/null && break
-  sleep 0.2
-done
+wait_port "$broker_port"
 export VIGIE_TEST_BROKER="127.0.0.1:$broker_port"
-# Here every tool is installed and the broker started: a test that finds
+
+log "Starting an S3 server on loopback"
+s3_port=$(free_port)
+mkdir -p "$scratch/s3/vigie-test"
+export VIGIE_TEST_S3_KEY=vigie VIGIE_TEST_S3_SECRET="vigie-secret-$RANDOM$RANDOM"
+s3s-fs --host 127.0.0.1 --port "$s3_port" --access-key "$VIGIE_TEST_S3_KEY" --secret-key "$VIGIE_TEST_S3_SECRET" \
+  "$scratch/s3" > "$scratch/s3s.log" 2>&1 &
+s3_pid=$!
+trap 'kill "$tansu_pid" "$s3_pid" 2>/dev/null; rm -rf "$scratch"' EXIT
+wait_port "$s3_port"
+export VIGIE_TEST_S3="http://127.0.0.1:$s3_port"
+# Here every tool is installed and the servers started: a test that finds
 # one missing fails (run alone, `cargo test` skips such a test and says so).
 export VIGIE_TEST_TOOLS=required
 

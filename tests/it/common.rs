@@ -415,6 +415,9 @@ pub enum Tool {
     Kill,
     /// Root, to mount a small tmpfs (a full disk on demand).
     Root,
+    /// An S3 server on loopback (s3s-fs, started by scripts/test.sh), its
+    /// URL in `VIGIE_TEST_S3`, with a bucket `vigie-test`.
+    S3,
 }
 
 impl Tool {
@@ -430,6 +433,7 @@ impl Tool {
             Tool::Python3 => "python3, 3.11 or later",
             Tool::Kill => "the kill program (Debian's procps package)",
             Tool::Root => "root, to mount a tmpfs",
+            Tool::S3 => "an S3 server (VIGIE_TEST_S3 is not set; scripts/test.sh starts s3s-fs)",
         }
     }
 
@@ -441,6 +445,7 @@ impl Tool {
         };
         match self {
             Tool::Broker => std::env::var("VIGIE_TEST_BROKER").ok().filter(|b| !b.is_empty()),
+            Tool::S3 => std::env::var("VIGIE_TEST_S3").ok().filter(|b| !b.is_empty()),
             Tool::Tansu => program("tansu").map(|p| p.display().to_string()),
             Tool::Promtool => program("promtool").map(|p| p.display().to_string()),
             Tool::Prometheus => program("prometheus").map(|p| p.display().to_string()),

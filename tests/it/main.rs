@@ -13,3 +13,4 @@ mod service_broker;
 mod service_faults;
 mod service_mock;
 mod service_store;
+mod store_objects;

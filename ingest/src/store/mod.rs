@@ -8,12 +8,17 @@
 //!   scratch folders and spill writer;
 //! - [`tiers`]: the service's store on disk (raw events, summaries,
 //!   aggregates in dated folders; offset checkpoints; quarantine; purge);
-//! - [`check`]: `vigie store check` and the check at the service's start.
-
-// Every public item of this module is documented (issue 15, item 9).
+//! - [`check`]: `vigie store check` and the check at the service's start;
+//! - `objects` and `lease` (feature `s3`): the store's objects in a folder
+//!   or an S3 bucket, with conditional writes, and the lease that makes one
+//!   instance the analysis writer.
 
 pub mod check;
 pub mod config;
+#[cfg(feature = "s3")]
+pub mod lease;
+#[cfg(feature = "s3")]
+pub mod objects;
 pub mod tiers;
 
 pub use tiers::*;
