@@ -98,6 +98,9 @@ pub struct Metrics {
     pub store_oldest_age: GaugeVec,
     pub store_retention: GaugeVec,
     pub analysis_interval: Gauge,
+    /// 1 while this instance holds the analysis lease (it analyses and
+    /// publishes the findings), 0 otherwise.
+    pub analysis_writer: IntGauge,
     pub analysis_last_success: Gauge,
     pub analysis_duration: Gauge,
     pub analysis_failures: IntCounter,
@@ -363,6 +366,10 @@ impl Metrics {
             "vigie_analysis_interval_seconds",
             "Configured time between two analyses (service mode)."
         ));
+        let analysis_writer = reg!(IntGauge::new(
+            "vigie_analysis_writer",
+            "1 while this instance holds the analysis lease: it analyses, purges and publishes the findings (service mode)."
+        ));
         let analysis_last_success = reg!(Gauge::new(
             "vigie_analysis_last_success_timestamp_seconds",
             "Unix time at which the last analysis finished successfully."
@@ -475,6 +482,7 @@ impl Metrics {
             store_oldest_age,
             store_retention,
             analysis_interval,
+            analysis_writer,
             analysis_last_success,
             analysis_duration,
             analysis_failures,

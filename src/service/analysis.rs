@@ -17,6 +17,8 @@ use vigie_analyze::findings::{Findings, InputSummary, KeyUse, Provenance};
 use vigie_analyze::policy::Policy;
 use vigie_analyze::rules::{self, Evaluation, Evidence};
 use vigie_analyze::shifts;
+use vigie_ingest::store::lease::{Lease, Standing};
+use vigie_ingest::store::objects::{Location, Objects};
 use vigie_ingest::store::{write_parquet_atomic, Durability};
 
 use super::config::Config;
@@ -150,7 +152,10 @@ pub fn analysis_cycle(
     evidence: &Evidence,
     events_seen: u64,
 ) -> anyhow::Result<Cycle> {
-    analysis_cycle_with(root, policy, employer, evidence, events_seen, &Custody::default())
+    let path = root.join("findings.json");
+    analysis_cycle_with(root, policy, employer, evidence, events_seen, &Custody::default(), &mut |b| {
+        crate::audit::write_atomic(&path, b)
+    })
 }
 
 /// What the service's provenance records besides the store: the key's
@@ -196,7 +201,9 @@ fn streams_of(files: &[PathBuf]) -> Vec<vigie_analyze::findings::StreamRange> {
     out
 }
 
-/// [`analysis_cycle`] with the provenance's custody details.
+/// [`analysis_cycle`] with the provenance's custody details, and
+/// `write_findings` to write `findings.json` (the service writes it as the
+/// holder of the analysis lease, fenced).
 pub fn analysis_cycle_with(
     root: &Path,
     policy: &Policy,
@@ -204,6 +211,7 @@ pub fn analysis_cycle_with(
     evidence: &Evidence,
     events_seen: u64,
     custody: &Custody,
+    write_findings: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<Cycle> {
     let model = policy.shift_model();
     let raw_dir = root.join(store::RAW);
@@ -320,7 +328,7 @@ pub fn analysis_cycle_with(
     };
     let findings =
         Findings::assemble(policy, &evaluation, input, KeyUse::FromFile, None, provenance, incomplete);
-    crate::audit::write_atomic(&root.join("findings.json"), findings.to_json().as_bytes())?;
+    write_findings(findings.to_json().as_bytes())?;
     let mut by_week: BTreeMap<&str, Vec<_>> = BTreeMap::new();
     for r in &evaluation.aggregates {
         by_week.entry(r.week.as_str()).or_default().push(r.clone());
@@ -406,9 +414,102 @@ impl AnalysisFailed<'_> {
     }
 }
 
+/// The name this instance holds the analysis lease under: host, process
+/// and a random part (two instances on one host, or a restart with the
+/// same process id, never share one).
+fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}:{}:{:08x}", std::process::id(), rand::random::<u32>())
+}
+
+/// The analysis writer's lease over the store (docs/design.md, "Past one
+/// machine"): renewed three times a term (one analysis interval) by a task
+/// of its own, so that a long analysis cycle does not let it lapse.
+struct Writer {
+    lease: Arc<tokio::sync::Mutex<Lease>>,
+    renewals: tokio::task::JoinHandle<()>,
+}
+
+impl Writer {
+    fn start(
+        root: &Path,
+        term: Duration,
+        metrics: Arc<Metrics>,
+        mut shutdown: crate::shutdown::Listener,
+    ) -> anyhow::Result<Writer> {
+        let objects = Objects::open(&Location::Folder(root.to_path_buf()))?;
+        let lease = Arc::new(tokio::sync::Mutex::new(Lease::new(objects, "analysis", &holder_name(), term)));
+        let renewals = {
+            let lease = lease.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval((term / 3).max(Duration::from_millis(50)));
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let (mut was, mut seen) = (false, None::<u64>);
+                loop {
+                    tokio::select! {
+                        biased;
+                        () = shutdown.recv() => break,
+                        _ = every.tick() => {
+                            let standing = lease.lock().await.tick().await;
+                            let held = match standing {
+                                Ok(Standing::Held { generation }) => {
+                                    if !was {
+                                        tracing::info!(generation, "This instance is the analysis writer");
+                                    }
+                                    true
+                                }
+                                Ok(Standing::Other { holder, generation }) => {
+                                    if seen != Some(generation) {
+                                        tracing::info!(writer = %holder, generation, "Another instance is the analysis writer");
+                                        seen = Some(generation);
+                                    }
+                                    false
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "Could not renew or read the analysis lease");
+                                    lease.lock().await.held().is_some()
+                                }
+                            };
+                            if was && !held {
+                                // Another instance publishes the findings now:
+                                // this one's series go, so that Prometheus
+                                // sees one copy.
+                                metrics.publish(&Evaluation::default());
+                            }
+                            metrics.analysis_writer.set(i64::from(held));
+                            was = held;
+                        }
+                    }
+                }
+            })
+        };
+        Ok(Writer { lease, renewals })
+    }
+
+    async fn held(&self) -> bool {
+        self.lease.lock().await.held().is_some()
+    }
+
+    /// At shutdown: the lease is let go, so that another instance writes at
+    /// once instead of after a term.
+    async fn stop(self) {
+        let _ = self.renewals.await;
+        if let Err(e) = self.lease.lock().await.release().await {
+            tracing::warn!(error = %e, "Could not let the analysis lease go; another instance takes it after its term");
+        }
+    }
+}
+
 /// Analysis and purge on their schedules, each in `spawn_blocking`; the
-/// first of each runs at once. The task returns when `shutdown` is
-/// triggered, once the cycle under way (if any) has ended.
+/// first of each runs at once. Only the holder of the analysis lease runs
+/// them: with several instances on one store, one analyses, purges and
+/// publishes the findings; the others ingest. The task returns when
+/// `shutdown` is triggered, once the cycle under way (if any) has ended.
 pub fn spawn_background(
     root: PathBuf,
     retention: Retention,
@@ -419,6 +520,15 @@ pub fn spawn_background(
     mut shutdown: crate::shutdown::Listener,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let writer = match Writer::start(&root, analysis_every, metrics.clone(), shutdown.clone()) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "Could not open the analysis lease; no analysis runs");
+                return;
+            }
+        };
+        // The first renewal decides who writes before the first cycle.
+        let _ = writer.lease.lock().await.tick().await;
         let mut analysis = tokio::time::interval(analysis_every);
         let mut purge = tokio::time::interval(purge_every);
         analysis.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -428,8 +538,11 @@ pub fn spawn_background(
                 // Checked between cycles only: a cycle under way (in
                 // `spawn_blocking`) is awaited to its end.
                 biased;
-                () = shutdown.recv() => return,
+                () = shutdown.recv() => break,
                 _ = purge.tick() => {
+                    if !writer.held().await {
+                        continue;
+                    }
                     let (root, metrics) = (root.clone(), metrics.clone());
                     let r = tokio::task::spawn_blocking(move || purge_cycle(&root, &retention, &metrics)).await;
                     if let Ok(Err(e)) = r {
@@ -437,12 +550,24 @@ pub fn spawn_background(
                     }
                 }
                 _ = analysis.tick() => {
-                    let (root, m, inputs) = (root.clone(), metrics.clone(), inputs.clone());
+                    if !writer.held().await {
+                        tier_metrics(&root, &metrics);
+                        continue;
+                    }
+                    let (root, m, inputs, lease) = (root.clone(), metrics.clone(), inputs.clone(), writer.lease.clone());
                     let seen = metrics.events_ingested.get();
                     let r = tokio::task::spawn_blocking(move || {
                         let metrics = m;
                         let started = Instant::now();
-                        let c = analysis_cycle_with(&root, &inputs.0, inputs.1.as_ref(), &inputs.2, seen, &inputs.3)?;
+                        // findings.json is written as the lease's holder:
+                        // renewed first, and only over the version this
+                        // holder last wrote (a stale holder writes nothing).
+                        let handle = tokio::runtime::Handle::current();
+                        let mut write = |b: &[u8]| -> anyhow::Result<()> {
+                            handle.block_on(async { lease.lock().await.write("findings.json", b).await })?;
+                            Ok(())
+                        };
+                        let c = analysis_cycle_with(&root, &inputs.0, inputs.1.as_ref(), &inputs.2, seen, &inputs.3, &mut write)?;
                         for q in &c.quarantined {
                             metrics.store_quarantined.with_label_values(&[q.tier, q.reason]).inc();
                         }
@@ -469,6 +594,7 @@ pub fn spawn_background(
                 }
             }
         }
+        writer.stop().await;
     })
 }
 

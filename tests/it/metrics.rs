@@ -30,6 +30,7 @@ vigie_analysis_duration_seconds GAUGE
 vigie_analysis_failures_total COUNTER 
 vigie_analysis_interval_seconds GAUGE 
 vigie_analysis_last_success_timestamp_seconds GAUGE 
+vigie_analysis_writer GAUGE 
 vigie_batch_write_duration_seconds HISTOGRAM 
 vigie_consumer_group_joined GAUGE 
 vigie_consumer_lag_messages GAUGE partition,topic
