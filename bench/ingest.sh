@@ -70,5 +70,27 @@ EOF
   read -r _ kib < <(tail -1 "$dir/time")
   wall=$(python3 -c "print(round($drained - $began, 2))")
   echo "| vigie ingest (validate, pseudonymise, Parquet, commit) | $run | $wall | $(python3 -c "print(round($events/$wall))") | $((kib / 1024)) |"
+  if [ "$run" = 1 ]; then
+    # The store's size per tier (docs/design.md, "Scale arithmetic"): the
+    # raw tier as ingested, then one analysis over it (a restart runs one
+    # at once), which writes the summaries and the aggregates.
+    before=$(stat -c %Y "$store/findings.json" 2>/dev/null || echo 0)
+    sleep 1
+    $vigie ingest --config "$dir/vigie-$run.toml" 2>>"$dir/ingest-$run.log" &
+    apid=$!
+    for _ in $(seq 1 1200); do
+      [ "$(stat -c %Y "$store/findings.json" 2>/dev/null || echo 0)" -gt "$before" ] && break
+      sleep 0.5
+    done
+    kill -TERM "$apid"; wait "$apid" || true
+    sizes="$dir/store-sizes.txt"
+    for tier in raw summaries aggregates; do
+      bytes=$(du -sb "$store/$tier" 2>/dev/null | cut -f1)
+      files=$(find "$store/$tier" -name '*.parquet' | wc -l)
+      echo "$tier $bytes $files" >> "$sizes"
+    done
+    echo "store after $events events (first run): tier, bytes, Parquet files, bytes per event"
+    awk -v n="$events" '{ printf "  %-10s %12d B %6d files %8.2f B/event\n", $1, $2, $3, $2 / n }' "$sizes"
+  fi
   rm -rf "$store"
 done

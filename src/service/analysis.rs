@@ -433,6 +433,10 @@ fn holder_name() -> String {
 struct Writer {
     lease: Arc<tokio::sync::Mutex<Lease>>,
     renewals: tokio::task::JoinHandle<()>,
+    /// Told when this instance becomes the writer: it analyses at once.
+    became: Arc<tokio::sync::Notify>,
+    /// Whether this instance's findings series are published.
+    published: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Writer {
@@ -443,9 +447,17 @@ impl Writer {
         mut shutdown: crate::shutdown::Listener,
     ) -> anyhow::Result<Writer> {
         let objects = Objects::open(&Location::Folder(root.to_path_buf()))?;
-        let lease = Arc::new(tokio::sync::Mutex::new(Lease::new(objects, "analysis", &holder_name(), term)));
+        let lease = Arc::new(tokio::sync::Mutex::new(Lease::new(
+            objects,
+            "analysis",
+            &holder_name(),
+            term,
+            &["findings.json"],
+        )));
+        let became = Arc::new(tokio::sync::Notify::new());
+        let published = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let renewals = {
-            let lease = lease.clone();
+            let (lease, became, published) = (lease.clone(), became.clone(), published.clone());
             tokio::spawn(async move {
                 let mut every = tokio::time::interval((term / 3).max(Duration::from_millis(50)));
                 every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -460,6 +472,7 @@ impl Writer {
                                 Ok(Standing::Held { generation }) => {
                                     if !was {
                                         tracing::info!(generation, "This instance is the analysis writer");
+                                        became.notify_one();
                                     }
                                     true
                                 }
@@ -475,10 +488,11 @@ impl Writer {
                                     lease.lock().await.held().is_some()
                                 }
                             };
-                            if was && !held {
+                            if !held && published.swap(false, std::sync::atomic::Ordering::SeqCst) {
                                 // Another instance publishes the findings now:
                                 // this one's series go, so that Prometheus
-                                // sees one copy.
+                                // sees one copy (checked at every renewal: a
+                                // cycle may publish just after the loss).
                                 metrics.publish(&Evaluation::default());
                             }
                             metrics.analysis_writer.set(i64::from(held));
@@ -488,11 +502,14 @@ impl Writer {
                 }
             })
         };
-        Ok(Writer { lease, renewals })
+        Ok(Writer { lease, renewals, became, published })
     }
 
-    async fn held(&self) -> bool {
-        self.lease.lock().await.held().is_some()
+    /// Renews the lease now (a conditional write): whether this instance
+    /// holds it. Checked before each cycle, so that a holder whose term ran
+    /// out (a stalled or suspended host) starts none.
+    async fn fence(&self) -> bool {
+        self.lease.lock().await.fence().await.is_ok()
     }
 
     /// At shutdown: the lease is let go, so that another instance writes at
@@ -539,8 +556,12 @@ pub fn spawn_background(
                 // `spawn_blocking`) is awaited to its end.
                 biased;
                 () = shutdown.recv() => break,
+                () = writer.became.notified() => {
+                    // Just became the writer: analyse now, not at the next tick.
+                    analysis.reset_immediately();
+                }
                 _ = purge.tick() => {
-                    if !writer.held().await {
+                    if !writer.fence().await {
                         continue;
                     }
                     let (root, metrics) = (root.clone(), metrics.clone());
@@ -550,11 +571,12 @@ pub fn spawn_background(
                     }
                 }
                 _ = analysis.tick() => {
-                    if !writer.held().await {
+                    if !writer.fence().await {
                         tier_metrics(&root, &metrics);
                         continue;
                     }
                     let (root, m, inputs, lease) = (root.clone(), metrics.clone(), inputs.clone(), writer.lease.clone());
+                    let published = writer.published.clone();
                     let seen = metrics.events_ingested.get();
                     let r = tokio::task::spawn_blocking(move || {
                         let metrics = m;
@@ -571,12 +593,20 @@ pub fn spawn_background(
                         for q in &c.quarantined {
                             metrics.store_quarantined.with_label_values(&[q.tier, q.reason]).inc();
                         }
-                        let published = metrics.publish(&c.evaluation);
+                        // Published only while this instance still holds
+                        // the lease (the renewal task withdraws it otherwise).
+                        let holds = handle.block_on(async { lease.lock().await.held().is_some() });
+                        let series = if holds {
+                            published.store(true, std::sync::atomic::Ordering::SeqCst);
+                            metrics.publish(&c.evaluation).series
+                        } else {
+                            0
+                        };
                         tier_metrics(&root, &metrics);
                         AnalysisDone {
                             shifts: c.shifts,
                             findings: c.findings.findings.len(),
-                            series: published.series,
+                            series,
                             took: started.elapsed(),
                         }
                         .emit(&metrics);

@@ -104,7 +104,7 @@ async fn suite(o: &Objects, races: bool) {
     assert_eq!(o.delete_prefix("raw/none").await.unwrap(), 0, "{name}");
 
     // Keys that would leave the store are refused before anything is sent.
-    for bad in ["../x", "a//b", "/a", "a/./b", ""] {
+    for bad in ["../x", "a//b", "/a", "a/./b", "", ".objects.lock", "raw/.x.tmp", "a%b", "a b", "a~b"] {
         assert!(matches!(o.get(bad).await, Err(ObjectError::BadKey { .. })), "{name}: {bad:?}");
     }
 
@@ -162,8 +162,8 @@ fn an_s3_store_keeps_the_object_contract() {
 async fn lease_suite(o: &Objects) {
     let name = o.location().to_string();
     let term = Duration::from_millis(800);
-    let mut a = Lease::new(o.clone(), "analysis", "host-a:1", term);
-    let mut b = Lease::new(o.clone(), "analysis", "host-b:2", term);
+    let mut a = Lease::new(o.clone(), "analysis", "host-a:1", term, &["findings.json"]);
+    let mut b = Lease::new(o.clone(), "analysis", "host-b:2", term, &["findings.json"]);
     assert_eq!(a.tick().await.unwrap(), Standing::Held { generation: 1 }, "{name}");
     assert_eq!(a.write("findings.json", b"{\"by\":\"a\"}").await.unwrap(), 1, "{name}");
     // While a renews (every 200 ms), b never takes it.
@@ -209,8 +209,8 @@ async fn lease_suite(o: &Objects) {
 async fn stale_writer(o: &Objects) {
     let name = o.location().to_string();
     let term = Duration::from_millis(500);
-    let mut a = Lease::new(o.clone(), "analysis", "host-a:1", term);
-    let mut b = Lease::new(o.clone(), "analysis", "host-b:2", term);
+    let mut a = Lease::new(o.clone(), "analysis", "host-a:1", term, &["findings.json"]);
+    let mut b = Lease::new(o.clone(), "analysis", "host-b:2", term, &["findings.json"]);
     a.tick().await.unwrap();
     a.write("findings.json", b"a1").await.unwrap();
     let (_, a_version) = o.get("findings.json").await.unwrap().unwrap();
@@ -221,6 +221,20 @@ async fn stale_writer(o: &Objects) {
     // What a's write would send after a renewal it made before the stall.
     assert!(conflict(o.update("findings.json", b"a2", &a_version).await), "{name}");
     assert_eq!(o.get("findings.json").await.unwrap().unwrap().0, b"b1", "{name}");
+
+    // The other order: b stalls, a takes the lease back (and reads the
+    // object's version then), b's late write lands before a's first one:
+    // a's write is refused and a lets the lease go. One of the two writes
+    // failed.
+    let (_, b_version) = o.get("findings.json").await.unwrap().unwrap();
+    tokio::time::sleep(term + Duration::from_millis(100)).await;
+    assert!(matches!(a.tick().await.unwrap(), Standing::Other { generation: 2, .. }), "{name}");
+    tokio::time::sleep(term + Duration::from_millis(100)).await;
+    assert_eq!(a.tick().await.unwrap(), Standing::Held { generation: 3 }, "{name}");
+    o.update("findings.json", b"b2, late", &b_version).await.unwrap();
+    assert!(matches!(a.write("findings.json", b"a3").await, Err(FenceError::NotHeld(_))), "{name}");
+    assert_eq!(o.get("findings.json").await.unwrap().unwrap().0, b"b2, late", "{name}");
+    assert_eq!(a.held(), None, "{name}: a let the lease go");
 }
 
 #[test]

@@ -11,10 +11,11 @@
 //!   each interval, and counts itself the holder only until 4/5 of the term
 //!   after it sent its last successful renewal. A renewal refused means
 //!   the lease was taken: the instance stops writing at once.
-//! - **Fence.** Before each write, the holder renews; the write itself is
-//!   conditional on the version of the object that this holder last wrote
-//!   or read. A holder that stalled past its term and woke up finds both
-//!   changed and writes nothing.
+//! - **Fence.** Before each write of a fenced object, the holder renews;
+//!   the write itself is conditional on the version of the object that
+//!   this holder last wrote, or read when it took the lease. Of a stale
+//!   holder's late write and the new holder's first one, one is refused by
+//!   the store, in either order.
 //!
 //! docs/design.md ("One analysis writer") says why a lease in the store
 //! rather than a partition of the consumer group.
@@ -71,6 +72,9 @@ pub enum FenceError {
     /// This instance does not hold the lease (any more): it must not write.
     #[error("the lease {0} is not held by this instance")]
     NotHeld(String),
+    /// The object is not one this lease fences.
+    #[error("{0} is not fenced by this lease")]
+    NotFenced(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] ObjectError),
@@ -100,14 +104,19 @@ pub struct Lease {
     term: Duration,
     held: Option<Held>,
     seen: Option<Seen>,
-    written: HashMap<String, Version>,
+    /// The objects this lease fences, and the version of each that this
+    /// holder last wrote or found when it took the lease (`None`: there
+    /// was none, so its first write is a create).
+    fenced: HashMap<String, Option<Version>>,
+    /// Whether `fenced` was read since the lease was taken.
+    fenced_read: bool,
 }
 
 impl Lease {
     /// The lease `name` (`analysis`) in `objects`, for the instance called
-    /// `holder`, with a term of `term` (two analysis intervals: a writer
-    /// that dies is replaced within two intervals).
-    pub fn new(objects: Objects, name: &str, holder: &str, term: Duration) -> Lease {
+    /// `holder`, with a term of `term` (the service: one analysis
+    /// interval), fencing the writes of the objects `fenced` (keys).
+    pub fn new(objects: Objects, name: &str, holder: &str, term: Duration, fenced: &[&str]) -> Lease {
         Lease {
             objects,
             key: format!("{LEASES}/{name}.json"),
@@ -115,7 +124,8 @@ impl Lease {
             term,
             held: None,
             seen: None,
-            written: HashMap::new(),
+            fenced: fenced.iter().map(|k| ((*k).to_string(), None)).collect(),
+            fenced_read: false,
         }
     }
 
@@ -154,9 +164,21 @@ impl Lease {
                     return Ok(Standing::Held { generation: h.generation });
                 }
                 Err(ObjectError::Conflict { .. }) => {
+                    // A renewal that succeeded but whose answer was lost
+                    // (and was retried) looks like a conflict: the lease
+                    // then holds exactly what this holder sent.
+                    if let Some((bytes, version)) = self.objects.get(&self.key).await? {
+                        let mine = serde_json::from_slice::<LeaseRecord>(&bytes).is_ok_and(|r| {
+                            r.holder == self.holder && r.generation == h.generation && r.renewal == renewal
+                        });
+                        if mine {
+                            self.held = Some(Held { generation: h.generation, renewal, version, sent });
+                            return Ok(Standing::Held { generation: h.generation });
+                        }
+                    }
                     tracing::warn!(lease = %self.key, generation = h.generation, "Lease taken by another instance: this one stops writing");
                     self.held = None;
-                    self.written.clear();
+                    self.fenced_read = false;
                 }
                 Err(e) => return Err(e),
             }
@@ -164,7 +186,7 @@ impl Lease {
         let sent = Instant::now();
         match self.objects.get(&self.key).await? {
             None => match self.objects.create(&self.key, &self.record(1, 0)).await {
-                Ok(version) => Ok(self.took(1, version, sent)),
+                Ok(version) => Ok(self.took(1, version, sent).await),
                 Err(ObjectError::Conflict { .. }) => self.observe().await,
                 Err(e) => Err(e),
             },
@@ -198,7 +220,7 @@ impl Lease {
                 match self.objects.update(&self.key, &self.record(generation, 0), &version).await {
                     Ok(v) => {
                         tracing::info!(lease = %self.key, generation, previous = %record.holder, "Lease taken: the previous holder's term ran out");
-                        Ok(self.took(generation, v, sent))
+                        Ok(self.took(generation, v, sent).await)
                     }
                     Err(ObjectError::Conflict { .. }) => self.observe().await,
                     Err(e) => Err(e),
@@ -207,11 +229,34 @@ impl Lease {
         }
     }
 
-    fn took(&mut self, generation: u64, version: Version, sent: Instant) -> Standing {
+    /// The lease was just taken: the fenced objects' versions are read
+    /// now, so that a previous holder's late write after this point makes
+    /// this holder's first write fail rather than vanish under it.
+    async fn took(&mut self, generation: u64, version: Version, sent: Instant) -> Standing {
         self.held = Some(Held { generation, renewal: 0, version, sent });
         self.seen = None;
-        self.written.clear();
+        self.fenced_read = false;
+        if let Err(e) = self.read_fenced().await {
+            tracing::warn!(lease = %self.key, error = %e, "Could not read the fenced objects' versions at take; read again at the first write");
+        }
         Standing::Held { generation }
+    }
+
+    /// Reads the version of each fenced object, once after the lease was
+    /// taken: the first write of each is conditional on it, so that a
+    /// previous holder's late write, before or after it, is never silently
+    /// overwritten nor overwrites.
+    async fn read_fenced(&mut self) -> Result<(), ObjectError> {
+        if self.fenced_read {
+            return Ok(());
+        }
+        let keys: Vec<String> = self.fenced.keys().cloned().collect();
+        for k in keys {
+            let v = self.objects.get(&k).await?.map(|(_, v)| v);
+            self.fenced.insert(k, v);
+        }
+        self.fenced_read = true;
+        Ok(())
     }
 
     /// Someone else wrote the lease between our read and our write.
@@ -243,29 +288,29 @@ impl Lease {
         }
     }
 
-    /// Writes `key` as the holder: renews first, then writes only if the
-    /// object is still at the version this holder last wrote (or found
-    /// when it took the lease). Another writer's object in between means
-    /// this holder lost the lease: it writes nothing and lets it go.
+    /// Writes `key` (one of the fenced objects) as the holder: renews
+    /// first, then writes only if the object is still at the version this
+    /// holder last wrote, or found when it took the lease. Another
+    /// writer's object in between means this holder lost the lease: it
+    /// writes nothing and lets the lease go.
     pub async fn write(&mut self, key: &str, bytes: &[u8]) -> Result<u64, FenceError> {
+        if !self.fenced.contains_key(key) {
+            return Err(FenceError::NotFenced(key.to_string()));
+        }
         let generation = self.fence().await?;
-        let known = match self.written.get(key) {
-            Some(v) => Some(v.clone()),
-            None => self.objects.get(key).await?.map(|(_, v)| v),
-        };
-        let r = match &known {
-            Some(v) => self.objects.update(key, bytes, v).await,
+        self.read_fenced().await?;
+        let r = match self.fenced.get(key).cloned().flatten() {
+            Some(v) => self.objects.update(key, bytes, &v).await,
             None => self.objects.create(key, bytes).await,
         };
         match r {
             Ok(v) => {
-                self.written.insert(key.to_string(), v);
+                self.fenced.insert(key.to_string(), Some(v));
                 Ok(generation)
             }
             Err(ObjectError::Conflict { .. }) => {
                 tracing::warn!(lease = %self.key, object = key, generation, "Another writer changed the object since this holder last wrote it: this one lets the lease go");
-                self.held = None;
-                self.written.clear();
+                self.release().await?;
                 Err(FenceError::NotHeld(self.key.clone()))
             }
             Err(e) => Err(e.into()),
@@ -275,6 +320,7 @@ impl Lease {
     /// Lets the lease go at shutdown: the next instance need not wait for
     /// the term (the lease is marked free, term 0, only if still ours).
     pub async fn release(&mut self) -> Result<(), ObjectError> {
+        self.fenced_read = false;
         if let Some(h) = self.held.take() {
             // Mark it free by writing a record whose term is zero.
             let free = LeaseRecord {

@@ -11,8 +11,9 @@
 //! on `.objects.lock` while it compares and writes, and an object's version
 //! is a digest of its content with its inode and modification time.
 //!
-//! Keys are relative, `/`-separated (`leases/analysis.json`); neither
-//! empty segments nor `.` or `..` are accepted.
+//! Keys are relative, `/`-separated (`leases/analysis.json`), of segments
+//! made of `A-Z a-z 0-9 . _ - + =` that do not start with `.`: what both
+//! a folder and S3 keep as it is.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -140,11 +141,18 @@ fn check_key(key: &str) -> Result<(), String> {
         return Err("must have 1 to 900 bytes".into());
     }
     for seg in key.split('/') {
-        if seg.is_empty() || seg == "." || seg == ".." {
-            return Err("has an empty, '.' or '..' segment".into());
+        if seg.is_empty() {
+            return Err("has an empty segment".into());
         }
-        if seg.bytes().any(|b| b.is_ascii_control() || b == b'\\') {
-            return Err("has a control character or a backslash".into());
+        // A leading dot is a temporary file's or the lock's name in a
+        // folder store.
+        if seg.starts_with('.') {
+            return Err("has a segment that starts with '.'".into());
+        }
+        // What S3 and the folder both keep as it is (object_store would
+        // percent-encode the rest, and the two would then disagree).
+        if !seg.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b'+' | b'=')) {
+            return Err("has a character other than A-Z a-z 0-9 . _ - + =".into());
         }
     }
     Ok(())
@@ -216,11 +224,14 @@ impl Objects {
     pub async fn get(&self, key: &str) -> Result<Option<(Vec<u8>, Version)>, ObjectError> {
         Self::checked(key)?;
         match &self.backend {
-            Backend::Folder(root) => match folder_read(&root.join(key)) {
-                Ok(got) => Ok(Some(got)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(failed(key, e)),
-            },
+            Backend::Folder(root) => {
+                let path = root.join(key);
+                match blocking(move || folder_read(&path)).await {
+                    Ok(got) => Ok(Some(got)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(failed(key, e)),
+                }
+            }
             Backend::S3 { store, prefix } => {
                 let got = match store.get(&Self::object_path(prefix, key)).await {
                     Ok(g) => g,
@@ -255,7 +266,18 @@ impl Objects {
     async fn write(&self, key: &str, bytes: &[u8], mode: Mode<'_>) -> Result<Version, ObjectError> {
         Self::checked(key)?;
         match &self.backend {
-            Backend::Folder(root) => folder_write(root, key, bytes, mode),
+            Backend::Folder(root) => {
+                let (root, key, bytes) = (root.clone(), key.to_string(), bytes.to_vec());
+                let mode = match mode {
+                    Mode::Overwrite => Owned::Overwrite,
+                    Mode::Create => Owned::Create,
+                    Mode::Update(v) => Owned::Update(v.clone()),
+                };
+                let k = key.clone();
+                blocking(move || Ok(folder_write(&root, &key, &bytes, mode)))
+                    .await
+                    .unwrap_or_else(|e| Err(failed(&k, e)))
+            }
             Backend::S3 { store, prefix } => {
                 let mode = match mode {
                     Mode::Overwrite => PutMode::Overwrite,
@@ -289,9 +311,15 @@ impl Objects {
         }
         let mut out = match &self.backend {
             Backend::Folder(root) => {
-                let mut out = Vec::new();
-                folder_list(root, &root.join(prefix), &mut out).map_err(|e| failed(prefix, e))?;
-                out
+                let root = root.clone();
+                let dir = root.join(prefix);
+                blocking(move || {
+                    let mut out = Vec::new();
+                    folder_list(&root, &dir, &mut out)?;
+                    Ok(out)
+                })
+                .await
+                .map_err(|e| failed(prefix, e))?
             }
             Backend::S3 { store, prefix: base } => {
                 let full = match (base.is_empty(), prefix.is_empty()) {
@@ -314,11 +342,14 @@ impl Objects {
     pub async fn delete(&self, key: &str) -> Result<bool, ObjectError> {
         Self::checked(key)?;
         match &self.backend {
-            Backend::Folder(root) => match fs::remove_file(root.join(key)) {
-                Ok(()) => Ok(true),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-                Err(e) => Err(failed(key, e)),
-            },
+            Backend::Folder(root) => {
+                let path = root.join(key);
+                match blocking(move || fs::remove_file(&path)).await {
+                    Ok(()) => Ok(true),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+                    Err(e) => Err(failed(key, e)),
+                }
+            }
             Backend::S3 { store, prefix } => {
                 let path = Self::object_path(prefix, key);
                 match store.head(&path).await {
@@ -342,15 +373,19 @@ impl Objects {
         match &self.backend {
             Backend::Folder(root) => {
                 let dir = root.join(prefix);
-                match fs::remove_dir_all(&dir) {
+                match blocking(move || fs::remove_dir_all(&dir)).await {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(failed(prefix, e)),
                 }
             }
-            Backend::S3 { .. } => {
+            Backend::S3 { store, prefix: base } => {
+                // A DELETE of an object already gone succeeds on S3.
                 for (k, _) in &keys {
-                    self.delete(k).await?;
+                    match store.delete(&Self::object_path(base, k)).await {
+                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                        Err(e) => return Err(failed(k, e)),
+                    }
                 }
             }
         }
@@ -362,6 +397,21 @@ enum Mode<'a> {
     Overwrite,
     Create,
     Update(&'a Version),
+}
+
+/// [`Mode`] moved to a blocking thread.
+enum Owned {
+    Overwrite,
+    Create,
+    Update(Version),
+}
+
+/// Runs a folder operation (file I/O, fsync, a lock that may wait) on
+/// tokio's blocking threads, not on a worker of the runtime.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
 fn failed(key: &str, e: impl std::fmt::Display) -> ObjectError {
@@ -395,14 +445,14 @@ fn folder_read(path: &Path) -> std::io::Result<(Vec<u8>, Version)> {
 /// A write in a folder. Conditional ones hold the store's object lock
 /// while they compare and write, so two processes on one machine (or on
 /// a file system that honours flock) cannot both win.
-fn folder_write(root: &Path, key: &str, bytes: &[u8], mode: Mode<'_>) -> Result<Version, ObjectError> {
+fn folder_write(root: &Path, key: &str, bytes: &[u8], mode: Owned) -> Result<Version, ObjectError> {
     let path = root.join(key);
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| failed(key, e))?;
     }
     let _lock = match mode {
-        Mode::Overwrite => None,
-        Mode::Create | Mode::Update(_) => {
+        Owned::Overwrite => None,
+        Owned::Create | Owned::Update(_) => {
             let lock = root.join(".objects.lock");
             let f = fs::OpenOptions::new()
                 .create(true)
@@ -417,8 +467,8 @@ fn folder_write(root: &Path, key: &str, bytes: &[u8], mode: Mode<'_>) -> Result<
                 Err(e) => return Err(failed(key, e)),
             };
             let ok = match (&mode, &current) {
-                (Mode::Create, None) => true,
-                (Mode::Update(v), Some(c)) => *v == c,
+                (Owned::Create, None) => true,
+                (Owned::Update(v), Some(c)) => v == c,
                 _ => false,
             };
             if !ok {
