@@ -1147,7 +1147,7 @@ pub struct RunSummary {
 pub fn open_store(stored: &StoreConfig, telemetry: &dyn Telemetry) -> Result<(), IngestError> {
     let root = &stored.path;
     std::fs::create_dir_all(root).map_err(|e| IngestError::io(root, e))?;
-    let leftovers = store::remove_temporaries(root);
+    let leftovers = store::remove_abandoned_temporaries(root);
     if leftovers > 0 {
         tracing::info!(files = leftovers, "Removed temporary files of an interrupted run");
     }

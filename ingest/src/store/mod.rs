@@ -252,6 +252,27 @@ pub fn write_bytes_atomic_with(
     write_atomic_with(path, durability, false, step, &mut |f| f.write_all(bytes))
 }
 
+/// This machine's name, as the kernel gives it (`/proc/sys/kernel/hostname`,
+/// else `$HOSTNAME`), with every character but `A-Z a-z 0-9 -` made `-`.
+pub fn host_name() -> String {
+    let raw = fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "host".into());
+    raw.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' }).collect()
+}
+
+/// Who writes a temporary file: `HOST~PID`, so that an instance sweeping
+/// the temporaries of an interrupted run at start can tell a dead
+/// writer's from those of another instance still writing to a shared
+/// store ([`abandoned`]).
+pub fn writer_tag() -> String {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| format!("{}~{}", host_name(), std::process::id())).clone()
+}
+
 /// The atomic write under both: `fill` writes the temporary file.
 fn write_atomic_with(
     path: &Path,
@@ -273,7 +294,7 @@ fn write_atomic_with(
     // same file (a summary, findings) at the same time.
     static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", writer_tag()));
     let written = (|| {
         step(WriteStep::Write)?;
         let mut opts = fs::OpenOptions::new();

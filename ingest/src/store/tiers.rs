@@ -525,9 +525,63 @@ pub fn temporaries(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Removes what [`temporaries`] finds; returns how many.
+/// Removes what [`temporaries`] finds, whoever wrote it (a store that no
+/// other process writes); returns how many.
 pub fn remove_temporaries(root: &Path) -> usize {
     temporaries(root).iter().filter(|p| fs::remove_file(p).is_ok()).count()
+}
+
+/// Removes the temporaries of writers that are gone ([`abandoned`]), and
+/// leaves those of instances still writing to a shared store; returns how
+/// many. The service runs it at start.
+pub fn remove_abandoned_temporaries(root: &Path) -> usize {
+    temporaries(root).iter().filter(|p| abandoned(p) && fs::remove_file(p).is_ok()).count()
+}
+
+/// How old another host's temporary file must be before it counts as
+/// abandoned: no write of vigie's takes this long.
+pub const FOREIGN_TEMPORARY_AGE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// Whether a temporary file (`.NAME.HOST~PID.N.tmp`) was left by a writer
+/// that is gone: of this host, when process PID does not run, or runs but
+/// started after the file was last written (the number was reused, as
+/// PID 1 is in every container); of another host, or without a writer in
+/// its name, when it is older than [`FOREIGN_TEMPORARY_AGE`].
+pub fn abandoned(path: &Path) -> bool {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let Ok(modified) = fs::metadata(path).and_then(|m| m.modified()) else { return false };
+    let writer =
+        name.strip_suffix(".tmp").and_then(|s| s.rsplit_once('.')).and_then(|(s, _)| s.rsplit_once('.'));
+    let tagged =
+        writer.and_then(|(_, w)| w.rsplit_once('~')).and_then(|(h, p)| Some((h, p.parse::<u32>().ok()?)));
+    match tagged {
+        Some((host, pid)) if host == super::host_name() => match process_start(pid) {
+            None => true,
+            // A second of slack: the start time is read in clock ticks.
+            Some(started) => started > modified + std::time::Duration::from_secs(1),
+        },
+        _ => modified.elapsed().is_ok_and(|age| age >= FOREIGN_TEMPORARY_AGE),
+    }
+}
+
+/// When process `pid` of this host started; `None` when it does not run.
+/// Its start in clock ticks after boot (`/proc/PID/stat`, field 22; the
+/// kernel gives user space 100 ticks a second) plus the boot time
+/// (`/proc/stat`, `btime`).
+fn process_start(pid: u32) -> Option<std::time::SystemTime> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: fields are counted after
+    // its closing parenthesis (field 3 is the first one there).
+    let after = &stat[stat.rfind(')')? + 1..];
+    let ticks: u64 = after.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 = fs::read_to_string("/proc/stat")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(std::time::UNIX_EPOCH + std::time::Duration::from_millis(boot * 1000 + ticks * 10))
 }
 
 /// The date of a `date=YYYY-MM-DD` folder, or of a `week=YYYY-Www` folder
@@ -702,6 +756,64 @@ pub fn week_of(d: NaiveDate) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A temporary file named for `writer`, last written at `at`.
+    fn temp(dir: &Path, writer: &str, at: std::time::SystemTime) -> PathBuf {
+        let p = dir.join(format!(".part.parquet.{writer}.7.tmp"));
+        let f = fs::File::create(&p).unwrap();
+        f.set_modified(at).unwrap();
+        p
+    }
+
+    #[test]
+    fn only_the_temporaries_of_writers_that_are_gone_count_as_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let (host, now) = (crate::store::host_name(), std::time::SystemTime::now());
+        let me = std::process::id();
+        // A pid that runs no process: past the kernel's largest.
+        let max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max").unwrap().trim().parse().unwrap();
+        let long_ago = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1);
+        let twenty_min = now - std::time::Duration::from_secs(20 * 60);
+        let cases = [
+            // This host, a process that no longer runs: its write was cut.
+            (temp(dir.path(), &format!("{host}~{}", max + 1), now), true),
+            // This process, writing now: another instance's view of it.
+            (temp(dir.path(), &format!("{host}~{me}"), now), false),
+            // This host, a process that runs but started after the file was
+            // written (the number was reused: PID 1 in a restarted container).
+            (temp(dir.path(), &format!("{host}~1"), long_ago), true),
+            // Another host, just written: may be under way.
+            (temp(dir.path(), "other-host~42", now), false),
+            // Another host, twenty minutes old: no write takes that long.
+            (temp(dir.path(), "other-host~43", twenty_min), true),
+        ];
+        for (p, want) in &cases {
+            assert_eq!(abandoned(p), *want, "{}", p.display());
+        }
+        // An old name without a writer (one pid only) counts by its age.
+        let untagged = dir.path().join(".part.parquet.1234.0.tmp");
+        fs::File::create(&untagged).unwrap();
+        assert!(!abandoned(&untagged));
+        fs::File::options().write(true).open(&untagged).unwrap().set_modified(twenty_min).unwrap();
+        assert!(abandoned(&untagged));
+        // The start's sweep removes exactly the abandoned ones.
+        let raw = dir.path().join(RAW);
+        fs::create_dir_all(&raw).unwrap();
+        for (p, _) in &cases {
+            fs::rename(p, raw.join(p.file_name().unwrap())).unwrap();
+        }
+        let removed = remove_abandoned_temporaries(dir.path());
+        let left: Vec<String> = temporaries(dir.path())
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(removed, 3);
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(
+            left.iter().all(|n| n.contains(&format!("~{me}.")) || n.contains("other-host~42")),
+            "{left:?}"
+        );
+    }
 
     #[test]
     fn raw_names_carry_their_incarnation_and_offsets() {
