@@ -94,6 +94,13 @@ impl StoreConfig {
     /// Value checks of the section, each problem given to `bad`.
     pub fn problems(&self, bad: &mut dyn FnMut(String)) {
         let s = self;
+        // A URL would otherwise be taken for a folder named `s3:`.
+        if let Some(url) = s.path.to_str().filter(|p| p.contains("://")) {
+            bad(format!(
+                "store.path = {url:?}: the service's store is a folder for now (an S3 store is being \
+                 built: docs/design.md, \"Past one machine\"); several instances share one folder"
+            ));
+        }
         if s.raw_retention_days == 0 {
             bad("store.raw_retention_days must be at least 1".into());
         }
