@@ -418,13 +418,7 @@ impl AnalysisFailed<'_> {
 /// and a random part (two instances on one host, or a restart with the
 /// same process id, never share one).
 fn holder_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "host".into());
-    format!("{host}:{}:{:08x}", std::process::id(), rand::random::<u32>())
+    format!("{}:{}:{:08x}", store::host_name(), std::process::id(), rand::random::<u32>())
 }
 
 /// The analysis writer's lease over the store (docs/design.md, "Past one
@@ -544,7 +538,8 @@ pub fn spawn_background(
                 return;
             }
         };
-        // The first renewal decides who writes before the first cycle.
+        // The first renewal decides who writes before the first cycle and
+        // the first purge (both run at once).
         let _ = writer.lease.lock().await.tick().await;
         let mut analysis = tokio::time::interval(analysis_every);
         let mut purge = tokio::time::interval(purge_every);

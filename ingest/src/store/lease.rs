@@ -48,6 +48,20 @@ pub struct LeaseRecord {
     pub renewal: u64,
 }
 
+impl LeaseRecord {
+    /// Reads a lease object. One that cannot be read counts as held by
+    /// nobody known, at generation 0, for the reader's whole term: it is
+    /// taken once seen unchanged that long.
+    fn read(bytes: &[u8]) -> LeaseRecord {
+        serde_json::from_slice(bytes).unwrap_or(LeaseRecord {
+            holder: "(unreadable lease)".into(),
+            generation: 0,
+            term_ms: 0,
+            renewal: 0,
+        })
+    }
+}
+
 /// Where this instance stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Standing {
@@ -168,9 +182,9 @@ impl Lease {
                     // (and was retried) looks like a conflict: the lease
                     // then holds exactly what this holder sent.
                     if let Some((bytes, version)) = self.objects.get(&self.key).await? {
-                        let mine = serde_json::from_slice::<LeaseRecord>(&bytes).is_ok_and(|r| {
-                            r.holder == self.holder && r.generation == h.generation && r.renewal == renewal
-                        });
+                        let r = LeaseRecord::read(&bytes);
+                        let mine =
+                            r.holder == self.holder && r.generation == h.generation && r.renewal == renewal;
                         if mine {
                             self.held = Some(Held { generation: h.generation, renewal, version, sent });
                             return Ok(Standing::Held { generation: h.generation });
@@ -191,15 +205,7 @@ impl Lease {
                 Err(e) => Err(e),
             },
             Some((bytes, version)) => {
-                let record: LeaseRecord = match serde_json::from_slice(&bytes) {
-                    Ok(r) => r,
-                    Err(_) => LeaseRecord {
-                        holder: "(unreadable lease)".into(),
-                        generation: 0,
-                        term_ms: 0,
-                        renewal: 0,
-                    },
-                };
+                let record = LeaseRecord::read(&bytes);
                 let now = Instant::now();
                 let since = match &self.seen {
                     Some(s) if s.version == version => s.since,
@@ -263,12 +269,7 @@ impl Lease {
     async fn observe(&mut self) -> Result<Standing, ObjectError> {
         match self.objects.get(&self.key).await? {
             Some((bytes, version)) => {
-                let record: LeaseRecord = serde_json::from_slice(&bytes).unwrap_or(LeaseRecord {
-                    holder: "(unreadable lease)".into(),
-                    generation: 0,
-                    term_ms: 0,
-                    renewal: 0,
-                });
+                let record = LeaseRecord::read(&bytes);
                 self.seen = Some(Seen { version, since: Instant::now() });
                 Ok(Standing::Other { holder: record.holder, generation: record.generation })
             }

@@ -260,19 +260,14 @@ impl Objects {
     /// [`Objects::get`] or returned by a write): [`ObjectError::Conflict`]
     /// when it changed or is gone.
     pub async fn update(&self, key: &str, bytes: &[u8], version: &Version) -> Result<Version, ObjectError> {
-        self.write(key, bytes, Mode::Update(version)).await
+        self.write(key, bytes, Mode::Update(version.clone())).await
     }
 
-    async fn write(&self, key: &str, bytes: &[u8], mode: Mode<'_>) -> Result<Version, ObjectError> {
+    async fn write(&self, key: &str, bytes: &[u8], mode: Mode) -> Result<Version, ObjectError> {
         Self::checked(key)?;
         match &self.backend {
             Backend::Folder(root) => {
                 let (root, key, bytes) = (root.clone(), key.to_string(), bytes.to_vec());
-                let mode = match mode {
-                    Mode::Overwrite => Owned::Overwrite,
-                    Mode::Create => Owned::Create,
-                    Mode::Update(v) => Owned::Update(v.clone()),
-                };
                 let k = key.clone();
                 blocking(move || Ok(folder_write(&root, &key, &bytes, mode)))
                     .await
@@ -282,9 +277,7 @@ impl Objects {
                 let mode = match mode {
                     Mode::Overwrite => PutMode::Overwrite,
                     Mode::Create => PutMode::Create,
-                    Mode::Update(v) => {
-                        PutMode::Update(UpdateVersion { e_tag: v.e_tag.clone(), version: v.version.clone() })
-                    }
+                    Mode::Update(v) => PutMode::Update(UpdateVersion { e_tag: v.e_tag, version: v.version }),
                 };
                 let opts = PutOptions { mode, ..Default::default() };
                 let payload = PutPayload::from(bytes.to_vec());
@@ -393,14 +386,8 @@ impl Objects {
     }
 }
 
-enum Mode<'a> {
-    Overwrite,
-    Create,
-    Update(&'a Version),
-}
-
-/// [`Mode`] moved to a blocking thread.
-enum Owned {
+/// Which write: whole, if absent, or if unchanged since `Version`.
+enum Mode {
     Overwrite,
     Create,
     Update(Version),
@@ -445,14 +432,14 @@ fn folder_read(path: &Path) -> std::io::Result<(Vec<u8>, Version)> {
 /// A write in a folder. Conditional ones hold the store's object lock
 /// while they compare and write, so two processes on one machine (or on
 /// a file system that honours flock) cannot both win.
-fn folder_write(root: &Path, key: &str, bytes: &[u8], mode: Owned) -> Result<Version, ObjectError> {
+fn folder_write(root: &Path, key: &str, bytes: &[u8], mode: Mode) -> Result<Version, ObjectError> {
     let path = root.join(key);
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| failed(key, e))?;
     }
     let _lock = match mode {
-        Owned::Overwrite => None,
-        Owned::Create | Owned::Update(_) => {
+        Mode::Overwrite => None,
+        Mode::Create | Mode::Update(_) => {
             let lock = root.join(".objects.lock");
             let f = fs::OpenOptions::new()
                 .create(true)
@@ -467,8 +454,8 @@ fn folder_write(root: &Path, key: &str, bytes: &[u8], mode: Owned) -> Result<Ver
                 Err(e) => return Err(failed(key, e)),
             };
             let ok = match (&mode, &current) {
-                (Owned::Create, None) => true,
-                (Owned::Update(v), Some(c)) => v == c,
+                (Mode::Create, None) => true,
+                (Mode::Update(v), Some(c)) => v == c,
                 _ => false,
             };
             if !ok {
