@@ -23,7 +23,7 @@ use vigie_ingest::store::{write_parquet_atomic, Durability};
 
 use super::config::Config;
 use crate::metrics::Metrics;
-use vigie_ingest::store::{self, Retention};
+use vigie_ingest::store::{self, Retention, Store};
 
 /// What one analysis produced.
 pub struct Cycle {
@@ -165,6 +165,9 @@ pub struct Custody {
     pub key_fingerprint: String,
     pub policy_file_sha256: Option<String>,
     pub employer_sha256: Option<String>,
+    /// The store as findings.json names it, when the analysis reads a
+    /// local copy of it (a bucket): `s3://BUCKET/PREFIX`.
+    pub store: Option<String>,
 }
 
 /// The offsets of the raw files an analysis read, per topic, epoch and
@@ -309,7 +312,10 @@ pub fn analysis_cycle_with(
         from: rfc(all.iter().map(|s| s.start_us).min()),
         to: rfc(all.iter().map(|s| s.end_us).max()),
         sites,
-        files: vec![format!("store: {}", root.display())],
+        files: vec![format!(
+            "store: {}",
+            custody.store.clone().unwrap_or_else(|| root.display().to_string())
+        )],
         ..Default::default()
     };
     let key_fingerprint = if custody.key_fingerprint.is_empty() {
@@ -352,12 +358,12 @@ pub fn analysis_cycle_with(
 
 /// Purges the store and refreshes the tier metrics.
 pub fn purge_cycle(
-    root: &Path,
+    root: &Store,
     retention: &Retention,
     metrics: &Metrics,
 ) -> anyhow::Result<store::PurgeReport> {
     let now = chrono::Utc::now();
-    let report = store::purge(root, retention, now.date_naive())?;
+    let report = root.purge(retention, now.date_naive())?;
     for (tier, n) in &report.folders {
         tracing::info!(tier, folders = n, files = report.files.get(tier).copied().unwrap_or(0), "Purged");
     }
@@ -365,8 +371,15 @@ pub fn purge_cycle(
     Ok(report)
 }
 
-pub fn tier_metrics(root: &Path, metrics: &Metrics) {
-    for t in store::tier_stats(root, chrono::Utc::now()) {
+pub fn tier_metrics(root: &Store, metrics: &Metrics) {
+    let stats = match root.tier_stats(chrono::Utc::now()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not measure the store's tiers");
+            return;
+        }
+    };
+    for t in stats {
         metrics.store_bytes.with_label_values(&[t.tier]).set(t.bytes as i64);
         metrics.store_oldest_age.with_label_values(&[t.tier]).set(t.oldest_age_s);
     }
@@ -417,7 +430,7 @@ impl AnalysisFailed<'_> {
 /// The name this instance holds the analysis lease under: host, process
 /// and a random part (two instances on one host, or a restart with the
 /// same process id, never share one).
-fn holder_name() -> String {
+pub fn holder_name() -> String {
     format!("{}:{}:{:08x}", store::host_name(), std::process::id(), rand::random::<u32>())
 }
 
@@ -435,16 +448,20 @@ struct Writer {
 
 impl Writer {
     fn start(
-        root: &Path,
+        root: &Store,
+        holder: &str,
         term: Duration,
         metrics: Arc<Metrics>,
         mut shutdown: crate::shutdown::Listener,
     ) -> anyhow::Result<Writer> {
-        let objects = Objects::open(&Location::Folder(root.to_path_buf()))?;
+        let objects = match root {
+            Store::Folder(p) => Objects::open(&Location::Folder(p.clone()))?,
+            Store::Bucket(b) => b.objects().clone(),
+        };
         let lease = Arc::new(tokio::sync::Mutex::new(Lease::new(
             objects,
             "analysis",
-            &holder_name(),
+            holder,
             term,
             &["findings.json"],
         )));
@@ -521,8 +538,10 @@ impl Writer {
 /// them: with several instances on one store, one analyses, purges and
 /// publishes the findings; the others ingest. The task returns when
 /// `shutdown` is triggered, once the cycle under way (if any) has ended.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_background(
-    root: PathBuf,
+    root: Store,
+    holder: String,
     retention: Retention,
     analysis_every: Duration,
     purge_every: Duration,
@@ -530,8 +549,9 @@ pub fn spawn_background(
     metrics: Arc<Metrics>,
     mut shutdown: crate::shutdown::Listener,
 ) -> tokio::task::JoinHandle<()> {
+    let stage = stage_folder();
     tokio::spawn(async move {
-        let writer = match Writer::start(&root, analysis_every, metrics.clone(), shutdown.clone()) {
+        let writer = match Writer::start(&root, &holder, analysis_every, metrics.clone(), shutdown.clone()) {
             Ok(w) => w,
             Err(e) => {
                 tracing::error!(error = %e, "Could not open the analysis lease; no analysis runs");
@@ -571,6 +591,7 @@ pub fn spawn_background(
                         continue;
                     }
                     let (root, m, inputs, lease) = (root.clone(), metrics.clone(), inputs.clone(), writer.lease.clone());
+                    let stage = stage.clone();
                     let published = writer.published.clone();
                     let seen = metrics.events_ingested.get();
                     let r = tokio::task::spawn_blocking(move || {
@@ -584,7 +605,16 @@ pub fn spawn_background(
                             handle.block_on(async { lease.lock().await.write("findings.json", b).await })?;
                             Ok(())
                         };
-                        let c = analysis_cycle_with(&root, &inputs.0, inputs.1.as_ref(), &inputs.2, seen, &inputs.3, &mut write)?;
+                        let c = match &root {
+                            Store::Folder(p) => analysis_cycle_with(p, &inputs.0, inputs.1.as_ref(), &inputs.2, seen, &inputs.3, &mut write)?,
+                            Store::Bucket(b) => {
+                                let custody = Custody { store: Some(root.to_string()), ..inputs.3.clone() };
+                                let analyse = |dir: &Path, write: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>| {
+                                    analysis_cycle_with(dir, &inputs.0, inputs.1.as_ref(), &inputs.2, seen, &custody, write)
+                                };
+                                bucket_cycle(b, &stage, analyse, &mut write)?
+                            }
+                        };
                         for q in &c.quarantined {
                             metrics.store_quarantined.with_label_values(&[q.tier, q.reason]).inc();
                         }
@@ -620,7 +650,69 @@ pub fn spawn_background(
             }
         }
         writer.stop().await;
+        if let Store::Bucket(_) = &root {
+            if let Err(e) = std::fs::remove_dir_all(&stage) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    tracing::warn!(path = %stage.display(), error = %e, "Could not remove the analysis's local copy of the bucket");
+                }
+            }
+        }
     })
+}
+
+/// The local folder where the analysis of a bucket store reads its copy
+/// of the tiers: `$TMPDIR/vigie-stage-PID`, only this user's (0700).
+/// Copies that instances gone left on this host are removed first.
+fn stage_folder() -> PathBuf {
+    let tmp = std::env::temp_dir();
+    if let Ok(rd) = std::fs::read_dir(&tmp) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("vigie-stage-").and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+    tmp.join(format!("vigie-stage-{}", std::process::id()))
+}
+
+/// One analysis of a bucket store: the tiers it reads copied to `stage`
+/// (raw parts only when new: a part never changes under its name), the
+/// analysis run there by `analyse`, then what it wrote (summaries,
+/// aggregates, dated) put back in the bucket and what it set aside moved
+/// to the bucket's quarantine.
+fn bucket_cycle(
+    b: &store::bucket::Bucket,
+    stage: &Path,
+    analyse: impl Fn(&Path, &mut dyn FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<Cycle>,
+    write: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>,
+) -> anyhow::Result<Cycle> {
+    let mut dir = std::fs::DirBuilder::new();
+    dir.recursive(true);
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        dir.mode(0o700);
+    }
+    dir.create(stage).map_err(|e| anyhow::anyhow!("{}: {e}", stage.display()))?;
+    let fetched = b.mirror(
+        stage,
+        &[store::RAW, store::SUMMARIES, store::OFFSETS, store::QUARANTINE],
+        &[store::SUMMARIES, store::OFFSETS, store::QUARANTINE],
+    )?;
+    tracing::debug!(objects = fetched, "Copied the bucket's new objects for the analysis");
+    let since = std::time::SystemTime::now();
+    let c = analyse(stage, write)?;
+    for q in &c.quarantined {
+        let key = q.path.strip_prefix(stage).map(store::bucket::path_key).unwrap_or_default();
+        if let Err(e) = b.quarantine(&key, q.reason) {
+            tracing::error!(key = %key, error = %e, "Could not move an unreadable object to the bucket's quarantine");
+        }
+    }
+    b.upload_since(stage, &[store::SUMMARIES, store::AGGREGATES, store::DATED], since)?;
+    Ok(c)
 }
 
 /// At start: how long the source topics keep individual events. The

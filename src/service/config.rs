@@ -301,7 +301,7 @@ mod tests {
         // Once the types are right, the values are checked, all of them.
         let text = "[kafka]\nbrokers = \"\"\ntopics = [\"ok\", \"bad topic\"]\ngroup_id = \"g\"\n\
                     [kafka.librdkafka]\n\"enable.auto.commit\" = \"true\"\n\
-                    [store]\npath = \"s3://vigie/store\"\nsummary_retention_days = 200\n\
+                    [store]\npath = \"s3://V/store\"\nsummary_retention_days = 200\n\
                     [analysis]\nprofile = \"xx\"\n[metrics]\nlisten = \"nowhere\"\n";
         let errs = load_str(text, &[]).unwrap_err();
         let all = errs.join("\n");
@@ -310,7 +310,7 @@ mod tests {
             "\"bad topic\"",
             "enable.auto.commit",
             "summary_retention_days = 200",
-            "store.path = \"s3://vigie/store\": the service's store is a folder for now",
+            "store.path = \"s3://V/store\": s3://V/store: a bucket name has 3 to 63 characters",
             "analysis.profile",
             "metrics.listen",
         ] {

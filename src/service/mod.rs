@@ -22,8 +22,18 @@ use crate::shutdown::{self, Shutdown};
 use config::Config;
 
 /// The service's pseudonymisation key: `store.key_file`,
-/// `$VIGIE_KEY_FILE`, or `vigie.key` in the store (created once, 0600).
+/// `$VIGIE_KEY_FILE`, or `vigie.key` in a folder store (created once,
+/// 0600). A bucket store never holds the key: one of the first two is
+/// required (every instance must use the same key).
 pub fn service_key(cfg: &Config) -> Result<Pseudonymiser, vigie_ingest::IngestError> {
+    let bucket = cfg.store.path.to_str().is_some_and(|p| p.starts_with("s3://"));
+    if bucket && cfg.store.key_file.is_none() && std::env::var_os("VIGIE_KEY_FILE").is_none() {
+        return Err(vigie_ingest::IngestError::Key(
+            "an s3:// store needs store.key_file or $VIGIE_KEY_FILE: every instance must use the same \
+             key, and the key is never kept in the bucket"
+                .into(),
+        ));
+    }
     let in_store = cfg.store.path.join("vigie.key");
     Pseudonymiser::resolve(
         cfg.store.key_file.as_deref(),
@@ -52,8 +62,8 @@ pub fn analysis_inputs(cfg: &Config) -> Result<(Policy, Option<Employer>), Strin
 /// purge under way finish, and returns. A consumer that stops on an error
 /// triggers `shutdown` itself, so that every other task stops too.
 pub async fn run(cfg: Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> Result<RunSummary, ServiceError> {
-    let root = cfg.store.path.clone();
-    kafka::open_store(&cfg.store, &*metrics)?;
+    let holder = analysis::holder_name();
+    let store = kafka::open_store(&cfg.store, &holder, &*metrics)?;
     let retention = cfg.store.retention();
     let (policy, employer) = analysis_inputs(&cfg).map_err(ServiceError::Config)?;
     let pseudo = service_key(&cfg)?;
@@ -62,10 +72,11 @@ pub async fn run(cfg: Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> Resu
         key_fingerprint: pseudo.fingerprint(),
         policy_file_sha256: sha(&cfg.analysis.policy),
         employer_sha256: sha(&cfg.analysis.employer),
+        store: None,
     };
     metrics.expects_group.store(true, std::sync::atomic::Ordering::Relaxed);
     // What can fail at start fails here, before anything runs beside it.
-    let consumer = kafka::Service::open(&cfg.kafka, &cfg.store, pseudo, metrics.clone())?;
+    let consumer = kafka::Service::open(&cfg.kafka, store.clone(), &cfg.store, pseudo, metrics.clone())?;
     // Evidence of the source's own retention, before anything is read.
     let evidence = analysis::source_retention(&cfg).await;
     for tier in crate::metrics::TIERS {
@@ -73,7 +84,8 @@ pub async fn run(cfg: Config, metrics: Arc<Metrics>, shutdown: Shutdown) -> Resu
     }
     metrics.analysis_interval.set(cfg.analysis.interval_s as f64);
     let background = analysis::spawn_background(
-        root,
+        store,
+        holder,
         retention,
         Duration::from_secs(cfg.analysis.interval_s),
         Duration::from_secs(cfg.store.purge_interval_s),

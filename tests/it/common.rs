@@ -506,3 +506,58 @@ pub fn needs_all(tools: &[Tool]) -> bool {
     let missing = tools.iter().filter(|t| needs(**t).is_none()).count();
     missing == 0
 }
+
+/// A fresh prefix of the test bucket (`vigie-test`) on the S3 server
+/// scripts/test.sh starts, when there is one (else the test is skipped, or
+/// fails under `VIGIE_TEST_TOOLS=required`).
+pub fn s3_location(test: &str) -> Option<vigie_ingest::store::objects::S3Location> {
+    let endpoint = needs(Tool::S3)?;
+    let key = std::env::var("VIGIE_TEST_S3_KEY").unwrap_or_else(|_| "vigie".into());
+    let secret = std::env::var("VIGIE_TEST_S3_SECRET").unwrap_or_else(|_| "vigie-secret".into());
+    Some(vigie_ingest::store::objects::S3Location {
+        bucket: "vigie-test".into(),
+        prefix: format!("{test}-{}-{}", std::process::id(), rand::random::<u32>()),
+        endpoint: Some(endpoint),
+        region: Some("us-east-1".into()),
+        allow_http: true,
+        credentials: Some((key, secret)),
+    })
+}
+
+/// Where a test's service store is: a folder, or a prefix of the test
+/// bucket. The same tests run on both.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The folder `store.path` of the test's configuration.
+    Folder,
+    /// A prefix of the test bucket.
+    S3(vigie_ingest::store::objects::S3Location),
+}
+
+impl Backend {
+    /// The store as a pipeline opens it, as the instance `holder`.
+    pub fn open(&self, folder: &Path, holder: &str) -> vigie_ingest::store::Store {
+        use vigie_ingest::store::{bucket::Bucket, Store};
+        match self {
+            Backend::Folder => Store::Folder(folder.to_path_buf()),
+            Backend::S3(loc) => Store::Bucket(std::sync::Arc::new(Bucket::open(loc, holder).unwrap())),
+        }
+    }
+
+    /// A folder with what the store holds now: the folder itself, or a copy
+    /// of the bucket's raw parts, checkpoints, dead letters and quarantine
+    /// in `copy` (made afresh), so that the same checks read both.
+    pub fn contents(&self, folder: &Path, copy: &Path) -> std::path::PathBuf {
+        use vigie_ingest::store::{bucket::Bucket, DEAD_LETTER, OFFSETS, QUARANTINE, RAW};
+        match self {
+            Backend::Folder => folder.to_path_buf(),
+            Backend::S3(loc) => {
+                let _ = std::fs::remove_dir_all(copy);
+                std::fs::create_dir_all(copy).unwrap();
+                let b = Bucket::open(loc, "checker").unwrap();
+                b.mirror(copy, &[RAW, OFFSETS, DEAD_LETTER, QUARANTINE], &[]).unwrap();
+                copy.to_path_buf()
+            }
+        }
+    }
+}

@@ -29,11 +29,30 @@ fn cfg(dir: &Path, extra: &str) -> config::Config {
 }
 
 fn pipeline(cfg: &config::Config, faults: Faults) -> (Pipeline, Arc<Metrics>) {
+    pipeline_on(&Backend::Folder, cfg, faults)
+}
+
+/// A pipeline over the store of `backend` (a folder: `store.path`), as a
+/// new instance (its own lease holder name on a bucket).
+fn pipeline_on(backend: &Backend, cfg: &config::Config, faults: Faults) -> (Pipeline, Arc<Metrics>) {
     let key = key_file(cfg.store.path.parent().unwrap());
     let pseudo = Pseudonymiser::from_key_file(&key).unwrap();
-    let door = Ingestor::new(pseudo, None, Vec::new(), DeadLetter::open(&cfg.kafka, &cfg.store).unwrap());
+    let holder = format!("test-{:08x}", rand::random::<u32>());
+    let root = backend.open(&cfg.store.path, &holder);
+    let door =
+        Ingestor::new(pseudo, None, Vec::new(), DeadLetter::open(&cfg.kafka, &root, &cfg.store).unwrap());
     let metrics = Arc::new(Metrics::new(10_000));
-    (Pipeline::new(&cfg.kafka, &cfg.store, door, metrics.clone(), faults), metrics)
+    (Pipeline::new(&cfg.kafka, root, &cfg.store, door, metrics.clone(), faults), metrics)
+}
+
+/// Store steps of one flush of `records()` (three files: one a day, the
+/// dead letters, the checkpoint): in a folder each file and the checkpoint
+/// are written then renamed; in a bucket each is one PUT.
+fn steps_per_flush(backend: &Backend) -> u64 {
+    match backend {
+        Backend::Folder => 9,
+        Backend::S3(_) => 5,
+    }
 }
 
 /// Records of three days, interleaved so that every flush writes one file
@@ -128,31 +147,47 @@ fn assert_exactly_once(store: &Path, want: &[String], what: &str) {
 
 #[test]
 fn a_fault_at_any_step_of_any_flush_loses_nothing_and_stores_nothing_twice() {
+    fault_at_any_step(&|_| Backend::Folder);
+}
+
+#[test]
+fn in_a_bucket_a_fault_at_any_step_of_any_flush_loses_nothing_and_stores_nothing_twice() {
+    if s3_location("probe").is_none() {
+        return;
+    }
+    fault_at_any_step(&|n| Backend::S3(s3_location(&format!("faults-{n}")).unwrap()));
+}
+
+/// Every step of every flush fails, or crashes, in turn; a restart then
+/// stores each event exactly once. `backend(n)`: a fresh store for case n.
+fn fault_at_any_step(backend: &dyn Fn(u64) -> Backend) {
     let records = records();
     let want = good_ids(&records);
     // A clean run counts the steps.
     let dir = tempfile::tempdir().unwrap();
     let c = cfg(dir.path(), "");
     let counter = Faults::default();
-    let (mut p, _) = pipeline(&c, counter.clone());
+    let b = backend(0);
+    let (mut p, _) = pipeline_on(&b, &c, counter.clone());
     feed(&mut p, &records, 0, &Cell::new(None)).unwrap();
     let steps = counter.steps();
     let flushes = records.len().div_ceil(BATCH) as u64;
-    // Each flush: one file per day (write, rename; three days), the dead
-    // letters, the checkpoint (write, rename).
+    // Each flush: one file per day (three days), the dead letters, the
+    // checkpoint.
     assert_eq!(records.len(), 2 * BATCH);
-    assert_eq!(steps, flushes * 9, "steps of a clean run");
-    assert_exactly_once(&c.store.path, &want, "clean run");
+    assert_eq!(steps, flushes * steps_per_flush(&b), "steps of a clean run");
+    assert_exactly_once(&b.contents(&c.store.path, &dir.path().join("copy")), &want, "clean run");
 
     for mode in [FaultMode::Fail, FaultMode::Panic] {
         for n in 1..=steps {
             let what = format!("{mode:?} at step {n}");
             let dir = tempfile::tempdir().unwrap();
             let c = cfg(dir.path(), "");
+            let b = backend(n);
             let committed = Cell::new(None);
             // First run: stops at the fault (an error ends the process; a
             // panic is a crash, nothing after it runs).
-            let (mut p, _) = pipeline(&c, Faults::new(mode, n));
+            let (mut p, _) = pipeline_on(&b, &c, Faults::new(mode, n));
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 let _ = feed(&mut p, &records, 0, &committed);
             }));
@@ -161,15 +196,16 @@ fn a_fault_at_any_step_of_any_flush_loses_nothing_and_stores_nothing_twice() {
             // Second run, as after a restart: temporary files are swept
             // (as `vigie ingest` does at start), the durable point decides.
             store::remove_temporaries(&c.store.path);
-            let (mut p, m) = pipeline(&c, Faults::default());
+            let (mut p, m) = pipeline_on(&b, &c, Faults::default());
             let from = start_offset(p.assign(&Arc::from(TOPIC), 0, view(committed.get(), records.len())));
             assert!(committed.get().is_none_or(|k| k <= from), "{what}: committed beyond the store");
             feed_by(&mut p, &records, from, &committed, 97).unwrap();
-            assert_exactly_once(&c.store.path, &want, &what);
+            let contents = b.contents(&c.store.path, &dir.path().join("copy"));
+            assert_exactly_once(&contents, &want, &what);
             assert_eq!(m.source_resets.with_label_values(&[TOPIC]).get(), 0, "{what}");
             // The dead letters: every bad record at least once, whole lines.
-            // (One file per process and day: both runs' files.)
-            let text: String = std::fs::read_dir(c.store.path.join("dead-letter"))
+            // (One file per process and day, or per flush in a bucket.)
+            let text: String = std::fs::read_dir(contents.join("dead-letter"))
                 .unwrap()
                 .flatten()
                 .map(|f| std::fs::read_to_string(f.path()).unwrap())
@@ -195,13 +231,28 @@ fn a_fault_at_any_step_of_any_flush_loses_nothing_and_stores_nothing_twice() {
 
 #[test]
 fn a_store_that_cannot_be_written_keeps_the_batch_and_heals_without_a_restart() {
+    heals_without_a_restart(&|_| Backend::Folder);
+}
+
+#[test]
+fn a_bucket_that_cannot_be_written_keeps_the_batch_and_heals_without_a_restart() {
+    if s3_location("probe").is_none() {
+        return;
+    }
+    heals_without_a_restart(&|n| Backend::S3(s3_location(&format!("heals-{n}")).unwrap()));
+}
+
+fn heals_without_a_restart(backend: &dyn Fn(u64) -> Backend) {
     let records = records();
     let want = good_ids(&records);
-    // Every step fails once, in turn; the same pipeline retries and goes on.
-    for n in 1..=9 {
+    // Every step of the second flush fails once, in turn; the same
+    // pipeline retries and goes on.
+    let per_flush = steps_per_flush(&backend(0));
+    for n in 1..=per_flush {
         let dir = tempfile::tempdir().unwrap();
         let c = cfg(dir.path(), "");
-        let (mut p, m) = pipeline(&c, Faults::new(FaultMode::Fail, n + 9));
+        let b = backend(n);
+        let (mut p, m) = pipeline_on(&b, &c, Faults::new(FaultMode::Fail, n + per_flush));
         let topic: Arc<str> = Arc::from(TOPIC);
         let committed = Cell::new(None);
         let commit = |t: &TopicPartitionList| {
@@ -230,7 +281,8 @@ fn a_store_that_cannot_be_written_keeps_the_batch_and_heals_without_a_restart() 
         assert_eq!(m.store_writable.get(), 1);
         assert!(m.ready().is_ok());
         assert_eq!(committed.get(), Some(records.len() as i64));
-        assert_exactly_once(&c.store.path, &want, &format!("retried step {n}"));
+        let contents = b.contents(&c.store.path, &dir.path().join("copy"));
+        assert_exactly_once(&contents, &want, &format!("retried step {n}"));
     }
 }
 
@@ -574,6 +626,17 @@ fn a_fence_in_the_middle_of_a_poll_is_not_taken_for_a_source_that_went_backwards
 
 #[test]
 fn two_instances_that_both_believe_they_own_a_partition_never_store_it_twice() {
+    two_owners(&Backend::Folder);
+}
+
+#[test]
+fn two_instances_that_both_believe_they_own_a_partition_of_a_bucket_never_store_it_twice() {
+    if let Some(loc) = s3_location("two-owners") {
+        two_owners(&Backend::S3(loc));
+    }
+}
+
+fn two_owners(backend: &Backend) {
     // A owns partition 0 from offset 0 and buffers the first 400 records;
     // its session times out unseen and B, given the partition from the
     // group's commit (none: offset 0), reads and stores 0..300 first. A's
@@ -583,8 +646,8 @@ fn two_instances_that_both_believe_they_own_a_partition_never_store_it_twice() {
     // the offsets, and the consumers were told where to read from.
     let dir = tempfile::tempdir().unwrap();
     let cfg = cfg(dir.path(), "");
-    let (mut a, ma) = pipeline(&cfg, Faults::default());
-    let (mut b, mb) = pipeline(&cfg, Faults::default());
+    let (mut a, ma) = pipeline_on(backend, &cfg, Faults::default());
+    let (mut b, mb) = pipeline_on(backend, &cfg, Faults::default());
     let recs = records();
     let want = good_ids(&recs);
     let topic: Arc<str> = Arc::from(TOPIC);
@@ -604,7 +667,7 @@ fn two_instances_that_both_believe_they_own_a_partition_never_store_it_twice() {
     a.flush(&topic, 0, &commit).unwrap();
     assert_eq!(a.take_reseeks(), vec![(topic.clone(), 0, 301)]);
     assert_eq!(ma.store_fenced_flushes.get(), 1);
-    assert_eq!(store::read_checkpoint(&dir.path().join("store"), TOPIC, 0).best.unwrap().last, 300);
+    assert_eq!(a.root().read_checkpoint(TOPIC, 0).unwrap().best.unwrap().last, 300);
     // A reads on from 301 and stores the rest; B, which read on to 500
     // meanwhile, is fenced in turn and told to resume after A.
     for (i, r) in recs.iter().enumerate().skip(301).take(200) {
@@ -617,7 +680,8 @@ fn two_instances_that_both_believe_they_own_a_partition_never_store_it_twice() {
     b.flush(&topic, 0, &commit).unwrap();
     assert_eq!(b.take_reseeks(), vec![(topic.clone(), 0, end as i64)]);
     assert_eq!(mb.store_fenced_flushes.get(), 1);
-    assert_exactly_once(&dir.path().join("store"), &want, "two owners of one partition");
+    let contents = backend.contents(&cfg.store.path, &dir.path().join("copy"));
+    assert_exactly_once(&contents, &want, "two owners of one partition");
 }
 
 /// A partition's buffer is flushed `flush_interval_ms` after its first

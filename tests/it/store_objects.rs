@@ -3,12 +3,8 @@
 
 use std::time::Duration;
 
-use crate::common::{needs, Tool};
 use vigie_ingest::store::lease::{FenceError, Lease, Standing};
-use vigie_ingest::store::objects::{Location, ObjectError, Objects, S3Location};
-
-/// The test bucket scripts/test.sh creates.
-const BUCKET: &str = "vigie-test";
+use vigie_ingest::store::objects::{Location, ObjectError, Objects};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
@@ -16,19 +12,8 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A fresh prefix of the test bucket on the S3 server, when there is one.
 fn s3(test: &str) -> Option<Objects> {
-    let endpoint = needs(Tool::S3)?;
-    let key = std::env::var("VIGIE_TEST_S3_KEY").unwrap_or_else(|_| "vigie".into());
-    let secret = std::env::var("VIGIE_TEST_S3_SECRET").unwrap_or_else(|_| "vigie-secret".into());
-    let prefix = format!("{test}-{}-{}", std::process::id(), rand::random::<u32>());
-    let loc = Location::S3(S3Location {
-        bucket: BUCKET.into(),
-        prefix,
-        endpoint: Some(endpoint),
-        region: Some("us-east-1".into()),
-        allow_http: true,
-        credentials: Some((key, secret)),
-    });
-    Some(Objects::open(&loc).unwrap())
+    let loc = crate::common::s3_location(test)?;
+    Some(Objects::open(&Location::S3(loc)).unwrap())
 }
 
 fn folder(dir: &tempfile::TempDir) -> Objects {

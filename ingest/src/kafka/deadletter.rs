@@ -22,6 +22,7 @@ use rdkafka::ClientContext;
 use super::client::{client_config, Role};
 use super::config::KafkaConfig;
 use crate::store::config::StoreConfig;
+use crate::store::Store;
 
 /// Counts failed deliveries of dead-letter records.
 #[derive(Default)]
@@ -63,8 +64,14 @@ pub enum DeadLetter {
     /// appends them and fsyncs the file; a failed append is cut back to the
     /// file's last durable length, so a full disk never leaves half a line.
     Local {
-        /// `dead-letter/` in the store.
+        /// `dead-letter/` in a folder store.
         dir: PathBuf,
+        /// A bucket store: each flush's lines are one object,
+        /// `dead-letter/DATE.INSTANCE.N.ndjson` (an object is never
+        /// appended to), and `dir` is not used.
+        bucket: Option<Arc<crate::store::bucket::Bucket>>,
+        /// Objects written to the bucket so far (their `N`).
+        objects: u64,
         /// Lines not yet durable, by date.
         pending: BTreeMap<String, Vec<u8>>,
         /// The epoch of the partition whose records are being offered.
@@ -84,7 +91,7 @@ pub enum DeadLetter {
 impl DeadLetter {
     /// The dead-letter topic when one is configured, else the store's
     /// `dead-letter/` folder.
-    pub fn open(kafka: &KafkaConfig, stored: &StoreConfig) -> Result<DeadLetter, IngestError> {
+    pub fn open(kafka: &KafkaConfig, store: &Store, stored: &StoreConfig) -> Result<DeadLetter, IngestError> {
         match &kafka.dead_letter_topic {
             Some(topic) => {
                 let c = client_config(kafka, Role::DeadLetter);
@@ -96,10 +103,18 @@ impl DeadLetter {
                 Ok(DeadLetter::Topic { producer, topic: topic.clone(), failed, pending: false, epoch: 0 })
             }
             None => {
-                let dir = stored.path.join(crate::store::DEAD_LETTER);
-                std::fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
+                let (dir, bucket) = match store {
+                    Store::Folder(root) => {
+                        let dir = root.join(crate::store::DEAD_LETTER);
+                        std::fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
+                        (dir, None)
+                    }
+                    Store::Bucket(b) => (PathBuf::from(crate::store::DEAD_LETTER), Some(b.clone())),
+                };
                 Ok(DeadLetter::Local {
                     dir,
+                    bucket,
+                    objects: 0,
                     pending: BTreeMap::new(),
                     epoch: 0,
                     cap: stored.max_dead_letter_mib.saturating_mul(1 << 20),
@@ -178,7 +193,7 @@ impl RejectSink for DeadLetter {
                 *pending = true;
                 Ok(())
             }
-            DeadLetter::Local { dir, pending, epoch, cap, kept, not_kept, instance } => {
+            DeadLetter::Local { dir, pending, epoch, cap, kept, not_kept, instance, .. } => {
                 let date = chrono::Utc::now().format("%Y-%m-%d").to_string();
                 // What the day's file already holds (a restart counts it
                 // from the file), plus what waits.
@@ -226,6 +241,19 @@ impl RejectSink for DeadLetter {
                     )));
                 }
                 *pending = false;
+                Ok(())
+            }
+            DeadLetter::Local { bucket: Some(b), pending, kept, instance, objects, .. } => {
+                while let Some((date, bytes)) = pending.pop_first() {
+                    let key = format!("{}/{date}.{instance}.{objects}.ndjson", crate::store::DEAD_LETTER);
+                    let len = bytes.len() as u64;
+                    if let Err(e) = b.put(&key, bytes.clone()) {
+                        pending.insert(date, bytes);
+                        return Err(e);
+                    }
+                    *objects += 1;
+                    *kept.entry(date).or_default() += len;
+                }
                 Ok(())
             }
             DeadLetter::Local { dir, pending, kept, instance, .. } => {

@@ -18,7 +18,7 @@ pub mod events;
 pub mod telemetry;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,7 +33,7 @@ use rdkafka::{ClientContext, Statistics};
 use crate::event::{Event, Origin};
 use crate::pseudo::Pseudonymiser;
 use crate::rejects::RejectSink;
-use crate::store::{self, config::StoreConfig};
+use crate::store::{self, config::StoreConfig, Store};
 use crate::validate::Clock;
 use crate::{CheckedJson, IngestError, Ingestor};
 use config::KafkaConfig;
@@ -147,13 +147,13 @@ impl std::fmt::Display for FlushError {
 }
 
 /// Whether a store error can heal by itself.
-fn classify(root: &Path, e: &IngestError, context: String) -> FlushError {
+fn classify(root: &Store, e: &IngestError, context: String) -> FlushError {
     let msg = format!("{context}: {e}");
     match e {
         IngestError::Io { source, .. } => {
             use std::io::ErrorKind::*;
-            if !root.is_dir() {
-                FlushError::Fatal(format!("{msg} (the store {} is gone)", root.display()))
+            if root.gone() {
+                FlushError::Fatal(format!("{msg} (the store {root} is gone)"))
             } else if matches!(source.kind(), PermissionDenied | ReadOnlyFilesystem) {
                 FlushError::Fatal(msg)
             } else {
@@ -204,7 +204,7 @@ struct StoreState {
 
 /// Everything the loop and the rebalance callback share.
 pub struct Pipeline {
-    root: PathBuf,
+    root: Store,
     door: Ingestor<Vec<Event>, DeadLetter>,
     /// Partitions to seek after a fence: (topic, partition, offset).
     reseeks: Vec<(Arc<str>, i32, i64)>,
@@ -231,16 +231,18 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// A pipeline over the store at `root`, for the service and its tests.
+    /// A pipeline over the store `root` (configured by `stored`), for the
+    /// service and its tests.
     pub fn new(
         kafka: &KafkaConfig,
+        root: Store,
         stored: &StoreConfig,
         door: Ingestor<Vec<Event>, DeadLetter>,
         telemetry: Arc<dyn Telemetry>,
         faults: store::Faults,
     ) -> Pipeline {
         Pipeline {
-            root: stored.path.clone(),
+            root,
             door,
             reseeks: Vec::new(),
             mappers: kafka
@@ -263,8 +265,8 @@ impl Pipeline {
         }
     }
 
-    /// The store's folder.
-    pub fn root(&self) -> &Path {
+    /// The store.
+    pub fn root(&self) -> &Store {
         &self.root
     }
 
@@ -276,9 +278,12 @@ impl Pipeline {
 
     fn part(&mut self, topic: &Arc<str>, partition: i32) -> &mut PartBuf {
         let root = &self.root;
-        self.parts
-            .entry((topic.clone(), partition))
-            .or_insert_with(|| PartBuf::new(store::read_checkpoint(root, topic, partition).best.as_ref()))
+        self.parts.entry((topic.clone(), partition)).or_insert_with(|| {
+            // A partition is read only once assigned, and assignment reads
+            // its checkpoint: this is a fallback.
+            let read = root.read_checkpoint(topic, partition).unwrap_or_default();
+            PartBuf::new(read.best.as_ref())
+        })
     }
 
     /// Takes one message through the door into its partition's buffer.
@@ -461,7 +466,7 @@ impl Pipeline {
             last: from - 1,
             fingerprint: None,
         };
-        if let Err(e) = store::write_checkpoint(&self.root, topic, partition, &next, &self.faults) {
+        if let Err(e) = self.root.write_checkpoint(topic, partition, &next, &self.faults) {
             tracing::warn!(error = %e, "Could not record the new incarnation yet");
         }
         self.parts.insert((topic.clone(), partition), PartBuf::new(Some(&next)));
@@ -564,14 +569,21 @@ impl Pipeline {
         // instance moved it, the partition went to it while this one was
         // not yet told (a session that timed out): what is buffered here
         // is dropped, never written over the other's files.
-        let lock = match store::lock_partition(&root, topic, partition) {
+        let lock = match root.lock_partition(topic, partition) {
             Ok(l) => l,
             Err(e) => {
                 self.telemetry.store_write_failure("flush");
                 return Err(classify(&root, &e, format!("{topic}/{partition}: the partition's lock")));
             }
         };
-        if let Some(theirs) = store::read_checkpoint(&root, topic, partition).best.filter(|c| c.seq > seq) {
+        let read = match root.read_checkpoint(topic, partition) {
+            Ok(r) => r,
+            Err(e) => {
+                self.telemetry.store_write_failure("flush");
+                return Err(classify(&root, &e, format!("{topic}/{partition}: the checkpoint")));
+            }
+        };
+        if let Some(theirs) = read.best.filter(|c| c.seq > seq) {
             self.fenced(topic, partition, theirs);
             return Ok(());
         }
@@ -581,13 +593,13 @@ impl Pipeline {
         let name = store::RawName { topic: topic.to_string(), epoch, partition, first, last };
         let started = Instant::now();
         let ck = store::Checkpoint { seq: seq + 1, epoch, last, fingerprint: Some(fp) };
-        let result = match store::write_frames(&root, &pending.frames, &name, &self.faults) {
+        let result = match root.write_frames(&pending.frames, &name, &self.faults) {
             Err((renamed, e)) => {
                 // Not every file is in place, so no checkpoint names them:
                 // the ones renamed go again (they free the room they took;
                 // a retry writes them again, a restart reads them again).
                 for f in renamed {
-                    let _ = std::fs::remove_file(f);
+                    let _ = root.remove(&f);
                 }
                 Err(e)
             }
@@ -598,9 +610,9 @@ impl Pipeline {
             Ok(_) => self
                 .faults
                 .step("dead letters")
-                .map_err(|e| IngestError::io(&root.join(store::DEAD_LETTER), e))
+                .map_err(|e| IngestError::io(Path::new(store::DEAD_LETTER), e))
                 .and_then(|()| self.door.rejects.flush())
-                .and_then(|()| store::write_checkpoint(&root, topic, partition, &ck, &self.faults)),
+                .and_then(|()| root.write_checkpoint(topic, partition, &ck, &self.faults)),
         };
         if let Err(e) = result {
             self.part(topic, partition).pending = Some(pending);
@@ -655,6 +667,8 @@ impl Pipeline {
     pub fn release_lost(&mut self, topic: &Arc<str>, partition: i32) {
         self.drop_unstored(topic, partition);
         self.released.insert((topic.clone(), partition));
+        // Only if still this instance's (a conditional write).
+        self.root.release_partitions(&[(topic.to_string(), partition)]);
     }
 
     /// Partitions to read again from an offset after a fence (see
@@ -757,6 +771,9 @@ impl Pipeline {
             }
             self.parts.remove(&(topic.clone(), partition));
             self.released.insert((topic.clone(), partition));
+            // A bucket's partition lease is let go: the next owner need
+            // not wait for its term.
+            self.root.release_partitions(&[(topic.to_string(), partition)]);
             if self.held.remove(&(topic.clone(), partition)) {
                 PartitionHeld { topic: &topic, partition, held: false }.emit(&*self.telemetry);
             }
@@ -783,7 +800,32 @@ impl Pipeline {
     /// source that goes backwards").
     pub fn assign(&mut self, topic: &Arc<str>, partition: i32, view: SourceView) -> Start {
         self.released.remove(&(topic.clone(), partition));
-        let read = store::read_checkpoint(&self.root, topic, partition);
+        // A store that does not answer (a bucket out of reach) is asked
+        // again for a few seconds before the partition is held.
+        let mut tries = 0;
+        let read = loop {
+            match self.root.read_checkpoint(topic, partition) {
+                Err(e) if tries < 4 => {
+                    tries += 1;
+                    tracing::warn!(topic = %topic, partition, error = %e, "Could not read the partition's checkpoint; trying again");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                other => break other,
+            }
+        };
+        let read = match read {
+            Ok(r) => r,
+            Err(e) => {
+                // Without the durable point nothing can be stored safely:
+                // the partition waits, paused, for the next assignment.
+                tracing::error!(topic = %topic, partition, error = %e, "The store cannot be read: the partition is held");
+                self.drop_unstored(topic, partition);
+                if self.held.insert((topic.clone(), partition)) {
+                    PartitionHeld { topic, partition, held: true }.emit(&*self.telemetry);
+                }
+                return Start::Held;
+            }
+        };
         for path in &read.damaged {
             CheckpointDamaged { path }.emit(&*self.telemetry);
         }
@@ -791,10 +833,13 @@ impl Pipeline {
         let Some(ck) = read.best else {
             return self.assign_without_checkpoint(topic, partition, view, !read.damaged.is_empty());
         };
-        let removed = store::incomplete_files(&self.root, topic, partition, &ck);
+        let removed = self.root.incomplete_files(topic, partition, &ck).unwrap_or_else(|e| {
+            tracing::error!(topic = %topic, partition, error = %e, "Could not list the partition's raw files; those of an incomplete flush stay until the next assignment");
+            Vec::new()
+        });
         let mut gone = 0;
         for f in &removed {
-            match std::fs::remove_file(f) {
+            match self.root.remove(f) {
                 Ok(()) => gone += 1,
                 Err(e) => {
                     tracing::error!(path = %f.display(), error = %e, "Could not remove a file of an incomplete flush");
@@ -859,13 +904,16 @@ impl Pipeline {
         view: SourceView,
         damaged: bool,
     ) -> Start {
-        let files = store::partition_files(&self.root, topic, partition);
+        let files = self.root.partition_files(topic, partition).unwrap_or_else(|e| {
+            tracing::error!(topic = %topic, partition, error = %e, "Could not list the partition's raw files");
+            Vec::new()
+        });
         let epoch = files.iter().map(|(_, n)| n.epoch).max().unwrap_or(0);
         let from = view.committed.or(view.low).unwrap_or(0);
         let mut moved = 0;
         for (path, n) in &files {
             if n.epoch == epoch && n.first >= from {
-                match store::quarantine(&self.root, path, "unverified_flush") {
+                match self.root.quarantine(path, "unverified_flush") {
                     Ok(_) => moved += 1,
                     Err(e) => {
                         tracing::error!(path = %path.display(), error = %e, "Could not quarantine a file");
@@ -885,7 +933,7 @@ impl Pipeline {
         // them, so that nothing is stored twice.
         let after_kept = files
             .iter()
-            .filter(|(p, n)| n.epoch == epoch && n.first < from && p.exists())
+            .filter(|(p, n)| n.epoch == epoch && n.first < from && self.root.exists(p))
             .map(|(_, n)| n.last + 1)
             .max()
             .filter(|a| *a > from);
@@ -913,7 +961,7 @@ impl Pipeline {
 /// The consumer's context: rebalances and statistics.
 pub struct Ctx {
     pipeline: Arc<Mutex<Pipeline>>,
-    root: PathBuf,
+    root: Store,
     telemetry: Arc<dyn Telemetry>,
     lag_labels: Mutex<std::collections::HashSet<(String, String)>>,
     /// A client configuration to read the source outside the group.
@@ -1007,8 +1055,10 @@ impl ConsumerContext for Ctx {
                 let committed = base.committed_offsets(tpl.clone(), Duration::from_secs(10)).ok();
                 let parts: Vec<(String, i32)> =
                     tpl.elements().iter().map(|e| (e.topic().to_string(), e.partition())).collect();
-                let lasts: Vec<Option<store::Checkpoint>> =
-                    parts.iter().map(|(t, p)| store::read_checkpoint(&self.root, t, *p).best).collect();
+                let lasts: Vec<Option<store::Checkpoint>> = parts
+                    .iter()
+                    .map(|(t, p)| self.root.read_checkpoint(t, *p).ok().and_then(|r| r.best))
+                    .collect();
                 let probed = probe_source(&self.probe, &parts, &lasts);
                 let mut p = self.pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let mut start = TopicPartitionList::new();
@@ -1139,13 +1189,25 @@ pub struct RunSummary {
     pub duplicates: u64,
 }
 
-/// Creates the store's folder if need be, removes the temporary files of
-/// an interrupted run and checks the store (footers and schemas, not every
-/// page): files that cannot be read go to quarantine at once; the rest is
-/// logged (incomplete flushes are handled at assignment, old folders by
-/// the purge).
-pub fn open_store(stored: &StoreConfig, telemetry: &dyn Telemetry) -> Result<(), IngestError> {
-    let root = &stored.path;
+/// Opens the store (a folder or a bucket, as the instance `holder`) and
+/// checks it. A folder is created if need be, the temporary files of an
+/// interrupted run are removed and its files checked (footers and
+/// schemas, not every page); in a bucket, the names and checkpoints are
+/// checked (an object is decoded when the analysis reads it). Files that
+/// cannot be read go to quarantine at once; the rest is logged
+/// (incomplete flushes are handled at assignment, old folders by the
+/// purge).
+pub fn open_store(
+    stored: &StoreConfig,
+    holder: &str,
+    telemetry: &dyn Telemetry,
+) -> Result<Store, IngestError> {
+    let location = stored.location().map_err(|e| IngestError::Input(e))?;
+    let store = Store::open(&location, holder)?;
+    let Store::Folder(root) = &store else {
+        check_bucket(&store, telemetry)?;
+        return Ok(store);
+    };
     std::fs::create_dir_all(root).map_err(|e| IngestError::io(root, e))?;
     let leftovers = store::remove_abandoned_temporaries(root);
     if leftovers > 0 {
@@ -1170,6 +1232,35 @@ pub fn open_store(stored: &StoreConfig, telemetry: &dyn Telemetry) -> Result<(),
         }
     }
     tracing::info!(files = report.files, problems = report.problems(), "Store checked");
+    Ok(store)
+}
+
+/// The start's check of a bucket: it must answer; objects under `raw/`
+/// whose names are not raw part names go to quarantine; damaged
+/// checkpoint slots are logged (the other slot answers, or the partition
+/// starts from the group's commit).
+fn check_bucket(store: &Store, telemetry: &dyn Telemetry) -> Result<(), IngestError> {
+    let Store::Bucket(b) = store else { return Ok(()) };
+    let (parts, foreign) = b.raw_parts()?;
+    for key in &foreign {
+        match b.quarantine(&store::bucket::path_key(key), "bad_name") {
+            Ok(_) => {
+                let why = format!("the store check at start cannot read {}", key.display());
+                Quarantined { tier: store::RAW, reason: "bad_name", files: 1, why: &why }.emit(telemetry);
+            }
+            Err(e) => {
+                tracing::error!(key = %key.display(), error = %e, "Store check: could not quarantine an object")
+            }
+        }
+    }
+    let mut damaged = 0;
+    for (t, p) in b.checkpointed_partitions()? {
+        for key in b.read_checkpoint(&t, p)?.damaged {
+            damaged += 1;
+            tracing::warn!(tier = store::OFFSETS, key = %key.display(), problem = "damaged_checkpoint", "Store check");
+        }
+    }
+    tracing::info!(store = %store, raw_parts = parts.len(), problems = foreign.len() + damaged, "Store checked");
     Ok(())
 }
 
@@ -1195,16 +1286,17 @@ impl Service {
     /// [`run`]: Service::run
     pub fn open(
         kafka: &KafkaConfig,
+        root: Store,
         stored: &StoreConfig,
         pseudo: Pseudonymiser,
         telemetry: Arc<dyn Telemetry>,
     ) -> Result<Service, ServiceError> {
-        let root = stored.path.clone();
-        let dead = DeadLetter::open(kafka, stored)?;
+        let dead = DeadLetter::open(kafka, &root, stored)?;
         let clock = Clock::now(kafka.clock_skew_s as f64);
         let door = Ingestor::new(pseudo, Some(clock), Vec::new(), dead);
         let pipeline = Arc::new(Mutex::new(Pipeline::new(
             kafka,
+            root.clone(),
             stored,
             door,
             telemetry.clone(),
@@ -1234,8 +1326,8 @@ impl Service {
         let Service { kafka, pipeline, consumer } = self;
         let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        let root = pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner).root().to_path_buf();
-        tracing::info!(topics = ?topics, group = %kafka.group_id, store = %root.display(), "Consuming");
+        let root = pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner).root().to_string();
+        tracing::info!(topics = ?topics, group = %kafka.group_id, store = %root, "Consuming");
         consume(&kafka, pipeline, consumer, shutdown).await
     }
 }
@@ -1373,6 +1465,7 @@ async fn consume(
     let summary = tokio::task::block_in_place(|| {
         let mut p = pipeline.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         p.flush_and_release(None, &commit_sync);
+        p.root.release_all();
         p.door.close_reject_log();
         let stats = &p.door.stats;
         RunSummary {

@@ -16,9 +16,21 @@ pub const MAX_AGGREGATE_RETENTION_DAYS: u32 = 396;
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The store's folder.
+    /// The store: a folder, or `s3://BUCKET/PREFIX` (docs/service.md,
+    /// "A store in a bucket").
     #[serde(default = "d_store_path")]
     pub path: PathBuf,
+    /// An S3 store's server (`http://127.0.0.1:9000`); else
+    /// `$AWS_ENDPOINT_URL`, else AWS itself.
+    #[serde(default)]
+    pub s3_endpoint: Option<String>,
+    /// An S3 store's region; else `$AWS_REGION`, else `us-east-1`.
+    #[serde(default)]
+    pub s3_region: Option<String>,
+    /// Allow plain HTTP to the S3 server (loopback, a private network);
+    /// else `$AWS_ALLOW_HTTP`.
+    #[serde(default)]
+    pub s3_allow_http: bool,
     /// Days raw events (and local dead letters) are kept.
     #[serde(default = "d_raw_days")]
     pub raw_retention_days: u32,
@@ -67,6 +79,9 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             path: d_store_path(),
+            s3_endpoint: None,
+            s3_region: None,
+            s3_allow_http: false,
             raw_retention_days: d_raw_days(),
             summary_retention_days: d_summary_days(),
             aggregate_retention_days: d_aggregate_days(),
@@ -82,6 +97,9 @@ impl StoreConfig {
     /// The section's keys, to name every unknown one at once.
     pub const KEYS: &'static [&'static str] = &[
         "path",
+        "s3_endpoint",
+        "s3_region",
+        "s3_allow_http",
         "raw_retention_days",
         "summary_retention_days",
         "aggregate_retention_days",
@@ -94,12 +112,21 @@ impl StoreConfig {
     /// Value checks of the section, each problem given to `bad`.
     pub fn problems(&self, bad: &mut dyn FnMut(String)) {
         let s = self;
-        // A URL would otherwise be taken for a folder named `s3:`.
+        #[cfg(feature = "s3")]
+        match self.location() {
+            Err(e) => bad(format!("store.path = {:?}: {e}", s.path.display().to_string())),
+            Ok(super::objects::Location::Folder(_)) => {
+                if s.s3_endpoint.is_some() || s.s3_region.is_some() || s.s3_allow_http {
+                    bad("store.s3_endpoint, s3_region and s3_allow_http apply to an s3:// store.path only"
+                        .into());
+                }
+            }
+            Ok(super::objects::Location::S3(_)) => {}
+        }
+        // Without the S3 client, a URL would be taken for a folder named `s3:`.
+        #[cfg(not(feature = "s3"))]
         if let Some(url) = s.path.to_str().filter(|p| p.contains("://")) {
-            bad(format!(
-                "store.path = {url:?}: the service's store is a folder for now (an S3 store is being \
-                 built: docs/design.md, \"Past one machine\"); several instances share one folder"
-            ));
+            bad(format!("store.path = {url:?}: this build has no S3 client"));
         }
         if s.raw_retention_days == 0 {
             bad("store.raw_retention_days must be at least 1".into());
@@ -127,6 +154,19 @@ impl StoreConfig {
                 bad(format!("store.key_file {}: no such file", f.display()));
             }
         }
+    }
+
+    /// Where the store is: a folder, or a bucket completed by `s3_*`.
+    #[cfg(feature = "s3")]
+    pub fn location(&self) -> Result<super::objects::Location, String> {
+        let text = self.path.to_str().ok_or("not UTF-8")?;
+        let mut loc = super::objects::Location::parse(text)?;
+        if let super::objects::Location::S3(s) = &mut loc {
+            s.endpoint.clone_from(&self.s3_endpoint);
+            s.region.clone_from(&self.s3_region);
+            s.allow_http = self.s3_allow_http;
+        }
+        Ok(loc)
     }
 
     /// How long each tier is kept.

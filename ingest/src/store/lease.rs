@@ -143,6 +143,12 @@ impl Lease {
         }
     }
 
+    /// Whether this instance took the lease and has not let it go (its
+    /// term may have run out on its own clock since).
+    pub fn was_taken(&self) -> bool {
+        self.held.is_some()
+    }
+
     /// The lease object's key.
     pub fn key(&self) -> &str {
         &self.key

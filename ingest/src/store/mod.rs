@@ -11,8 +11,12 @@
 //! - [`check`]: `vigie store check` and the check at the service's start;
 //! - `objects` and `lease` (feature `s3`): the store's objects in a folder
 //!   or an S3 bucket, with conditional writes, and the lease that makes one
-//!   instance the analysis writer.
+//!   instance the analysis writer;
+//! - `bucket` (feature `s3`): the service's store in an S3 bucket, and
+//!   [`Store`], a folder or a bucket, through which the consumer writes.
 
+#[cfg(feature = "s3")]
+pub mod bucket;
 pub mod check;
 pub mod config;
 #[cfg(feature = "s3")]
@@ -21,6 +25,8 @@ pub mod lease;
 pub mod objects;
 pub mod tiers;
 
+#[cfg(feature = "s3")]
+pub use bucket::{PartitionGuard, Store};
 pub use tiers::*;
 
 use std::fs::{self, File};

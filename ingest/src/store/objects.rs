@@ -181,9 +181,23 @@ impl Objects {
                 Backend::Folder(root.clone())
             }
             Location::S3(s) => {
+                // A request that hangs must not hold a flush (and the
+                // consumer) for object_store's default three minutes of
+                // retries: a few seconds, then the flush fails and is
+                // retried, and a lease holder cut off from the server
+                // notices before its term ends.
+                let retry = object_store::RetryConfig {
+                    backoff: object_store::BackoffConfig::default(),
+                    max_retries: 3,
+                    retry_timeout: std::time::Duration::from_secs(10),
+                };
+                let client = |k| object_store::aws::AmazonS3ConfigKey::Client(k);
                 let mut b = AmazonS3Builder::from_env()
                     .with_bucket_name(&s.bucket)
-                    .with_conditional_put(S3ConditionalPut::ETagMatch);
+                    .with_conditional_put(S3ConditionalPut::ETagMatch)
+                    .with_retry(retry)
+                    .with_config(client(object_store::ClientConfigKey::Timeout), "5 seconds")
+                    .with_config(client(object_store::ClientConfigKey::ConnectTimeout), "2 seconds");
                 if let Some(e) = &s.endpoint {
                     b = b.with_endpoint(e);
                 }

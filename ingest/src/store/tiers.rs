@@ -215,14 +215,14 @@ pub struct Checkpoint {
 }
 
 impl Checkpoint {
-    fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let fp = self.fingerprint.map(|f| format!("{f:016x}")).unwrap_or_else(|| "-".into());
         let body =
             format!("vigie-checkpoint v2 seq={} epoch={} last={} fp={fp}", self.seq, self.epoch, self.last);
         format!("{body} sum={:016x}\n", xxh3_64(body.as_bytes()))
     }
 
-    fn parse(text: &str) -> Option<Checkpoint> {
+    pub(crate) fn parse(text: &str) -> Option<Checkpoint> {
         let line = text.strip_suffix('\n')?;
         let (body, sum) = line.rsplit_once(" sum=")?;
         if u64::from_str_radix(sum, 16).ok()? != xxh3_64(body.as_bytes()) {
@@ -586,7 +586,7 @@ fn process_start(pid: u32) -> Option<std::time::SystemTime> {
 
 /// The date of a `date=YYYY-MM-DD` folder, or of a `week=YYYY-Www` folder
 /// (its Sunday, the last day it covers).
-fn folder_date(name: &str) -> Option<NaiveDate> {
+pub(crate) fn folder_date(name: &str) -> Option<NaiveDate> {
     if let Some(d) = name.strip_prefix("date=") {
         return NaiveDate::parse_from_str(d, "%Y-%m-%d").ok();
     }
