@@ -545,17 +545,17 @@ impl Backend {
     }
 
     /// A folder with what the store holds now: the folder itself, or a copy
-    /// of the bucket's raw parts, checkpoints, dead letters and quarantine
-    /// in `copy` (made afresh), so that the same checks read both.
+    /// of the bucket's tiers, checkpoints, dead letters and quarantine in
+    /// `copy` (made afresh), so that the same checks read both.
     pub fn contents(&self, folder: &Path, copy: &Path) -> std::path::PathBuf {
-        use vigie_ingest::store::{bucket::Bucket, DEAD_LETTER, OFFSETS, QUARANTINE, RAW};
+        use vigie_ingest::store::{bucket::Bucket, AGGREGATES, DEAD_LETTER, OFFSETS, QUARANTINE, RAW, SUMMARIES};
         match self {
             Backend::Folder => folder.to_path_buf(),
             Backend::S3(loc) => {
                 let _ = std::fs::remove_dir_all(copy);
                 std::fs::create_dir_all(copy).unwrap();
                 let b = Bucket::open(loc, "checker").unwrap();
-                b.mirror(copy, &[RAW, OFFSETS, DEAD_LETTER, QUARANTINE], &[]).unwrap();
+                b.mirror(copy, &[RAW, SUMMARIES, AGGREGATES, OFFSETS, DEAD_LETTER, QUARANTINE], &[]).unwrap();
                 copy.to_path_buf()
             }
         }

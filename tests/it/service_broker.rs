@@ -348,6 +348,19 @@ fn assigned(log: &str) -> bool {
 
 #[test]
 fn two_instances_split_four_partitions_and_store_each_event_once() {
+    two_instances_split(&Backend::Folder);
+}
+
+/// The same with a store in a bucket of the S3 server: the instances share
+/// nothing but the broker and the bucket (and the key).
+#[test]
+fn two_instances_with_a_store_in_a_bucket_split_four_partitions_and_store_each_event_once() {
+    if let Some(loc) = s3_location("two-instances") {
+        two_instances_split(&Backend::S3(loc));
+    }
+}
+
+fn two_instances_split(backend: &Backend) {
     let Some(brokers) = broker() else { return };
     let (topic, group) = (unique("events"), unique("vigie"));
     create_topic(&brokers, &topic, 4);
@@ -363,9 +376,26 @@ fn two_instances_split_four_partitions_and_store_each_event_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let cfg = dir.path().join("vigie.toml");
-    std::fs::write(&cfg, service_toml(&brokers, &topic, &group, &store, "")).unwrap();
-    let a = start(dir.path(), &cfg, "a");
-    let b = start(dir.path(), &cfg, "b");
+    let mut toml = service_toml(&brokers, &topic, &group, &store, "");
+    let mut env = Vec::new();
+    if let Backend::S3(loc) = backend {
+        let key = key_file(dir.path());
+        let s3 = format!(
+            "path = \"s3://{}/{}\"\ns3_endpoint = \"{}\"\ns3_region = \"us-east-1\"\ns3_allow_http = true\nkey_file = \"{}\"",
+            loc.bucket,
+            loc.prefix,
+            loc.endpoint.clone().unwrap(),
+            key.display()
+        );
+        toml = toml.replace(&format!("path = \"{}\"", store.display()), &s3);
+        let (id, secret) = loc.credentials.clone().unwrap();
+        env = vec![("AWS_ACCESS_KEY_ID", id), ("AWS_SECRET_ACCESS_KEY", secret)];
+    }
+    std::fs::write(&cfg, toml).unwrap();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let a = start_with(dir.path(), &cfg, "a", &env);
+    let b = start_with(dir.path(), &cfg, "b", &env);
+    let pids = [a.0.as_ref().unwrap().id(), b.0.as_ref().unwrap().id()];
     let log = |n: &str| std::fs::read_to_string(dir.path().join(format!("{n}.log"))).unwrap_or_default();
     // Once both have been assigned partitions, the group's generation holds
     // both: the rest of the stream is split between them.
@@ -416,6 +446,7 @@ fn two_instances_split_four_partitions_and_store_each_event_once() {
             .collect::<Vec<_>>()
             .join("\n")
     };
+    let store = backend.contents(&store, &dir.path().join("copy"));
     assert_eq!(range_problems(&store, &topic), Vec::<String>::new(), "a:\n{}\nb:\n{}", said("a"), said("b"));
     let (ids, rows) = raw_event_ids(&store);
     assert_eq!(rows, good.len());
@@ -433,6 +464,23 @@ fn two_instances_split_four_partitions_and_store_each_event_once() {
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
         assert!(accepted > 0, "{name} stored nothing:\n{log}");
+    }
+    if let Backend::S3(loc) = backend {
+        // The analysis wrote its outputs to the bucket, and the local copy
+        // it read from went with each instance.
+        let b = vigie_ingest::store::bucket::Bucket::open(loc, "checker").unwrap();
+        let findings = b.get("findings.json").unwrap().expect("findings.json in the bucket");
+        let findings: serde_json::Value = serde_json::from_slice(&findings).unwrap();
+        let files = findings["input"]["files"].to_string();
+        assert!(files.contains(&format!("s3://{}/{}", loc.bucket, loc.prefix)), "{files}");
+        // (No aggregates: eight workers over four sites is under k.)
+        for tier in ["summaries", "dated"] {
+            assert!(!b.list(tier).unwrap().is_empty(), "no {tier} in the bucket");
+        }
+        for pid in pids {
+            let stage = std::env::temp_dir().join(format!("vigie-stage-{pid}"));
+            assert!(!stage.exists(), "{} left behind", stage.display());
+        }
     }
 }
 

@@ -21,8 +21,22 @@ fn touch_parquet(path: &Path) {
 
 #[test]
 fn the_purge_removes_what_is_past_retention_and_nothing_else() {
+    purge_on(&Backend::Folder);
+}
+
+#[test]
+fn the_purge_of_a_bucket_removes_what_is_past_retention_and_nothing_else() {
+    if let Some(loc) = s3_location("purge") {
+        purge_on(&Backend::S3(loc));
+    }
+}
+
+/// The store is laid out in a folder, then (for a bucket) uploaded whole;
+/// the purge runs on the backend, and what is left is read back.
+fn purge_on(backend: &Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
+    let root = &dir.path().join("store");
+    std::fs::create_dir_all(root).unwrap();
     let today = NaiveDate::from_ymd_opt(2026, 11, 28).unwrap();
     let ago = |d: u64| today - Days::new(d);
     let name = store::RawName { topic: "events".into(), epoch: 0, partition: 0, first: 0, last: 9 };
@@ -53,29 +67,46 @@ fn the_purge_removes_what_is_past_retention_and_nothing_else() {
     let ck = store::Checkpoint { seq: 1, epoch: 0, last: 41, fingerprint: None };
     store::write_checkpoint(root, "events", 0, &ck, &store::Faults::default()).unwrap();
 
+    let on = match backend {
+        Backend::Folder => store::Store::Folder(root.clone()),
+        Backend::S3(_) => {
+            let s = backend.open(root, "purger");
+            let store::Store::Bucket(b) = &s else { unreachable!() };
+            let all = ["raw", "summaries", "aggregates", "dead-letter", "offsets"];
+            assert_eq!(b.upload_since(root, &all, std::time::UNIX_EPOCH).unwrap(), 14);
+            s
+        }
+    };
+
     let r = Retention { raw_days: 7, summary_days: 91, aggregate_days: 396 };
-    let report = store::purge(root, &r, today).unwrap();
+    let report = on.purge(&r, today).unwrap();
+    // What is left, read back (a copy of the bucket's objects).
+    let copy = dir.path().join("copy");
+    let left = backend.contents(root, &copy);
+    let there = |p: &Path| left.join(p.strip_prefix(root).unwrap());
     for p in raw_gone.iter().chain(&sum_gone).chain(&agg_gone) {
+        let p = there(p);
         assert!(!p.exists() && !p.parent().unwrap().exists(), "{} should be gone", p.display());
     }
     for p in raw_kept.iter().chain(&sum_kept).chain(&agg_kept) {
-        assert!(p.exists(), "{} should be kept", p.display());
+        assert!(there(p).exists(), "{} should be kept", p.display());
     }
+    let dl = left.join("dead-letter");
     assert!(!dl.join(format!("{}.ndjson", ago(8))).exists());
     assert!(dl.join(format!("{}.ndjson", ago(7))).exists());
-    assert_eq!(store::durable_offset(root, "events", 0), Some(41));
+    assert_eq!(store::durable_offset(&left, "events", 0), Some(41));
     assert_eq!(report.folders.get("raw"), Some(&2));
     assert_eq!(report.folders.get("summaries"), Some(&1));
     assert_eq!(report.folders.get("aggregates"), Some(&1));
     assert_eq!(report.files.get("dead-letter"), Some(&1));
     // A second purge finds nothing more.
-    assert_eq!(store::purge(root, &r, today).unwrap(), store::PurgeReport::default());
+    assert_eq!(on.purge(&r, today).unwrap(), store::PurgeReport::default());
 
     // Ages: the oldest raw folder is today-7, 00:00 UTC; at today 12:00 UTC
     // that is 7.5 days. Aggregates start on the Monday of 2025-W44
     // (2025-10-27): 397.5 days.
     let now = today.and_hms_opt(12, 0, 0).unwrap().and_utc();
-    let stats = store::tier_stats(root, now);
+    let stats = on.tier_stats(now).unwrap();
     let age = |t: &str| stats.iter().find(|s| s.tier == t).unwrap().oldest_age_s;
     assert_eq!(age("raw"), 7.5 * 86_400.0);
     assert_eq!(age("summaries"), 91.5 * 86_400.0);

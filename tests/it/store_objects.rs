@@ -254,3 +254,52 @@ fn store_locations_are_read_from_the_path() {
         assert!(Location::parse(bad).is_err(), "{bad}");
     }
 }
+
+/// A partition's lease in a bucket does what the folder's file lock does:
+/// one flush moves the partition's durable point at a time; the next flush
+/// need not wait once the lease is let go; an instance that crashed
+/// holding it is waited for one term; and that instance, should it wake
+/// up, writes neither a part nor the checkpoint.
+#[test]
+fn a_partition_lease_in_a_bucket_lets_one_flush_write_at_a_time() {
+    use std::sync::Arc;
+    use vigie_ingest::store::bucket::Bucket;
+    use vigie_ingest::store::{Checkpoint, Faults, RawName, Store};
+    let Some(loc) = crate::common::s3_location("partition-lease") else { return };
+    let term = Duration::from_secs(1);
+    let a = Arc::new(Bucket::open(&loc, "a").unwrap().with_term(term));
+    let b = Arc::new(Bucket::open(&loc, "b").unwrap().with_term(term));
+    let (sa, sb) = (Store::Bucket(a.clone()), Store::Bucket(b.clone()));
+    let guard = sa.lock_partition("t", 0).unwrap();
+    let e = sb.lock_partition("t", 0).err().expect("held by a");
+    assert!(e.to_string().contains("held by a"), "{e}");
+    drop(guard);
+    // Let go at the end of A's flush: B takes it at once.
+    let guard = sb.lock_partition("t", 0).unwrap();
+    // B crashes holding it (its guard never dropped, nothing let go).
+    std::mem::forget(guard);
+    let started = std::time::Instant::now();
+    let _guard = loop {
+        match sa.lock_partition("t", 0) {
+            Ok(g) => break g,
+            Err(_) => {
+                assert!(started.elapsed() < 3 * term, "A never took the lease");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    };
+    assert!(started.elapsed() >= term, "taken before B's term ran out");
+    let ck = |seq| Checkpoint { seq, epoch: 0, last: 9, fingerprint: None };
+    sa.write_checkpoint("t", 0, &ck(1), &Faults::default()).unwrap();
+    // B wakes up: its term ran out on its own clock, so it writes no part,
+    // and its checkpoint is refused by the store.
+    assert!(!b.holds("t", 0));
+    let df = polars::prelude::df!("x" => [1i64]).unwrap();
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    let name = RawName { topic: "t".into(), epoch: 0, partition: 0, first: 0, last: 9 };
+    let (written, _) = sb.write_frames(&[("s".into(), date, df)], &name, &Faults::default()).unwrap_err();
+    assert!(written.is_empty());
+    assert!(b.list("raw").unwrap().is_empty(), "a part was written without the lease");
+    assert!(sb.write_checkpoint("t", 0, &ck(2), &Faults::default()).is_err());
+    assert_eq!(sa.read_checkpoint("t", 0).unwrap().best, Some(ck(1)));
+}
