@@ -86,7 +86,9 @@ pub enum StoreCommand {
 
 #[derive(Args, Debug)]
 pub struct StoreCheckArgs {
-    /// The store's folder (`store.path` of the service).
+    /// The store (`store.path` of the service): a folder, or
+    /// `s3://BUCKET/PREFIX` (its server from `--config` or the AWS
+    /// environment variables).
     pub store: PathBuf,
     /// Quarantine what is bad and purge what is past retention (run it
     /// with the service stopped).
@@ -515,18 +517,25 @@ fn rules(r: &RulesArgs) -> Result<(), Failure> {
 fn store_check(c: &StoreCheckArgs) -> Result<(), Failure> {
     use crate::service::config;
     use vigie_ingest::store::{self, check};
+    let stored = match &c.config {
+        Some(f) => {
+            config::load(f, std::env::vars())
+                .map_err(|p| Failure::usage(format!("bad configuration:\n  {}", p.join("\n  "))))?
+                .store
+        }
+        None => config::StoreConfig::default(),
+    };
+    let retention = stored.retention();
+    let today = chrono::Utc::now().date_naive();
+    if c.store.to_str().is_some_and(|p| p.starts_with("s3://")) {
+        let loc = config::StoreConfig { path: c.store.clone(), ..stored }
+            .location()
+            .map_err(|e| Failure::usage(format!("{}: {e}", c.store.display())))?;
+        return bucket_check(&loc, c.repair, &retention, today);
+    }
     if !c.store.is_dir() {
         return Err(Failure::usage(format!("{}: no such folder", c.store.display())));
     }
-    let retention = match &c.config {
-        Some(f) => {
-            let cfg = config::load(f, std::env::vars())
-                .map_err(|p| Failure::usage(format!("bad configuration:\n  {}", p.join("\n  "))))?;
-            cfg.store.retention()
-        }
-        None => config::StoreConfig::default().retention(),
-    };
-    let today = chrono::Utc::now().date_naive();
     let report = check::check(&c.store, &retention, today, true);
     print!("{}", report.table(&c.store));
     if c.repair && report.problems() > 0 {
@@ -540,6 +549,54 @@ fn store_check(c: &StoreCheckArgs) -> Result<(), Failure> {
         return Err(Failure::run(format!("{} problems in {}", report.problems(), c.store.display())));
     }
     Ok(())
+}
+
+/// `vigie store check s3://...`: the bucket's objects are copied to a
+/// private local folder (removed at the end) and checked there, as a
+/// folder's files; `--repair` puts things right in the bucket itself.
+fn bucket_check(
+    loc: &vigie_ingest::store::objects::Location,
+    repair: bool,
+    retention: &vigie_ingest::store::Retention,
+    today: chrono::NaiveDate,
+) -> Result<(), Failure> {
+    use vigie_ingest::store::{self, check, objects::Location, Store};
+    let Location::S3(s3) = loc else { unreachable!("an s3:// path") };
+    let bucket = store::bucket::Bucket::open(s3, &format!("check:{}", store::host_name()))
+        .map_err(|e| Failure::run(e.to_string()))?;
+    let copy = std::env::temp_dir().join(format!("vigie-check-{}", std::process::id()));
+    let mut dir = std::fs::DirBuilder::new();
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        dir.mode(0o700);
+    }
+    dir.create(&copy).map_err(|e| Failure::run(format!("{}: {e}", copy.display())))?;
+    let result = (|| {
+        let tiers = [store::RAW, store::SUMMARIES, store::AGGREGATES, store::OFFSETS];
+        bucket.mirror(&copy, &tiers, &[]).map_err(|e| Failure::run(format!("{loc}: {e}")))?;
+        let report = check::check(&copy, retention, today, true);
+        print!("{}", report.table(&copy));
+        if repair && report.problems() > 0 {
+            let on = Store::Bucket(std::sync::Arc::new(bucket));
+            let key = |p: &std::path::Path| p.strip_prefix(&copy).unwrap_or(p).to_path_buf();
+            let n = check::repair_with(
+                &report,
+                &mut |p, reason| on.quarantine(&key(p), reason).map(|_| ()).map_err(|e| e.to_string()),
+                &mut || {
+                    let purged = on.purge(retention, today).map_err(|e| e.to_string())?;
+                    Ok(purged.folders.values().sum::<u64>() as usize)
+                },
+            )
+            .map_err(Failure::run)?;
+            println!("Repaired: {n} (quarantined under {loc}/{}, or purged)", store::QUARANTINE);
+        }
+        if report.problems() > 0 {
+            return Err(Failure::run(format!("{} problems in {loc}", report.problems())));
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&copy);
+    result
 }
 
 /// Prints report.pdf when asked; returns its name for the manifest.

@@ -548,7 +548,9 @@ impl Backend {
     /// of the bucket's tiers, checkpoints, dead letters and quarantine in
     /// `copy` (made afresh), so that the same checks read both.
     pub fn contents(&self, folder: &Path, copy: &Path) -> std::path::PathBuf {
-        use vigie_ingest::store::{bucket::Bucket, AGGREGATES, DEAD_LETTER, OFFSETS, QUARANTINE, RAW, SUMMARIES};
+        use vigie_ingest::store::{
+            bucket::Bucket, AGGREGATES, DEAD_LETTER, OFFSETS, QUARANTINE, RAW, SUMMARIES,
+        };
         match self {
             Backend::Folder => folder.to_path_buf(),
             Backend::S3(loc) => {

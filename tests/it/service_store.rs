@@ -387,10 +387,12 @@ fn store_check(root: &Path, repair: bool) -> (Option<i32>, String) {
     (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
 }
 
-#[test]
-fn vigie_store_check_reports_each_kind_of_damage_and_repair_quarantines_it() {
-    type Damage = fn(&Path, &[Vec<std::path::PathBuf>]) -> std::path::PathBuf;
-    let cases: [(&str, Damage, bool); 8] = [
+type Damage = fn(&Path, &[Vec<std::path::PathBuf>]) -> std::path::PathBuf;
+
+/// Each kind of damage `vigie store check` reports: its kind, how to do
+/// it to a clean store, whether `--repair` puts it right.
+fn damage_cases() -> [(&'static str, Damage, bool); 8] {
+    [
         (
             "not_parquet",
             |_, f| {
@@ -411,7 +413,7 @@ fn vigie_store_check_reports_each_kind_of_damage_and_repair_quarantines_it() {
         (
             "bad_name",
             |_, f| {
-                let p = f[0][0].with_file_name("copy of events.parquet");
+                let p = f[0][0].with_file_name("copy-of-events.parquet");
                 std::fs::copy(&f[0][0], &p).unwrap();
                 p
             },
@@ -483,8 +485,12 @@ fn vigie_store_check_reports_each_kind_of_damage_and_repair_quarantines_it() {
             },
             false,
         ),
-    ];
-    for (kind, damage, repairable) in cases {
+    ]
+}
+
+#[test]
+fn vigie_store_check_reports_each_kind_of_damage_and_repair_quarantines_it() {
+    for (kind, damage, repairable) in damage_cases() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let files = clean_store(root);
@@ -513,5 +519,95 @@ fn vigie_store_check_reports_each_kind_of_damage_and_repair_quarantines_it() {
         } else {
             assert_eq!(code, Some(1), "{kind}: reported, not repaired\n{out}");
         }
+    }
+}
+
+/// `vigie store check` of a store in a bucket, as the service's
+/// configuration reaches it (`--config`: `s3_endpoint`, ...; the keys from
+/// the AWS environment variables).
+fn bucket_check(
+    loc: &vigie_ingest::store::objects::S3Location,
+    dir: &Path,
+    repair: bool,
+) -> (Option<i32>, String) {
+    let cfg = dir.join("bucket.toml");
+    let target = format!("s3://{}/{}", loc.bucket, loc.prefix);
+    let here = dir.join("unused");
+    let toml = service_toml("127.0.0.1:1", "events", "g", &here, "").replace(
+        &format!("path = \"{}\"", here.display()),
+        &format!(
+            "path = \"{target}\"\ns3_endpoint = \"{}\"\ns3_region = \"us-east-1\"\ns3_allow_http = true",
+            loc.endpoint.clone().unwrap()
+        ),
+    );
+    std::fs::write(&cfg, toml).unwrap();
+    let mut args = vec!["store", "check", &target, "--config", cfg.to_str().unwrap()];
+    if repair {
+        args.push("--repair");
+    }
+    let (id, secret) = loc.credentials.clone().unwrap();
+    let out = vigie()
+        .args(&args)
+        .env("AWS_ACCESS_KEY_ID", id)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stdout).to_string())
+}
+
+/// A store laid out in a folder, put whole in a fresh prefix of the bucket.
+fn uploaded(
+    root: &Path,
+    test: &str,
+) -> (vigie_ingest::store::objects::S3Location, vigie_ingest::store::bucket::Bucket) {
+    let loc = s3_location(test).unwrap();
+    let b = vigie_ingest::store::bucket::Bucket::open(&loc, "uploader").unwrap();
+    b.upload_since(root, &["raw", "summaries", "aggregates", "offsets"], std::time::UNIX_EPOCH).unwrap();
+    (loc, b)
+}
+
+#[test]
+fn vigie_store_check_of_a_bucket_reports_each_kind_of_damage_and_repair_quarantines_it() {
+    if s3_location("probe").is_none() {
+        return;
+    }
+    for (kind, damage, repairable) in damage_cases() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = &dir.path().join("store");
+        let files = clean_store(root);
+        let (clean, _) = uploaded(root, "check-clean");
+        let (code, out) = bucket_check(&clean, dir.path(), false);
+        assert_eq!(code, Some(0), "{kind}: the clean store\n{out}");
+        let path = damage(root, &files);
+        let rel = path.strip_prefix(root).unwrap().display().to_string();
+        let (loc, b) = uploaded(root, "check-damaged");
+        let (code, out) = bucket_check(&loc, dir.path(), false);
+        let row = out
+            .lines()
+            .find(|l| l.contains(&rel))
+            .unwrap_or_else(|| panic!("{kind}: {rel} not reported\n{out}"));
+        assert!(row.contains(kind), "{kind}: {row}");
+        if kind == "gap" {
+            assert_eq!(code, Some(0), "{kind}\n{out}");
+            continue;
+        }
+        assert_eq!(code, Some(1), "{kind}\n{out}");
+        let (code, out) = bucket_check(&loc, dir.path(), true);
+        assert_eq!(code, Some(1), "{kind}: problems were found\n{out}");
+        let (code, out) = bucket_check(&loc, dir.path(), false);
+        if repairable {
+            assert_eq!(code, Some(0), "{kind}: repaired\n{out}");
+            assert!(b.get(&rel).unwrap().is_none(), "{kind}: still in place");
+            assert!(b.get(&format!("quarantine/{rel}")).unwrap().is_some(), "{kind}: quarantined");
+        } else {
+            assert_eq!(code, Some(1), "{kind}: reported, not repaired\n{out}");
+        }
+        // Nothing of the bucket is left on this machine.
+        let copies = std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("vigie-check-"))
+            .count();
+        assert_eq!(copies, 0, "a local copy of the bucket was left behind");
     }
 }

@@ -221,20 +221,37 @@ pub fn repair(
     retention: &Retention,
     today: NaiveDate,
 ) -> Result<usize, String> {
+    repair_with(
+        report,
+        &mut |path, reason| store::quarantine(root, path, reason).map(|_| ()).map_err(|e| e.to_string()),
+        &mut || {
+            let purged = store::purge(root, retention, today).map_err(|e| e.to_string())?;
+            Ok(purged.folders.values().sum::<u64>() as usize)
+        },
+    )
+}
+
+/// [`repair`] through `quarantine` (a finding's path and reason) and
+/// `purge` (folders purged): a bucket store's check runs on a local copy
+/// and puts things right in the bucket.
+pub fn repair_with(
+    report: &Report,
+    quarantine: &mut dyn FnMut(&Path, &str) -> Result<(), String>,
+    purge: &mut dyn FnMut() -> Result<usize, String>,
+) -> Result<usize, String> {
     let mut done = 0;
     for f in report.findings.iter().filter(|f| f.severity == Severity::Problem) {
         match f.kind {
             "overlap" | "past_retention" => {}
             kind => {
                 let reason = if kind == "incomplete_flush" { "unverified_flush" } else { kind };
-                store::quarantine(root, &f.path, reason).map_err(|e| e.to_string())?;
+                quarantine(&f.path, reason)?;
                 done += 1;
             }
         }
     }
     if report.findings.iter().any(|f| f.kind == "past_retention") {
-        let purged = store::purge(root, retention, today).map_err(|e| e.to_string())?;
-        done += purged.folders.values().sum::<u64>() as usize;
+        done += purge()?;
     }
     Ok(done)
 }
