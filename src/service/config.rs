@@ -344,7 +344,8 @@ mod tests {
             let l = l.trim_start_matches('#').trim();
             let Some((key, _)) = l.split_once('=') else { continue };
             let key = key.trim();
-            let is_key = !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+            let is_key = !key.is_empty()
+                && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if is_key && !section.is_empty() && section != "kafka.librdkafka" {
                 out.insert(format!("{section}.{key}"));
             }
@@ -360,6 +361,34 @@ mod tests {
                 k.starts_with("VIGIE__").then(|| (k.to_string(), v.trim().trim_matches('"').to_string()))
             })
             .collect()
+    }
+
+    #[test]
+    fn an_s3_store_takes_its_server_from_the_section_and_a_folder_refuses_it() {
+        use vigie_ingest::store::objects::Location;
+        let kafka = "[kafka]\nbrokers = \"b:9092\"\ntopics = [\"t\"]\ngroup_id = \"g\"\n";
+        let text = format!(
+            "{kafka}[store]\npath = \"s3://vigie-mirror/site-1\"\ns3_endpoint = \"http://10.0.0.7:9000\"\n\
+             s3_region = \"eu-west-3\"\ns3_allow_http = true\n"
+        );
+        let c = load_str(&text, &[]).unwrap();
+        let Ok(Location::S3(s)) = c.store.location() else { panic!("{:?}", c.store.location()) };
+        assert_eq!((s.bucket.as_str(), s.prefix.as_str()), ("vigie-mirror", "site-1"));
+        assert_eq!(s.endpoint.as_deref(), Some("http://10.0.0.7:9000"));
+        assert_eq!(s.region.as_deref(), Some("eu-west-3"));
+        assert!(s.allow_http);
+        // The server can come from the environment too, as any key.
+        let c = load_str(
+            &format!("{kafka}[store]\npath = \"s3://vigie-mirror\"\n"),
+            &[("VIGIE__STORE__S3_ENDPOINT", "http://127.0.0.1:9000")],
+        )
+        .unwrap();
+        let Ok(Location::S3(s)) = c.store.location() else { panic!() };
+        assert_eq!((s.prefix.as_str(), s.endpoint.as_deref()), ("", Some("http://127.0.0.1:9000")));
+        // A folder store with S3 settings: a mistake, said.
+        let errs = load_str(&format!("{kafka}[store]\npath = \"store\"\ns3_region = \"eu-west-3\"\n"), &[])
+            .unwrap_err();
+        assert!(errs.join("\n").contains("apply to an s3:// store.path only"), "{errs:?}");
     }
 
     #[test]

@@ -116,6 +116,15 @@ pub fn main(config_path: &Path) -> Result<(), crate::cli::Failure> {
     let cfg = config::load(config_path, std::env::vars())
         .map_err(|problems| Failure::usage(format!("bad configuration:\n  {}", problems.join("\n  "))))?;
     analysis_inputs(&cfg).map_err(Failure::usage)?;
+    if cfg.store.path.to_str().is_some_and(|p| p.starts_with("s3://"))
+        && cfg.store.key_file.is_none()
+        && std::env::var_os("VIGIE_KEY_FILE").is_none()
+    {
+        return Err(Failure::usage(
+            "bad configuration:\n  store.path is a bucket: set store.key_file or VIGIE_KEY_FILE (the same key \
+             on every instance; a bucket never holds the key)",
+        ));
+    }
     let token = match &cfg.metrics.bearer_token_file {
         Some(f) => Some(crate::http::read_token(f).map_err(Failure::usage)?),
         None => None,

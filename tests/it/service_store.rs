@@ -241,6 +241,21 @@ fn a_bad_service_configuration_lists_every_problem_and_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("[store]"));
+    // A store in a bucket without a key file: the key cannot be kept in
+    // the bucket, nor created per instance.
+    std::fs::write(
+        &cfg,
+        "[kafka]\nbrokers = \"127.0.0.1:1\"\ntopics = [\"t\"]\ngroup_id = \"g\"\n\
+         [store]\npath = \"s3://vigie-mirror/site-1\"\n",
+    )
+    .unwrap();
+    let out = vigie()
+        .args(["ingest", "--config", cfg.to_str().unwrap()])
+        .env_remove("VIGIE_KEY_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("store.key_file or VIGIE_KEY_FILE"));
     // demo --serve with an address that is not one.
     let out = vigie().args(["demo", "--serve", "nowhere"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
