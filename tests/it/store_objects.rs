@@ -186,6 +186,23 @@ async fn lease_suite(o: &Objects) {
     assert_eq!(a.tick().await.unwrap(), Standing::Held { generation: 3 }, "{name}");
     assert_eq!(a.write("findings.json", b"{\"by\":\"a again\"}").await.unwrap(), 3, "{name}");
     assert!(matches!(b.write("findings.json", b"x").await, Err(FenceError::NotHeld(_))), "{name}");
+
+    // A take whose answer was lost (the request retried, and refused as a
+    // conflict by its own first success): the lease holds this instance's
+    // record, not let go, which the instance does not count as its own. It
+    // holds it again at its next tick, without waiting a term, and no one
+    // else takes it.
+    let mut c = Lease::new(o.clone(), "lost", "host-c:3", term, &[]);
+    let record = br#"{"holder":"host-c:3","generation":1,"term_ms":800,"renewal":0}"#;
+    o.create("leases/lost.json", record).await.unwrap();
+    assert_eq!(c.tick().await.unwrap(), Standing::Held { generation: 1 }, "{name}");
+    let mut d = Lease::new(o.clone(), "lost", "host-d:4", term, &[]);
+    assert!(matches!(d.tick().await.unwrap(), Standing::Other { generation: 1, .. }), "{name}");
+    // Let go (term 0), it is no longer this instance's to adopt: the other
+    // takes it, with the next generation.
+    c.release().await.unwrap();
+    assert_eq!(d.tick().await.unwrap(), Standing::Held { generation: 2 }, "{name}");
+    assert!(matches!(c.tick().await.unwrap(), Standing::Other { generation: 2, .. }), "{name}");
 }
 
 /// A holder that renewed, then stalled past its term while another took

@@ -1202,7 +1202,7 @@ pub fn open_store(
     holder: &str,
     telemetry: &dyn Telemetry,
 ) -> Result<Store, IngestError> {
-    let location = stored.location().map_err(|e| IngestError::Input(e))?;
+    let location = stored.location().map_err(IngestError::Input)?;
     let store = Store::open(&location, holder)?;
     let Store::Folder(root) = &store else {
         check_bucket(&store, telemetry)?;
@@ -1249,7 +1249,7 @@ fn check_bucket(store: &Store, telemetry: &dyn Telemetry) -> Result<(), IngestEr
                 Quarantined { tier: store::RAW, reason: "bad_name", files: 1, why: &why }.emit(telemetry);
             }
             Err(e) => {
-                tracing::error!(key = %key.display(), error = %e, "Store check: could not quarantine an object")
+                tracing::error!(key = %key.display(), error = %e, "Store check: could not quarantine an object");
             }
         }
     }

@@ -349,7 +349,7 @@ impl Bucket {
 
     /// Every raw part's key with its parsed name; keys under `raw/` whose
     /// names are not raw part names in the second list.
-    pub fn raw_parts(&self) -> Result<(Vec<(PathBuf, RawName)>, Vec<PathBuf>), IngestError> {
+    pub fn raw_parts(&self) -> Result<RawParts, IngestError> {
         let (mut parts, mut foreign) = (Vec::new(), Vec::new());
         for (key, _) in self.list(RAW)? {
             let name = key.rsplit('/').next().unwrap_or("");
@@ -514,6 +514,9 @@ impl Bucket {
         Ok(n)
     }
 }
+
+/// The raw parts of a bucket (key, name) and the foreign keys under `raw/`.
+pub type RawParts = (Vec<(PathBuf, RawName)>, Vec<PathBuf>);
 
 /// Every file under `dir`, at any depth, but temporaries (`.NAME`).
 fn local_files(dir: &Path) -> Vec<PathBuf> {

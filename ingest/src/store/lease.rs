@@ -212,6 +212,32 @@ impl Lease {
             },
             Some((bytes, version)) => {
                 let record = LeaseRecord::read(&bytes);
+                if record.holder == self.holder && record.generation > 0 && record.term_ms > 0 {
+                    // This instance's own record, not let go, that it does
+                    // not count as held: a create or a take whose answer was
+                    // lost, retried and refused as a conflict; or a term that
+                    // ran out on its clock while no one else took it. It is
+                    // renewed (over that version) and held again.
+                    let renewal = record.renewal + 1;
+                    let generation = record.generation;
+                    return match self
+                        .objects
+                        .update(&self.key, &self.record(generation, renewal), &version)
+                        .await
+                    {
+                        Ok(v) => {
+                            self.held = Some(Held { generation, renewal, version: v, sent });
+                            self.seen = None;
+                            self.fenced_read = false;
+                            if let Err(e) = self.read_fenced().await {
+                                tracing::warn!(lease = %self.key, error = %e, "Could not read the fenced objects' versions; read again at the first write");
+                            }
+                            Ok(Standing::Held { generation })
+                        }
+                        Err(ObjectError::Conflict { .. }) => self.observe().await,
+                        Err(e) => Err(e),
+                    };
+                }
                 let now = Instant::now();
                 let since = match &self.seen {
                     Some(s) if s.version == version => s.since,
