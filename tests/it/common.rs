@@ -418,6 +418,8 @@ pub enum Tool {
     /// An S3 server on loopback (s3s-fs, started by scripts/test.sh), its
     /// URL in `VIGIE_TEST_S3`, with a bucket `vigie-test`.
     S3,
+    /// The s3s-fs program, for a test that starts its own S3 server.
+    S3sFs,
 }
 
 impl Tool {
@@ -434,6 +436,7 @@ impl Tool {
             Tool::Kill => "the kill program (Debian's procps package)",
             Tool::Root => "root, to mount a tmpfs",
             Tool::S3 => "an S3 server (VIGIE_TEST_S3 is not set; scripts/test.sh starts s3s-fs)",
+            Tool::S3sFs => "the s3s-fs program (cargo install s3s-fs --version 0.14.1 --features binary)",
         }
     }
 
@@ -447,6 +450,7 @@ impl Tool {
             Tool::Broker => std::env::var("VIGIE_TEST_BROKER").ok().filter(|b| !b.is_empty()),
             Tool::S3 => std::env::var("VIGIE_TEST_S3").ok().filter(|b| !b.is_empty()),
             Tool::Tansu => program("tansu").map(|p| p.display().to_string()),
+            Tool::S3sFs => program("s3s-fs").map(|p| p.display().to_string()),
             Tool::Promtool => program("promtool").map(|p| p.display().to_string()),
             Tool::Prometheus => program("prometheus").map(|p| p.display().to_string()),
             Tool::Chromium => vigie::report::find_chromium().map(|p| p.display().to_string()),

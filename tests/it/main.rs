@@ -4,6 +4,7 @@
 
 mod audit_files;
 mod common;
+mod faults_netns;
 mod metrics;
 mod prometheus;
 mod report;

@@ -29,11 +29,11 @@ fn broker() -> Option<String> {
     common::needs(common::Tool::Broker)
 }
 
-fn unique(name: &str) -> String {
+pub(crate) fn unique(name: &str) -> String {
     format!("{name}-{}-{}", std::process::id(), rand::random::<u32>())
 }
 
-fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+pub(crate) fn create_topic(brokers: &str, topic: &str, partitions: i32) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let admin: AdminClient<DefaultClientContext> =
@@ -60,7 +60,7 @@ fn create_topic(brokers: &str, topic: &str, partitions: i32) {
 /// the client skips to 500), and vigie resumes at arbitrary offsets after a
 /// restart or a rebalance. With one record per batch every offset starts a
 /// batch. The mock-cluster tests keep librdkafka's default batching.
-fn producer(brokers: &str, one_per_batch: bool) -> BaseProducer {
+pub(crate) fn producer(brokers: &str, one_per_batch: bool) -> BaseProducer {
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", brokers);
     if one_per_batch {
@@ -71,7 +71,7 @@ fn producer(brokers: &str, one_per_batch: bool) -> BaseProducer {
 
 /// A running `vigie ingest`, killed when dropped (a failing test leaves no
 /// process behind).
-struct Service(Option<Child>);
+pub(crate) struct Service(Option<Child>);
 
 impl Service {
     fn child(&mut self) -> &mut Child {
@@ -92,7 +92,7 @@ fn start(dir: &Path, config: &Path, name: &str) -> Service {
     start_with(dir, config, name, &[])
 }
 
-fn start_with(dir: &Path, config: &Path, name: &str, env: &[(&str, &str)]) -> Service {
+pub(crate) fn start_with(dir: &Path, config: &Path, name: &str, env: &[(&str, &str)]) -> Service {
     let log =
         std::fs::OpenOptions::new().create(true).append(true).open(dir.join(format!("{name}.log"))).unwrap();
     Service(Some(
@@ -107,13 +107,13 @@ fn start_with(dir: &Path, config: &Path, name: &str, env: &[(&str, &str)]) -> Se
     ))
 }
 
-fn terminate(mut s: Service) -> std::process::ExitStatus {
+pub(crate) fn terminate(mut s: Service) -> std::process::ExitStatus {
     let mut child = s.0.take().expect("running");
     let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     child.wait().unwrap()
 }
 
-fn expected(records: &[Vec<u8>]) -> Vec<String> {
+pub(crate) fn expected(records: &[Vec<u8>]) -> Vec<String> {
     let mut ids: Vec<String> = records.iter().map(|r| event_id(r)).collect();
     ids.sort();
     ids.dedup();
@@ -342,7 +342,7 @@ fn kill_9_at_random_points_loses_nothing_and_stores_nothing_twice() {
 /// Whether a service's log shows a partition assigned to it: with a
 /// durable point ("Partition assigned") or without one, when both
 /// instances join before anything was stored ("No durable point ...").
-fn assigned(log: &str) -> bool {
+pub(crate) fn assigned(log: &str) -> bool {
     log.contains("Partition assigned") || log.contains("No durable point in the store nor in the group")
 }
 

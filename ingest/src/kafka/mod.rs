@@ -1039,6 +1039,7 @@ impl ConsumerContext for Ctx {
                     p.flush_and_release(Some(tpl), &commit);
                 } else {
                     p.telemetry.group_joined(false);
+                    tracing::warn!(partitions = tpl.count(), "Partitions lost (this member's session in the group ended): their buffers are dropped, uncommitted");
                     // Lost, not revoked: another member may already own
                     // them. Drop the buffers; their offsets were not committed.
                     for e in tpl.elements() {
