@@ -31,6 +31,9 @@ command -v python3 >/dev/null 2>&1 || need+=(python3 python3-pip)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
 # kill(1), with which the tests signal the processes they start.
 { [ -x /bin/kill ] || [ -x /usr/bin/kill ]; } || need+=(procps)
+# ip(8): network namespaces, bridges and veth pairs for the faults between
+# hosts (tests/it/faults_netns.rs).
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # The deployment files' validators (deploy/validate.sh): a Python venv,
 # npm, and systemd-analyze.
 python3 -c "import ensurepip" >/dev/null 2>&1 || need+=(python3-venv)
