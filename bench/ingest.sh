@@ -6,6 +6,8 @@
 # Starts a tansu broker (in-memory storage) on loopback, produces the
 # generated events once into a 4-partition topic, then drains it RUNS
 # times with each consumer, alternating, timed by /usr/bin/time.
+# STORE=s3: vigie's store is a bucket of an S3 server (s3s-fs, started on
+# loopback) instead of a folder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 millions=${1:-10}
@@ -25,6 +27,20 @@ tansu broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "t
 tansu_pid=$!
 trap 'kill $tansu_pid 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.2; done
+kind="a folder"
+if [ "${STORE:-folder}" = s3 ]; then
+  command -v s3s-fs >/dev/null || cargo install s3s-fs --version 0.14.1 --features binary --locked
+  s3_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  mkdir -p "$dir/s3/bench"
+  export AWS_ACCESS_KEY_ID=bench AWS_SECRET_ACCESS_KEY="bench-$RANDOM$RANDOM"
+  s3s-fs --host 127.0.0.1 --port "$s3_port" --access-key "$AWS_ACCESS_KEY_ID" \
+    --secret-key "$AWS_SECRET_ACCESS_KEY" "$dir/s3" > "$dir/s3s.log" 2>&1 &
+  s3_pid=$!
+  trap 'kill $tansu_pid $s3_pid 2>/dev/null || true' EXIT
+  for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null && break; sleep 0.2; done
+  (umask 077; head -c 32 /dev/urandom | base64 > "$dir/key")
+  kind="a bucket (s3s-fs on loopback)"
+fi
 
 # About 714 events per worker-day; recent dates, so that no event is in the
 # future and the raw tier's retention keeps them all.
@@ -46,6 +62,15 @@ for run in $(seq "$runs"); do
 
   # vigie ingest: a fresh group and store, until every offset is committed.
   store="$dir/store-$run"
+  store_path="path = \"$store\""
+  if [ "${STORE:-folder}" = s3 ]; then
+    # The objects are files of s3s-fs's folder: measured there.
+    store="$dir/s3/bench/run-$run"
+    store_path="path = \"s3://bench/run-$run\"
+s3_endpoint = \"http://127.0.0.1:$s3_port\"
+s3_allow_http = true
+key_file = \"$dir/key\""
+  fi
   cat > "$dir/vigie-$run.toml" <<EOF
 [kafka]
 brokers = "$brokers"
@@ -53,7 +78,7 @@ topics = ["events"]
 group_id = "bench-$run-$$"
 shutdown_deadline_ms = 60000
 [store]
-path = "$store"
+$store_path
 raw_retention_days = 60
 [analysis]
 interval_s = 86400
@@ -69,7 +94,7 @@ EOF
   wait "$tpid" || true
   read -r _ kib < <(tail -1 "$dir/time")
   wall=$(python3 -c "print(round($drained - $began, 2))")
-  echo "| vigie ingest (validate, pseudonymise, Parquet, commit) | $run | $wall | $(python3 -c "print(round($events/$wall))") | $((kib / 1024)) |"
+  echo "| vigie ingest (validate, pseudonymise, Parquet, commit), store in $kind | $run | $wall | $(python3 -c "print(round($events/$wall))") | $((kib / 1024)) |"
   if [ "$run" = 1 ]; then
     # The store's size per tier (docs/design.md, "Scale arithmetic"): the
     # raw tier as ingested, then one analysis over it (a restart runs one
