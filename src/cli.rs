@@ -573,7 +573,7 @@ fn bucket_check(
     dir.create(&copy).map_err(|e| Failure::run(format!("{}: {e}", copy.display())))?;
     let result = (|| {
         let tiers = [store::RAW, store::SUMMARIES, store::AGGREGATES, store::OFFSETS];
-        bucket.mirror(&copy, &tiers, &[]).map_err(|e| Failure::run(format!("{loc}: {e}")))?;
+        bucket.mirror(&copy, &tiers, &[], &[]).map_err(|e| Failure::run(format!("{loc}: {e}")))?;
         let report = check::check(&copy, retention, today, true);
         print!("{}", report.table(&copy));
         if repair && report.problems() > 0 {

@@ -587,7 +587,17 @@ pub fn spawn_background(
                 }
                 _ = analysis.tick() => {
                     if !writer.fence().await {
-                        tier_metrics(&root, &metrics);
+                        // Not the writer: no local copy of a bucket is kept
+                        // (raw events would outlive the bucket's purge), and
+                        // the tiers' sizes are listed off the runtime's threads.
+                        let (root, metrics, stage) = (root.clone(), metrics.clone(), stage.clone());
+                        let _ = tokio::task::spawn_blocking(move || {
+                            if matches!(root, Store::Bucket(_)) {
+                                let _ = std::fs::remove_dir_all(&stage);
+                            }
+                            tier_metrics(&root, &metrics);
+                        })
+                        .await;
                         continue;
                     }
                     let (root, m, inputs, lease) = (root.clone(), metrics.clone(), inputs.clone(), writer.lease.clone());
@@ -661,22 +671,44 @@ pub fn spawn_background(
 }
 
 /// The local folder where the analysis of a bucket store reads its copy
-/// of the tiers: `$TMPDIR/vigie-stage-PID`, only this user's (0700).
-/// Copies that instances gone left on this host are removed first.
+/// of the tiers: `$TMPDIR/vigie-stage-PID-RANDOM`, made by
+/// [`bucket_cycle`], only this user's (0700). Copies that instances gone
+/// left on this host are removed first.
 fn stage_folder() -> PathBuf {
     let tmp = std::env::temp_dir();
     if let Ok(rd) = std::fs::read_dir(&tmp) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
-            let Some(pid) = name.strip_prefix("vigie-stage-").and_then(|p| p.parse::<u32>().ok()) else {
-                continue;
-            };
+            let pid =
+                name.strip_prefix("vigie-stage-").and_then(|p| p.split('-').next()?.parse::<u32>().ok());
+            let Some(pid) = pid else { continue };
             if !Path::new(&format!("/proc/{pid}")).exists() {
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
     }
-    tmp.join(format!("vigie-stage-{}", std::process::id()))
+    tmp.join(format!("vigie-stage-{}-{:08x}", std::process::id(), rand::random::<u32>()))
+}
+
+/// Makes the stage folder if need be: a new folder, never one found in
+/// place (a name another local user could have made first); one in place
+/// must be this process's own (this user's, 0700, not a link).
+fn private_folder(stage: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let made = std::fs::DirBuilder::new().mode(0o700).create(stage);
+    match made {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let m = std::fs::symlink_metadata(stage)?;
+            let me = std::fs::metadata("/proc/self")?.uid();
+            if m.is_dir() && m.uid() == me && m.mode() & 0o077 == 0 {
+                Ok(())
+            } else {
+                anyhow::bail!("{}: not a private folder of this user", stage.display())
+            }
+        }
+        Err(e) => Err(anyhow::anyhow!("{}: {e}", stage.display())),
+    }
 }
 
 /// One analysis of a bucket store: the tiers it reads copied to `stage`
@@ -690,17 +722,14 @@ fn bucket_cycle(
     analyse: impl Fn(&Path, &mut dyn FnMut(&[u8]) -> anyhow::Result<()>) -> anyhow::Result<Cycle>,
     write: &mut dyn FnMut(&[u8]) -> anyhow::Result<()>,
 ) -> anyhow::Result<Cycle> {
-    let mut dir = std::fs::DirBuilder::new();
-    dir.recursive(true);
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        dir.mode(0o700);
-    }
-    dir.create(stage).map_err(|e| anyhow::anyhow!("{}: {e}", stage.display()))?;
+    private_folder(stage)?;
+    // Quarantined objects count by their names and reasons only: their
+    // content is not copied.
     let fetched = b.mirror(
         stage,
         &[store::RAW, store::SUMMARIES, store::OFFSETS, store::QUARANTINE],
-        &[store::SUMMARIES, store::OFFSETS, store::QUARANTINE],
+        &[store::SUMMARIES, store::OFFSETS],
+        &[store::QUARANTINE],
     )?;
     tracing::debug!(objects = fetched, "Copied the bucket's new objects for the analysis");
     let since = std::time::SystemTime::now();

@@ -561,7 +561,8 @@ impl Backend {
                 let _ = std::fs::remove_dir_all(copy);
                 std::fs::create_dir_all(copy).unwrap();
                 let b = Bucket::open(loc, "checker").unwrap();
-                b.mirror(copy, &[RAW, SUMMARIES, AGGREGATES, OFFSETS, DEAD_LETTER, QUARANTINE], &[]).unwrap();
+                b.mirror(copy, &[RAW, SUMMARIES, AGGREGATES, OFFSETS, DEAD_LETTER, QUARANTINE], &[], &[])
+                    .unwrap();
                 copy.to_path_buf()
             }
         }

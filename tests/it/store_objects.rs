@@ -276,7 +276,9 @@ fn store_locations_are_read_from_the_path() {
 /// one flush moves the partition's durable point at a time; the next flush
 /// need not wait once the lease is let go; an instance that crashed
 /// holding it is waited for one term; and that instance, should it wake
-/// up, writes neither a part nor the checkpoint.
+/// up, writes neither a part nor the checkpoint, even once the lease is
+/// free again (a write prepared under one generation is never made under
+/// another).
 #[test]
 fn a_partition_lease_in_a_bucket_lets_one_flush_write_at_a_time() {
     use std::sync::Arc;
@@ -292,11 +294,10 @@ fn a_partition_lease_in_a_bucket_lets_one_flush_write_at_a_time() {
     assert!(e.to_string().contains("held by a"), "{e}");
     drop(guard);
     // Let go at the end of A's flush: B takes it at once.
-    let guard = sb.lock_partition("t", 0).unwrap();
-    // B crashes holding it (its guard never dropped, nothing let go).
-    std::mem::forget(guard);
+    let stale = sb.lock_partition("t", 0).unwrap();
+    // B stalls (or crashes) holding it: A waits a whole term, then takes it.
     let started = std::time::Instant::now();
-    let _guard = loop {
+    let guard = loop {
         match sa.lock_partition("t", 0) {
             Ok(g) => break g,
             Err(_) => {
@@ -307,16 +308,20 @@ fn a_partition_lease_in_a_bucket_lets_one_flush_write_at_a_time() {
     };
     assert!(started.elapsed() >= term, "taken before B's term ran out");
     let ck = |seq| Checkpoint { seq, epoch: 0, last: 9, fingerprint: None };
-    sa.write_checkpoint("t", 0, &ck(1), &Faults::default()).unwrap();
+    sa.write_checkpoint(&guard, "t", 0, &ck(1), &Faults::default()).unwrap();
+    // A's flush ends: the lease is free again.
+    drop(guard);
     // B wakes up: its term ran out on its own clock, so it writes no part,
-    // and its checkpoint is refused by the store.
+    // and its checkpoint is refused (it does not take the free lease back
+    // under the generation it prepared the write with).
     assert!(!b.holds("t", 0));
     let df = polars::prelude::df!("x" => [1i64]).unwrap();
     let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
     let name = RawName { topic: "t".into(), epoch: 0, partition: 0, first: 0, last: 9 };
-    let (written, _) = sb.write_frames(&[("s".into(), date, df)], &name, &Faults::default()).unwrap_err();
+    let (written, _) =
+        sb.write_frames(&stale, &[("s".into(), date, df)], &name, 2, &Faults::default()).unwrap_err();
     assert!(written.is_empty());
     assert!(b.list("raw").unwrap().is_empty(), "a part was written without the lease");
-    assert!(sb.write_checkpoint("t", 0, &ck(2), &Faults::default()).is_err());
+    assert!(sb.write_checkpoint(&stale, "t", 0, &ck(2), &Faults::default()).is_err());
     assert_eq!(sa.read_checkpoint("t", 0).unwrap().best, Some(ck(1)));
 }

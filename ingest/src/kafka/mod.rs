@@ -466,7 +466,15 @@ impl Pipeline {
             last: from - 1,
             fingerprint: None,
         };
-        if let Err(e) = self.root.write_checkpoint(topic, partition, &next, &self.faults) {
+        // In a bucket, under the partition's lease (let go at the end);
+        // in a folder the caller may hold the partition's lock already.
+        let guard = match &self.root {
+            Store::Folder(_) => Ok(store::PartitionGuard::Unlocked),
+            Store::Bucket(_) => self.root.lock_partition(topic, partition),
+        };
+        let written =
+            guard.and_then(|g| self.root.write_checkpoint(&g, topic, partition, &next, &self.faults));
+        if let Err(e) = written {
             tracing::warn!(error = %e, "Could not record the new incarnation yet");
         }
         self.parts.insert((topic.clone(), partition), PartBuf::new(Some(&next)));
@@ -593,7 +601,7 @@ impl Pipeline {
         let name = store::RawName { topic: topic.to_string(), epoch, partition, first, last };
         let started = Instant::now();
         let ck = store::Checkpoint { seq: seq + 1, epoch, last, fingerprint: Some(fp) };
-        let result = match root.write_frames(&pending.frames, &name, &self.faults) {
+        let result = match root.write_frames(&lock, &pending.frames, &name, seq + 1, &self.faults) {
             Err((renamed, e)) => {
                 // Not every file is in place, so no checkpoint names them:
                 // the ones renamed go again (they free the room they took;
@@ -612,7 +620,7 @@ impl Pipeline {
                 .step("dead letters")
                 .map_err(|e| IngestError::io(Path::new(store::DEAD_LETTER), e))
                 .and_then(|()| self.door.rejects.flush())
-                .and_then(|()| root.write_checkpoint(topic, partition, &ck, &self.faults)),
+                .and_then(|()| root.write_checkpoint(&lock, topic, partition, &ck, &self.faults)),
         };
         if let Err(e) = result {
             self.part(topic, partition).pending = Some(pending);
@@ -800,6 +808,18 @@ impl Pipeline {
     /// source that goes backwards").
     pub fn assign(&mut self, topic: &Arc<str>, partition: i32, view: SourceView) -> Start {
         self.released.remove(&(topic.clone(), partition));
+        // In a folder, the partition's lock is held while its checkpoint is
+        // read and an incomplete flush removed: a previous owner still
+        // finishing a flush (not yet told it lost the partition) ends it
+        // first. In a bucket that removal waits for the partition's first
+        // flush, under its lease.
+        let _lock = match &self.root {
+            Store::Folder(_) => self.root.lock_partition(topic, partition).ok(),
+            Store::Bucket(_) => {
+                self.root.assigned(topic, partition);
+                None
+            }
+        };
         // A store that does not answer (a bucket out of reach) is asked
         // again for a few seconds before the partition is held.
         let mut tries = 0;
@@ -815,16 +835,7 @@ impl Pipeline {
         };
         let read = match read {
             Ok(r) => r,
-            Err(e) => {
-                // Without the durable point nothing can be stored safely:
-                // the partition waits, paused, for the next assignment.
-                tracing::error!(topic = %topic, partition, error = %e, "The store cannot be read: the partition is held");
-                self.drop_unstored(topic, partition);
-                if self.held.insert((topic.clone(), partition)) {
-                    PartitionHeld { topic, partition, held: true }.emit(&*self.telemetry);
-                }
-                return Start::Held;
-            }
+            Err(e) => return self.hold_unreadable(topic, partition, &e),
         };
         for path in &read.damaged {
             CheckpointDamaged { path }.emit(&*self.telemetry);
@@ -833,10 +844,14 @@ impl Pipeline {
         let Some(ck) = read.best else {
             return self.assign_without_checkpoint(topic, partition, view, !read.damaged.is_empty());
         };
-        let removed = self.root.incomplete_files(topic, partition, &ck).unwrap_or_else(|e| {
-            tracing::error!(topic = %topic, partition, error = %e, "Could not list the partition's raw files; those of an incomplete flush stay until the next assignment");
-            Vec::new()
-        });
+        // (A folder's; a bucket's go at the first flush, under its lease.)
+        let removed = match &self.root {
+            Store::Folder(_) => match self.root.incomplete_files(topic, partition, &ck) {
+                Ok(f) => f,
+                Err(e) => return self.hold_unreadable(topic, partition, &e),
+            },
+            Store::Bucket(_) => Vec::new(),
+        };
         let mut gone = 0;
         for f in &removed {
             match self.root.remove(f) {
@@ -893,6 +908,17 @@ impl Pipeline {
         Start::At(resume)
     }
 
+    /// Without the durable point (or the partition's files) nothing can be
+    /// stored safely: the partition waits, paused, for the next assignment.
+    fn hold_unreadable(&mut self, topic: &Arc<str>, partition: i32, e: &IngestError) -> Start {
+        tracing::error!(topic = %topic, partition, error = %e, "The store cannot be read: the partition is held");
+        self.drop_unstored(topic, partition);
+        if self.held.insert((topic.clone(), partition)) {
+            PartitionHeld { topic, partition, held: true }.emit(&*self.telemetry);
+        }
+        Start::Held
+    }
+
     /// No usable checkpoint: a new store, a crash before the partition's
     /// first checkpoint, or every slot damaged. Only the group's commit is
     /// known complete; raw files from there on cannot be trusted to be
@@ -904,10 +930,10 @@ impl Pipeline {
         view: SourceView,
         damaged: bool,
     ) -> Start {
-        let files = self.root.partition_files(topic, partition).unwrap_or_else(|e| {
-            tracing::error!(topic = %topic, partition, error = %e, "Could not list the partition's raw files");
-            Vec::new()
-        });
+        let files = match self.root.partition_files(topic, partition) {
+            Ok(f) => f,
+            Err(e) => return self.hold_unreadable(topic, partition, &e),
+        };
         let epoch = files.iter().map(|(_, n)| n.epoch).max().unwrap_or(0);
         let from = view.committed.or(view.low).unwrap_or(0);
         let mut moved = 0;
@@ -931,12 +957,15 @@ impl Pipeline {
         }
         // Files kept that reach past `from` (a flush across it): start after
         // them, so that nothing is stored twice.
-        let after_kept = files
-            .iter()
-            .filter(|(p, n)| n.epoch == epoch && n.first < from && self.root.exists(p))
-            .map(|(_, n)| n.last + 1)
-            .max()
-            .filter(|a| *a > from);
+        let mut kept = Vec::new();
+        for (p, n) in files.iter().filter(|(_, n)| n.epoch == epoch && n.first < from) {
+            match self.root.exists(p) {
+                Ok(true) => kept.push(n.last + 1),
+                Ok(false) => {}
+                Err(e) => return self.hold_unreadable(topic, partition, &e),
+            }
+        }
+        let after_kept = kept.into_iter().max().filter(|a| *a > from);
         let mut buf = PartBuf::new(None);
         buf.epoch = epoch;
         buf.durable_last = after_kept.unwrap_or(from) - 1;
@@ -1112,6 +1141,12 @@ impl ConsumerContext for Ctx {
                 if !writable {
                     // The store cannot be written: these wait too.
                     let _ = base.pause(&start);
+                } else if let Err(e) = base.resume(&start) {
+                    // librdkafka keeps a partition's pause across its
+                    // revocation: one paused while the store could not be
+                    // written, revoked, then assigned again, would never
+                    // be fetched.
+                    tracing::warn!(error = %e, "Could not resume the partitions assigned");
                 }
             }
             other => tracing::error!(error = ?other, "Rebalance error"),

@@ -40,6 +40,23 @@ use crate::IngestError;
 /// long at most (its successor in the group waits for it to run out).
 pub const PARTITION_LEASE_TERM: Duration = Duration::from_secs(15);
 
+/// The longest one request to the server can take, retries included
+/// (objects.rs: 3 s a try, retried within 4 s): a part is PUT only while
+/// the partition's lease has at least this long to run, so that it lands,
+/// or the client gives it up, before another instance can take the lease.
+pub const REQUEST_BOUND: Duration = Duration::from_secs(8);
+
+/// The parts a flush attempt wrote that no checkpoint is known to vouch
+/// for: its own (their names carry its lease's generation), deleted at the
+/// partition's next flush unless the checkpoint turns out to be the one it
+/// wrote (a write whose answer was lost).
+#[derive(Debug, Clone)]
+struct Attempt {
+    generation: u64,
+    seq: u64,
+    keys: Vec<String>,
+}
+
 /// The store in a bucket: its objects, the runtime their requests run on,
 /// and the leases this instance holds on partitions.
 pub struct Bucket {
@@ -48,6 +65,11 @@ pub struct Bucket {
     holder: String,
     term: Duration,
     leases: Mutex<HashMap<(String, i32), Lease>>,
+    /// Parts of failed flush attempts, by partition.
+    attempts: Mutex<HashMap<(String, i32), Attempt>>,
+    /// Partitions assigned whose parts beyond the checkpoint (a flush that
+    /// never completed) are still to be removed, under the lease.
+    unswept: Mutex<std::collections::HashSet<(String, i32)>>,
 }
 
 impl std::fmt::Debug for Bucket {
@@ -109,6 +131,8 @@ impl Bucket {
             holder: holder.to_string(),
             term: PARTITION_LEASE_TERM,
             leases: Mutex::default(),
+            attempts: Mutex::default(),
+            unswept: Mutex::default(),
         })
     }
 
@@ -126,6 +150,8 @@ impl Bucket {
     /// Runs `f` on the bucket's runtime and waits for it: callable from a
     /// plain thread, a blocking task or a worker of another runtime.
     pub fn wait<T: Send + 'static>(&self, f: impl Future<Output = T> + Send + 'static) -> T {
+        // On the bucket's own thread this would wait for itself.
+        assert_ne!(std::thread::current().name(), Some("vigie-s3"), "Bucket::wait on the bucket's runtime");
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.rt.as_ref().expect("runs until dropped").spawn(async move {
             let _ = tx.send(f.await);
@@ -181,7 +207,7 @@ impl Bucket {
     /// instance's lease still in its term is an error that heals: the
     /// flush is tried again (or the partition is fenced, once the other
     /// moved its durable point).
-    pub fn lock_partition(&self, topic: &str, partition: i32) -> Result<(), IngestError> {
+    pub fn lock_partition(&self, topic: &str, partition: i32) -> Result<u64, IngestError> {
         let mut lease = self.lease_of(topic, partition);
         let (lease, r) = self.wait(async move {
             let r = lease.tick().await;
@@ -189,7 +215,12 @@ impl Bucket {
         });
         self.lease_back(topic, partition, lease);
         match r.map_err(err)? {
-            Standing::Held { .. } => Ok(()),
+            Standing::Held { generation } => {
+                // Under the lease, no other instance writes this partition's
+                // parts: what earlier attempts left can go.
+                self.sweep(topic, partition)?;
+                Ok(generation)
+            }
             Standing::Other { holder, .. } => Err(IngestError::Io {
                 path: format!("leases/partitions/{topic}+{partition}.json"),
                 source: std::io::Error::new(
@@ -201,10 +232,84 @@ impl Bucket {
     }
 
     /// Whether this instance holds the partition's lease now (within 4/5
-    /// of its term since the last renewal): checked before each part.
+    /// of its term since the last renewal).
     pub fn holds(&self, topic: &str, partition: i32) -> bool {
         let leases = self.leases.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         leases.get(&(topic.to_string(), partition)).is_some_and(|l| l.held().is_some())
+    }
+
+    /// Makes sure the lease, at `generation`, has at least
+    /// [`REQUEST_BOUND`] left to run: renews it if not (never takes it).
+    fn hold_for_a_request(&self, topic: &str, partition: i32, generation: u64) -> Result<(), IngestError> {
+        let lost = |why: &str| IngestError::Io {
+            path: format!("leases/partitions/{topic}+{partition}.json"),
+            source: std::io::Error::new(std::io::ErrorKind::WouldBlock, why.to_string()),
+        };
+        let mut lease = self.lease_of(topic, partition);
+        if lease.held() == Some(generation) && lease.held_for() >= REQUEST_BOUND {
+            self.lease_back(topic, partition, lease);
+            return Ok(());
+        }
+        let (lease, r) = self.wait(async move {
+            let r = lease.fence().await;
+            (lease, r)
+        });
+        let left = lease.held_for();
+        self.lease_back(topic, partition, lease);
+        match r {
+            Ok(g) if g == generation && left >= REQUEST_BOUND => Ok(()),
+            Ok(_) => Err(lost("the partition's lease changed hands during the flush")),
+            Err(FenceError::Store(e)) => Err(err(e)),
+            Err(_) => Err(lost("the partition's lease was lost during the flush")),
+        }
+    }
+
+    /// Marks a partition just assigned: its parts beyond the checkpoint are
+    /// removed at its first flush, under the lease (not at assignment,
+    /// when a previous owner may still be finishing a flush).
+    pub fn assigned(&self, topic: &str, partition: i32) {
+        let mut u = self.unswept.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        u.insert((topic.to_string(), partition));
+    }
+
+    /// Under the partition's lease: deletes the parts of this instance's
+    /// failed attempts (unless the checkpoint is the one the attempt wrote,
+    /// its answer lost), and, after an assignment, every part beyond the
+    /// checkpoint (flushes that never completed, whoever wrote them).
+    fn sweep(&self, topic: &str, partition: i32) -> Result<(), IngestError> {
+        let key = (topic.to_string(), partition);
+        let attempt = self.attempts.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        let unswept = self.unswept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&key);
+        if attempt.is_none() && !unswept {
+            return Ok(());
+        }
+        let (read, gens) = self.read_checkpoint_generations(topic, partition)?;
+        if let Some(a) = attempt {
+            let applied =
+                read.best.is_some_and(|ck| ck.seq == a.seq) && gens.get(&a.seq) == Some(&a.generation);
+            if !applied {
+                for (i, k) in a.keys.iter().enumerate() {
+                    if let Err(e) = self.delete(k) {
+                        let rest = Attempt { keys: a.keys[i..].to_vec(), ..a.clone() };
+                        self.attempts
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner)
+                            .insert(key, rest);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        if unswept {
+            if let Some(ck) = read.best {
+                for f in self.incomplete_files(topic, partition, &ck)? {
+                    self.delete(&path_key(&f))?;
+                    tracing::info!(topic, partition, key = %f.display(), durable = ck.last, "Removed a part of a flush that never completed");
+                }
+            }
+            self.unswept.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&key);
+        }
+        Ok(())
     }
 
     /// Lets the partitions' leases go (the end of a flush, a revocation,
@@ -248,25 +353,24 @@ impl Bucket {
     /// on failure (beside the error), so that the caller can delete them.
     pub fn write_frames(
         &self,
+        generation: u64,
         frames: &[(String, NaiveDate, DataFrame)],
         name: &RawName,
+        seq: u64,
         faults: &Faults,
     ) -> Result<Vec<PathBuf>, (Vec<PathBuf>, IngestError)> {
-        let mut done = Vec::with_capacity(frames.len());
+        let mut done: Vec<PathBuf> = Vec::with_capacity(frames.len());
         for (site, date, df) in frames {
-            let key = raw_key(site, *date, name);
+            // The part's name carries the lease's generation: no other
+            // attempt, this instance's or another's, writes that name.
+            let key = raw_key_of(site, *date, name, generation);
             let r = (|| {
-                if !self.holds(&name.topic, name.partition) {
-                    return Err(IngestError::Io {
-                        path: key.clone(),
-                        source: std::io::Error::new(
-                            std::io::ErrorKind::WouldBlock,
-                            "the partition's lease ran out before the part was written",
-                        ),
-                    });
-                }
                 let bytes = parquet_bytes(&mut df.clone())?;
+                self.hold_for_a_request(&name.topic, name.partition, generation)?;
                 faults.step("write").map_err(|e| IngestError::io(Path::new(&key), e))?;
+                // Recorded before the PUT: a PUT that fails may still have
+                // been applied.
+                self.attempted(&name.topic, name.partition, generation, seq, &key);
                 self.put(&key, bytes)
             })();
             match r {
@@ -277,11 +381,27 @@ impl Bucket {
         Ok(done)
     }
 
+    fn attempted(&self, topic: &str, partition: i32, generation: u64, seq: u64, key: &str) {
+        let mut a = self.attempts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let e = a.entry((topic.to_string(), partition)).or_insert_with(|| Attempt {
+            generation,
+            seq,
+            keys: Vec::new(),
+        });
+        if e.generation != generation || e.seq != seq {
+            // An older attempt's parts not yet swept stay listed.
+            e.generation = generation;
+            e.seq = seq;
+        }
+        e.keys.push(key.to_string());
+    }
+
     /// Writes a partition's durable point as the holder of its lease: a
     /// PUT only if the slot is still the one this holder last wrote or read
     /// (a conflict means another instance owns the partition now).
     pub fn write_checkpoint(
         &self,
+        generation: u64,
         topic: &str,
         partition: i32,
         ck: &Checkpoint,
@@ -290,14 +410,24 @@ impl Bucket {
         let key = slot_key(topic, partition, ck.seq % 2);
         faults.step("checkpoint write").map_err(|e| IngestError::io(Path::new(&key), e))?;
         let mut lease = self.lease_of(topic, partition);
-        let (bytes, k) = (ck.line().into_bytes(), key.clone());
+        // The slot says which generation of the lease wrote it: a holder
+        // whose write's answer was lost knows it by that.
+        let (bytes, k) = (ck.line_with_generation(Some(generation)).into_bytes(), key.clone());
         let (lease, r) = self.wait(async move {
-            let r = lease.write(&k, &bytes).await;
+            let r = match lease.fence().await {
+                Ok(g) if g == generation => lease.write(&k, &bytes).await,
+                Ok(_) => Err(FenceError::NotHeld(k.clone())),
+                Err(e) => Err(e),
+            };
             (lease, r)
         });
         self.lease_back(topic, partition, lease);
         match r {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                let mut a = self.attempts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                a.remove(&(topic.to_string(), partition));
+                Ok(())
+            }
             Err(FenceError::Store(e)) => Err(err(e)),
             Err(e) => Err(IngestError::Io {
                 path: key,
@@ -308,17 +438,33 @@ impl Bucket {
 
     /// Reads both checkpoint slots of a partition.
     pub fn read_checkpoint(&self, topic: &str, partition: i32) -> Result<CheckpointRead, IngestError> {
+        self.read_checkpoint_generations(topic, partition).map(|(r, _)| r)
+    }
+
+    /// Both slots, and the lease generation that wrote each (by `seq`).
+    fn read_checkpoint_generations(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(CheckpointRead, HashMap<u64, u64>), IngestError> {
         let mut read = CheckpointRead::default();
+        let mut gens = HashMap::new();
         for slot in 0..2 {
             let key = slot_key(topic, partition, slot);
             let Some(bytes) = self.get(&key)? else { continue };
-            match std::str::from_utf8(&bytes).ok().and_then(Checkpoint::parse) {
-                Some(ck) if read.best.is_none_or(|b| ck.seq > b.seq) => read.best = Some(ck),
-                Some(_) => {}
+            match std::str::from_utf8(&bytes).ok().and_then(Checkpoint::parse_with_generation) {
+                Some((ck, g)) => {
+                    if let Some(g) = g {
+                        gens.insert(ck.seq, g);
+                    }
+                    if read.best.is_none_or(|b| ck.seq > b.seq) {
+                        read.best = Some(ck);
+                    }
+                }
                 None => read.damaged.push(key_path(&key)),
             }
         }
-        Ok(read)
+        Ok((read, gens))
     }
 
     /// Every partition with a checkpoint.
@@ -460,19 +606,34 @@ impl Bucket {
 
     /// Makes `dir` (a private local folder) a copy of the objects under
     /// `prefixes`: objects missing or of another size are downloaded
-    /// (those under `always`, which change in place, every time), and
-    /// local files no longer in the bucket are removed, so that a purge of
-    /// the bucket reaches the copy at the next call. Returns how many
-    /// objects were downloaded.
-    pub fn mirror(&self, dir: &Path, prefixes: &[&str], always: &[&str]) -> Result<usize, IngestError> {
+    /// (those under `always`, which change in place, every time; those
+    /// under `names_only` are empty files of their names, but `.reason`
+    /// notes), and local files no longer in the bucket are removed, so that
+    /// a purge of the bucket reaches the copy at the next call. Returns how
+    /// many objects were downloaded.
+    pub fn mirror(
+        &self,
+        dir: &Path,
+        prefixes: &[&str],
+        always: &[&str],
+        names_only: &[&str],
+    ) -> Result<usize, IngestError> {
+        let under = |set: &[&str], key: &str| set.iter().any(|a| key.starts_with(&format!("{a}/")));
         let mut fetched = 0;
         for prefix in prefixes {
             let listed = self.list(prefix)?;
             let keys: std::collections::HashSet<&str> = listed.iter().map(|(k, _)| k.as_str()).collect();
             for (key, size) in &listed {
                 let path = dir.join(key);
-                let fresh = !always.iter().any(|a| key.starts_with(&format!("{a}/")))
-                    && std::fs::metadata(&path).is_ok_and(|m| m.len() == *size);
+                if under(names_only, key) && !key.ends_with(".reason") {
+                    if !path.exists() {
+                        let parent = path.parent().unwrap_or(dir);
+                        std::fs::create_dir_all(parent).map_err(|e| IngestError::io(parent, e))?;
+                        std::fs::write(&path, b"").map_err(|e| IngestError::io(&path, e))?;
+                    }
+                    continue;
+                }
+                let fresh = !under(always, key) && std::fs::metadata(&path).is_ok_and(|m| m.len() == *size);
                 if fresh {
                     continue;
                 }
@@ -559,9 +720,12 @@ pub fn slot_key(topic: &str, partition: i32, slot: u64) -> String {
     format!("{OFFSETS}/{topic}+{partition}.{slot}")
 }
 
-/// `raw/site=S/date=D/NAME`.
-pub fn raw_key(site: &str, date: NaiveDate, name: &RawName) -> String {
-    format!("{RAW}/site={site}/date={date}/{}", name.file_name())
+/// `raw/site=S/date=D/NAME.gGENERATION.parquet`: a bucket's raw part, its
+/// name unique to the lease generation that wrote it.
+pub fn raw_key_of(site: &str, date: NaiveDate, name: &RawName, generation: u64) -> String {
+    let file = name.file_name();
+    let stem = file.strip_suffix(".parquet").unwrap_or(&file);
+    format!("{RAW}/site={site}/date={date}/{stem}.g{generation}.parquet")
 }
 
 /// Where the service's store is: a folder, or a bucket. What the consumer
@@ -581,13 +745,24 @@ pub enum Store {
 pub enum PartitionGuard {
     /// The lock file, released when dropped.
     File(std::fs::File),
-    /// The lease, marked free when dropped.
-    Lease(std::sync::Arc<Bucket>, String, i32),
+    /// The lease (at its generation), marked free when dropped.
+    Lease(std::sync::Arc<Bucket>, String, i32, u64),
+    /// Nothing held: a folder's write whose caller holds the lock already.
+    Unlocked,
+}
+
+impl PartitionGuard {
+    fn generation(&self) -> u64 {
+        match self {
+            PartitionGuard::File(_) | PartitionGuard::Unlocked => 0,
+            PartitionGuard::Lease(_, _, _, g) => *g,
+        }
+    }
 }
 
 impl Drop for PartitionGuard {
     fn drop(&mut self) {
-        if let PartitionGuard::Lease(b, topic, partition) = self {
+        if let PartitionGuard::Lease(b, topic, partition, _) = self {
             b.release_partitions(&[(std::mem::take(topic), *partition)]);
         }
     }
@@ -636,9 +811,10 @@ impl Store {
         }
     }
 
-    /// Writes a partition's durable point.
+    /// Writes a partition's durable point, under `guard`.
     pub fn write_checkpoint(
         &self,
+        guard: &PartitionGuard,
         topic: &str,
         partition: i32,
         ck: &Checkpoint,
@@ -646,7 +822,7 @@ impl Store {
     ) -> Result<(), IngestError> {
         match self {
             Store::Folder(p) => super::tiers::write_checkpoint(p, topic, partition, ck, faults),
-            Store::Bucket(b) => b.write_checkpoint(topic, partition, ck, faults),
+            Store::Bucket(b) => b.write_checkpoint(guard.generation(), topic, partition, ck, faults),
         }
     }
 
@@ -657,7 +833,7 @@ impl Store {
             Store::Folder(p) => super::tiers::lock_partition(p, topic, partition).map(PartitionGuard::File),
             Store::Bucket(b) => b
                 .lock_partition(topic, partition)
-                .map(|()| PartitionGuard::Lease(b.clone(), topic.to_string(), partition)),
+                .map(|g| PartitionGuard::Lease(b.clone(), topic.to_string(), partition, g)),
         }
     }
 
@@ -676,16 +852,28 @@ impl Store {
         }
     }
 
-    /// Writes one flush's raw parts.
+    /// Writes one flush's raw parts, under `guard`, for the checkpoint
+    /// `seq` to vouch for.
     pub fn write_frames(
         &self,
+        guard: &PartitionGuard,
         frames: &[(String, NaiveDate, DataFrame)],
         name: &RawName,
+        seq: u64,
         faults: &Faults,
     ) -> Result<Vec<PathBuf>, (Vec<PathBuf>, IngestError)> {
         match self {
             Store::Folder(p) => super::tiers::write_frames(p, frames, name, faults),
-            Store::Bucket(b) => b.write_frames(frames, name, faults),
+            Store::Bucket(b) => b.write_frames(guard.generation(), frames, name, seq, faults),
+        }
+    }
+
+    /// A partition was assigned: in a bucket, its incomplete flushes are
+    /// removed at its first flush, under the lease; in a folder, by the
+    /// caller now, under the file lock.
+    pub fn assigned(&self, topic: &str, partition: i32) {
+        if let Store::Bucket(b) = self {
+            b.assigned(topic, partition);
         }
     }
 
@@ -698,10 +886,13 @@ impl Store {
     }
 
     /// Whether a file (a path, or a key) is there.
-    pub fn exists(&self, path: &Path) -> bool {
+    pub fn exists(&self, path: &Path) -> Result<bool, IngestError> {
         match self {
-            Store::Folder(_) => path.exists(),
-            Store::Bucket(b) => b.get(&path_key(path)).is_ok_and(|g| g.is_some()),
+            Store::Folder(_) => Ok(path.exists()),
+            Store::Bucket(b) => {
+                let (o, k) = (b.objects.clone(), path_key(path));
+                b.wait(async move { o.exists(&k).await }).map_err(err)
+            }
         }
     }
 

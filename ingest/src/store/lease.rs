@@ -175,13 +175,28 @@ impl Lease {
     /// of the store leaves the standing as it was (the held term runs out
     /// on its own).
     pub async fn tick(&mut self) -> Result<Standing, ObjectError> {
+        if let Some(generation) = self.renew().await? {
+            return Ok(Standing::Held { generation });
+        }
+        self.take().await
+    }
+
+    /// How long this instance still counts itself the holder on its own
+    /// clock (zero when it does not).
+    pub fn held_for(&self) -> Duration {
+        self.held.as_ref().map_or(Duration::ZERO, |h| (self.term * 4 / 5).saturating_sub(h.sent.elapsed()))
+    }
+
+    /// Renews the lease if this instance holds it: the generation, or
+    /// `None` when it does not hold it (any more: another instance took it).
+    async fn renew(&mut self) -> Result<Option<u64>, ObjectError> {
         if let Some(h) = self.held.clone() {
             let sent = Instant::now();
             let renewal = h.renewal + 1;
             match self.objects.update(&self.key, &self.record(h.generation, renewal), &h.version).await {
                 Ok(version) => {
                     self.held = Some(Held { generation: h.generation, renewal, version, sent });
-                    return Ok(Standing::Held { generation: h.generation });
+                    return Ok(Some(h.generation));
                 }
                 Err(ObjectError::Conflict { .. }) => {
                     // A renewal that succeeded but whose answer was lost
@@ -193,7 +208,7 @@ impl Lease {
                             r.holder == self.holder && r.generation == h.generation && r.renewal == renewal;
                         if mine {
                             self.held = Some(Held { generation: h.generation, renewal, version, sent });
-                            return Ok(Standing::Held { generation: h.generation });
+                            return Ok(Some(h.generation));
                         }
                     }
                     tracing::warn!(lease = %self.key, generation = h.generation, "Lease taken by another instance: this one stops writing");
@@ -203,6 +218,12 @@ impl Lease {
                 Err(e) => return Err(e),
             }
         }
+        Ok(None)
+    }
+
+    /// Takes the lease when there is none, when it was let go, or when
+    /// another's has not changed for a whole term.
+    async fn take(&mut self) -> Result<Standing, ObjectError> {
         let sent = Instant::now();
         match self.objects.get(&self.key).await? {
             None => match self.objects.create(&self.key, &self.record(1, 0)).await {
@@ -257,7 +278,12 @@ impl Lease {
                 let generation = record.generation + 1;
                 match self.objects.update(&self.key, &self.record(generation, 0), &version).await {
                     Ok(v) => {
-                        tracing::info!(lease = %self.key, generation, previous = %record.holder, "Lease taken: the previous holder's term ran out");
+                        if term.is_zero() {
+                            // Let go (a flush's partition lease, every flush).
+                            tracing::debug!(lease = %self.key, generation, "Lease taken: it was free");
+                        } else {
+                            tracing::info!(lease = %self.key, generation, previous = %record.holder, "Lease taken: the previous holder's term ran out");
+                        }
                         Ok(self.took(generation, v, sent).await)
                     }
                     Err(ObjectError::Conflict { .. }) => self.observe().await,
@@ -310,14 +336,14 @@ impl Lease {
     }
 
     /// Renews the lease now; the generation when this instance still holds
-    /// it. Call it right before a write.
+    /// it. Call it right before a write. It never takes the lease: a holder
+    /// that lost it (even one that could take it again, the lease being
+    /// free) is refused, so that a write prepared under one generation is
+    /// never made under another.
     pub async fn fence(&mut self) -> Result<u64, FenceError> {
-        if self.held.is_none() {
-            return Err(FenceError::NotHeld(self.key.clone()));
-        }
-        match self.tick().await? {
-            Standing::Held { generation } => Ok(generation),
-            Standing::Other { .. } => Err(FenceError::NotHeld(self.key.clone())),
+        match self.renew().await? {
+            Some(generation) => Ok(generation),
+            None => Err(FenceError::NotHeld(self.key.clone())),
         }
     }
 

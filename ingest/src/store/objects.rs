@@ -186,18 +186,20 @@ impl Objects {
                 // retries: a few seconds, then the flush fails and is
                 // retried, and a lease holder cut off from the server
                 // notices before its term ends.
+                // A request, its retries included, ends within about 7 s
+                // (bucket.rs, REQUEST_BOUND).
                 let retry = object_store::RetryConfig {
                     backoff: object_store::BackoffConfig::default(),
-                    max_retries: 3,
-                    retry_timeout: std::time::Duration::from_secs(10),
+                    max_retries: 2,
+                    retry_timeout: std::time::Duration::from_secs(4),
                 };
                 let client = |k| object_store::aws::AmazonS3ConfigKey::Client(k);
                 let mut b = AmazonS3Builder::from_env()
                     .with_bucket_name(&s.bucket)
                     .with_conditional_put(S3ConditionalPut::ETagMatch)
                     .with_retry(retry)
-                    .with_config(client(object_store::ClientConfigKey::Timeout), "5 seconds")
-                    .with_config(client(object_store::ClientConfigKey::ConnectTimeout), "2 seconds");
+                    .with_config(client(object_store::ClientConfigKey::Timeout), "3 seconds")
+                    .with_config(client(object_store::ClientConfigKey::ConnectTimeout), "1 seconds");
                 if let Some(e) = &s.endpoint {
                     b = b.with_endpoint(e);
                 }
@@ -343,6 +345,19 @@ impl Objects {
         };
         out.sort();
         Ok(out)
+    }
+
+    /// Whether the object is there (a HEAD on S3: its content is not read).
+    pub async fn exists(&self, key: &str) -> Result<bool, ObjectError> {
+        Self::checked(key)?;
+        match &self.backend {
+            Backend::Folder(root) => Ok(root.join(key).is_file()),
+            Backend::S3 { store, prefix } => match store.head(&Self::object_path(prefix, key)).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(failed(key, e)),
+            },
+        }
     }
 
     /// Deletes the object; whether there was one.

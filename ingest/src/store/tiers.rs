@@ -69,6 +69,12 @@ impl RawName {
     /// cannot hold `+`).
     pub fn parse(name: &str) -> Option<RawName> {
         let stem = name.strip_suffix(".parquet")?;
+        // A bucket's part ends in `.gGENERATION` (the lease generation that
+        // wrote it, bucket.rs): the same flush of the same offsets.
+        let stem = match stem.rsplit_once(".g") {
+            Some((s, g)) if !g.is_empty() && g.bytes().all(|b| b.is_ascii_digit()) => s,
+            _ => stem,
+        };
         let parts: Vec<&str> = stem.split('+').collect();
         let (topic, epoch, rest) = match parts.as_slice() {
             [t, e, rest @ ..] if rest.len() == 3 => (*t, e.strip_prefix('e')?.parse().ok()?, rest),
@@ -216,13 +222,26 @@ pub struct Checkpoint {
 
 impl Checkpoint {
     pub(crate) fn line(&self) -> String {
+        self.line_with_generation(None)
+    }
+
+    /// The slot's line; in a bucket it also names the partition lease's
+    /// generation that wrote it (`gen=`).
+    pub(crate) fn line_with_generation(&self, generation: Option<u64>) -> String {
         let fp = self.fingerprint.map(|f| format!("{f:016x}")).unwrap_or_else(|| "-".into());
-        let body =
+        let mut body =
             format!("vigie-checkpoint v2 seq={} epoch={} last={} fp={fp}", self.seq, self.epoch, self.last);
+        if let Some(g) = generation {
+            body.push_str(&format!(" gen={g}"));
+        }
         format!("{body} sum={:016x}\n", xxh3_64(body.as_bytes()))
     }
 
     pub(crate) fn parse(text: &str) -> Option<Checkpoint> {
+        Self::parse_with_generation(text).map(|(ck, _)| ck)
+    }
+
+    pub(crate) fn parse_with_generation(text: &str) -> Option<(Checkpoint, Option<u64>)> {
         let line = text.strip_suffix('\n')?;
         let (body, sum) = line.rsplit_once(" sum=")?;
         if u64::from_str_radix(sum, 16).ok()? != xxh3_64(body.as_bytes()) {
@@ -238,7 +257,14 @@ impl Checkpoint {
         let last: i64 = field("last=")?.parse().ok()?;
         let fp = field("fp=")?;
         let fingerprint = if fp == "-" { None } else { Some(u64::from_str_radix(&fp, 16).ok()?) };
-        (last >= -1).then_some(Checkpoint { seq, epoch, last, fingerprint })
+        let generation = match it.next() {
+            None => None,
+            Some(g) => Some(g.strip_prefix("gen=")?.parse().ok()?),
+        };
+        if it.next().is_some() {
+            return None;
+        }
+        (last >= -1).then_some((Checkpoint { seq, epoch, last, fingerprint }, generation))
     }
 }
 
@@ -826,7 +852,17 @@ mod tests {
         // Version 1 names read as the first incarnation.
         let v1 = RawName::parse("wh.events-v1+3+100+250.parquet").unwrap();
         assert_eq!((v1.epoch, v1.partition, v1.first, v1.last), (0, 3, 100, 250));
-        for bad in ["x.parquet", "t+1+2.parquet", "t+x1+0+1+2.parquet", "t+0+9+2.parquet", "+0+1+2.parquet"] {
+        // A bucket's part carries the lease generation that wrote it.
+        assert_eq!(RawName::parse("wh.events-v1+e2+3+100+250.g17.parquet"), RawName::parse(name));
+        for bad in [
+            "x.parquet",
+            "t+1+2.parquet",
+            "t+x1+0+1+2.parquet",
+            "t+0+9+2.parquet",
+            "+0+1+2.parquet",
+            "t+e0+0+1+2.g.parquet",
+            "t+e0+0+1+2.gx.parquet",
+        ] {
             assert_eq!(RawName::parse(bad), None, "{bad}");
         }
     }
@@ -849,6 +885,11 @@ mod tests {
         let read = read_checkpoint(root, "t", 0);
         assert_eq!(read.best, Some(ck(1, 99)));
         assert_eq!(read.damaged, vec![newer.clone()]);
+        // A bucket's slot names the lease generation that wrote it.
+        let line = ck(5, 7).line_with_generation(Some(42));
+        assert_eq!(Checkpoint::parse_with_generation(&line), Some((ck(5, 7), Some(42))));
+        assert_eq!(Checkpoint::parse(&line), Some(ck(5, 7)));
+        assert_eq!(Checkpoint::parse(&line.replace("gen=42", "gen=43")), None, "the sum covers it");
         // Both damaged: nothing is known.
         std::fs::write(root.join("offsets/t+0.1"), "").unwrap();
         assert_eq!(read_checkpoint(root, "t", 0).best, None);
