@@ -591,15 +591,8 @@ impl Bucket {
             let parquet: Vec<(String, u64)> =
                 listed.into_iter().filter(|(k, _)| k.ends_with(".parquet")).collect();
             let bytes = parquet.iter().map(|(_, s)| s).sum();
-            let oldest = dated_groups(&parquet).iter().map(|(d, _, _)| *d).min().map(|d| match tier {
-                AGGREGATES => d - chrono::Days::new(6),
-                _ => d,
-            });
-            let oldest_age_s = oldest
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| (now.naive_utc() - t).num_seconds().max(0) as f64)
-                .unwrap_or(0.0);
-            out.push(TierStats { tier, bytes, oldest_age_s });
+            let oldest = dated_groups(&parquet).iter().map(|(d, _, _)| *d).min();
+            out.push(super::tiers::tier_stats_of(tier, bytes, oldest, now));
         }
         Ok(out)
     }

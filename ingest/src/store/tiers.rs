@@ -748,19 +748,26 @@ pub fn tier_stats(root: &Path, now: chrono::DateTime<chrono::Utc>) -> Vec<TierSt
                 .iter()
                 .filter(|(_, d)| !files_under(d, "parquet").is_empty())
                 .map(|(date, _)| *date)
-                .min()
-                .map(|d| match tier {
-                    // A week folder's records start on its Monday.
-                    AGGREGATES => d - chrono::Days::new(6),
-                    _ => d,
-                });
-            let oldest_age_s = oldest
-                .and_then(|d| d.and_hms_opt(0, 0, 0))
-                .map(|t| (now.naive_utc() - t).num_seconds().max(0) as f64)
-                .unwrap_or(0.0);
-            TierStats { tier, bytes, oldest_age_s }
+                .min();
+            tier_stats_of(tier, bytes, oldest, now)
         })
         .collect()
+}
+
+/// A tier's stats from its bytes and its oldest dated folder's date (a
+/// week folder's date is its Sunday: its records start on its Monday).
+pub(crate) fn tier_stats_of(
+    tier: &'static str,
+    bytes: u64,
+    oldest: Option<NaiveDate>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> TierStats {
+    let oldest = oldest.map(|d| if tier == AGGREGATES { d - chrono::Days::new(6) } else { d });
+    let oldest_age_s = oldest
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| (now.naive_utc() - t).num_seconds().max(0) as f64)
+        .unwrap_or(0.0);
+    TierStats { tier, bytes, oldest_age_s }
 }
 
 /// `summaries/site=S/date=D/shifts.parquet`.
