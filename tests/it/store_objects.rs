@@ -325,3 +325,23 @@ fn a_partition_lease_in_a_bucket_lets_one_flush_write_at_a_time() {
     assert!(sb.write_checkpoint(&stale, "t", 0, &ck(2), &Faults::default()).is_err());
     assert_eq!(sa.read_checkpoint("t", 0).unwrap().best, Some(ck(1)));
 }
+
+/// A bucket that refuses the credentials (HTTP 403) is an error that no
+/// retry heals, as a folder that refuses its permissions: the flush's
+/// error says so (kind PermissionDenied), and the service stops.
+#[test]
+fn refused_credentials_are_a_permission_error_not_one_that_heals() {
+    use vigie_ingest::store::bucket::Bucket;
+    use vigie_ingest::store::Store;
+    let Some(mut loc) = crate::common::s3_location("refused") else { return };
+    loc.credentials = loc.credentials.map(|(id, _)| (id, "not-the-secret".into()));
+    let store = Store::Bucket(std::sync::Arc::new(Bucket::open(&loc, "a").unwrap()));
+    let Err(e) = store.lock_partition("t", 0) else { panic!("a refused bucket took a lease") };
+    match &e {
+        vigie_ingest::IngestError::Io { source, .. } => {
+            assert_eq!(source.kind(), std::io::ErrorKind::PermissionDenied, "{e}");
+        }
+        other => panic!("{other}"),
+    }
+    assert!(e.to_string().contains("refused"), "{e}");
+}

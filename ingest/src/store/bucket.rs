@@ -93,6 +93,9 @@ fn err(e: ObjectError) -> IngestError {
         ObjectError::Conflict { .. } => std::io::ErrorKind::AlreadyExists,
         ObjectError::BadKey { .. } => std::io::ErrorKind::InvalidInput,
         ObjectError::Failed { .. } => std::io::ErrorKind::Other,
+        // Credentials or permissions refused: the flush's error is fatal
+        // (the service exits 1 after its retries), as a folder's EACCES.
+        ObjectError::Denied { .. } => std::io::ErrorKind::PermissionDenied,
     };
     IngestError::Io { path: "s3".into(), source: std::io::Error::new(kind, e.to_string()) }
 }

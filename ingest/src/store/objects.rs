@@ -126,9 +126,19 @@ pub enum ObjectError {
         /// What is wrong with it.
         reason: String,
     },
-    /// The server or the file system failed (unreachable, refused, full).
+    /// The server or the file system failed (unreachable, full): a retry
+    /// may succeed.
     #[error("{key}: {message}")]
     Failed {
+        /// The object's key (or prefix).
+        key: String,
+        /// The underlying error, as text.
+        message: String,
+    },
+    /// The server or the file system refused the credentials or the
+    /// permission (HTTP 401 or 403, EACCES): no retry helps.
+    #[error("{key}: refused: {message}")]
+    Denied {
         /// The object's key (or prefix).
         key: String,
         /// The underlying error, as text.
@@ -430,8 +440,20 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
 }
 
-fn failed(key: &str, e: impl std::fmt::Display) -> ObjectError {
-    ObjectError::Failed { key: key.to_string(), message: e.to_string() }
+fn failed<E: std::fmt::Display + 'static>(key: &str, e: E) -> ObjectError {
+    let any = &e as &dyn std::any::Any;
+    let denied = matches!(
+        any.downcast_ref::<object_store::Error>(),
+        Some(object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. })
+    ) || any
+        .downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+    let (key, message) = (key.to_string(), e.to_string());
+    if denied {
+        ObjectError::Denied { key, message }
+    } else {
+        ObjectError::Failed { key, message }
+    }
 }
 
 /// A file's version: a digest of its content, and its inode and
