@@ -25,7 +25,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use polars::prelude::{DataFrame, ParquetCompression, ParquetWriter};
+use polars::prelude::{DataFrame, ParquetWriter};
 
 use super::lease::{FenceError, Lease, Standing};
 use super::objects::{Location, ObjectError, Objects, S3Location};
@@ -113,7 +113,8 @@ pub fn path_key(path: &Path) -> String {
 /// A frame as the bytes of a Parquet file, as the folder store writes it.
 pub fn parquet_bytes(df: &mut DataFrame) -> Result<Vec<u8>, IngestError> {
     let mut out = Vec::new();
-    ParquetWriter::new(&mut out).with_compression(ParquetCompression::Zstd(None)).finish(df)?;
+    let compression = super::parquet_compression(super::Durability::Synced);
+    ParquetWriter::new(&mut out).with_compression(compression).finish(df)?;
     Ok(out)
 }
 
@@ -546,8 +547,7 @@ impl Bucket {
         if let Some(bytes) = self.get(key)? {
             self.put(&dest, bytes)?;
         }
-        let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-        self.put(&format!("{dest}.reason"), format!("{at} {reason}\n").into_bytes())?;
+        self.put(&format!("{dest}.reason"), super::tiers::quarantine_note(reason).into_bytes())?;
         self.delete(key)?;
         Ok(key_path(&dest))
     }
@@ -573,11 +573,7 @@ impl Bucket {
         let keep_from = today - chrono::Days::new(u64::from(retention.raw_days));
         for (key, _) in self.list(DEAD_LETTER)? {
             let name = key.rsplit('/').next().unwrap_or("");
-            let date = name
-                .strip_suffix(".ndjson")
-                .and_then(|d| d.split('.').next())
-                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-            if date.is_some_and(|d| d < keep_from) {
+            if super::tiers::dead_letter_date(name).is_some_and(|d| d < keep_from) {
                 self.delete(&key)?;
                 *report.files.entry(DEAD_LETTER).or_default() += 1;
             }

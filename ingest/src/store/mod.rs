@@ -217,12 +217,7 @@ pub fn write_parquet_atomic_with(
     durability: Durability,
     step: &mut dyn FnMut(WriteStep) -> std::io::Result<()>,
 ) -> Result<(), IngestError> {
-    // A scratch file is read once and deleted: LZ4 costs a fraction of
-    // zstd's time to write.
-    let compression = match durability {
-        Durability::Synced => ParquetCompression::Zstd(None),
-        Durability::Scratch => ParquetCompression::Lz4Raw,
-    };
+    let compression = parquet_compression(durability);
     write_atomic_with(path, durability, true, step, &mut |f| {
         ParquetWriter::new(f).with_compression(compression).finish(df).map_err(|e| match e {
             PolarsError::IO { error, .. } => std::io::Error::new(error.kind(), error.to_string()),
@@ -230,6 +225,16 @@ pub fn write_parquet_atomic_with(
         })?;
         Ok(())
     })
+}
+
+/// The store's Parquet compression: zstd for what is kept; a scratch file
+/// is read once and deleted, and LZ4 costs a fraction of zstd's time to
+/// write.
+pub(crate) fn parquet_compression(durability: Durability) -> ParquetCompression {
+    match durability {
+        Durability::Synced => ParquetCompression::Zstd(None),
+        Durability::Scratch => ParquetCompression::Lz4Raw,
+    }
 }
 
 /// Writes `bytes` to `path` atomically, like [`write_parquet_atomic`].

@@ -499,9 +499,21 @@ pub fn quarantine(root: &Path, path: &Path, reason: &str) -> Result<PathBuf, Ing
     fs::rename(path, &dest).map_err(|e| IngestError::io(path, e))?;
     let mut note = dest.clone().into_os_string();
     note.push(".reason");
-    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    let _ = fs::write(PathBuf::from(note), format!("{at} {reason}\n"));
+    let _ = fs::write(PathBuf::from(note), quarantine_note(reason));
     Ok(dest)
+}
+
+/// What `NAME.reason` beside a quarantined file says: when, and why.
+pub(crate) fn quarantine_note(reason: &str) -> String {
+    let at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    format!("{at} {reason}\n")
+}
+
+/// The date of a dead-letter file: `DATE.ndjson`, `DATE.INSTANCE.ndjson`
+/// (a folder) or `DATE.INSTANCE.N.ndjson` (a bucket).
+pub(crate) fn dead_letter_date(name: &str) -> Option<NaiveDate> {
+    let d = name.strip_suffix(".ndjson")?.split('.').next()?;
+    NaiveDate::parse_from_str(d, "%Y-%m-%d").ok()
 }
 
 /// Files with extension `ext` two folder levels under `dir`
@@ -703,12 +715,7 @@ pub fn purge(root: &Path, retention: &Retention, today: NaiveDate) -> Result<Pur
     if let Ok(rd) = fs::read_dir(&dl) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            // `DATE.ndjson`, or `DATE.INSTANCE.ndjson`.
-            let date = name
-                .strip_suffix(".ndjson")
-                .and_then(|d| d.split('.').next())
-                .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok());
-            if let Some(d) = date {
+            if let Some(d) = dead_letter_date(&name) {
                 if d < keep_from {
                     fs::remove_file(e.path()).map_err(|err| IngestError::io(&e.path(), err))?;
                     *report.files.entry(DEAD_LETTER).or_default() += 1;
