@@ -7,14 +7,12 @@
 //! record path, which gives the reason and the redacted record. The
 //! differential tests in `tests` hold the two paths to the same outcome.
 
-use std::borrow::Cow;
-use std::sync::Arc;
-
 use polars::prelude::*;
-use polars_arrow::array::Array;
+use polars_arrow::array::{Array, MutablePrimitiveArray};
+use std::borrow::Cow;
 
 use crate::event::{Device, Kind, Process, Pseudonym, MAX_RECORD_BYTES};
-use crate::validate::{site_charset_ok, Clock, Valid, MAX_TS_US, MIN_TS_US};
+use crate::validate::{site_charset_ok, Clock, Scalar, Valid, MAX_TS_US, MIN_TS_US};
 use crate::Resolved;
 
 type StrArray = <StringType as PolarsDataType>::Array;
@@ -28,6 +26,9 @@ pub(crate) enum Fast<'a> {
     /// The file has no such column.
     Absent,
     Str(&'a StrArray),
+    /// Texts borrowed from the records they were parsed from (NDJSON
+    /// lines, CSV records, messages): [`Gather`]'s text columns.
+    Refs(&'a [Option<&'a str>]),
     Int(&'a I64Array),
     Float(&'a F64Array),
     /// UTC microseconds and offset seconds.
@@ -44,6 +45,7 @@ impl<'a> Fast<'a> {
         match self {
             Fast::Absent => Ok(None),
             Fast::Str(a) => Ok(a.get(i)),
+            Fast::Refs(a) => Ok(a[i]),
             _ => Err(()),
         }
     }
@@ -65,6 +67,7 @@ impl<'a> Fast<'a> {
     fn size(self, i: usize) -> usize {
         match self {
             Fast::Str(a) => a.get(i).map_or(8, str::len),
+            Fast::Refs(a) => a[i].map_or(8, str::len),
             _ => 8,
         }
     }
@@ -163,32 +166,91 @@ fn distinct<'a, T>(
             }
             (codes.len() == rows).then_some(Distinct { codes, values })
         }
+        Fast::Refs(a) => {
+            // As a view array does: a text of up to 15 bytes is its own
+            // key (its bytes and its length in one integer), so most
+            // values are told apart without hashing or comparing bytes.
+            let short = |s: &str| short_key(s.as_bytes());
+            let (mut inline, mut long): (Map<u128>, Map<&'a str>) = Default::default();
+            let mut values: Vec<Checked<'a, T>> = Vec::new();
+            let mut null: Option<u32> = None;
+            let mut last: Option<(u128, u32)> = None;
+            let mut codes = Vec::with_capacity(rows);
+            let mut add = |values: &mut Vec<Checked<'a, T>>, text| {
+                values.push(check(text));
+                (values.len() - 1) as u32
+            };
+            for v in a.iter().take(rows) {
+                let code = match (*v, v.and_then(short)) {
+                    (None, _) => *null.get_or_insert_with(|| add(&mut values, None)),
+                    (Some(s), Some(key)) => match last {
+                        Some((k, code)) if k == key => code,
+                        _ => {
+                            let code = *inline.entry(key).or_insert_with(|| add(&mut values, Some(s)));
+                            last = Some((key, code));
+                            code
+                        }
+                    },
+                    (Some(s), None) => *long.entry(s).or_insert_with(|| add(&mut values, Some(s))),
+                };
+                codes.push(code);
+            }
+            (codes.len() == rows).then_some(Distinct { codes, values })
+        }
         _ => None,
     }
 }
 
+/// A text of up to 15 bytes as one integer: its bytes, and its length in
+/// the last byte (so that no two texts share a key). Read with whole-word
+/// loads: building it in memory and reading it back, or byte by byte,
+/// costs more than the lookup it saves.
+fn short_key(b: &[u8]) -> Option<u128> {
+    let n = b.len();
+    let le4 = |s: &[u8]| u64::from(u32::from_le_bytes(s.try_into().expect("four bytes")));
+    let le8 = |s: &[u8]| u64::from_le_bytes(s.try_into().expect("eight bytes"));
+    // Overlapping loads: the bytes read twice are the same.
+    let (lo, hi) = match n {
+        0 => (0, 0),
+        1..=3 => {
+            (u64::from(b[0]) | u64::from(b[n / 2]) << (8 * (n / 2)) | u64::from(b[n - 1]) << (8 * (n - 1)), 0)
+        }
+        4..=7 => (le4(&b[..4]) | le4(&b[n - 4..]) << (8 * (n - 4)), 0),
+        8 => (le8(b), 0),
+        9..=15 => (le8(&b[..8]), le8(&b[n - 8..]) >> (8 * (16 - n))),
+        _ => return None,
+    };
+    Some(u128::from(lo) | (u128::from(hi | ((n as u64) << 56)) << 64))
+}
+
 /// What the door needs to resolve once per distinct value.
 pub(crate) trait Resolve {
+    /// What a site, zone or team name becomes.
+    type Label;
     fn pseudonym(&mut self, worker: &str) -> Pseudonym;
-    fn intern(&mut self, label: &str) -> Arc<str>;
+    fn intern(&mut self, label: &str) -> Self::Label;
 }
 
 /// The text columns of a slice, checked once per distinct value.
-pub(crate) struct Texts<'a> {
-    site: Distinct<Checked<'a, Arc<str>>>,
+pub(crate) struct Texts<'a, L> {
+    site: Distinct<Checked<'a, L>>,
     worker: Distinct<Checked<'a, Pseudonym>>,
     kind: Distinct<Checked<'a, Kind>>,
-    zone: Distinct<Checked<'a, Arc<str>>>,
-    team: Distinct<Checked<'a, Arc<str>>>,
+    zone: Distinct<Checked<'a, L>>,
+    team: Distinct<Checked<'a, L>>,
     process: Distinct<Checked<'a, Process>>,
     device: Distinct<Checked<'a, Device>>,
 }
 
 /// Checks the text columns of a slice, once per distinct value; `None`
 /// when one is not text (no row passes then: the record path says why).
-pub(crate) fn texts<'a>(c: &[Fast<'a>; 14], rows: usize, r: &mut impl Resolve) -> Option<Texts<'a>> {
+pub(crate) fn texts<'a, R: Resolve>(
+    c: &[Fast<'a>; 14],
+    rows: usize,
+    r: &mut R,
+) -> Option<Texts<'a, R::Label>> {
     let [_, _, site, worker, kind, zone, team, process, device, ..] = *c;
-    let label = |c, r: &mut dyn FnMut(&str) -> Arc<str>| {
+    let label = |c, r: &mut dyn FnMut(&str) -> R::Label| {
         distinct(c, rows, |s: Option<&str>| match s {
             Some(s) if !site_charset_ok(s) => Err(()),
             Some(s) => Ok(Some(r(s))),
@@ -212,21 +274,21 @@ pub(crate) fn texts<'a>(c: &[Fast<'a>; 14], rows: usize, r: &mut impl Resolve) -
 /// Row `i` of a slice whose columns are in [`crate::validate::FIELDS`]
 /// order, when it passes every rule, with the worker's pseudonym and the
 /// labels the door keeps; `None` sends it to the record path.
-pub(crate) fn row<'a, 't>(
+pub(crate) fn row<'a, 't, L>(
     cols: &[Fast<'a>; 14],
-    texts: &'t Texts<'a>,
+    texts: &'t Texts<'a, L>,
     i: usize,
     clock: Option<Clock>,
-) -> Option<(Valid<'a>, Resolved<'t>)> {
+) -> Option<(Valid<'a>, Resolved<'t, L>)> {
     checked_row(cols, texts, i, clock).ok()
 }
 
-fn checked_row<'a, 't>(
+fn checked_row<'a, 't, L>(
     c: &[Fast<'a>; 14],
-    t: &'t Texts<'a>,
+    t: &'t Texts<'a, L>,
     i: usize,
     clock: Option<Clock>,
-) -> Result<(Valid<'a>, Resolved<'t>), ()> {
+) -> Result<(Valid<'a>, Resolved<'t, L>), ()> {
     let [event_id, ts, _, _, _, _, _, _, _, quantity, weight_kg, threshold_s, gap_s, target_per_hour] = *c;
     let (site, worker, kind, zone, team) =
         (t.site.get(i), t.worker.get(i), t.kind.get(i), t.zone.get(i), t.team.get(i));
@@ -244,6 +306,7 @@ fn checked_row<'a, 't>(
             (t, o)
         }
         Fast::Str(a) => parse_ts_fast(a.get(i).ok_or(())?).ok_or(())?,
+        Fast::Refs(a) => parse_ts_fast(a[i].ok_or(())?).ok_or(())?,
         _ => return Err(()),
     };
     if let Some(c) = clock {
@@ -295,6 +358,215 @@ fn checked_row<'a, 't>(
     };
     let resolved = Resolved { worker: pseudonym, site: site_label, zone: zone_label, team: team_label };
     Ok((valid, resolved))
+}
+
+/// Records read as text (JSON objects, CSV records) gathered into columns
+/// of the contract's types, so that the columnar check reads them as it
+/// reads a Parquet slice: the texts as Arrow string views, `quantity` as
+/// integers, the other numbers as floats. A record whose value is not in
+/// its column's usual form (a number given as a JSON string, a boolean, a
+/// JSON float for `quantity`, a field outside the contract, a repeated
+/// one) is not held: its row is null in every column and the record path
+/// reads it, as it reads any row the check refuses.
+pub(crate) struct Gather<'a> {
+    /// A column is made at its first value: a field no record of the
+    /// batch has costs nothing per row.
+    texts: [Option<Vec<Option<&'a str>>>; 9],
+    quantity: Option<MutablePrimitiveArray<i64>>,
+    numbers: [Option<MutablePrimitiveArray<f64>>; 4],
+    held: Vec<bool>,
+    capacity: usize,
+}
+
+/// Adds a cell to a text column, made when its first value comes.
+fn put_text<'a>(col: &mut Option<Vec<Option<&'a str>>>, rows: usize, capacity: usize, v: Option<&'a str>) {
+    match (col.as_mut(), v) {
+        (Some(c), v) => c.push(v),
+        (None, Some(v)) => {
+            let mut c = Vec::with_capacity(capacity.max(rows + 1));
+            c.resize(rows, None);
+            c.push(Some(v));
+            *col = Some(c);
+        }
+        (None, None) => {}
+    }
+}
+
+/// Adds a cell to a number column, made when its first value comes.
+fn put_number<T: polars_arrow::types::NativeType>(
+    col: &mut Option<MutablePrimitiveArray<T>>,
+    rows: usize,
+    capacity: usize,
+    v: Option<T>,
+) {
+    match (col.as_mut(), v) {
+        (Some(c), v) => c.push(v),
+        (None, Some(v)) => {
+            let mut c = MutablePrimitiveArray::with_capacity(capacity);
+            c.extend_null(rows);
+            c.push_value(v);
+            *col = Some(c);
+        }
+        (None, None) => {}
+    }
+}
+
+/// One record's row of the columnar check, in the columns' types.
+#[derive(Default)]
+pub(crate) struct Cells<'a> {
+    /// The text fields, in [`crate::validate::FIELDS`] order.
+    texts: [Option<&'a str>; 9],
+    quantity: Option<i64>,
+    /// `weight_kg`, `threshold_s`, `gap_s`, `target_per_hour`.
+    numbers: [Option<f64>; 4],
+    /// The fields given so far, one bit each.
+    given: u16,
+}
+
+impl<'a> Cells<'a> {
+    /// Sets field `f` (its place in `FIELDS`) to the value read; `None`
+    /// when the row cannot be held: a field given twice, or a value not
+    /// in its column's usual form.
+    pub(crate) fn set(&mut self, f: usize, v: Option<Scalar<'a>>) -> Option<()> {
+        let bit = 1u16 << f;
+        if self.given & bit != 0 {
+            return None;
+        }
+        self.given |= bit;
+        let v = &v;
+        match f {
+            0..=8 => self.texts[f] = text_cell(v).ok()?,
+            9 => self.quantity = integer_cell(v).ok()?,
+            _ => *self.numbers.get_mut(f - 10)? = number_cell(v).ok()?,
+        }
+        Some(())
+    }
+
+    /// A text field by its place in `FIELDS` (0 to 8).
+    pub(crate) fn text(&self, f: usize) -> Option<&'a str> {
+        self.texts[f]
+    }
+
+    /// The values held, as text (`Debug` tells -0.0 from 0.0).
+    #[cfg(test)]
+    pub(crate) fn values(&self) -> String {
+        format!("{:?} {:?} {:?}", self.texts, self.quantity, self.numbers)
+    }
+}
+
+/// A cell of a text column as gathered: `Err` when it cannot be held.
+/// Only a text borrowed from the record is held: an owned one (the text
+/// of an escape) goes to the record path.
+fn text_cell<'a>(v: &Option<Scalar<'a>>) -> Result<Option<&'a str>, ()> {
+    match v {
+        None => Ok(None),
+        Some(Scalar::Str(Cow::Borrowed(s)) | Scalar::Cell(s)) => Ok(Some(s)),
+        Some(_) => Err(()),
+    }
+}
+
+/// `quantity` as gathered: a JSON integer, or a CSV cell read as the
+/// record path reads it (`integer` in validate.rs). A JSON float is left
+/// to the record path.
+fn integer_cell(v: &Option<Scalar<'_>>) -> Result<Option<i64>, ()> {
+    match v {
+        None => Ok(None),
+        Some(Scalar::Int(i)) => Ok(Some(*i)),
+        Some(Scalar::Cell(s)) => s.trim().parse::<i64>().map(Some).map_err(|_| ()),
+        Some(_) => Err(()),
+    }
+}
+
+/// A number as gathered, as the record path reads it (`number` in
+/// validate.rs); whether it is finite is the check's question.
+fn number_cell(v: &Option<Scalar<'_>>) -> Result<Option<f64>, ()> {
+    match v {
+        None => Ok(None),
+        Some(Scalar::Int(i)) => Ok(Some(*i as f64)),
+        Some(Scalar::Float(f)) => Ok(Some(*f)),
+        Some(Scalar::Cell(s)) => s.trim().parse::<f64>().map(Some).map_err(|_| ()),
+        Some(_) => Err(()),
+    }
+}
+
+impl<'a> Gather<'a> {
+    /// Room for `rows` records.
+    pub(crate) fn with_capacity(rows: usize) -> Gather<'a> {
+        Gather {
+            texts: Default::default(),
+            quantity: None,
+            numbers: Default::default(),
+            held: Vec::with_capacity(rows),
+            capacity: rows,
+        }
+    }
+
+    /// Adds a record's cells (`None`: a record the record path must
+    /// read); returns whether its row is held.
+    pub(crate) fn push(&mut self, cells: Option<&Cells<'a>>) -> bool {
+        let (rows, capacity) = (self.held.len(), self.capacity);
+        let empty = Cells::default();
+        let c = cells.unwrap_or(&empty);
+        for (col, v) in self.texts.iter_mut().zip(c.texts) {
+            put_text(col, rows, capacity, v);
+        }
+        put_number(&mut self.quantity, rows, capacity, c.quantity);
+        for (col, v) in self.numbers.iter_mut().zip(c.numbers) {
+            put_number(col, rows, capacity, v);
+        }
+        self.held.push(cells.is_some());
+        cells.is_some()
+    }
+
+    /// The columns, read only.
+    pub(crate) fn finish(self) -> Gathered<'a> {
+        // A column made at row r was given the nulls of the rows before
+        // it, and a cell for every row after: each has every row.
+        Gathered {
+            texts: self.texts,
+            quantity: self.quantity.map(MutablePrimitiveArray::freeze),
+            numbers: self.numbers.map(|c| c.map(MutablePrimitiveArray::freeze)),
+            held: self.held,
+        }
+    }
+}
+
+/// The columns of gathered records.
+pub(crate) struct Gathered<'a> {
+    /// `None`: no record of the batch has the field.
+    texts: [Option<Vec<Option<&'a str>>>; 9],
+    quantity: Option<I64Array>,
+    numbers: [Option<F64Array>; 4],
+    held: Vec<bool>,
+}
+
+impl Gathered<'_> {
+    /// Checks every held row as a Parquet slice's rows are checked (the
+    /// text columns once per distinct value, through `r`), and calls
+    /// `each` with each row's number and, when it passes every rule, the
+    /// record and its resolved worker and labels.
+    pub(crate) fn check<R: Resolve>(
+        &self,
+        clock: Option<Clock>,
+        r: &mut R,
+        mut each: impl FnMut(usize, Option<(Valid<'_>, Resolved<'_, R::Label>)>),
+    ) {
+        let rows = self.held.len();
+        // A column with no value is read as absent: no work per row.
+        let fast: [Fast<'_>; 14] = std::array::from_fn(|f| {
+            let made = match f {
+                0..=8 => self.texts[f].as_deref().map(Fast::Refs),
+                9 => self.quantity.as_ref().map(Fast::Int),
+                _ => self.numbers[f - 10].as_ref().map(Fast::Float),
+            };
+            made.unwrap_or(Fast::Absent)
+        });
+        let texts = texts(&fast, rows, r);
+        for (i, held) in self.held.iter().enumerate() {
+            let ok = if *held { texts.as_ref().and_then(|t| row(&fast, t, i, clock)) } else { None };
+            each(i, ok);
+        }
+    }
 }
 
 /// The usual form of an RFC 3339 timestamp, `YYYY-MM-DDTHH:MM:SS`, an
@@ -370,6 +642,41 @@ mod tests {
     use super::*;
     use crate::validate::parse_ts_chrono;
     use rand::{Rng, SeedableRng};
+
+    /// Two texts of up to 15 bytes have the same key only when they are
+    /// the same; the key holds the bytes in order and the length.
+    #[test]
+    fn short_keys_tell_every_short_text_apart() {
+        let texts = [
+            "",
+            "a",
+            "a\0",
+            "\0a",
+            "zone-1",
+            "zone-10",
+            "zone-1\0",
+            "abcdefgh",
+            "abcdefghi",
+            "abcdefghijklmno",
+        ];
+        let keys: Vec<u128> = texts.iter().map(|t| short_key(t.as_bytes()).unwrap()).collect();
+        for i in 0..keys.len() {
+            for j in 0..keys.len() {
+                assert_eq!(keys[i] == keys[j], i == j, "{:?} {:?}", texts[i], texts[j]);
+            }
+        }
+        assert_eq!(short_key(b"ab"), Some(u128::from(0x6261u64) | (2u128 << 120)));
+        assert_eq!(short_key(&[b'x'; 16]), None);
+        // Against the key built byte by byte, at every length.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(16);
+        for _ in 0..20_000 {
+            let b: Vec<u8> = (0..rng.gen_range(0..16)).map(|_| rng.gen()).collect();
+            let mut k = [0u8; 16];
+            k[..b.len()].copy_from_slice(&b);
+            k[15] = b.len() as u8;
+            assert_eq!(short_key(&b), Some(u128::from_le_bytes(k)), "{b:?}");
+        }
+    }
 
     #[test]
     fn the_usual_forms_parse_as_chrono_parses_them() {

@@ -242,6 +242,8 @@ enum Dedup {
 }
 
 impl<S: EventSink, R: RejectSink> columnar::Resolve for Ingestor<S, R> {
+    type Label = Arc<str>;
+
     fn pseudonym(&mut self, worker: &str) -> Pseudonym {
         self.pseudo.pseudonym(worker)
     }
@@ -252,13 +254,14 @@ impl<S: EventSink, R: RejectSink> columnar::Resolve for Ingestor<S, R> {
     }
 }
 
-/// A valid record's worker pseudonym and labels, as the door stores them.
-#[derive(Clone, Copy)]
-pub(crate) struct Resolved<'r> {
+/// A valid record's worker pseudonym and labels, as the door stores them
+/// (`L`, the shared copy of a name), or as a checking thread refers to
+/// them (a number in its batch's list of names).
+pub(crate) struct Resolved<'r, L = Arc<str>> {
     pub worker: Pseudonym,
-    pub site: &'r Arc<str>,
-    pub zone: Option<&'r Arc<str>>,
-    pub team: Option<&'r Arc<str>>,
+    pub site: &'r L,
+    pub zone: Option<&'r L>,
+    pub team: Option<&'r L>,
 }
 
 /// Validation, pseudonymisation and de-duplication, in front of a sink.

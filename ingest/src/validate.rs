@@ -122,6 +122,27 @@ pub struct RawFields<'a> {
     pub repeated: Option<&'static str>,
 }
 
+/// The place of a contract field's name in [`FIELDS`].
+pub(crate) fn field_index(name: &str) -> Option<usize> {
+    Some(match name {
+        "event_id" => 0,
+        "ts" => 1,
+        "site" => 2,
+        "worker" => 3,
+        "kind" => 4,
+        "zone" => 5,
+        "team" => 6,
+        "process" => 7,
+        "device" => 8,
+        "quantity" => 9,
+        "weight_kg" => 10,
+        "threshold_s" => 11,
+        "gap_s" => 12,
+        "target_per_hour" => 13,
+        _ => return None,
+    })
+}
+
 /// The names of the contract's fields, in documentation order.
 pub const FIELDS: [&str; 14] = [
     "event_id",
