@@ -1,5 +1,12 @@
 use clap::Parser;
 
+/// mimalloc keeps freed pages for the next allocation: the audit's
+/// readers allocate and free a slice's columns thousands of times, and the
+/// system allocator returned each to the kernel, to be faulted in and
+/// zeroed again (docs/benchmarks.md, "The allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

@@ -360,6 +360,116 @@ fn checked_row<'a, 't, L>(
     Ok((valid, resolved))
 }
 
+/// A row the columnar check passed, as a checking thread hands it to the
+/// ingesting thread: every value but the texts (read again from the
+/// record, by [`Passed::valid`]), the worker's pseudonym, and the numbers
+/// of its site, zone and team in the batch's names.
+#[derive(Clone, Copy)]
+pub(crate) struct Passed {
+    pub(crate) worker: Pseudonym,
+    pub(crate) names: [Option<u32>; 3],
+    ts_us: i64,
+    offset_s: i32,
+    kind: Kind,
+    process: Option<Process>,
+    device: Option<Device>,
+    quantity: Option<u32>,
+    weight_kg: Option<f64>,
+    threshold_s: Option<f64>,
+    gap_s: Option<f64>,
+    target_per_hour: Option<f64>,
+}
+
+/// A passed record's texts: `event_id`, `site`, `worker`, `zone`, `team`.
+pub(crate) type RowTexts<'t> = (&'t str, &'t str, &'t str, Option<&'t str>, Option<&'t str>);
+
+impl Passed {
+    fn of(v: &Valid<'_>, r: &Resolved<'_, u32>) -> Passed {
+        Passed {
+            worker: r.worker,
+            names: [Some(*r.site), r.zone.copied(), r.team.copied()],
+            ts_us: v.ts_us,
+            offset_s: v.offset_s,
+            kind: v.kind,
+            process: v.process,
+            device: v.device,
+            quantity: v.quantity,
+            weight_kg: v.weight_kg,
+            threshold_s: v.threshold_s,
+            gap_s: v.gap_s,
+            target_per_hour: v.target_per_hour,
+        }
+    }
+
+    /// The record, with its texts.
+    pub(crate) fn valid<'t>(&self, (event_id, site, worker, zone, team): RowTexts<'t>) -> Valid<'t> {
+        Valid {
+            event_id: Cow::Borrowed(event_id),
+            ts_us: self.ts_us,
+            offset_s: self.offset_s,
+            site: Cow::Borrowed(site),
+            worker: Cow::Borrowed(worker),
+            kind: self.kind,
+            zone: zone.map(Cow::Borrowed),
+            team: team.map(Cow::Borrowed),
+            process: self.process,
+            device: self.device,
+            quantity: self.quantity,
+            weight_kg: self.weight_kg,
+            threshold_s: self.threshold_s,
+            gap_s: self.gap_s,
+            target_per_hour: self.target_per_hour,
+        }
+    }
+
+    /// Its worker and names, the batch's names interned in `names`.
+    pub(crate) fn resolved<'n>(&self, names: &'n [std::sync::Arc<str>]) -> Resolved<'n> {
+        let [site, zone, team] = self.names.map(|n| n.map(|n| &names[n as usize]));
+        Resolved { worker: self.worker, site: site.expect("a passed record has a site"), zone, team }
+    }
+}
+
+/// Resolves a batch's values on a checking thread: the worker under that
+/// thread's copy of the key, a name as its number in the batch's list
+/// (the ingesting thread interns each name once per batch).
+pub(crate) struct NamesByNumber<'p> {
+    pub(crate) pseudo: &'p mut crate::pseudo::Pseudonymiser,
+    pub(crate) names: &'p mut Vec<Box<str>>,
+}
+
+impl Resolve for NamesByNumber<'_> {
+    type Label = u32;
+
+    fn pseudonym(&mut self, worker: &str) -> Pseudonym {
+        self.pseudo.pseudonym(worker)
+    }
+
+    fn intern(&mut self, label: &str) -> u32 {
+        self.names.push(label.into());
+        (self.names.len() - 1) as u32
+    }
+}
+
+/// Checks the first `rows` rows of a slice's columns on a checking
+/// thread: each row's [`Passed`], or `None` for the record path; the
+/// names they refer to are added to `r`'s list. `held(i)`: whether row
+/// `i` may pass at all.
+pub(crate) fn check_rows(
+    cols: &[Fast<'_>; 14],
+    rows: usize,
+    clock: Option<Clock>,
+    r: &mut NamesByNumber<'_>,
+    held: impl Fn(usize) -> bool,
+) -> Vec<Option<Passed>> {
+    let texts = texts(cols, rows, r);
+    (0..rows)
+        .map(|i| {
+            let t = texts.as_ref().filter(|_| held(i))?;
+            row(cols, t, i, clock).map(|(v, r)| Passed::of(&v, &r))
+        })
+        .collect()
+}
+
 /// Records read as text (JSON objects, CSV records) gathered into columns
 /// of the contract's types, so that the columnar check reads them as it
 /// reads a Parquet slice: the texts as Arrow string views, `quantity` as
@@ -541,31 +651,22 @@ pub(crate) struct Gathered<'a> {
 }
 
 impl Gathered<'_> {
-    /// Checks every held row as a Parquet slice's rows are checked (the
-    /// text columns once per distinct value, through `r`), and calls
-    /// `each` with each row's number and, when it passes every rule, the
-    /// record and its resolved worker and labels.
-    pub(crate) fn check<R: Resolve>(
-        &self,
-        clock: Option<Clock>,
-        r: &mut R,
-        mut each: impl FnMut(usize, Option<(Valid<'_>, Resolved<'_, R::Label>)>),
-    ) {
-        let rows = self.held.len();
-        // A column with no value is read as absent: no work per row.
-        let fast: [Fast<'_>; 14] = std::array::from_fn(|f| {
+    /// Checks every held row as a Parquet slice's rows are checked
+    /// ([`check_rows`]).
+    pub(crate) fn check(&self, clock: Option<Clock>, r: &mut NamesByNumber<'_>) -> Vec<Option<Passed>> {
+        check_rows(&self.columns(), self.held.len(), clock, r, |i| self.held[i])
+    }
+
+    /// The columns, as the check reads them; one no record has is absent.
+    fn columns(&self) -> [Fast<'_>; 14] {
+        std::array::from_fn(|f| {
             let made = match f {
                 0..=8 => self.texts[f].as_deref().map(Fast::Refs),
                 9 => self.quantity.as_ref().map(Fast::Int),
                 _ => self.numbers[f - 10].as_ref().map(Fast::Float),
             };
             made.unwrap_or(Fast::Absent)
-        });
-        let texts = texts(&fast, rows, r);
-        for (i, held) in self.held.iter().enumerate() {
-            let ok = if *held { texts.as_ref().and_then(|t| row(&fast, t, i, clock)) } else { None };
-            each(i, ok);
-        }
+        })
     }
 }
 

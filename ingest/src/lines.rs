@@ -12,7 +12,6 @@
 //! The result, per line, is the same either way (the differential tests
 //! in this module read the same files both ways).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
 use std::ops::Range;
@@ -21,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use crate::columnar;
-use crate::event::{Device, Kind, Origin, Process, Pseudonym, MAX_RECORD_BYTES};
+use crate::event::{Origin, MAX_RECORD_BYTES};
 use crate::pseudo::Pseudonymiser;
 use crate::reader::{CsvNext, CsvRecords};
 use crate::rejects::RejectSink;
@@ -79,26 +78,11 @@ enum Verdict {
     Again,
 }
 
-/// A valid record whose text fields are ranges of its chunk's text.
+/// A record the columnar check passed, and where its texts are in its
+/// own text.
 struct Checked {
-    event_id: Range<u32>,
-    site: Range<u32>,
-    worker: Range<u32>,
-    pseudonym: Pseudonym,
-    zone: Option<Range<u32>>,
-    team: Option<Range<u32>>,
-    /// The numbers of its site, zone and team in its batch's names.
-    names: [Option<u32>; 3],
-    ts_us: i64,
-    offset_s: i32,
-    kind: Kind,
-    process: Option<Process>,
-    device: Option<Device>,
-    quantity: Option<u32>,
-    weight_kg: Option<f64>,
-    threshold_s: Option<f64>,
-    gap_s: Option<f64>,
-    target_per_hour: Option<f64>,
+    at: Spans,
+    passed: columnar::Passed,
 }
 
 /// What the reading thread sends: a chunk, or the read failure that
@@ -343,27 +327,6 @@ struct Batch<'a> {
     spans: Vec<Option<Spans>>,
 }
 
-/// Resolves a batch's values on a checking thread: the worker under this
-/// thread's copy of the key, a name as its number in the batch's list
-/// (the ingesting thread interns each name once per batch).
-struct BatchNames<'p> {
-    pseudo: &'p mut Pseudonymiser,
-    names: &'p mut Vec<Box<str>>,
-}
-
-impl columnar::Resolve for BatchNames<'_> {
-    type Label = u32;
-
-    fn pseudonym(&mut self, worker: &str) -> Pseudonym {
-        self.pseudo.pseudonym(worker)
-    }
-
-    fn intern(&mut self, label: &str) -> u32 {
-        self.names.push(label.into());
-        (self.names.len() - 1) as u32
-    }
-}
-
 impl<'a> Batch<'a> {
     fn with_capacity(n: usize) -> Batch<'a> {
         Batch { gather: columnar::Gather::with_capacity(n), spans: Vec::with_capacity(n) }
@@ -400,17 +363,15 @@ impl<'a> Batch<'a> {
     ) -> Vec<Verdict> {
         let Batch { gather, spans } = self;
         let gathered = gather.finish();
-        let mut names = BatchNames { pseudo, names };
-        let mut verdicts = Vec::with_capacity(spans.len());
-        let mut spans = spans.into_iter();
-        gathered.check(clock, &mut names, |_, ok| {
-            let spans = spans.next().flatten();
-            verdicts.push(match (ok, spans) {
-                (Some((v, r)), Some(at)) => Verdict::Checked(Checked::of(&v, &r, at)),
+        let passed = gathered.check(clock, &mut columnar::NamesByNumber { pseudo, names });
+        passed
+            .into_iter()
+            .zip(spans)
+            .map(|(passed, at)| match (passed, at) {
+                (Some(passed), Some(at)) => Verdict::Checked(Checked { at, passed }),
                 _ => Verdict::Again,
-            });
-        });
-        verdicts
+            })
+            .collect()
     }
 }
 
@@ -443,32 +404,6 @@ fn check_in_batches<'a>(
         verdicts.extend(batch.check(clock, pseudo, &mut names));
     }
     (verdicts, names)
-}
-
-impl Checked {
-    /// A record the columnar check passed, `r` its worker and the numbers
-    /// of its names, `at` where its texts are.
-    fn of(v: &Valid<'_>, r: &crate::Resolved<'_, u32>, at: Spans) -> Checked {
-        Checked {
-            event_id: at.event_id,
-            site: at.site,
-            worker: at.worker,
-            pseudonym: r.worker,
-            zone: at.zone,
-            team: at.team,
-            names: [Some(*r.site), r.zone.copied(), r.team.copied()],
-            ts_us: v.ts_us,
-            offset_s: v.offset_s,
-            kind: v.kind,
-            process: v.process,
-            device: v.device,
-            quantity: v.quantity,
-            weight_kg: v.weight_kg,
-            threshold_s: v.threshold_s,
-            gap_s: v.gap_s,
-            target_per_hour: v.target_per_hour,
-        }
-    }
 }
 
 /// A checking thread's work on one chunk of lines: its lines checked as
@@ -790,7 +725,7 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         match (checked.0, std::str::from_utf8(bytes)) {
             (Verdict::Checked(c), Ok(t)) if u32::try_from(t.len()).is_ok() => {
                 let v = c.valid(t);
-                self.offer_checked(&v, c.pseudonym)
+                self.offer_checked(&v, c.passed.worker)
             }
             _ => self.offer_json(bytes, at),
         }
@@ -800,36 +735,21 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
 impl Checked {
     /// Its worker and names, the names of its batch interned in `names`.
     fn resolved<'n>(&self, names: &'n [Arc<str>]) -> crate::Resolved<'n> {
-        let [site, zone, team] = self.names.map(|n| n.map(|n| &names[n as usize]));
-        crate::Resolved {
-            worker: self.pseudonym,
-            site: site.expect("a checked record has a site"),
-            zone,
-            team,
-        }
+        self.passed.resolved(names)
     }
 
     /// The record, its text fields borrowed from `t`, the text it was
     /// checked in.
     fn valid<'t>(&self, t: &'t str) -> Valid<'t> {
         let r = |r: &Range<u32>| &t[r.start as usize..r.end as usize];
-        Valid {
-            event_id: Cow::Borrowed(r(&self.event_id)),
-            ts_us: self.ts_us,
-            offset_s: self.offset_s,
-            site: Cow::Borrowed(r(&self.site)),
-            worker: Cow::Borrowed(r(&self.worker)),
-            kind: self.kind,
-            zone: self.zone.as_ref().map(|z| Cow::Borrowed(r(z))),
-            team: self.team.as_ref().map(|z| Cow::Borrowed(r(z))),
-            process: self.process,
-            device: self.device,
-            quantity: self.quantity,
-            weight_kg: self.weight_kg,
-            threshold_s: self.threshold_s,
-            gap_s: self.gap_s,
-            target_per_hour: self.target_per_hour,
-        }
+        let at = &self.at;
+        self.passed.valid((
+            r(&at.event_id),
+            r(&at.site),
+            r(&at.worker),
+            at.zone.as_ref().map(r),
+            at.team.as_ref().map(r),
+        ))
     }
 }
 
@@ -1252,8 +1172,8 @@ mod tests {
                     let v = validate::validate(&validate::parse_json(line).unwrap(), None).unwrap();
                     let got = c.valid(record);
                     assert_eq!(got, v, "{record}");
-                    assert_eq!(c.pseudonym, reference.pseudonym(&v.worker));
-                    let [site, zone, team] = c.names.map(|n| n.map(|n| &*names[n as usize]));
+                    assert_eq!(c.passed.worker, reference.pseudonym(&v.worker));
+                    let [site, zone, team] = c.passed.names.map(|n| n.map(|n| &*names[n as usize]));
                     assert_eq!((site, zone, team), (Some(&*v.site), v.zone.as_deref(), v.team.as_deref()));
                 }
                 Verdict::Again => assert!(unusual.contains(record), "{record}"),

@@ -207,7 +207,7 @@ fn put_column<T: Raw>(out: &mut Vec<u8>, values: &[T]) -> Result<()> {
     for v in values {
         v.put(&mut raw);
     }
-    let packed = lz4::block::compress(&raw, Some(lz4::block::CompressionMode::FAST(1)), false)?;
+    let packed = lz4::block::compress(&raw, Some(lz4::block::CompressionMode::FAST(8)), false)?;
     (raw.len() as u64).put(out);
     (packed.len() as u64).put(out);
     out.extend_from_slice(&packed);
