@@ -122,9 +122,11 @@ impl<T> Checked<'_, T> {
 }
 
 /// Checks each distinct value of a text column once, with `f` (`f(None)`
-/// for a missing value). A value of up to 12 bytes is held whole in its
-/// Arrow view, so the view is the key, without hashing the bytes. `None`
-/// when the column is not text: no row of the slice can pass then.
+/// for a missing value). A short value is its own key, without hashing
+/// its bytes: in a Parquet slice's view array, a value of up to 12 bytes
+/// is held whole in its view; in a batch of text records, a value of up
+/// to 15 bytes is packed into an integer ([`short_key`]). `None` when the
+/// column is not text: no row of the slice can pass then.
 fn distinct<'a, T>(
     col: Fast<'a>,
     rows: usize,
@@ -309,15 +311,8 @@ fn checked_row<'a, 't, L>(
         Fast::Refs(a) => parse_ts_fast(a[i].ok_or(())?).ok_or(())?,
         _ => return Err(()),
     };
-    if let Some(c) = clock {
-        if ts_us > c.now_us.saturating_add(c.skew_us) {
-            return Err(());
-        }
-        if let Some(oldest) = c.oldest_local_day {
-            if (ts_us + i64::from(offset_s) * 1_000_000).div_euclid(86_400_000_000) < oldest {
-                return Err(());
-            }
-        }
+    if clock.is_some_and(|c| !c.admits(ts_us, offset_s)) {
+        return Err(());
     }
     let site_label = site.value.as_ref().or(Err(()))?.as_ref().ok_or(())?;
     let pseudonym = (*worker.value.as_ref().or(Err(()))?).ok_or(())?;
@@ -422,10 +417,9 @@ impl Passed {
         }
     }
 
-    /// Its worker and names, the batch's names interned in `names`.
-    pub(crate) fn resolved<'n>(&self, names: &'n [std::sync::Arc<str>]) -> Resolved<'n> {
-        let [site, zone, team] = self.names.map(|n| n.map(|n| &names[n as usize]));
-        Resolved { worker: self.worker, site: site.expect("a passed record has a site"), zone, team }
+    /// Its time and offset from UTC, in microseconds and seconds.
+    pub(crate) fn instant(&self) -> (i64, i32) {
+        (self.ts_us, self.offset_s)
     }
 }
 
@@ -472,7 +466,9 @@ pub(crate) fn check_rows(
 
 /// Records read as text (JSON objects, CSV records) gathered into columns
 /// of the contract's types, so that the columnar check reads them as it
-/// reads a Parquet slice: the texts as Arrow string views, `quantity` as
+/// reads a Parquet slice: the texts as slices of the records they were
+/// read from ([`Fast::Refs`]; a copy into Arrow views cost more than the
+/// check, docs/benchmarks.md), `quantity` as
 /// integers, the other numbers as floats. A record whose value is not in
 /// its column's usual form (a number given as a JSON string, a boolean, a
 /// JSON float for `quantity`, a field outside the contract, a repeated

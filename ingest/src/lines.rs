@@ -518,14 +518,14 @@ fn admit_chunk<S: EventSink, R: RejectSink>(
         }
         Done::Parsed { text, lines, verdicts, names } => (text, lines, verdicts, names),
     };
-    // Each name of the chunk interned once, not once per record.
-    let names: Vec<Arc<str>> = names.iter().map(|n| ing.label(n)).collect();
+    let mut names = ChunkNames::new(names);
     for (l, v) in lines.iter().zip(&verdicts) {
         let at = || Origin::File { file: name.clone(), line: l.no };
         match (v, &text) {
             (Verdict::Checked(c), Text::Utf8(t)) => {
                 let line = &t[l.at.start as usize..l.at.end as usize];
-                ing.offer_resolved(&c.valid(line), [], c.resolved(&names))?;
+                let resolved = names.resolve(c, ing);
+                ing.offer_resolved(&c.valid(line), [], resolved)?;
             }
             _ if l.len > MAX_RECORD_BYTES => {
                 let rej = Rejection::too_large(l.len);
@@ -644,7 +644,7 @@ pub(crate) fn read_csv_parallel<S: EventSink, R: RejectSink>(
                 }
                 CsvDone::Checked { headers, records, verdicts, names } => (headers, records, verdicts, names),
             };
-            let names: Vec<Arc<str>> = names.iter().map(|n| ing.label(n)).collect();
+            let mut names = ChunkNames::new(names);
             for (rec, v) in records.iter().zip(&verdicts) {
                 match (rec, v) {
                     (CsvNext::TooLarge { line, bytes }, _) => {
@@ -653,7 +653,8 @@ pub(crate) fn read_csv_parallel<S: EventSink, R: RejectSink>(
                     (CsvNext::Record { fields, line }, v) => {
                         match (v, std::str::from_utf8(fields.as_slice())) {
                             (Verdict::Checked(c), Ok(text)) => {
-                                ing.offer_resolved(&c.valid(text), [], c.resolved(&names))?;
+                                let resolved = names.resolve(c, ing);
+                                ing.offer_resolved(&c.valid(text), [], resolved)?;
                             }
                             _ => crate::reader::csv_record(ing, &name, &headers, fields, *line)?,
                         }
@@ -722,8 +723,14 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
         checked: CheckedJson,
         at: impl FnOnce() -> Origin,
     ) -> Result<(), IngestError> {
+        // Checked against the clock of the poll: held to the clock of now,
+        // as the record path would be (a day may have expired since).
+        let now = |c: &Checked| {
+            let (ts_us, offset_s) = c.passed.instant();
+            self.clock.is_none_or(|k| k.admits(ts_us, offset_s))
+        };
         match (checked.0, std::str::from_utf8(bytes)) {
-            (Verdict::Checked(c), Ok(t)) if u32::try_from(t.len()).is_ok() => {
+            (Verdict::Checked(c), Ok(t)) if u32::try_from(t.len()).is_ok() && now(&c) => {
                 let v = c.valid(t);
                 self.offer_checked(&v, c.passed.worker)
             }
@@ -732,12 +739,43 @@ impl<S: EventSink, R: RejectSink> Ingestor<S, R> {
     }
 }
 
-impl Checked {
-    /// Its worker and names, the names of its batch interned in `names`.
-    fn resolved<'n>(&self, names: &'n [Arc<str>]) -> crate::Resolved<'n> {
-        self.passed.resolved(names)
+/// A chunk's names, each interned by the ingestor when the first record
+/// that passed refers to it (a name met only in refused records is not).
+struct ChunkNames {
+    names: Vec<Box<str>>,
+    interned: Vec<Option<Arc<str>>>,
+}
+
+impl ChunkNames {
+    fn new(names: Vec<Box<str>>) -> ChunkNames {
+        let interned = vec![None; names.len()];
+        ChunkNames { names, interned }
     }
 
+    /// A passed record's worker and names, as the door stores them.
+    fn resolve<S: EventSink, R: RejectSink>(
+        &mut self,
+        c: &Checked,
+        ing: &mut Ingestor<S, R>,
+    ) -> crate::Resolved<'_> {
+        let numbers = c.passed.names;
+        for n in numbers.into_iter().flatten() {
+            let slot = &mut self.interned[n as usize];
+            if slot.is_none() {
+                *slot = Some(ing.label(&self.names[n as usize]));
+            }
+        }
+        let get = |n: Option<u32>| n.and_then(|n| self.interned[n as usize].as_ref());
+        crate::Resolved {
+            worker: c.passed.worker,
+            site: get(numbers[0]).expect("a passed record has a site"),
+            zone: get(numbers[1]),
+            team: get(numbers[2]),
+        }
+    }
+}
+
+impl Checked {
     /// The record, its text fields borrowed from `t`, the text it was
     /// checked in.
     fn valid<'t>(&self, t: &'t str) -> Valid<'t> {
@@ -960,6 +998,32 @@ mod tests {
         assert!(a.1.lines.len() > 100);
         assert_eq!(strip(&a.1.lines), strip(&b.1.lines), "rejects");
         assert_eq!(a.2, b.2, "counts");
+    }
+
+    /// A message checked with the clock of its poll is held to the clock
+    /// of the moment it is offered: a day that expired in between is
+    /// refused as the record path refuses it.
+    #[test]
+    fn a_checked_message_is_held_to_the_clock_when_it_is_offered() {
+        use crate::rejects::MemoryRejects;
+        let msg = br#"{"event_id":"e1","ts":"2026-03-02T23:30:00+01:00","site":"lyon-1","worker":"w1","kind":"scan"}"#;
+        // 2026-03-12, 12:00 UTC: ten days of retention keep 2026-03-02.
+        let noon = 1_773_316_800_000_000i64;
+        let clock = |now_us| Clock { now_us, skew_us: 0, oldest_local_day: None }.with_retention(10);
+        let pseudo = Pseudonymiser::new(&[7u8; 32]).unwrap();
+        let mut ing = crate::Ingestor::new(pseudo, Some(clock(noon)), Vec::new(), MemoryRejects::default());
+        let at = || Origin::Kafka { topic: "t".into(), partition: 0, offset: 0 };
+        let kept = ing.check_json_batch(&[msg.as_slice()]);
+        let expired = ing.check_json_batch(&[msg.as_slice()]);
+        assert!(kept.iter().chain(&expired).all(|c| matches!(c.0, Verdict::Checked(_))));
+        ing.offer_json_checked(msg, kept.into_iter().next().unwrap(), at).unwrap();
+        // The next day: 2026-03-02 is past the retention now.
+        ing.set_clock(Some(clock(noon + 86_400_000_000)));
+        ing.offer_json_checked(msg, expired.into_iter().next().unwrap(), at).unwrap();
+        let (events, rejects, _) = ing.finish().unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(rejects.lines.len(), 1);
+        assert!(rejects.lines[0].contains("expired_timestamp"), "{}", rejects.lines[0]);
     }
 
     /// One random CSV cell for a column.

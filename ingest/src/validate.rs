@@ -315,6 +315,15 @@ impl Clock {
         }
     }
 
+    /// Whether an event at `ts_us` (UTC offset `offset_s`) is neither
+    /// ahead of the clock beyond its skew nor on a local day the store no
+    /// longer keeps: what [`validate`] checks of the clock.
+    pub fn admits(&self, ts_us: i64, offset_s: i32) -> bool {
+        let local_day = (ts_us + i64::from(offset_s) * 1_000_000).div_euclid(86_400_000_000);
+        ts_us <= self.now_us.saturating_add(self.skew_us)
+            && self.oldest_local_day.is_none_or(|o| local_day >= o)
+    }
+
     /// Also refuses events older than `retention_days` before today (UTC),
     /// by their local date, as the purge counts.
     pub fn with_retention(mut self, retention_days: u32) -> Clock {
