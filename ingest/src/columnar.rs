@@ -130,77 +130,67 @@ impl<T> Checked<'_, T> {
 fn distinct<'a, T>(
     col: Fast<'a>,
     rows: usize,
-    mut f: impl FnMut(Option<&'a str>) -> Result<Option<T>, ()>,
+    f: impl FnMut(Option<&'a str>) -> Result<Option<T>, ()>,
 ) -> Option<Distinct<Checked<'a, T>>> {
-    type Map<K> = std::collections::HashMap<K, u32, foldhash::fast::RandomState>;
-    let mut check = |text: Option<&'a str>| Checked { text, value: f(text) };
     match col {
-        Fast::Absent => Some(Distinct { codes: vec![0; rows], values: vec![check(None)] }),
-        Fast::Str(a) => {
-            let views = a.views();
-            let (mut inline, mut long): (Map<u128>, Map<&'a str>) = Default::default();
-            let mut values: Vec<Checked<'a, T>> = Vec::new();
-            let mut null: Option<u32> = None;
-            let mut last: Option<(u128, u32)> = None;
-            let mut codes = Vec::with_capacity(rows);
-            let mut add = |values: &mut Vec<Checked<'a, T>>, text| {
-                values.push(check(text));
-                (values.len() - 1) as u32
-            };
-            for (i, view) in views.iter().enumerate().take(rows) {
-                let code = if !a.is_valid(i) {
-                    *null.get_or_insert_with(|| add(&mut values, None))
-                } else if view.length <= 12 {
-                    let key = view.as_u128();
-                    match last {
-                        Some((k, code)) if k == key => code,
-                        _ => {
-                            let code =
-                                *inline.entry(key).or_insert_with(|| add(&mut values, Some(a.value(i))));
-                            last = Some((key, code));
-                            code
-                        }
-                    }
-                } else {
-                    *long.entry(a.value(i)).or_insert_with(|| add(&mut values, Some(a.value(i))))
-                };
-                codes.push(code);
-            }
-            (codes.len() == rows).then_some(Distinct { codes, values })
+        Fast::Absent => {
+            let mut f = f;
+            Some(Distinct { codes: vec![0; rows], values: vec![Checked { text: None, value: f(None) }] })
         }
+        Fast::Str(a) => {
+            let keys = a.views().iter().take(rows).enumerate();
+            let keys = keys.map(|(i, v)| a.is_valid(i).then(|| (v.length <= 12).then(|| v.as_u128())));
+            distinct_by(rows, keys, |i| a.value(i), f)
+        }
+        // As a view array does: a text of up to 15 bytes is its own key
+        // (its bytes and its length in one integer).
         Fast::Refs(a) => {
-            // As a view array does: a text of up to 15 bytes is its own
-            // key (its bytes and its length in one integer), so most
-            // values are told apart without hashing or comparing bytes.
-            let short = |s: &str| short_key(s.as_bytes());
-            let (mut inline, mut long): (Map<u128>, Map<&'a str>) = Default::default();
-            let mut values: Vec<Checked<'a, T>> = Vec::new();
-            let mut null: Option<u32> = None;
-            let mut last: Option<(u128, u32)> = None;
-            let mut codes = Vec::with_capacity(rows);
-            let mut add = |values: &mut Vec<Checked<'a, T>>, text| {
-                values.push(check(text));
-                (values.len() - 1) as u32
-            };
-            for v in a.iter().take(rows) {
-                let code = match (*v, v.and_then(short)) {
-                    (None, _) => *null.get_or_insert_with(|| add(&mut values, None)),
-                    (Some(s), Some(key)) => match last {
-                        Some((k, code)) if k == key => code,
-                        _ => {
-                            let code = *inline.entry(key).or_insert_with(|| add(&mut values, Some(s)));
-                            last = Some((key, code));
-                            code
-                        }
-                    },
-                    (Some(s), None) => *long.entry(s).or_insert_with(|| add(&mut values, Some(s))),
-                };
-                codes.push(code);
-            }
-            (codes.len() == rows).then_some(Distinct { codes, values })
+            let keys = a.iter().take(rows).map(|v| v.map(|s| short_key(s.as_bytes())));
+            distinct_by(rows, keys, |i| a[i].expect("a value where its key is"), f)
         }
         _ => None,
     }
+}
+
+/// [`distinct`] over a column's keys, one per row: `None` for a missing
+/// value, `Some(Some(key))` for a short value that is its own key,
+/// `Some(None)` for a longer one, then looked up by its text (`value`).
+/// Runs of one short value (a site, a kind) cost one comparison a row.
+fn distinct_by<'a, T>(
+    rows: usize,
+    keys: impl Iterator<Item = Option<Option<u128>>>,
+    value: impl Fn(usize) -> &'a str,
+    mut f: impl FnMut(Option<&'a str>) -> Result<Option<T>, ()>,
+) -> Option<Distinct<Checked<'a, T>>> {
+    type Map<K> = std::collections::HashMap<K, u32, foldhash::fast::RandomState>;
+    let (mut short, mut long): (Map<u128>, Map<&'a str>) = Default::default();
+    let mut values: Vec<Checked<'a, T>> = Vec::new();
+    let mut null: Option<u32> = None;
+    let mut last: Option<(u128, u32)> = None;
+    let mut codes = Vec::with_capacity(rows);
+    let mut add = |values: &mut Vec<Checked<'a, T>>, text: Option<&'a str>| {
+        values.push(Checked { text, value: f(text) });
+        (values.len() - 1) as u32
+    };
+    for (i, key) in keys.enumerate() {
+        let code = match key {
+            None => *null.get_or_insert_with(|| add(&mut values, None)),
+            Some(Some(key)) => match last {
+                Some((k, code)) if k == key => code,
+                _ => {
+                    let code = *short.entry(key).or_insert_with(|| add(&mut values, Some(value(i))));
+                    last = Some((key, code));
+                    code
+                }
+            },
+            Some(None) => {
+                let v = value(i);
+                *long.entry(v).or_insert_with(|| add(&mut values, Some(v)))
+            }
+        };
+        codes.push(code);
+    }
+    (codes.len() == rows).then_some(Distinct { codes, values })
 }
 
 /// A text of up to 15 bytes as one integer: its bytes, and its length in
