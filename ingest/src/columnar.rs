@@ -8,7 +8,7 @@
 //! differential tests in `tests` hold the two paths to the same outcome.
 
 use polars::prelude::*;
-use polars_arrow::array::{Array, MutablePrimitiveArray};
+use polars_arrow::array::Array;
 use std::borrow::Cow;
 
 use crate::event::{Device, Kind, Process, Pseudonym, MAX_RECORD_BYTES};
@@ -130,11 +130,10 @@ impl<T> Checked<'_, T> {
 fn distinct<'a, T>(
     col: Fast<'a>,
     rows: usize,
-    f: impl FnMut(Option<&'a str>) -> Result<Option<T>, ()>,
+    mut f: impl FnMut(Option<&'a str>) -> Result<Option<T>, ()>,
 ) -> Option<Distinct<Checked<'a, T>>> {
     match col {
         Fast::Absent => {
-            let mut f = f;
             Some(Distinct { codes: vec![0; rows], values: vec![Checked { text: None, value: f(None) }] })
         }
         Fast::Str(a) => {
@@ -468,39 +467,21 @@ pub(crate) struct Gather<'a> {
     /// A column is made at its first value: a field no record of the
     /// batch has costs nothing per row.
     texts: [Option<Vec<Option<&'a str>>>; 9],
-    quantity: Option<MutablePrimitiveArray<i64>>,
-    numbers: [Option<MutablePrimitiveArray<f64>>; 4],
+    quantity: Option<Vec<Option<i64>>>,
+    numbers: [Option<Vec<Option<f64>>>; 4],
     held: Vec<bool>,
     capacity: usize,
 }
 
-/// Adds a cell to a text column, made when its first value comes.
-fn put_text<'a>(col: &mut Option<Vec<Option<&'a str>>>, rows: usize, capacity: usize, v: Option<&'a str>) {
+/// Adds a cell to a column, made when its first value comes (with a
+/// null for each row before it).
+fn put<T: Copy>(col: &mut Option<Vec<Option<T>>>, rows: usize, capacity: usize, v: Option<T>) {
     match (col.as_mut(), v) {
         (Some(c), v) => c.push(v),
         (None, Some(v)) => {
             let mut c = Vec::with_capacity(capacity.max(rows + 1));
             c.resize(rows, None);
             c.push(Some(v));
-            *col = Some(c);
-        }
-        (None, None) => {}
-    }
-}
-
-/// Adds a cell to a number column, made when its first value comes.
-fn put_number<T: polars_arrow::types::NativeType>(
-    col: &mut Option<MutablePrimitiveArray<T>>,
-    rows: usize,
-    capacity: usize,
-    v: Option<T>,
-) {
-    match (col.as_mut(), v) {
-        (Some(c), v) => c.push(v),
-        (None, Some(v)) => {
-            let mut c = MutablePrimitiveArray::with_capacity(capacity);
-            c.extend_null(rows);
-            c.push_value(v);
             *col = Some(c);
         }
         (None, None) => {}
@@ -604,11 +585,11 @@ impl<'a> Gather<'a> {
         let empty = Cells::default();
         let c = cells.unwrap_or(&empty);
         for (col, v) in self.texts.iter_mut().zip(c.texts) {
-            put_text(col, rows, capacity, v);
+            put(col, rows, capacity, v);
         }
-        put_number(&mut self.quantity, rows, capacity, c.quantity);
+        put(&mut self.quantity, rows, capacity, c.quantity);
         for (col, v) in self.numbers.iter_mut().zip(c.numbers) {
-            put_number(col, rows, capacity, v);
+            put(col, rows, capacity, v);
         }
         self.held.push(cells.is_some());
         cells.is_some()
@@ -620,8 +601,8 @@ impl<'a> Gather<'a> {
         // it, and a cell for every row after: each has every row.
         Gathered {
             texts: self.texts,
-            quantity: self.quantity.map(MutablePrimitiveArray::freeze),
-            numbers: self.numbers.map(|c| c.map(MutablePrimitiveArray::freeze)),
+            quantity: self.quantity.map(I64Array::from),
+            numbers: self.numbers.map(|c| c.map(F64Array::from)),
             held: self.held,
         }
     }

@@ -164,23 +164,24 @@ pub const FIELDS: [&str; 14] = [
 impl<'a> RawFields<'a> {
     /// The slot of a contract field, by name.
     pub fn slot(&mut self, name: &str) -> Option<(&'static str, &mut Option<Scalar<'a>>)> {
-        Some(match name {
-            "event_id" => ("event_id", &mut self.event_id),
-            "ts" => ("ts", &mut self.ts),
-            "site" => ("site", &mut self.site),
-            "worker" => ("worker", &mut self.worker),
-            "kind" => ("kind", &mut self.kind),
-            "zone" => ("zone", &mut self.zone),
-            "team" => ("team", &mut self.team),
-            "process" => ("process", &mut self.process),
-            "device" => ("device", &mut self.device),
-            "quantity" => ("quantity", &mut self.quantity),
-            "weight_kg" => ("weight_kg", &mut self.weight_kg),
-            "threshold_s" => ("threshold_s", &mut self.threshold_s),
-            "gap_s" => ("gap_s", &mut self.gap_s),
-            "target_per_hour" => ("target_per_hour", &mut self.target_per_hour),
-            _ => return None,
-        })
+        let f = field_index(name)?;
+        let slots = [
+            &mut self.event_id,
+            &mut self.ts,
+            &mut self.site,
+            &mut self.worker,
+            &mut self.kind,
+            &mut self.zone,
+            &mut self.team,
+            &mut self.process,
+            &mut self.device,
+            &mut self.quantity,
+            &mut self.weight_kg,
+            &mut self.threshold_s,
+            &mut self.gap_s,
+            &mut self.target_per_hour,
+        ];
+        Some((FIELDS[f], slots.into_iter().nth(f)?))
     }
 }
 
@@ -718,6 +719,21 @@ mod tests {
             let got = check(line).expect_err(line);
             assert_eq!(got.reason, *want, "{line}: {}", got.message);
         }
+    }
+
+    /// Each contract field's name is found at its place, and in its slot.
+    #[test]
+    fn field_names_and_places_agree() {
+        for (i, name) in FIELDS.iter().enumerate() {
+            assert_eq!(field_index(name), Some(i), "{name}");
+            let mut raw = RawFields::default();
+            let (got, slot) = raw.slot(name).unwrap();
+            assert_eq!(got, *name);
+            *slot = Some(Scalar::Int(i as i64));
+            assert_eq!(format!("{raw:?}").matches(&format!("Int({i})")).count(), 1, "{name}");
+        }
+        assert_eq!(field_index("badge"), None);
+        assert!(RawFields::default().slot("Worker").is_none());
     }
 
     #[test]
